@@ -1,0 +1,40 @@
+# perso — see README.md. Every target works on a fresh Debian machine as root:
+# the scripts install SoftHSM2 and PostgreSQL when missing.
+GO      ?= go
+BIN     := bin/perso
+PKGS    := ./...
+BENCH   ?= .
+BENCHTIME ?= 1s
+
+.PHONY: all build test demo bench lint fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/perso
+
+# The whole test suite, with SoftHSM2 and a throwaway PostgreSQL cluster.
+test: lint
+	scripts/with-services.sh $(GO) test -count=1 -timeout 40m $(PKGS)
+
+# The core end to end on the embedded defaults: a SoftHSM2 token, a TS.48
+# template, a few personalised, protected, bound and opened profiles, stored.
+demo: build
+	scripts/demo.sh
+
+# Benchmarks print their own figures (profiles/s, µs/op, allocs/op).
+bench:
+	scripts/with-services.sh $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem $(PKGS)
+
+lint:
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Short runs of every fuzz target (FUZZTIME each); CI runs the seed corpora via `make test`.
+FUZZTIME ?= 20s
+fuzz:
+	scripts/fuzz-all.sh $(FUZZTIME)
+
+clean:
+	rm -rf bin .cache
