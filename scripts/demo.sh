@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# make demo: the core end to end on the embedded defaults.
+# Creates a temporary SoftHSM2 token (KEK, transport key, SGP.26 DPpb keys),
+# then personalises, protects, binds and opens a few profiles from a TS.48
+# template and stores them in an embedded store, printing what happened.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/install-deps.sh"
+
+shared=${PERSO_SHARED:-$root/../shared}
+template=${DEMO_TEMPLATE:-$shared/ts48/TS48v5_SAIP2.3_NoBERTLV.der}
+count=${DEMO_COUNT:-5}
+[ -f "$template" ] || { echo "demo: template $template not found (set DEMO_TEMPLATE or PERSO_SHARED)" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/perso-demo.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+# Demo-only PINs for the throwaway token; real deployments take them from a secret store.
+export PERSO_HSM_PIN=${PERSO_HSM_PIN:-demo-user-pin}
+export PERSO_HSM_SO_PIN=${PERSO_HSM_SO_PIN:-demo-so-pin}
+
+"$root/bin/perso" hsm init --dir "$work/hsm" --token perso-demo --import-sgp26 "$shared/sgp26"
+export SOFTHSM2_CONF="$work/hsm/softhsm2.conf"
+"$root/bin/perso" demo --hsm.token perso-demo --template "$template" --count "$count" \
+  --store.dsn "$work/perso.db" --sgp26 "$shared/sgp26"
