@@ -1,0 +1,221 @@
+package bpp
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/subtle"
+	"encoding/binary"
+	"fmt"
+)
+
+// Segment limits (SGP.22 v3 §2.5.3 as cited by pySim; see spec digest §2.4).
+const (
+	// MaxSegmentSize is the largest BSP segment, tag, length and MAC included.
+	MaxSegmentSize = 1020
+	// MaxEncryptedChunk is the largest plaintext of an encrypted segment:
+	// 1007 bytes pad to 1008, + 8 MAC + 4 header = 1020.
+	MaxEncryptedChunk = 1007
+	// MaxMACOnlyChunk is the largest payload of a MAC-only (88) segment.
+	MaxMACOnlyChunk = 1008
+	macSize         = 8
+)
+
+// BSP segment tags.
+const (
+	tagSegProfile = 0x86 // sequenceOf86 element: encrypted profile segment
+	tagSegCmd     = 0x87 // encrypted command (ConfigureISDP, ReplaceSessionKeys)
+	tagSegMACOnly = 0x88 // MAC-only command (StoreMetadata)
+)
+
+// bsp is one BSP instance: S-ENC, S-MAC, the MAC chaining value and the
+// block counter (starting at 1). It protects segments in order; every
+// segment, MAC-only ones included, consumes one counter value.
+type bsp struct {
+	enc      cipher.Block
+	encCBC   cipher.BlockMode
+	setEncIV func([]byte)
+	decCBC   cipher.BlockMode
+	setDecIV func([]byte)
+	mac      cmac
+	mcv      [aes.BlockSize]byte
+	counter  uint64
+	scratch  [1024]byte
+}
+
+func (s *bsp) init(enc, mac, mcv *[16]byte) {
+	eb, err := aes.NewCipher(enc[:])
+	if err != nil {
+		panic("bpp: AES-128 key rejected: " + err.Error()) // unreachable: the key is 16 bytes
+	}
+	mb, err := aes.NewCipher(mac[:])
+	if err != nil {
+		panic("bpp: AES-128 key rejected: " + err.Error())
+	}
+	s.enc = eb
+	s.encCBC, s.setEncIV = nil, nil
+	s.decCBC, s.setDecIV = nil, nil
+	s.mac.init(mb)
+	s.mcv = *mcv
+	s.counter = 1
+}
+
+// zero wipes the chaining value, subkeys and scratch and drops the ciphers.
+func (s *bsp) zero() {
+	s.mac.zero()
+	s.mac = cmac{}
+	clear(s.mcv[:])
+	clear(s.scratch[:])
+	s.enc, s.encCBC, s.setEncIV, s.decCBC, s.setDecIV = nil, nil, nil, nil, nil
+	s.counter = 0
+}
+
+// nextICV returns AES-ECB(S-ENC, counter as a 16-byte big-endian integer)
+// and advances the counter.
+func (s *bsp) nextICV() [aes.BlockSize]byte {
+	var icv [aes.BlockSize]byte
+	binary.BigEndian.PutUint64(icv[8:], s.counter)
+	s.enc.Encrypt(icv[:], icv[:])
+	s.counter++
+	return icv
+}
+
+// skipICV advances the counter as a MAC-only segment does.
+func (s *bsp) skipICV() { s.counter++ }
+
+// encryptedSegmentSize is the encoded size of an encrypted segment carrying
+// n plaintext bytes.
+func encryptedSegmentSize(n int) int {
+	body := (n/aes.BlockSize+1)*aes.BlockSize + macSize
+	return 1 + lengthSize(body) + body
+}
+
+func macOnlySegmentSize(n int) int {
+	body := n + macSize
+	return 1 + lengthSize(body) + body
+}
+
+// segmentsSize returns the total encoded size and count of the segments that
+// appendSegments produces for len(data) = n.
+func segmentsSize(n int, encrypt bool) (size, count int) {
+	chunk := MaxMACOnlyChunk
+	if encrypt {
+		chunk = MaxEncryptedChunk
+	}
+	for n > 0 {
+		k := min(n, chunk)
+		if encrypt {
+			size += encryptedSegmentSize(k)
+		} else {
+			size += macOnlySegmentSize(k)
+		}
+		count++
+		n -= k
+	}
+	return size, count
+}
+
+// finishMAC computes the CMAC over MCV || dst[start:], chains it and appends
+// the 8-byte truncation.
+func (s *bsp) finishMAC(dst []byte, start int) []byte {
+	s.mac.sum(&s.mcv, &s.mcv, dst[start:], s.scratch[:])
+	return append(dst, s.mcv[:macSize]...)
+}
+
+// appendEncrypted appends one encrypted-and-MACed segment T || L || C || MAC.
+func (s *bsp) appendEncrypted(dst []byte, tag byte, p []byte) []byte {
+	if len(p) > MaxEncryptedChunk {
+		panic("bpp: internal error: encrypted chunk too large")
+	}
+	padded := (len(p)/aes.BlockSize + 1) * aes.BlockSize
+	start := len(dst)
+	dst = append(dst, tag)
+	dst = appendLength(dst, padded+macSize)
+	c := len(dst)
+	dst = append(dst, p...)
+	dst = append(dst, 0x80)
+	dst = append(dst, zeroBlock[:padded-len(p)-1]...)
+	icv := s.nextICV()
+	if s.encCBC == nil {
+		s.encCBC, s.setEncIV = newCBC(s.enc, false)
+	}
+	s.setEncIV(icv[:])
+	s.encCBC.CryptBlocks(dst[c:], dst[c:])
+	return s.finishMAC(dst, start)
+}
+
+// appendMACOnly appends one MAC-only segment T || L || P || MAC.
+func (s *bsp) appendMACOnly(dst []byte, tag byte, p []byte) []byte {
+	if len(p) > MaxMACOnlyChunk {
+		panic("bpp: internal error: MAC-only chunk too large")
+	}
+	start := len(dst)
+	dst = append(dst, tag)
+	dst = appendLength(dst, len(p)+macSize)
+	dst = append(dst, p...)
+	s.skipICV()
+	return s.finishMAC(dst, start)
+}
+
+// appendSegments splits data into chunks of at most 1007 (encrypted) or
+// 1008 (MAC-only) bytes and appends one segment per chunk.
+func (s *bsp) appendSegments(dst []byte, tag byte, data []byte, encrypt bool) []byte {
+	chunk := MaxMACOnlyChunk
+	if encrypt {
+		chunk = MaxEncryptedChunk
+	}
+	for len(data) > 0 {
+		k := min(len(data), chunk)
+		if encrypt {
+			dst = s.appendEncrypted(dst, tag, data[:k])
+		} else {
+			dst = s.appendMACOnly(dst, tag, data[:k])
+		}
+		data = data[k:]
+	}
+	return dst
+}
+
+// openSegment checks the size and MAC of one received segment (the MAC covers
+// MCV || the tag, length and body octets exactly as received), advances the
+// counter and chaining value, and when decrypt is set appends the decrypted,
+// unpadded plaintext to dst; otherwise it appends the MAC-only payload.
+func (s *bsp) openSegment(dst []byte, seg tlv, decrypt bool) ([]byte, error) {
+	if len(seg.Raw) > MaxSegmentSize {
+		return dst, fmt.Errorf("%w: %d bytes, the maximum is %d", ErrSegmentSize, len(seg.Raw), MaxSegmentSize)
+	}
+	body := len(seg.Value) - macSize
+	if body < 0 {
+		return dst, fmt.Errorf("%w: %d content bytes cannot hold an 8-byte MAC", ErrSegmentSize, len(seg.Value))
+	}
+	if decrypt && (body == 0 || body%aes.BlockSize != 0) {
+		return dst, fmt.Errorf("%w: ciphertext of %d bytes is not a positive multiple of 16", ErrSegmentSize, body)
+	}
+	var full [aes.BlockSize]byte
+	s.mac.sum(&full, &s.mcv, seg.Raw[:len(seg.Raw)-macSize], s.scratch[:])
+	if subtle.ConstantTimeCompare(full[:macSize], seg.Value[body:]) != 1 {
+		return dst, ErrMAC
+	}
+	s.mcv = full
+	if !decrypt {
+		s.skipICV()
+		return append(dst, seg.Value[:body]...), nil
+	}
+	icv := s.nextICV()
+	if s.decCBC == nil {
+		s.decCBC, s.setDecIV = newCBC(s.enc, true)
+	}
+	off := len(dst)
+	dst = append(dst, seg.Value[:body]...)
+	s.setDecIV(icv[:])
+	s.decCBC.CryptBlocks(dst[off:], dst[off:])
+	// Strip 80 00..: the padding is 1..16 bytes and lies in the last block.
+	i := len(dst) - 1
+	for i > len(dst)-aes.BlockSize && dst[i] == 0 {
+		i--
+	}
+	if dst[i] != 0x80 {
+		clear(dst[off:])
+		return dst[:off], ErrPadding
+	}
+	return dst[:i], nil
+}

@@ -1,0 +1,131 @@
+package bpp
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/subtle"
+)
+
+// cmac is AES-CMAC (NIST SP 800-38B, RFC 4493) over one expanded key. It is
+// computed as a CBC-MAC through crypto/aes' CBC mode (the AES-NI path on
+// amd64) into a caller-provided scratch buffer, so it allocates nothing.
+type cmac struct {
+	b      cipher.Block
+	cbc    cipher.BlockMode
+	setIV  func([]byte)
+	k1, k2 [aes.BlockSize]byte
+}
+
+// ivSetter is implemented by the CBC modes of crypto/aes.
+type ivSetter interface{ SetIV([]byte) }
+
+var zeroBlock [aes.BlockSize]byte
+
+// newCBC returns an encrypting or decrypting CBC mode on b whose IV can be
+// replaced without allocating (crypto/aes' modes implement SetIV).
+func newCBC(b cipher.Block, decrypt bool) (cipher.BlockMode, func([]byte)) {
+	var m cipher.BlockMode
+	if decrypt {
+		m = cipher.NewCBCDecrypter(b, zeroBlock[:])
+	} else {
+		m = cipher.NewCBCEncrypter(b, zeroBlock[:])
+	}
+	if s, ok := m.(ivSetter); ok {
+		return m, s.SetIV
+	}
+	// Not reached with crypto/aes; kept so that a different Block still works.
+	var set func([]byte)
+	set = func(iv []byte) {
+		if decrypt {
+			m = cipher.NewCBCDecrypter(b, iv)
+		} else {
+			m = cipher.NewCBCEncrypter(b, iv)
+		}
+	}
+	return &indirectMode{m: &m}, set
+}
+
+type indirectMode struct{ m *cipher.BlockMode }
+
+func (i *indirectMode) BlockSize() int              { return aes.BlockSize }
+func (i *indirectMode) CryptBlocks(dst, src []byte) { (*i.m).CryptBlocks(dst, src) }
+
+func (c *cmac) init(b cipher.Block) {
+	c.b = b
+	c.cbc, c.setIV = newCBC(b, false)
+	var l [aes.BlockSize]byte
+	b.Encrypt(l[:], l[:])
+	dbl(&c.k1, &l)
+	dbl(&c.k2, &c.k1)
+	clear(l[:])
+}
+
+// dbl is multiplication by x in GF(2^128) (the CMAC subkey doubling).
+func dbl(dst, src *[aes.BlockSize]byte) {
+	carry := src[0] >> 7
+	for i := 0; i < aes.BlockSize-1; i++ {
+		dst[i] = src[i]<<1 | src[i+1]>>7
+	}
+	dst[aes.BlockSize-1] = src[aes.BlockSize-1]<<1 ^ (0-carry)&0x87 // constant time
+}
+
+func (c *cmac) zero() {
+	clear(c.k1[:])
+	clear(c.k2[:])
+}
+
+// sum writes AES-CMAC(prefix || msg) to out. prefix is an optional complete
+// first block (the BSP MAC chaining value); out may alias prefix. scratch must
+// be a non-empty multiple of 16 bytes; larger is faster.
+func (c *cmac) sum(out, prefix *[aes.BlockSize]byte, msg []byte, scratch []byte) {
+	var x [aes.BlockSize]byte
+	if prefix != nil {
+		if len(msg) == 0 {
+			subtle.XORBytes(x[:], prefix[:], c.k1[:])
+			c.b.Encrypt(out[:], x[:])
+			return
+		}
+		c.b.Encrypt(x[:], prefix[:])
+	}
+	n := len(msg)
+	lastLen := 0
+	if n > 0 {
+		lastLen = n - (n-1)/aes.BlockSize*aes.BlockSize // 1..16
+	}
+	head := msg[:n-lastLen]
+	for len(head) > 0 {
+		k := min(len(head), len(scratch)&^(aes.BlockSize-1))
+		c.setIV(x[:])
+		c.cbc.CryptBlocks(scratch[:k], head[:k])
+		copy(x[:], scratch[k-aes.BlockSize:k])
+		head = head[k:]
+	}
+	var m [aes.BlockSize]byte
+	last := msg[n-lastLen:]
+	if lastLen == aes.BlockSize {
+		subtle.XORBytes(m[:], last, c.k1[:])
+	} else {
+		copy(m[:], last)
+		m[lastLen] = 0x80
+		subtle.XORBytes(m[:], m[:], c.k2[:])
+	}
+	subtle.XORBytes(m[:], m[:], x[:])
+	c.b.Encrypt(out[:], m[:])
+}
+
+// CMAC returns the full 16-byte AES-CMAC of msg under key (16, 24 or 32
+// bytes). The BSP uses AES-128 and keeps the full value as the next MAC
+// chaining value while sending its first 8 bytes.
+func CMAC(key, msg []byte) ([aes.BlockSize]byte, error) {
+	var out [aes.BlockSize]byte
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return out, err
+	}
+	var c cmac
+	c.init(b)
+	var scratch [256]byte
+	c.sum(&out, nil, msg, scratch[:])
+	c.zero()
+	return out, nil
+}
