@@ -1,0 +1,318 @@
+package hsmpool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+)
+
+// Backend names.
+const (
+	BackendPKCS11   = "pkcs11"
+	BackendSoftware = "software"
+)
+
+// Config configures Open. Zero values take the documented defaults.
+type Config struct {
+	// Backend is "pkcs11" (default) or "software". The software backend is
+	// for development only; Open refuses it when Module is also set, and
+	// never falls back to it.
+	Backend string
+
+	// PKCS#11 backend.
+	Module     string // path of the PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so
+	TokenLabel string // label of the token to use
+	PIN        string // user PIN (never logged)
+
+	// Software backend.
+	SoftwareFile       string // key file (see CreateSoftwareKeyFile)
+	SoftwarePassphrase string // passphrase protecting it (never logged)
+
+	// Sessions is the number of PKCS#11 sessions (default 4).
+	Sessions int
+	// LiveReserved is the number of sessions batch work may not use
+	// (default max(1, Sessions/4); 0 when Sessions is 1).
+	LiveReserved int
+
+	// KEK is the label of the key-encryption key new batch keys are wrapped
+	// under (default "kek-1"). Blobs name their KEK, so older KEKs keep
+	// opening their blobs after rotation.
+	KEK string
+
+	// MaxRetries bounds the repairs of broken sessions and the retries while
+	// the token is unavailable (default 4). RetryBackoff is the first pause
+	// (default 50ms), doubling up to MaxBackoff (default 1s).
+	MaxRetries   int
+	RetryBackoff time.Duration
+	MaxBackoff   time.Duration
+
+	// BatchKeyCache is the number of unwrapped batch data keys OpenBatchKey
+	// keeps (default 64); BatchKeyTTL how long (default 2m). Evicted keys are
+	// zeroed. A negative BatchKeyCache disables the cache.
+	BatchKeyCache int
+	BatchKeyTTL   time.Duration
+
+	// wrapAPI lets tests interpose on the PKCS#11 API (fault injection).
+	wrapAPI func(p11API) p11API
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Backend == "" {
+		c.Backend = BackendPKCS11
+	}
+	if c.Sessions <= 0 {
+		c.Sessions = 4
+	}
+	if c.LiveReserved == 0 && c.Sessions > 1 {
+		c.LiveReserved = max(1, c.Sessions/4)
+	}
+	if c.LiveReserved < 0 || c.LiveReserved >= c.Sessions && c.Sessions > 1 {
+		return c, fmt.Errorf("hsmpool: LiveReserved %d must leave batch at least one of %d sessions", c.LiveReserved, c.Sessions)
+	}
+	if c.Sessions == 1 {
+		c.LiveReserved = 0
+	}
+	if c.KEK == "" {
+		c.KEK = DefaultKEK
+	}
+	if c.MaxRetries <= 0 {
+		c.MaxRetries = 4
+	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = 50 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = time.Second
+	}
+	if c.BatchKeyCache == 0 {
+		c.BatchKeyCache = 64
+	}
+	if c.BatchKeyTTL <= 0 {
+		c.BatchKeyTTL = 2 * time.Minute
+	}
+	return c, nil
+}
+
+func (c Config) retryBudget() time.Duration {
+	var d, b time.Duration = 0, c.RetryBackoff
+	for range c.MaxRetries {
+		d += b
+		b = min(2*b, c.MaxBackoff)
+	}
+	return d
+}
+
+// backend is what the pool schedules work onto: one implementation over
+// PKCS#11, one in software. Slot i is used by one goroutine at a time.
+type backend interface {
+	name() string
+	sign(ctx context.Context, slot int, label string, digest []byte) ([]byte, error)
+	ecdh(ctx context.Context, slot int, c Curve, peer []byte) (otpk, z []byte, err error)
+	decrypt(ctx context.Context, slot int, label string, alg transportAlg, ct []byte) ([]byte, error)
+	newDataKey(ctx context.Context, slot int, kek string) (key, wrapped []byte, err error)
+	unwrapDataKey(ctx context.Context, slot int, kek string, wrapped []byte) ([]byte, error)
+	random(ctx context.Context, slot int, n int) ([]byte, error)
+	publicKey(ctx context.Context, slot int, label string) (Curve, []byte, error)
+	ping(ctx context.Context, slot int) error
+	createSecret(ctx context.Context, slot int, label, kind string, value []byte) error
+	createEC(ctx context.Context, slot int, label string, c Curve, k *ecPrivate) ([]byte, error)
+	list(ctx context.Context, slot int) ([]KeyInfo, error)
+	calls() uint64
+	faults() (replaced, tokenFails uint64)
+	close() error
+}
+
+// Pool is the HSM: a fixed set of sessions on one token (or the software
+// backend), two priority lanes, cached key handles, fault recovery and
+// metrics. It is safe for concurrent use. It never exposes a PKCS#11 handle.
+type Pool struct {
+	cfg   Config
+	be    backend
+	sched *scheduler
+	m     *metrics
+	cache *keyCache
+}
+
+// Open connects to the configured backend, opens and logs in every session
+// and returns the pool. Close releases it.
+func Open(ctx context.Context, cfg Config) (*Pool, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	var be backend
+	switch cfg.Backend {
+	case BackendPKCS11:
+		if cfg.Module == "" || cfg.TokenLabel == "" {
+			return nil, errors.New("hsmpool: the pkcs11 backend needs a module path and a token label")
+		}
+		be, err = openP11(ctx, cfg)
+	case BackendSoftware:
+		if cfg.Module != "" {
+			return nil, fmt.Errorf("hsmpool: a PKCS#11 module (%s) is configured together with the software backend; refusing to choose the software backend", cfg.Module)
+		}
+		be, err = openSoftware(cfg)
+	default:
+		return nil, fmt.Errorf("hsmpool: unknown backend %q (want %q or %q)", cfg.Backend, BackendPKCS11, BackendSoftware)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Pool{cfg: cfg, be: be, sched: newScheduler(cfg.Sessions, cfg.LiveReserved), m: newMetrics(),
+		cache: newKeyCache(cfg.BatchKeyCache, cfg.BatchKeyTTL)}, nil
+}
+
+// Backend returns "pkcs11" or "software".
+func (p *Pool) Backend() string { return p.be.name() }
+
+// Close waits (up to 10s) for operations in flight, zeroes cached keys, closes
+// every session and finalizes the module.
+func (p *Pool) Close() error {
+	p.sched.close(10 * time.Second)
+	p.cache.purge()
+	return p.be.close()
+}
+
+// do runs fn on a session slot of the given lane, recording metrics.
+func (p *Pool) do(ctx context.Context, op string, lane Lane, key string, fn func(slot int) error) error {
+	om := p.m.get(op, lane)
+	t0 := time.Now()
+	err := ctx.Err()
+	slot := -1
+	if err == nil {
+		slot, err = p.sched.acquire(ctx, lane)
+		p.m.wait[lane].Record(time.Since(t0))
+	}
+	if err == nil {
+		err = fn(slot)
+		p.sched.release(slot, lane)
+	}
+	om.lat.Record(time.Since(t0))
+	if err != nil {
+		om.errors.Add(1)
+		return &OpError{Op: op, Lane: lane, Key: key, Err: err}
+	}
+	return nil
+}
+
+// Sign signs a SHA-256 digest with the EC private key labelled keyLabel and
+// returns the raw 64-byte r||s signature. Default lane: Live.
+func (p *Pool) Sign(ctx context.Context, keyLabel string, digest []byte) ([]byte, error) {
+	if len(digest) != 32 {
+		return nil, fmt.Errorf("%w: digest must be 32 bytes (SHA-256), got %d", ErrBadInput, len(digest))
+	}
+	var sig []byte
+	err := p.do(ctx, "sign", LaneOf(ctx, Live), keyLabel, func(slot int) (e error) {
+		sig, e = p.be.sign(ctx, slot, keyLabel, digest)
+		return
+	})
+	return sig, err
+}
+
+// EphemeralECDH generates a one-time key pair on curve inside the HSM,
+// agrees a secret with peer (uncompressed point 04||X||Y, checked to be on
+// the curve) and returns the one-time public key (uncompressed) and Z, the
+// 32-byte x-coordinate of the shared point. The one-time private key never
+// leaves the HSM and is destroyed before EphemeralECDH returns. The caller
+// should clear Z after use. Default lane: Live.
+func (p *Pool) EphemeralECDH(ctx context.Context, curve Curve, peer []byte) (otpk, z []byte, err error) {
+	if err := curve.checkPoint(peer); err != nil {
+		return nil, nil, err
+	}
+	err = p.do(ctx, "ecdh-"+curve.Suffix(), LaneOf(ctx, Live), "", func(slot int) (e error) {
+		otpk, z, e = p.be.ecdh(ctx, slot, curve, peer)
+		return
+	})
+	return otpk, z, err
+}
+
+// Random returns n random bytes from the HSM's generator. Default lane: Batch.
+func (p *Pool) Random(ctx context.Context, n int) ([]byte, error) {
+	if n <= 0 || n > 1<<16 {
+		return nil, fmt.Errorf("%w: random length %d", ErrBadInput, n)
+	}
+	var r []byte
+	err := p.do(ctx, "random", LaneOf(ctx, Batch), "", func(slot int) (e error) {
+		r, e = p.be.random(ctx, slot, n)
+		return
+	})
+	return r, err
+}
+
+// PublicKey returns the curve and uncompressed public point of the key pair
+// labelled label. Default lane: Live.
+func (p *Pool) PublicKey(ctx context.Context, label string) (Curve, []byte, error) {
+	var c Curve
+	var pt []byte
+	err := p.do(ctx, "public-key", LaneOf(ctx, Live), label, func(slot int) (e error) {
+		c, pt, e = p.be.publicKey(ctx, slot, label)
+		return
+	})
+	return c, pt, err
+}
+
+// Health checks every session against the token (one cheap call each,
+// replacing broken sessions) in the live lane. It returns nil when the token
+// answers on all of them.
+func (p *Pool) Health(ctx context.Context) error {
+	for range p.cfg.Sessions {
+		if err := p.do(WithLane(ctx, Live), "health", Live, "", func(slot int) error {
+			return p.be.ping(ctx, slot)
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stats returns a snapshot of the metrics.
+func (p *Pool) Stats() Stats {
+	ops, wait := p.m.snapshot()
+	inUse, batch := p.sched.inUseCount()
+	rep, tok := p.be.faults()
+	return Stats{Backend: p.be.name(), Uptime: time.Since(p.m.start), Sessions: p.cfg.Sessions,
+		LiveReserved: p.cfg.LiveReserved, SessionsInUse: inUse, BatchInUse: batch, SessionsReplaced: rep,
+		TokenFailures: tok, HSMCalls: p.be.calls(), Ops: ops, Wait: wait}
+}
+
+// HSMCalls returns the number of PKCS#11 calls (software backend: primitive
+// key operations) that reached the token since Open.
+func (p *Pool) HSMCalls() uint64 { return p.be.calls() }
+
+// Signer returns a signer bound to keyLabel; it satisfies
+// bpp.Signer (SignDigest(ctx, digest) -> raw r||s).
+func (p *Pool) Signer(keyLabel string) *Signer { return &Signer{p: p, label: keyLabel} }
+
+// Signer signs with one HSM key.
+type Signer struct {
+	p     *Pool
+	label string
+}
+
+// SignDigest signs a 32-byte SHA-256 digest, returning raw r||s (64 bytes).
+func (s *Signer) SignDigest(ctx context.Context, digest []byte) ([]byte, error) {
+	return s.p.Sign(ctx, s.label, digest)
+}
+
+// Label returns the key label.
+func (s *Signer) Label() string { return s.label }
+
+// KeyAgreement returns an ECDH deriver on curve; it satisfies
+// bpp.KeyAgreement (EphemeralECDH(ctx, peer) -> otpk, Z).
+func (p *Pool) KeyAgreement(curve Curve) *KeyAgreement { return &KeyAgreement{p: p, curve: curve} }
+
+// KeyAgreement performs one-time-key ECDH on one curve.
+type KeyAgreement struct {
+	p     *Pool
+	curve Curve
+}
+
+// EphemeralECDH: see Pool.EphemeralECDH.
+func (k *KeyAgreement) EphemeralECDH(ctx context.Context, peerPublic []byte) (otpk, z []byte, err error) {
+	return k.p.EphemeralECDH(ctx, k.curve, peerPublic)
+}
+
+// Curve returns the curve.
+func (k *KeyAgreement) Curve() Curve { return k.curve }
