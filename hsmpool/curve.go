@@ -250,4 +250,3 @@ func PublicKeyFromPEM(data []byte) (Curve, []byte, error) {
 	k.zero()
 	return k.curve, k.point, nil
 }
-

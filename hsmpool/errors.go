@@ -22,10 +22,10 @@ var (
 
 // OpError describes a failed pool operation.
 type OpError struct {
-	Op    string // e.g. "sign", "ecdh", "decrypt", "wrap", "unwrap"
-	Lane  Lane
-	Key   string // key label, if any (labels are not secret)
-	Err   error
+	Op   string // e.g. "sign", "ecdh", "decrypt", "wrap", "unwrap"
+	Lane Lane
+	Key  string // key label, if any (labels are not secret)
+	Err  error
 }
 
 func (e *OpError) Error() string {

@@ -157,7 +157,7 @@ func (b *softBackend) save() error {
 	return os.Rename(tmp.Name(), b.path)
 }
 
-func (b *softBackend) name() string { return BackendSoftware }
+func (b *softBackend) name() string  { return BackendSoftware }
 func (b *softBackend) calls() uint64 { return b.ops.Load() }
 func (b *softBackend) faults() (uint64, uint64) {
 	return 0, 0
