@@ -892,7 +892,7 @@ func (pe *PE) decodeAKA() error {
 
 // CDMAParameter is a cdmaParameter PE (CAVE A-key and shared secrets).
 type CDMAParameter struct {
-	AuthenticationKey                   []byte
+	AuthenticationKey                     []byte
 	SSD, HRPD, SimpleIPAuth, MobileIPAuth []byte
 }
 

@@ -1,0 +1,509 @@
+package template
+
+import (
+	"fmt"
+	"unicode/utf16"
+)
+
+// maxPINValues bounds the PIN/ADM values one record can carry
+// (PIN1, PIN2, ADM1..ADM10).
+const maxPINValues = 12
+
+// encoded holds one record's values in their UPP encodings, on the stack.
+type encoded struct {
+	iccid, efICCID [10]byte
+	imsi           [9]byte
+	acc            [2]byte
+	hasICCID       bool
+	hasIMSI        bool
+	algo           byte
+	pinRef         [maxPINValues]int
+	pinVal         [maxPINValues][8]byte
+	npin           int
+	puk1, puk2     [8]byte
+	hasPUK1        bool
+	hasPUK2        bool
+	smsc           [255]byte
+	smscLen        int // record length when SMSC is set, else 0
+	spn            [17]byte
+	hasSPN         bool
+}
+
+// Apply writes one personalised UPP: the template with every slot for which
+// v carries a value overwritten. Fixed-size fields are patched in place (no
+// re-encoding); SMSC and SPN re-encode only the PE that holds them. The
+// result is appended to dst[:0] (pass a buffer of cap ≥ len(Template()) to
+// avoid an allocation) and returned. Apply is safe for concurrent use.
+//
+// Values are checked before anything is written; an error names the field
+// and, where relevant, the slot's PE but never contains the secret itself.
+func (pl *Plan) Apply(v *Values, dst []byte) ([]byte, error) {
+	var e encoded
+	if err := pl.encode(v, &e); err != nil {
+		return nil, err
+	}
+	var shifts [16]shift
+	ns := 0
+	out := dst[:0]
+	if e.smscLen == 0 && !e.hasSPN {
+		out = append(out, pl.tmpl...)
+	} else {
+		var err error
+		out, ns, err = pl.rewriteVars(&e, out, &shifts)
+		if err != nil {
+			return nil, err
+		}
+	}
+	for i := range pl.slots {
+		s := &pl.slots[i]
+		if !s.Fixed {
+			continue
+		}
+		off := s.Offset
+		for _, sh := range shifts[:ns] {
+			if s.Offset >= sh.at {
+				off += sh.delta
+			}
+		}
+		w := out[off : off+s.Len]
+		switch s.Kind {
+		case SlotHeaderICCID:
+			if e.hasICCID {
+				copy(w, e.iccid[:])
+			}
+		case SlotEFICCID:
+			if e.hasICCID {
+				copy(w, e.efICCID[:])
+			}
+		case SlotIMSI:
+			if e.hasIMSI {
+				copy(w, e.imsi[:])
+			}
+		case SlotACC:
+			if e.hasIMSI {
+				copy(w, e.acc[:])
+			}
+		case SlotAlgorithm:
+			if e.algo != 0 {
+				w[0] = e.algo
+			}
+		case SlotK:
+			copy(w, v.K)
+		case SlotOPc:
+			copy(w, v.OPc)
+		case SlotPIN:
+			for j := 0; j < e.npin; j++ {
+				if e.pinRef[j] == s.KeyRef {
+					copy(w, e.pinVal[j][:])
+				}
+			}
+		case SlotPUK:
+			switch {
+			case s.KeyRef == 0x01 && e.hasPUK1:
+				copy(w, e.puk1[:])
+			case s.KeyRef == 0x81 && e.hasPUK2:
+				copy(w, e.puk2[:])
+			}
+		case SlotSDKey:
+			for j := range v.SDKeys {
+				k := &v.SDKeys[j]
+				if k.KVN == s.KVN && k.ID == s.KeyID && k.SD == s.SD {
+					copy(w, k.Key)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// shift records that template offsets ≥ at move by delta in the output.
+type shift struct{ at, delta int }
+
+// encode validates v against the plan and encodes it into e.
+func (pl *Plan) encode(v *Values, e *encoded) error {
+	var err error
+	if v.ICCID != "" {
+		if e.iccid, err = EncodeICCID(v.ICCID); err != nil {
+			return err
+		}
+		e.efICCID, e.hasICCID = SwapICCID(e.iccid), true
+	}
+	if v.IMSI != "" {
+		if e.imsi, err = EncodeIMSI(v.IMSI); err != nil {
+			return err
+		}
+		e.acc, _ = EncodeACC(v.IMSI)
+		e.hasIMSI = true
+	}
+	if v.Algorithm != AlgorithmKeep {
+		if v.Algorithm > AlgorithmTestAlgorithm {
+			return valueErr("Algorithm", "unknown algorithm %d", v.Algorithm)
+		}
+		if !pl.kinds[SlotAlgorithm] {
+			return pl.noSlot("Algorithm")
+		}
+		e.algo = byte(v.Algorithm)
+	}
+	if err := pl.checkSecret("K", v.K, SlotK); err != nil {
+		return err
+	}
+	if err := pl.checkSecret("OPc", v.OPc, SlotOPc); err != nil {
+		return err
+	}
+	pin := func(field, code string, ref, minDigits int, hexOK bool) error {
+		if code == "" {
+			return nil
+		}
+		if !pl.pins[ref] {
+			return pl.noSlot(field)
+		}
+		val, err := EncodePIN(field, code, minDigits, hexOK)
+		if err != nil {
+			return err
+		}
+		e.pinRef[e.npin], e.pinVal[e.npin] = ref, val
+		e.npin++
+		return nil
+	}
+	if err := pin("PIN1", v.PIN1, 0x01, 4, false); err != nil {
+		return err
+	}
+	if err := pin("PIN2", v.PIN2, 0x81, 4, false); err != nil {
+		return err
+	}
+	if err := pin("ADM1", v.ADM1, admRef(1), 4, true); err != nil {
+		return err
+	}
+	if err := pin("ADM2", v.ADM2, admRef(2), 4, true); err != nil {
+		return err
+	}
+	for i, code := range v.OtherADM {
+		if err := pin(fmt.Sprintf("ADM%d", i+3), code, admRef(i+3), 4, true); err != nil {
+			return err
+		}
+	}
+	if v.PUK1 != "" {
+		if !pl.puks[0x01] {
+			return pl.noSlot("PUK1")
+		}
+		if e.puk1, err = EncodePIN("PUK1", v.PUK1, 8, false); err != nil {
+			return err
+		}
+		e.hasPUK1 = true
+	}
+	if v.PUK2 != "" {
+		if !pl.puks[0x81] {
+			return pl.noSlot("PUK2")
+		}
+		if e.puk2, err = EncodePIN("PUK2", v.PUK2, 8, false); err != nil {
+			return err
+		}
+		e.hasPUK2 = true
+	}
+	for i := range v.SDKeys {
+		k := &v.SDKeys[i]
+		found := false
+		for j := range pl.slots {
+			s := &pl.slots[j]
+			if s.Kind != SlotSDKey || s.KVN != k.KVN || s.KeyID != k.ID || s.SD != k.SD {
+				continue
+			}
+			if len(k.Key) != s.Len {
+				return &Error{PE: s.PE, Type: s.PEType.String(), Offset: s.Offset, Field: s.Name(),
+					Err: fmt.Errorf("key is %d bytes, the template's is %d: %w", len(k.Key), s.Len, ErrValue)}
+			}
+			found = true
+		}
+		if !found {
+			return pl.noSlot(fmt.Sprintf("SDKeys[%d] (SD#%d KVN 0x%02X ID 0x%02X)", i, k.SD, k.KVN, k.ID))
+		}
+	}
+	if v.SMSC != "" {
+		if !pl.kinds[SlotSMSC] {
+			return pl.noSlot("SMSC")
+		}
+		recLen := 0
+		for i := range pl.vars {
+			if pl.vars[i].kind == SlotSMSC {
+				if recLen != 0 && recLen != pl.vars[i].recordLength {
+					return &Error{PE: pl.vars[i].pe, Type: PEUSIM.String(), Offset: pl.vars[i].fileStart, Field: "ef-smsp",
+						Err: fmt.Errorf("EF.SMSP record lengths differ between USIMs: %w", ErrStructure)}
+				}
+				recLen = pl.vars[i].recordLength
+			}
+		}
+		if err := encodeSMSP(e.smsc[:recLen], v.SMSC); err != nil {
+			return err
+		}
+		e.smscLen = recLen
+	}
+	if v.SPN != "" {
+		if !pl.kinds[SlotSPN] {
+			return pl.noSlot("SPN")
+		}
+		if err := encodeSPN(&e.spn, v.SPN, v.SPNDisplayCondition); err != nil {
+			return err
+		}
+		e.hasSPN = true
+	}
+	return nil
+}
+
+func (pl *Plan) noSlot(field string) error {
+	return &Error{PE: -1, Offset: -1, Field: field, Err: ErrNoSlot}
+}
+
+// checkSecret verifies that a K/OPc value fits every slot of its kind.
+func (pl *Plan) checkSecret(field string, val []byte, kind SlotKind) error {
+	if val == nil {
+		return nil
+	}
+	found := false
+	for i := range pl.slots {
+		s := &pl.slots[i]
+		if s.Kind != kind {
+			continue
+		}
+		found = true
+		if len(val) != s.Len {
+			return &Error{PE: s.PE, Type: s.PEType.String(), Offset: s.Offset, Field: field,
+				Err: fmt.Errorf("value is %d bytes, the template's is %d: %w", len(val), s.Len, ErrValue)}
+		}
+	}
+	if !found {
+		return pl.noSlot(field)
+	}
+	return nil
+}
+
+// rewriteVars copies the template into out, re-encoding the files of
+// variable-size values (and the length of the PE holding them).
+func (pl *Plan) rewriteVars(e *encoded, out []byte, shifts *[16]shift) ([]byte, int, error) {
+	ns := 0
+	pos := 0
+	content := func(vs *varSlot) []byte {
+		switch vs.kind {
+		case SlotSMSC:
+			if e.smscLen > 0 {
+				return e.smsc[:e.smscLen]
+			}
+		case SlotSPN:
+			if e.hasSPN {
+				return e.spn[:]
+			}
+		}
+		return nil
+	}
+	for i := 0; i < len(pl.vars); {
+		// The group of variable slots of one PE.
+		j := i
+		for j < len(pl.vars) && pl.vars[j].pe == pl.vars[i].pe {
+			j++
+		}
+		group := pl.vars[i:j]
+		i = j
+		growth := 0
+		active := false
+		for k := range group {
+			if c := content(&group[k]); c != nil {
+				active = true
+				growth += newFileLen(&group[k], len(c)) - (group[k].fileEnd - group[k].fileStart)
+			}
+		}
+		if !active {
+			continue
+		}
+		if ns+1+len(group) > len(shifts) {
+			return nil, 0, &Error{PE: group[0].pe, Offset: group[0].peStart, Err: fmt.Errorf("too many variable fields in one PE: %w", ErrStructure)}
+		}
+		g := &group[0]
+		oldContent := g.peEnd - g.peStart - g.peHdr
+		newContent := oldContent + growth
+		out = append(out, pl.tmpl[pos:g.peStart]...)
+		out = g.peTag.appendTo(out)
+		out = appendLen(out, newContent)
+		newHdr := g.peTag.Len() + lenSize(newContent)
+		shifts[ns] = shift{g.peStart + g.peHdr, newHdr - g.peHdr}
+		ns++
+		p := g.peStart + g.peHdr
+		for k := range group {
+			vs := &group[k]
+			c := content(vs)
+			if c == nil {
+				continue
+			}
+			out = append(out, pl.tmpl[p:vs.fileStart]...)
+			items := len(vs.keep) + 1 + lenSize(len(c)) + len(c)
+			out = vs.fileTag.appendTo(out)
+			out = appendLen(out, items)
+			out = append(out, vs.keep...)
+			out = append(out, 0x83)
+			out = appendLen(out, len(c))
+			out = append(out, c...)
+			shifts[ns] = shift{vs.fileEnd, newFileLen(vs, len(c)) - (vs.fileEnd - vs.fileStart)}
+			ns++
+			p = vs.fileEnd
+		}
+		out = append(out, pl.tmpl[p:g.peEnd]...)
+		pos = g.peEnd
+	}
+	out = append(out, pl.tmpl[pos:]...)
+	return out, ns, nil
+}
+
+func newFileLen(vs *varSlot, contentLen int) int {
+	items := len(vs.keep) + 1 + lenSize(contentLen) + contentLen
+	return vs.fileTag.Len() + lenSize(items) + items
+}
+
+// encodeSMSP fills rec (one EF.SMSP record) with an SMS service centre
+// address: alpha identifier empty (FF), parameter indicators 0xFD (only
+// the SC address present), TP-DA empty, SC address (length, TON/NPI 0x91
+// international E.164 with '+', else 0x81, swapped BCD), PID/DCS/VP FF.
+func encodeSMSP(rec []byte, smsc string) error {
+	digits := smsc
+	ton := byte(0x81)
+	if len(digits) > 0 && digits[0] == '+' {
+		digits, ton = digits[1:], 0x91
+	}
+	if err := checkDigits("SMSC", digits, 1, 20); err != nil {
+		return err
+	}
+	for i := range rec {
+		rec[i] = 0xFF
+	}
+	b := rec[len(rec)-28:]
+	b[0] = 0xFD
+	sc := b[13:25]
+	nb := (len(digits) + 1) / 2
+	sc[0] = byte(1 + nb)
+	sc[1] = ton
+	for i := 0; i < nb; i++ {
+		sc[2+i] = nibble(digits, 2*i+1)<<4 | nibble(digits, 2*i)
+	}
+	return nil
+}
+
+// DecodeSMSP returns the service centre address of an EF.SMSP record
+// ("+" prefixed when international), or "" when the record marks it absent.
+func DecodeSMSP(rec []byte) (string, error) {
+	if len(rec) < 28 {
+		return "", fmt.Errorf("EF.SMSP record of %d bytes: %w", len(rec), ErrValue)
+	}
+	b := rec[len(rec)-28:]
+	if b[0]&0x02 != 0 {
+		return "", nil
+	}
+	sc := b[13:25]
+	n := int(sc[0])
+	if n < 1 || n > 11 {
+		return "", fmt.Errorf("SC address length %d: %w", n, ErrValue)
+	}
+	out := []byte{}
+	if sc[1]&0x70 == 0x10 {
+		out = append(out, '+')
+	}
+	for _, c := range sc[2 : 1+n] {
+		for _, d := range [2]byte{c & 0x0F, c >> 4} {
+			if d == 0xF {
+				continue
+			}
+			if d > 9 {
+				return "", fmt.Errorf("SC address has a non-decimal nibble: %w", ErrValue)
+			}
+			out = append(out, '0'+d)
+		}
+	}
+	return string(out), nil
+}
+
+// gsmChars maps the characters of the GSM 03.38 default alphabet that SPNs
+// use to their codes; characters not listed make the SPN UCS-2 coded.
+var gsmChars = func() map[rune]byte {
+	m := map[rune]byte{'@': 0x00, '$': 0x02, '_': 0x11, ' ': 0x20}
+	for c := rune('!'); c <= '?'; c++ {
+		if c != '$' {
+			m[c] = byte(c)
+		}
+	}
+	for c := rune('A'); c <= 'Z'; c++ {
+		m[c] = byte(c)
+	}
+	for c := rune('a'); c <= 'z'; c++ {
+		m[c] = byte(c)
+	}
+	return m
+}()
+
+// encodeSPN builds EF.SPN: display condition, then 16 bytes of name in the
+// GSM default alphabet (unpacked), or UCS-2 (0x80 + UTF-16BE) when the
+// name has other characters; padded with FF.
+func encodeSPN(out *[17]byte, name string, cond byte) error {
+	for i := range out {
+		out[i] = 0xFF
+	}
+	out[0] = cond
+	gsm := true
+	n := 0
+	for _, r := range name {
+		if _, ok := gsmChars[r]; !ok {
+			gsm = false
+		}
+		n++
+	}
+	if gsm {
+		if n > 16 {
+			return valueErr("SPN", "%d characters, at most 16 fit", n)
+		}
+		i := 1
+		for _, r := range name {
+			out[i] = gsmChars[r]
+			i++
+		}
+		return nil
+	}
+	u := utf16.Encode([]rune(name))
+	if len(u) > 7 {
+		return valueErr("SPN", "%d UCS-2 characters, at most 7 fit", len(u))
+	}
+	out[1] = 0x80
+	for i, c := range u {
+		out[2+2*i], out[3+2*i] = byte(c>>8), byte(c)
+	}
+	return nil
+}
+
+// DecodeSPN returns the display condition and name of EF.SPN content.
+func DecodeSPN(b []byte) (byte, string, error) {
+	if len(b) < 2 {
+		return 0, "", fmt.Errorf("EF.SPN of %d bytes: %w", len(b), ErrValue)
+	}
+	cond, name := b[0], b[1:]
+	if name[0] == 0x80 {
+		var u []uint16
+		for i := 1; i+1 < len(name); i += 2 {
+			c := uint16(name[i])<<8 | uint16(name[i+1])
+			if c == 0xFFFF {
+				break
+			}
+			u = append(u, c)
+		}
+		return cond, string(utf16.Decode(u)), nil
+	}
+	rev := map[byte]rune{}
+	for r, c := range gsmChars {
+		rev[c] = r
+	}
+	var out []rune
+	for _, c := range name {
+		if c == 0xFF {
+			break
+		}
+		r, ok := rev[c]
+		if !ok {
+			return 0, "", fmt.Errorf("EF.SPN character 0x%02X outside the supported GSM subset: %w", c, ErrValue)
+		}
+		out = append(out, r)
+	}
+	return cond, string(out), nil
+}
