@@ -539,7 +539,7 @@ func (b *p11Backend) newDataKeyOn(sh pkcs11.SessionHandle, kek string) (key, wra
 	if err != nil {
 		return nil, nil, err
 	}
-	dk, err := b.api.GenerateKey(sh, mechAESGen, dataKeyTemplate())
+	dk, err := b.api.GenerateKey(sh, mechAESGen, dataKeyTemplate(true))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -558,15 +558,22 @@ func (b *p11Backend) newDataKeyOn(sh pkcs11.SessionHandle, kek string) (key, wra
 	return attrs[0].Value, wrapped, nil
 }
 
-func dataKeyTemplate() []*pkcs11.Attribute {
-	return []*pkcs11.Attribute{
+// dataKeyTemplate describes a batch data key: a session object (never on
+// the token), extractable and non-sensitive so that its value can be read
+// once for software use. C_GenerateKey needs CKA_VALUE_LEN; C_UnwrapKey
+// must not be given it.
+func dataKeyTemplate(generate bool) []*pkcs11.Attribute {
+	t := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, dataKeyLen),
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
 	}
+	if generate {
+		t = append(t, pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, dataKeyLen))
+	}
+	return t
 }
 
 func (b *p11Backend) unwrapDataKeyOn(sh pkcs11.SessionHandle, kek string, wrapped []byte) ([]byte, error) {
@@ -574,7 +581,7 @@ func (b *p11Backend) unwrapDataKeyOn(sh pkcs11.SessionHandle, kek string, wrappe
 	if err != nil {
 		return nil, err
 	}
-	dk, err := b.api.UnwrapKey(sh, mechAESWrap, k.h, wrapped, dataKeyTemplate())
+	dk, err := b.api.UnwrapKey(sh, mechAESWrap, k.h, wrapped, dataKeyTemplate(false))
 	if err != nil {
 		switch p11Code(err) {
 		case pkcs11.CKR_WRAPPED_KEY_INVALID, pkcs11.CKR_WRAPPED_KEY_LEN_RANGE, pkcs11.CKR_ENCRYPTED_DATA_INVALID,

@@ -280,6 +280,18 @@ func (p *Pool) Stats() Stats {
 // key operations) that reached the token since Open.
 func (p *Pool) HSMCalls() uint64 { return p.be.calls() }
 
+// hsmOps counts the pool operations that reached the backend (one session
+// acquisition each), across all operations and lanes.
+func (p *Pool) hsmOps() uint64 {
+	var n uint64
+	p.m.mu.RLock()
+	defer p.m.mu.RUnlock()
+	for _, om := range p.m.ops {
+		n += om.lat.Count()
+	}
+	return n
+}
+
 // Signer returns a signer bound to keyLabel; it satisfies
 // bpp.Signer (SignDigest(ctx, digest) -> raw r||s).
 func (p *Pool) Signer(keyLabel string) *Signer { return &Signer{p: p, label: keyLabel} }
