@@ -1,0 +1,678 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// The embedded backend: SQLite (modernc.org/sqlite, pure Go) in WAL mode.
+// Writes go through one connection whose transactions start with BEGIN
+// IMMEDIATE, so writers are serialised in the process without busy loops and
+// across processes by SQLite's lock with a busy timeout; reads use a pool of
+// read-only connections that WAL lets run beside the writer.
+type sqliteBackend struct {
+	w *sql.DB // one connection, BEGIN IMMEDIATE
+	r *sql.DB // readers
+}
+
+var sqliteMigrations = []string{
+	// 1: the initial schema. The large blobs are the last columns of
+	// profiles: SQLite reads a row's columns in order, so the order columns
+	// never touch the overflow pages holding the segments.
+	`CREATE TABLE batches (
+		id           TEXT PRIMARY KEY,
+		profile_type TEXT NOT NULL DEFAULT '',
+		template_id  TEXT NOT NULL DEFAULT '',
+		key_blob     BLOB,
+		kek_label    TEXT NOT NULL DEFAULT '',
+		chunks       INTEGER NOT NULL DEFAULT 0,
+		profiles     INTEGER NOT NULL DEFAULT 0,
+		duplicates   INTEGER NOT NULL DEFAULT 0,
+		conflicts    INTEGER NOT NULL DEFAULT 0,
+		chunks_done  INTEGER NOT NULL DEFAULT 0,
+		created_at   INTEGER NOT NULL,
+		updated_at   INTEGER NOT NULL
+	);
+	CREATE TABLE chunks (
+		batch_id    TEXT NOT NULL REFERENCES batches(id),
+		idx         INTEGER NOT NULL,
+		worker      TEXT NOT NULL DEFAULT '',
+		lease_until INTEGER NOT NULL DEFAULT 0,
+		done        INTEGER NOT NULL DEFAULT 0,
+		claims      INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (batch_id, idx)
+	);
+	CREATE TABLE profiles (
+		iccid             TEXT PRIMARY KEY,
+		imsi              TEXT NOT NULL DEFAULT '',
+		profile_type      TEXT NOT NULL DEFAULT '',
+		template_id       TEXT NOT NULL DEFAULT '',
+		batch_id          TEXT NOT NULL REFERENCES batches(id),
+		ppk_key_ref       TEXT NOT NULL DEFAULT '',
+		state             TEXT NOT NULL,
+		eid               TEXT,
+		matching_id       TEXT,
+		cc_hash           BLOB,
+		download_attempts INTEGER NOT NULL DEFAULT 0,
+		cc_attempts       INTEGER NOT NULL DEFAULT 0,
+		created_at        INTEGER NOT NULL,
+		updated_at        INTEGER NOT NULL,
+		order_expires_at  INTEGER NOT NULL DEFAULT 0,
+		swept_at          INTEGER NOT NULL DEFAULT 0,
+		sp_name           TEXT NOT NULL DEFAULT '',
+		profile_name      TEXT NOT NULL DEFAULT '',
+		profile_class     INTEGER NOT NULL DEFAULT 0,
+		icon_type         INTEGER NOT NULL DEFAULT 0,
+		icon              BLOB,
+		metadata_der      BLOB,
+		protected_ppk     BLOB,
+		segments          BLOB
+	);
+	CREATE UNIQUE INDEX profiles_matching_id ON profiles(matching_id) WHERE matching_id IS NOT NULL;
+	CREATE INDEX profiles_available ON profiles(profile_type) WHERE state = 'Available';
+	CREATE INDEX profiles_eid ON profiles(eid) WHERE eid IS NOT NULL;
+	CREATE INDEX profiles_installed ON profiles(updated_at) WHERE state = 'Installed' AND swept_at = 0;
+	CREATE TABLE sessions (
+		transaction_id   TEXT PRIMARY KEY,
+		eid              TEXT NOT NULL DEFAULT '',
+		iccid            TEXT NOT NULL DEFAULT '',
+		matching_id      TEXT NOT NULL DEFAULT '',
+		phase            TEXT NOT NULL DEFAULT '',
+		euicc_challenge  BLOB,
+		server_challenge BLOB,
+		euicc_otpk       BLOB,
+		smdp_otpk        BLOB,
+		ot_key_ref       TEXT NOT NULL DEFAULT '',
+		data             BLOB,
+		version          INTEGER NOT NULL,
+		created_at       INTEGER NOT NULL,
+		updated_at       INTEGER NOT NULL,
+		expires_at       INTEGER NOT NULL
+	);
+	CREATE INDEX sessions_expires ON sessions(expires_at);
+	CREATE TABLE one_time_keys (
+		euicc_otpk BLOB PRIMARY KEY,
+		iccid      TEXT NOT NULL DEFAULT '',
+		smdp_otpk  BLOB,
+		key_ref    TEXT NOT NULL DEFAULT '',
+		expires_at INTEGER NOT NULL
+	);
+	CREATE INDEX one_time_keys_expires ON one_time_keys(expires_at);
+	CREATE TABLE audit (
+		id       INTEGER PRIMARY KEY AUTOINCREMENT,
+		iccid    TEXT NOT NULL,
+		batch_id TEXT NOT NULL,
+		state    TEXT NOT NULL,
+		eid      TEXT NOT NULL DEFAULT '',
+		action   TEXT NOT NULL,
+		at       INTEGER NOT NULL
+	);
+	CREATE INDEX audit_iccid ON audit(iccid);`,
+}
+
+func openSQLite(ctx context.Context, path string) (backend, error) {
+	if path == "" {
+		return nil, errors.New("store: sqlite needs a file path")
+	}
+	if strings.HasPrefix(path, "file:") || strings.Contains(path, "?") {
+		return nil, fmt.Errorf("store: sqlite dsn must be a plain file path, got %q", path)
+	}
+	// synchronous=NORMAL in WAL mode: a commit survives a crash of the
+	// process (kill -9); an OS crash or power loss may lose the last commits
+	// but never corrupts the database.
+	common := "_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)" +
+		"&_pragma=cache_size(-65536)"
+	w, err := sql.Open("sqlite", "file:"+path+"?"+common+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+	if err != nil {
+		return nil, err
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	b := &sqliteBackend{w: w}
+	if err := b.migrate(ctx); err != nil {
+		w.Close()
+		return nil, err
+	}
+	r, err := sql.Open("sqlite", "file:"+path+"?"+common+"&_pragma=query_only(1)")
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	r.SetMaxOpenConns(8)
+	r.SetMaxIdleConns(8)
+	b.r = r
+	return b, nil
+}
+
+func (b *sqliteBackend) close() error {
+	return errors.Join(b.r.Close(), b.w.Close())
+}
+
+func (b *sqliteBackend) migrate(ctx context.Context) error {
+	tx, err := b.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	var have int
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	if have > len(sqliteMigrations) {
+		return fmt.Errorf("store: database schema version %d is newer than this binary (%d)", have, len(sqliteMigrations))
+	}
+	for v := have + 1; v <= len(sqliteMigrations); v++ {
+		if _, err := tx.ExecContext(ctx, sqliteMigrations[v-1]); err != nil {
+			return fmt.Errorf("store: migration %d: %w", v, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
+			v, time.Now().UnixMicro()); err != nil {
+			return fmt.Errorf("store: migration %d: %w", v, err)
+		}
+	}
+	return tx.Commit()
+}
+
+// isUniqueViolation reports a UNIQUE constraint failure on the column.
+func sqliteUnique(err error, column string) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE &&
+		strings.Contains(se.Error(), column)
+}
+
+func sqliteUniqueAny(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE ||
+		se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+func nullStr(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func nullBytes(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// --- batches ---
+
+const sqliteBatchCols = `id, profile_type, template_id, key_blob, kek_label, chunks, profiles, duplicates,
+	conflicts, chunks_done, created_at, updated_at`
+
+func scanSQLiteBatch(row interface{ Scan(...any) error }) (Batch, error) {
+	var b Batch
+	var created, updated int64
+	err := row.Scan(&b.ID, &b.ProfileType, &b.TemplateID, &b.KeyBlob, &b.KEKLabel, &b.Chunks, &b.Profiles,
+		&b.Duplicates, &b.Conflicts, &b.ChunksDone, &created, &updated)
+	b.CreatedAt, b.UpdatedAt = timeOrZero(created), timeOrZero(updated)
+	return b, err
+}
+
+func (b *sqliteBackend) createBatch(ctx context.Context, in Batch, now time.Time) (Batch, error) {
+	tx, err := b.w.BeginTx(ctx, nil)
+	if err != nil {
+		return Batch{}, err
+	}
+	defer tx.Rollback()
+	got, err := scanSQLiteBatch(tx.QueryRowContext(ctx, `SELECT `+sqliteBatchCols+` FROM batches WHERE id = ?`, in.ID))
+	switch {
+	case err == nil:
+		return sameBatch(got, in)
+	case !errors.Is(err, sql.ErrNoRows):
+		return Batch{}, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO batches (id, profile_type, template_id, key_blob, kek_label,
+		chunks, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		in.ID, in.ProfileType, in.TemplateID, nullBytes(in.KeyBlob), in.KEKLabel, in.Chunks, now.UnixMicro(), now.UnixMicro()); err != nil {
+		return Batch{}, err
+	}
+	for i := 0; i < in.Chunks; i++ {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO chunks (batch_id, idx) VALUES (?, ?)`, in.ID, i); err != nil {
+			return Batch{}, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return Batch{}, err
+	}
+	out := Batch{ID: in.ID, ProfileType: in.ProfileType, TemplateID: in.TemplateID, KeyBlob: in.KeyBlob,
+		KEKLabel: in.KEKLabel, Chunks: in.Chunks, CreatedAt: now, UpdatedAt: now}
+	return out, nil
+}
+
+// sameBatch decides whether re-creating a batch is a repeat (the stored
+// record is returned) or a conflict.
+func sameBatch(got, in Batch) (Batch, error) {
+	if string(got.KeyBlob) != string(in.KeyBlob) || got.Chunks != in.Chunks ||
+		got.ProfileType != in.ProfileType || got.TemplateID != in.TemplateID || got.KEKLabel != in.KEKLabel {
+		return Batch{}, &Error{Kind: KindConflict, Key: "batch", Value: in.ID, Detail: "batch exists with other parameters"}
+	}
+	return got, nil
+}
+
+func (b *sqliteBackend) getBatch(ctx context.Context, id string) (Batch, error) {
+	got, err := scanSQLiteBatch(b.r.QueryRowContext(ctx, `SELECT `+sqliteBatchCols+` FROM batches WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Batch{}, newErr(KindNotFound, "", "batch", id)
+	}
+	return got, err
+}
+
+func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, ps []Profile, now time.Time) (PutResult, error) {
+	var res PutResult
+	tx, err := b.w.BeginTx(ctx, nil)
+	if err != nil {
+		return res, err
+	}
+	defer tx.Rollback()
+	var one int
+	if err := tx.QueryRowContext(ctx, `SELECT 1 FROM batches WHERE id = ?`, batchID).Scan(&one); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return res, newErr(KindNotFound, "", "batch", batchID)
+		}
+		return res, err
+	}
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO profiles (iccid, imsi, profile_type, template_id, batch_id,
+		ppk_key_ref, state, created_at, updated_at, sp_name, profile_name, profile_class, icon_type, icon,
+		metadata_der, protected_ppk, segments)
+		VALUES (?, ?, ?, ?, ?, ?, 'Available', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (iccid) DO NOTHING`)
+	if err != nil {
+		return res, err
+	}
+	defer ins.Close()
+	owner, err := tx.PrepareContext(ctx, `SELECT batch_id FROM profiles WHERE iccid = ?`)
+	if err != nil {
+		return res, err
+	}
+	defer owner.Close()
+	ts := now.UnixMicro()
+	for i := range ps {
+		p := &ps[i]
+		m := &p.Metadata
+		r, err := ins.ExecContext(ctx, p.ICCID, p.IMSI, p.ProfileType, p.TemplateID, batchID, p.PPKKeyRef,
+			ts, ts, m.ServiceProviderName, m.ProfileName, m.ProfileClass, m.IconType, nullBytes(m.Icon),
+			nullBytes(m.DER), nullBytes(p.ProtectedPPK), nullBytes(p.Segments))
+		if err != nil {
+			return res, fmt.Errorf("store: insert %s: %w", p.ICCID, err)
+		}
+		if n, _ := r.RowsAffected(); n == 1 {
+			res.Inserted++
+			continue
+		}
+		var holder string
+		if err := owner.QueryRowContext(ctx, p.ICCID).Scan(&holder); err != nil {
+			return res, err
+		}
+		if holder == batchID {
+			res.Duplicates++
+		} else {
+			res.Conflicts = append(res.Conflicts, Conflict{ICCID: p.ICCID, BatchID: holder})
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE batches SET profiles = profiles + ?, duplicates = duplicates + ?,
+		conflicts = conflicts + ?, updated_at = ? WHERE id = ?`,
+		res.Inserted, res.Duplicates, len(res.Conflicts), ts, batchID); err != nil {
+		return res, err
+	}
+	return res, tx.Commit()
+}
+
+func (b *sqliteBackend) claimChunk(ctx context.Context, batchID, worker string, now, until time.Time) (Chunk, error) {
+	c := Chunk{BatchID: batchID, Worker: worker, LeaseUntil: until}
+	err := b.w.QueryRowContext(ctx, `UPDATE chunks SET worker = ?, lease_until = ?, claims = claims + 1
+		WHERE rowid = (SELECT rowid FROM chunks WHERE batch_id = ? AND done = 0 AND lease_until <= ?
+			ORDER BY idx LIMIT 1)
+		RETURNING idx, claims`, worker, until.UnixMicro(), batchID, now.UnixMicro()).Scan(&c.Index, &c.Claims)
+	if errors.Is(err, sql.ErrNoRows) {
+		if _, err := b.getBatch(ctx, batchID); err != nil {
+			return Chunk{}, err
+		}
+		return Chunk{}, newErr(KindNoChunkAvailable, "", "batch", batchID)
+	}
+	return c, err
+}
+
+func (b *sqliteBackend) completeChunk(ctx context.Context, c Chunk, now time.Time) error {
+	tx, err := b.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var worker string
+	var done bool
+	err = tx.QueryRowContext(ctx, `SELECT worker, done FROM chunks WHERE batch_id = ? AND idx = ?`, c.BatchID, c.Index).Scan(&worker, &done)
+	if errors.Is(err, sql.ErrNoRows) {
+		return newErr(KindNotFound, "", "chunk", fmt.Sprintf("%s/%d", c.BatchID, c.Index))
+	}
+	if err != nil {
+		return err
+	}
+	if worker != c.Worker {
+		return &Error{Kind: KindLeaseLost, Key: "chunk", Value: fmt.Sprintf("%s/%d", c.BatchID, c.Index), Detail: "held by " + worker}
+	}
+	if done {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE chunks SET done = 1 WHERE batch_id = ? AND idx = ?`, c.BatchID, c.Index); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE batches SET chunks_done = chunks_done + 1, updated_at = ? WHERE id = ?`,
+		now.UnixMicro(), c.BatchID); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func (b *sqliteBackend) countByState(ctx context.Context, batchID string) (map[State]int64, error) {
+	q := `SELECT state, COUNT(*) FROM profiles GROUP BY state`
+	args := []any{}
+	if batchID != "" {
+		q = `SELECT state, COUNT(*) FROM profiles WHERE batch_id = ? GROUP BY state`
+		args = append(args, batchID)
+	}
+	rows, err := b.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[State]int64{}
+	for rows.Next() {
+		var s State
+		var n int64
+		if err := rows.Scan(&s, &n); err != nil {
+			return nil, err
+		}
+		out[s] = n
+	}
+	return out, rows.Err()
+}
+
+// --- profiles ---
+
+const sqliteOrderCols = `iccid, imsi, profile_type, template_id, batch_id, ppk_key_ref, state, eid,
+	matching_id, cc_hash, download_attempts, cc_attempts, created_at, updated_at, order_expires_at, swept_at`
+
+const sqliteFullCols = sqliteOrderCols + `, sp_name, profile_name, profile_class, icon_type, icon,
+	metadata_der, protected_ppk, segments`
+
+func scanSQLiteProfile(row interface{ Scan(...any) error }, full bool) (Profile, error) {
+	var p Profile
+	var eid, mid sql.NullString
+	var created, updated, expires, swept int64
+	dst := []any{&p.ICCID, &p.IMSI, &p.ProfileType, &p.TemplateID, &p.BatchID, &p.PPKKeyRef, &p.State, &eid,
+		&mid, &p.CCHash, &p.DownloadAttempts, &p.CCAttempts, &created, &updated, &expires, &swept}
+	if full {
+		m := &p.Metadata
+		dst = append(dst, &m.ServiceProviderName, &m.ProfileName, &m.ProfileClass, &m.IconType, &m.Icon,
+			&m.DER, &p.ProtectedPPK, &p.Segments)
+	}
+	if err := row.Scan(dst...); err != nil {
+		return Profile{}, err
+	}
+	p.EID, p.MatchingID = eid.String, mid.String
+	p.CreatedAt, p.UpdatedAt = timeOrZero(created), timeOrZero(updated)
+	p.OrderExpiresAt, p.SweptAt = timeOrZero(expires), timeOrZero(swept)
+	return p, nil
+}
+
+func (b *sqliteBackend) getProfile(ctx context.Context, column, value string, full bool) (Profile, error) {
+	cols := sqliteOrderCols
+	if full {
+		cols = sqliteFullCols
+	}
+	p, err := scanSQLiteProfile(b.r.QueryRowContext(ctx, `SELECT `+cols+` FROM profiles WHERE `+column+` = ?`, value), full)
+	if errors.Is(err, sql.ErrNoRows) {
+		key := "iccid"
+		if column == "matching_id" {
+			key = "matchingId"
+		}
+		return Profile{}, newErr(KindNotFound, "", key, value)
+	}
+	return p, err
+}
+
+func (b *sqliteBackend) pendingByEID(ctx context.Context, eid string) (Profile, error) {
+	p, err := scanSQLiteProfile(b.r.QueryRowContext(ctx, `SELECT `+sqliteOrderCols+` FROM profiles
+		WHERE eid = ? AND matching_id IS NULL AND state IN ('Confirmed', 'Released', 'Downloaded')
+		ORDER BY updated_at DESC LIMIT 1`, eid), false)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Profile{}, newErr(KindNotFound, "", "eid", eid)
+	}
+	return p, err
+}
+
+func (b *sqliteBackend) typeExists(ctx context.Context, profileType string) (bool, error) {
+	var one int
+	err := b.r.QueryRowContext(ctx, `SELECT 1 FROM profiles WHERE profile_type = ? LIMIT 1`, profileType).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (b *sqliteBackend) allocate(ctx context.Context, profileType, eid string, state State, now time.Time) (Profile, error) {
+	// One statement on the single write connection: atomic, and serialised
+	// with every other writer (in this process by the pool of one, across
+	// processes by SQLite's write lock).
+	p, err := scanSQLiteProfile(b.w.QueryRowContext(ctx, `UPDATE profiles SET state = ?, eid = ?, matching_id = NULL,
+		cc_hash = NULL, download_attempts = 0, cc_attempts = 0, order_expires_at = 0, updated_at = ?
+		WHERE rowid = (SELECT rowid FROM profiles WHERE profile_type = ? AND state = 'Available' LIMIT 1)
+		RETURNING `+sqliteOrderCols, state, nullStr(eid), now.UnixMicro(), profileType), false)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Profile{}, newErr(KindNoProfileAvailable, "", "profileType", profileType)
+	}
+	return p, err
+}
+
+func (b *sqliteBackend) mutate(ctx context.Context, iccid string, fn func(p *Profile) error) (Profile, error) {
+	tx, err := b.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the write lock is held from here
+	if err != nil {
+		return Profile{}, err
+	}
+	defer tx.Rollback()
+	p, err := scanSQLiteProfile(tx.QueryRowContext(ctx, `SELECT `+sqliteOrderCols+` FROM profiles WHERE iccid = ?`, iccid), false)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Profile{}, newErr(KindNotFound, "", "iccid", iccid)
+	}
+	if err != nil {
+		return Profile{}, err
+	}
+	write, result := runMutation(fn, &p)
+	if !write {
+		if result != nil {
+			return Profile{}, result
+		}
+		return p, nil
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE profiles SET state = ?, eid = ?, matching_id = ?, cc_hash = ?,
+		download_attempts = ?, cc_attempts = ?, order_expires_at = ?, updated_at = ? WHERE iccid = ?`,
+		p.State, nullStr(p.EID), nullStr(p.MatchingID), nullBytes(p.CCHash), p.DownloadAttempts, p.CCAttempts,
+		micros(p.OrderExpiresAt), micros(p.UpdatedAt), p.ICCID)
+	if sqliteUnique(err, "matching_id") {
+		return Profile{}, newErr(KindMatchingIDInUse, "", "matchingId", p.MatchingID)
+	}
+	if err != nil {
+		return Profile{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return Profile{}, err
+	}
+	return p, result
+}
+
+// --- sessions ---
+
+const sqliteSessionCols = `transaction_id, eid, iccid, matching_id, phase, euicc_challenge, server_challenge,
+	euicc_otpk, smdp_otpk, ot_key_ref, data, version, created_at, updated_at, expires_at`
+
+func (b *sqliteBackend) putSession(ctx context.Context, s Session) error {
+	_, err := b.w.ExecContext(ctx, `INSERT INTO sessions (`+sqliteSessionCols+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		s.TransactionID, s.EID, s.ICCID, s.MatchingID, s.Phase, nullBytes(s.EUICCChallenge), nullBytes(s.ServerChallenge),
+		nullBytes(s.EUICCOtPK), nullBytes(s.SMDPOtPK), s.OTKeyRef, nullBytes(s.Data), s.Version,
+		micros(s.CreatedAt), micros(s.UpdatedAt), micros(s.ExpiresAt))
+	if sqliteUniqueAny(err) {
+		return newErr(KindConflict, "", "transactionId", s.TransactionID)
+	}
+	return err
+}
+
+func (b *sqliteBackend) getSession(ctx context.Context, tid string) (Session, error) {
+	var s Session
+	var created, updated, expires int64
+	err := b.r.QueryRowContext(ctx, `SELECT `+sqliteSessionCols+` FROM sessions WHERE transaction_id = ?`, tid).Scan(
+		&s.TransactionID, &s.EID, &s.ICCID, &s.MatchingID, &s.Phase, &s.EUICCChallenge, &s.ServerChallenge,
+		&s.EUICCOtPK, &s.SMDPOtPK, &s.OTKeyRef, &s.Data, &s.Version, &created, &updated, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Session{}, newErr(KindNotFound, "", "transactionId", tid)
+	}
+	s.CreatedAt, s.UpdatedAt, s.ExpiresAt = timeOrZero(created), timeOrZero(updated), timeOrZero(expires)
+	return s, err
+}
+
+func (b *sqliteBackend) updateSession(ctx context.Context, s Session, keepExpiry bool, now time.Time) (bool, error) {
+	r, err := b.w.ExecContext(ctx, `UPDATE sessions SET eid = ?, iccid = ?, matching_id = ?, phase = ?,
+		euicc_challenge = ?, server_challenge = ?, euicc_otpk = ?, smdp_otpk = ?, ot_key_ref = ?, data = ?,
+		version = ?, updated_at = ?, expires_at = CASE WHEN ? THEN expires_at ELSE ? END
+		WHERE transaction_id = ? AND version = ? AND expires_at > ?`,
+		s.EID, s.ICCID, s.MatchingID, s.Phase, nullBytes(s.EUICCChallenge), nullBytes(s.ServerChallenge),
+		nullBytes(s.EUICCOtPK), nullBytes(s.SMDPOtPK), s.OTKeyRef, nullBytes(s.Data), s.Version,
+		micros(s.UpdatedAt), keepExpiry, micros(s.ExpiresAt), s.TransactionID, s.Version-1, now.UnixMicro())
+	if err != nil {
+		return false, err
+	}
+	n, err := r.RowsAffected()
+	return n == 1, err
+}
+
+func (b *sqliteBackend) deleteSession(ctx context.Context, tid string) (bool, error) {
+	r, err := b.w.ExecContext(ctx, `DELETE FROM sessions WHERE transaction_id = ?`, tid)
+	if err != nil {
+		return false, err
+	}
+	n, err := r.RowsAffected()
+	return n == 1, err
+}
+
+func (b *sqliteBackend) putOneTimeKey(ctx context.Context, k OneTimeKey) error {
+	_, err := b.w.ExecContext(ctx, `INSERT INTO one_time_keys (euicc_otpk, iccid, smdp_otpk, key_ref, expires_at)
+		VALUES (?, ?, ?, ?, ?) ON CONFLICT (euicc_otpk) DO UPDATE SET iccid = excluded.iccid,
+		smdp_otpk = excluded.smdp_otpk, key_ref = excluded.key_ref, expires_at = excluded.expires_at`,
+		k.EUICCOtPK, k.ICCID, nullBytes(k.SMDPOtPK), k.KeyRef, micros(k.ExpiresAt))
+	return err
+}
+
+func (b *sqliteBackend) getOneTimeKey(ctx context.Context, otpk []byte) (OneTimeKey, error) {
+	var k OneTimeKey
+	var expires int64
+	err := b.r.QueryRowContext(ctx, `SELECT euicc_otpk, iccid, smdp_otpk, key_ref, expires_at FROM one_time_keys
+		WHERE euicc_otpk = ?`, otpk).Scan(&k.EUICCOtPK, &k.ICCID, &k.SMDPOtPK, &k.KeyRef, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return OneTimeKey{}, newErr(KindNotFound, "", "euiccOtpk", "")
+	}
+	k.ExpiresAt = timeOrZero(expires)
+	return k, err
+}
+
+func (b *sqliteBackend) deleteExpired(ctx context.Context, now time.Time) (int, error) {
+	tx, err := b.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	total := 0
+	for _, q := range []string{`DELETE FROM sessions WHERE expires_at <= ?`, `DELETE FROM one_time_keys WHERE expires_at <= ?`} {
+		r, err := tx.ExecContext(ctx, q, now.UnixMicro())
+		if err != nil {
+			return 0, err
+		}
+		n, _ := r.RowsAffected()
+		total += int(n)
+	}
+	return total, tx.Commit()
+}
+
+// --- retention ---
+
+func (b *sqliteBackend) sweep(ctx context.Context, p SweepPolicy, now time.Time) (SweepResult, error) {
+	var res SweepResult
+	tx, err := b.w.BeginTx(ctx, nil)
+	if err != nil {
+		return res, err
+	}
+	defer tx.Rollback()
+	limit := p.Limit
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	ts := now.UnixMicro()
+	run := func(action, where string, arg int64, newState string) (int, error) {
+		sel := `SELECT iccid FROM profiles WHERE ` + where + ` LIMIT ?`
+		if _, err := tx.ExecContext(ctx, `INSERT INTO audit (iccid, batch_id, state, eid, action, at)
+			SELECT iccid, batch_id, state, COALESCE(eid, ''), ?, ? FROM profiles WHERE iccid IN (`+sel+`)`,
+			action, ts, arg, limit); err != nil {
+			return 0, err
+		}
+		r, err := tx.ExecContext(ctx, `UPDATE profiles SET segments = NULL, protected_ppk = NULL, ppk_key_ref = '',
+			icon = NULL, metadata_der = NULL, cc_hash = NULL, swept_at = ?, state = `+newState+`
+			WHERE iccid IN (`+sel+`)`, ts, arg, limit)
+		if err != nil {
+			return 0, err
+		}
+		n, err := r.RowsAffected()
+		return int(n), err
+	}
+	if p.InstalledFor >= 0 {
+		res.Installed, err = run("sweep-installed", `state = 'Installed' AND swept_at = 0 AND updated_at <= ?`,
+			now.Add(-p.InstalledFor).UnixMicro(), "state")
+		if err != nil {
+			return SweepResult{}, err
+		}
+	}
+	if p.MaxAge > 0 {
+		res.Expired, err = run("sweep-expired", `state IN ('Available', 'Unavailable', 'Error') AND swept_at = 0 AND created_at <= ?`,
+			now.Add(-p.MaxAge).UnixMicro(), "'Unavailable'")
+		if err != nil {
+			return SweepResult{}, err
+		}
+	}
+	return res, tx.Commit()
+}
+
+func (b *sqliteBackend) audit(ctx context.Context, iccid string) ([]AuditRecord, error) {
+	rows, err := b.r.QueryContext(ctx, `SELECT id, iccid, batch_id, state, eid, action, at FROM audit
+		WHERE iccid = ? ORDER BY id`, iccid)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []AuditRecord
+	for rows.Next() {
+		var a AuditRecord
+		var at int64
+		if err := rows.Scan(&a.ID, &a.ICCID, &a.BatchID, &a.State, &a.EID, &a.Action, &at); err != nil {
+			return nil, err
+		}
+		a.At = timeOrZero(at)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
