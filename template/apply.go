@@ -142,6 +142,9 @@ func (pl *Plan) encode(v *Values, e *encoded) error {
 		if !pl.kinds[SlotAlgorithm] {
 			return pl.noSlot("Algorithm")
 		}
+		if !pl.algos[v.Algorithm] {
+			return valueErr("Algorithm", "%s is not among the eUICC-Mandatory-services of the template header", v.Algorithm)
+		}
 		e.algo = byte(v.Algorithm)
 	}
 	if err := pl.checkSecret("K", v.K, SlotK); err != nil {
@@ -178,6 +181,9 @@ func (pl *Plan) encode(v *Values, e *encoded) error {
 		return err
 	}
 	for i, code := range v.OtherADM {
+		if code == "" {
+			continue
+		}
 		if err := pin(fmt.Sprintf("ADM%d", i+3), code, admRef(i+3), 4, true); err != nil {
 			return err
 		}

@@ -108,7 +108,7 @@ func EncodeIMSI(imsi string) ([9]byte, error) {
 		parity = 0x9
 	}
 	out[1] = (imsi[0]-'0')<<4 | parity
-	for i := 1; i < 16; i += 2 {
+	for i := 1; i < 15; i += 2 {
 		out[1+(i+1)/2] = nibble(imsi, i+1)<<4 | nibble(imsi, i)
 	}
 	return out, nil

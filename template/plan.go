@@ -176,7 +176,21 @@ type Plan struct {
 	kinds  map[SlotKind]bool
 	pins   map[int]bool
 	puks   map[int]bool
+	algos  map[Algorithm]bool // algorithms the header declares
 	header *ProfileHeader
+}
+
+// Algorithms returns the algorithms Apply may set: those the header's
+// eUICC-Mandatory-services declare (milenage, tuak128/256,
+// usim-test-algorithm). Setting another would make the profile inconsistent.
+func (pl *Plan) Algorithms() []Algorithm {
+	var out []Algorithm
+	for a := AlgorithmMilenage; a <= AlgorithmTestAlgorithm; a++ {
+		if pl.algos[a] {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // varSlot describes a file whose content a variable-size value replaces:
@@ -229,7 +243,12 @@ func (p *Profile) Compile() (*Plan, error) {
 }
 
 func (p *Profile) compile() (*Plan, error) {
-	pl := &Plan{tmpl: p.src, kinds: map[SlotKind]bool{}, pins: map[int]bool{}, puks: map[int]bool{}, header: p.Header()}
+	pl := &Plan{tmpl: p.src, kinds: map[SlotKind]bool{}, pins: map[int]bool{}, puks: map[int]bool{}, algos: map[Algorithm]bool{}, header: p.Header()}
+	if h := p.Header(); h != nil {
+		pl.algos[AlgorithmMilenage] = h.HasService("milenage")
+		pl.algos[AlgorithmTUAK] = h.HasService("tuak128") || h.HasService("tuak256")
+		pl.algos[AlgorithmTestAlgorithm] = h.HasService("usim-test-algorithm")
+	}
 	add := func(pe *PE, k SlotKind, n *Node, s Slot) {
 		s.Kind, s.PE, s.PEType, s.Offset, s.Len, s.Fixed = k, pe.Index, pe.Type, n.ValueOffset(), len(n.Value), true
 		pl.slots = append(pl.slots, s)

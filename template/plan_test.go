@@ -1,0 +1,597 @@
+package template
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// fields is what the full decoder reads back from a profile: for every
+// personalisable field, the value of every copy, in profile order. Keys are
+// "header-iccid", "ef-iccid", "imsi", "acc", "algorithm", "k", "opc",
+// "pin/0x01", "puk/0x81", "sd0/kvn01/id02", "smsc", "spn".
+type fields map[string][]string
+
+// readBack extracts every personalisable field from a decoded profile
+// through the typed views only (no slot offsets).
+func readBack(t *testing.T, p *Profile) fields {
+	t.Helper()
+	f := fields{}
+	put := func(k, v string) { f[k] = append(f[k], v) }
+	must := func(s string, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	sd := 0
+	for _, pe := range p.PEs {
+		switch pe.Type {
+		case PEHeader:
+			put("header-iccid", must(DecodeICCID(pe.Header.ICCID)))
+		case PEMF:
+			put("ef-iccid", must(DecodeEFICCID(pe.FS.File("ef-iccid").Content())))
+		case PEUSIM:
+			put("imsi", must(DecodeIMSI(pe.FS.File("ef-imsi").Content())))
+			put("acc", fmt.Sprintf("%x", pe.FS.File("ef-acc").Content()))
+			if smsp := pe.FS.File("ef-smsp"); smsp != nil && smsp.Content() != nil {
+				rec := smsp.Content()[:smsp.FCP.RecordLength()]
+				put("smsc", must(DecodeSMSP(rec)))
+			}
+			if spn := pe.FS.File("ef-spn"); spn != nil && spn.Content() != nil {
+				cond, name, err := DecodeSPN(spn.Content())
+				put("spn", fmt.Sprintf("%02x:%s", cond, must(name, err)))
+			}
+		case PEAKAParameter:
+			if a := pe.AKA.Algo; a != nil {
+				put("algorithm", a.AlgorithmID.String())
+				put("k", fmt.Sprintf("%x", a.Key))
+				put("opc", fmt.Sprintf("%x", a.OPc))
+			}
+		case PEPINCodes:
+			for _, c := range pe.PINs.Configs {
+				put(fmt.Sprintf("pin/0x%02x", c.KeyReference), DecodePIN(c.Value))
+			}
+		case PEPUKCodes:
+			for _, c := range pe.PUKs.Configs {
+				put(fmt.Sprintf("puk/0x%02x", c.KeyReference), DecodePIN(c.Value))
+			}
+		case PESecurityDomain:
+			for _, k := range pe.SD.Keys {
+				put(fmt.Sprintf("sd%d/kvn%02x/id%02x", sd, k.KVN, k.ID), fmt.Sprintf("%x", k.Components[0].Data))
+			}
+			sd++
+		}
+	}
+	return f
+}
+
+// randomValues draws a record that fits the plan: every field the template
+// can take, with random lengths where the format allows.
+func randomValues(r *rand.Rand, pl *Plan) *Values {
+	digits := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte('0' + r.IntN(10))
+		}
+		return string(b)
+	}
+	bytesN := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(r.Uint32())
+		}
+		return b
+	}
+	v := &Values{
+		ICCID:     "89" + digits(16+r.IntN(3)),
+		IMSI:      digits(6 + r.IntN(10)),
+		Algorithm: AlgorithmKeep,
+		PIN1:      digits(4 + r.IntN(5)),
+		PIN2:      digits(4 + r.IntN(5)),
+		PUK1:      digits(8),
+		PUK2:      digits(8),
+	}
+	if algos := pl.Algorithms(); len(algos) > 0 && r.IntN(4) != 0 {
+		v.Algorithm = algos[r.IntN(len(algos))]
+	}
+	if r.IntN(2) == 0 {
+		v.ADM1 = digits(8)
+	} else {
+		v.ADM1 = fmt.Sprintf("%X", bytesN(8))
+	}
+	for _, s := range pl.Slots() {
+		switch {
+		case s.Kind == SlotK && v.K == nil:
+			v.K = bytesN(s.Len)
+		case s.Kind == SlotOPc && v.OPc == nil:
+			v.OPc = bytesN(s.Len)
+		case s.Kind == SlotPIN && s.KeyRef == admRef(2) && v.ADM2 == "":
+			v.ADM2 = digits(4 + r.IntN(5))
+		case s.Kind == SlotSDKey:
+			v.SDKeys = append(v.SDKeys, SDKey{KVN: s.KVN, ID: s.KeyID, SD: s.SD, Key: bytesN(s.Len)})
+		}
+	}
+	return v
+}
+
+// expected turns a record into the read-back form, with as many copies as
+// the template has of each field (counted by the full decoder).
+func expected(v *Values, tmpl fields) fields {
+	want := fields{}
+	for k, copies := range tmpl {
+		want[k] = slices.Clone(copies)
+	}
+	set := func(k, val string) {
+		for i := range want[k] {
+			want[k][i] = val
+		}
+	}
+	acc, _ := EncodeACC(v.IMSI)
+	set("header-iccid", v.ICCID)
+	set("ef-iccid", v.ICCID)
+	set("imsi", v.IMSI)
+	set("acc", fmt.Sprintf("%x", acc))
+	if v.Algorithm != AlgorithmKeep {
+		set("algorithm", v.Algorithm.String())
+	}
+	set("k", fmt.Sprintf("%x", v.K))
+	set("opc", fmt.Sprintf("%x", v.OPc))
+	set("pin/0x01", v.PIN1)
+	set("pin/0x81", v.PIN2)
+	set("pin/0x0a", strings.ToLower(v.ADM1))
+	set("pin/0x0b", v.ADM2)
+	set("puk/0x01", v.PUK1)
+	set("puk/0x81", v.PUK2)
+	for _, k := range v.SDKeys {
+		set(fmt.Sprintf("sd%d/kvn%02x/id%02x", k.SD, k.KVN, k.ID), fmt.Sprintf("%x", k.Key))
+	}
+	return want
+}
+
+func seedFor(name string) *rand.Rand {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return rand.New(rand.NewPCG(h.Sum64(), 2))
+}
+
+func TestApplyWritesEveryCopyOfEveryFieldAndNothingElse(t *testing.T) {
+	for name, der := range ts48(t) {
+		t.Run(name, func(t *testing.T) {
+			pl, err := Compile(der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tp, err := Decode(der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tmplFields := readBack(t, tp)
+			// The fields every TS.48 template must expose, with the copy
+			// counts the spec digest describes.
+			for k, n := range map[string]int{"header-iccid": 1, "ef-iccid": 1, "imsi": 1, "acc": 1, "k": 2, "opc": 2,
+				"pin/0x01": 1, "pin/0x0a": 1, "puk/0x01": 1, "puk/0x81": 1} {
+				if got := len(tmplFields[k]); got != n {
+					t.Fatalf("template has %d copies of %s, want %d", got, k, n)
+				}
+			}
+			if len(tmplFields["pin/0x81"]) < 4 {
+				t.Fatalf("template has %d PIN2 copies, want ≥ 4 (telecom + each NAA)", len(tmplFields["pin/0x81"]))
+			}
+			r := seedFor(name)
+			buf := make([]byte, 0, len(der))
+			for i := 0; i < 25; i++ {
+				v := randomValues(r, pl)
+				out, err := pl.Apply(v, buf)
+				if err != nil {
+					t.Fatalf("Apply: %v", err)
+				}
+				if len(out) != len(der) {
+					t.Fatalf("fixed-size personalisation changed the size: %d → %d", len(der), len(out))
+				}
+				p, err := Decode(out)
+				if err != nil {
+					t.Fatalf("personalised profile does not decode: %v", err)
+				}
+				if err := p.Validate(); err != nil {
+					t.Fatalf("personalised profile does not validate: %v", err)
+				}
+				got, want := readBack(t, p), expected(v, tmplFields)
+				for k := range want {
+					if !slices.Equal(got[k], want[k]) {
+						t.Fatalf("record %d: %s read back as %q, want %q", i, k, got[k], want[k])
+					}
+				}
+				if len(got) != len(want) {
+					t.Fatalf("record %d: read back %d fields, template has %d", i, len(got), len(want))
+				}
+				// Every byte outside the slots is the template's.
+				inSlot := make([]bool, len(der))
+				for _, s := range pl.Slots() {
+					if s.Fixed {
+						for j := s.Offset; j < s.Offset+s.Len; j++ {
+							inSlot[j] = true
+						}
+					}
+				}
+				for j := range der {
+					if !inSlot[j] && out[j] != der[j] {
+						t.Fatalf("record %d: byte 0x%x outside every slot changed", i, j)
+					}
+				}
+				if p.ICCID() != v.ICCID {
+					t.Fatalf("Profile.ICCID() = %q, want %q", p.ICCID(), v.ICCID)
+				}
+			}
+		})
+	}
+}
+
+func TestApplyWithEmptyValuesReturnsTheTemplate(t *testing.T) {
+	for name, der := range ts48(t) {
+		pl, err := Compile(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := pl.Apply(&Values{}, nil)
+		if err != nil || !bytes.Equal(out, der) {
+			t.Fatalf("%s: Apply(empty) changed the template (err %v)", name, err)
+		}
+	}
+}
+
+func TestApplyReusesTheCallersBuffer(t *testing.T) {
+	der := ts48(t)["TS48V5-SAIP2-3-NOBERTLV-UNIQUE.der"]
+	pl, err := Compile(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := randomValues(seedFor("buf"), pl)
+	buf := make([]byte, 7, len(der))
+	out, err := pl.Apply(v, buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &out[0] != &buf[:1][0] {
+		t.Fatal("Apply allocated although dst had enough capacity")
+	}
+	allocs := testing.AllocsPerRun(50, func() { _, _ = pl.Apply(v, buf) })
+	if allocs != 0 {
+		t.Fatalf("Apply with a large enough dst makes %v allocations, want 0", allocs)
+	}
+}
+
+func TestVariableFieldsReencodeOnlyTheirPE(t *testing.T) {
+	cases := []struct {
+		smsc, spn string
+		cond      byte
+		wantSMSC  string
+		wantSPN   string
+	}{
+		{"+447700900123", "perso", 0x01, "+447700900123", "01:perso"},
+		{"12345", "", 0, "12345", ""},
+		{"", "Ünïcode", 0x02, "", "02:Ünïcode"},
+		{"+123456789012345678", "16 chars exactly", 0, "+123456789012345678", "00:16 chars exactly"},
+	}
+	for name, der := range ts48(t) {
+		pl, err := Compile(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp, _ := Decode(der)
+		tmplFields := readBack(t, tp)
+		for ci, c := range cases {
+			v := randomValues(seedFor(name), pl)
+			v.SMSC, v.SPN, v.SPNDisplayCondition = c.smsc, c.spn, c.cond
+			out, err := pl.Apply(v, nil)
+			if err != nil {
+				t.Fatalf("%s case %d: %v", name, ci, err)
+			}
+			p, err := Decode(out)
+			if err != nil {
+				t.Fatalf("%s case %d: output does not decode: %v", name, ci, err)
+			}
+			if err := p.Validate(); err != nil {
+				t.Fatalf("%s case %d: %v", name, ci, err)
+			}
+			got := readBack(t, p)
+			want := expected(v, tmplFields)
+			if c.wantSMSC != "" {
+				want["smsc"] = []string{c.wantSMSC}
+			}
+			if c.wantSPN != "" {
+				want["spn"] = []string{c.wantSPN}
+			}
+			for k := range want {
+				if !slices.Equal(got[k], want[k]) {
+					t.Fatalf("%s case %d: %s = %q, want %q", name, ci, k, got[k], want[k])
+				}
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%s case %d: read back %d fields, want %d", name, ci, len(got), len(want))
+			}
+			// Only the usim PE may differ beyond the fixed slots; inside
+			// it, only EF.SMSP and EF.SPN.
+			if len(p.PEs) != len(tp.PEs) {
+				t.Fatalf("%s case %d: PE count changed", name, ci)
+			}
+			ref, _ := Decode(mustApply(t, pl, v))
+			for i, pe := range p.PEs {
+				a, b := pe.Node.Encode(), ref.PEs[i].Node.Encode()
+				if pe.Type != PEUSIM {
+					if !bytes.Equal(a, b) {
+						t.Fatalf("%s case %d: PE #%d (%s) changed", name, ci, i, pe.Type)
+					}
+					continue
+				}
+				for j, f := range pe.FS.Files {
+					if f.Name == "ef-smsp" || f.Name == "ef-spn" {
+						continue
+					}
+					if !bytes.Equal(f.Node.Encode(), ref.PEs[i].FS.Files[j].Node.Encode()) {
+						t.Fatalf("%s case %d: usim file %s changed", name, ci, f.Name)
+					}
+				}
+			}
+		}
+	}
+}
+
+// mustApply applies v without its variable-size fields.
+func mustApply(t *testing.T, pl *Plan, v *Values) []byte {
+	t.Helper()
+	w := *v
+	w.SMSC, w.SPN = "", ""
+	out, err := pl.Apply(&w, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestApplyRejectsBadValuesWithoutEchoingSecrets(t *testing.T) {
+	der := ts48(t)["TS48V5-SAIP2-3-NOBERTLV-UNIQUE.der"]
+	pl, err := Compile(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := []byte("\x13\x37SECRETSECRETSEC")
+	cases := []struct {
+		name string
+		v    Values
+		want error
+	}{
+		{"ICCID too short", Values{ICCID: "89490000"}, ErrValue},
+		{"ICCID not digits", Values{ICCID: "8949449999999990A71"}, ErrValue},
+		{"IMSI too long", Values{IMSI: "0010101234567890"}, ErrValue},
+		{"K of the wrong length", Values{K: secret[:15]}, ErrValue},
+		{"OPc of the wrong length", Values{OPc: append(secret, 1)}, ErrValue},
+		{"PIN1 too short", Values{PIN1: "123"}, ErrValue},
+		{"PIN1 as hex is not allowed", Values{PIN1: "0123456789ABCDEF"}, ErrValue},
+		{"PUK1 not 8 digits", Values{PUK1: "1234567"}, ErrValue},
+		{"ADM1 bad hex", Values{ADM1: "0123456789ABCDEG"}, ErrValue},
+		{"ADM3 absent from template", Values{OtherADM: [8]string{"12345678"}}, ErrNoSlot},
+		{"unknown SD key", Values{SDKeys: []SDKey{{KVN: 0x30, ID: 1, Key: secret}}}, ErrNoSlot},
+		{"SD key of the wrong length", Values{SDKeys: []SDKey{{KVN: 1, ID: 1, Key: secret[:8]}}}, ErrValue},
+		{"unknown algorithm", Values{Algorithm: 9}, ErrValue},
+		{"algorithm not declared in the header", Values{Algorithm: AlgorithmMilenage}, ErrValue},
+		{"SMSC with letters", Values{SMSC: "+44ABC"}, ErrValue},
+		{"SPN too long", Values{SPN: "seventeen chars!!"}, ErrValue},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := pl.Apply(&c.v, nil)
+			if !errors.Is(err, c.want) {
+				t.Fatalf("error %v, want %v", err, c.want)
+			}
+			var te *Error
+			if !errors.As(err, &te) {
+				t.Fatalf("error %T is not a *template.Error", err)
+			}
+			msg := err.Error()
+			for _, s := range []string{string(secret), fmt.Sprintf("%x", secret), fmt.Sprintf("%X", secret[:8]), c.v.PIN1, c.v.ADM1, c.v.PUK1} {
+				if len(s) >= 4 && strings.Contains(msg, s) {
+					t.Fatalf("error message %q contains the value", msg)
+				}
+			}
+		})
+	}
+}
+
+func TestPlanIsSafeForConcurrentApply(t *testing.T) {
+	der := ts48(t)["TS48V4-SAIP2-3-BERTLV-UNIQUE.der"]
+	pl, err := Compile(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(g), 9))
+			var buf []byte
+			for i := 0; i < 200; i++ {
+				v := randomValues(r, pl)
+				if i%3 == 0 {
+					v.SMSC, v.SPN = "+4912345", "go"
+				}
+				out, err := pl.Apply(v, buf)
+				if err != nil {
+					errs <- err
+					return
+				}
+				p, err := Decode(out)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if p.ICCID() != v.ICCID {
+					errs <- fmt.Errorf("goroutine %d: ICCID %s, want %s", g, p.ICCID(), v.ICCID)
+					return
+				}
+				buf = out
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(pl.Template(), der) {
+		t.Fatal("concurrent Apply modified the plan's template")
+	}
+}
+
+func TestCompileRefusesTemplatesWithoutTheSlotsARecordNeeds(t *testing.T) {
+	der := ts48(t)["TS48V5-SAIP2-3-NOBERTLV-UNIQUE.der"]
+	p, err := Decode(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		edit   func(p *Profile)
+		wantPE PEType
+	}{
+		{"EF.IMSI without content", func(p *Profile) {
+			f := p.First(PEUSIM).FS.File("ef-imsi")
+			f.Node.Children = f.Node.Children[:1] // keep only the FCP
+		}, PEUSIM},
+		{"EF.ICCID content of the wrong size", func(p *Profile) {
+			f := p.First(PEMF).FS.File("ef-iccid")
+			f.Fill[0].SetValue([]byte{1, 2, 3})
+		}, PEMF},
+		{"no akaParameter", func(p *Profile) {
+			// Drop the algorithm services too, or validation fails first.
+			svc := p.PEs[0].Node.Child(0xA5)
+			var flags []*Node
+			for _, f := range svc.Children {
+				if f.Tag != 0x84 && f.Tag != 0x85 && f.Tag != 0x90 && f.Tag != 0x91 {
+					flags = append(flags, f)
+				}
+			}
+			svc.Children = flags
+			var keep []*PE
+			for _, pe := range p.PEs {
+				if pe.Type != PEAKAParameter {
+					keep = append(keep, pe)
+				}
+			}
+			p.PEs = keep
+		}, PEUnknown},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			q, _ := Decode(der)
+			c.edit(q)
+			_, err := Compile(q.Encode())
+			if !errors.Is(err, ErrNoSlot) {
+				t.Fatalf("Compile error %v, want ErrNoSlot", err)
+			}
+			var te *Error
+			if !errors.As(err, &te) {
+				t.Fatalf("error %T is not a *template.Error", err)
+			}
+			if c.wantPE != PEUnknown && te.Type != c.wantPE.String() {
+				t.Fatalf("error names PE type %q, want %q: %v", te.Type, c.wantPE, err)
+			}
+		})
+	}
+	_ = p
+}
+
+func TestSlotsAreSortedAndDisjoint(t *testing.T) {
+	for name, der := range ts48(t) {
+		pl, err := Compile(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := pl.Slots()
+		if !sort.SliceIsSorted(s, func(i, j int) bool { return s[i].Offset < s[j].Offset }) {
+			t.Fatalf("%s: slots not in template order", name)
+		}
+		for i := 1; i < len(s); i++ {
+			if s[i-1].Fixed && s[i].Fixed && s[i-1].Offset+s[i-1].Len > s[i].Offset {
+				t.Fatalf("%s: slots %s and %s overlap", name, s[i-1].Name(), s[i].Name())
+			}
+		}
+	}
+}
+
+func TestAlgorithmCanOnlyBeSetToOneTheHeaderDeclares(t *testing.T) {
+	der := ts48(t)["TS48V5-SAIP2-3-NOBERTLV-UNIQUE.der"]
+	// The TS.48 header declares only usim-test-algorithm; declare milenage
+	// too (flag [4] goes before usim-test-algorithm [17] in DER order).
+	p, err := Decode(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := p.PEs[0].Node.Child(0xA5)
+	var flags []*Node
+	for _, f := range svc.Children {
+		if f.Tag == 0x91 {
+			flags = append(flags, &Node{Tag: 0x84, Offset: -1})
+		}
+		flags = append(flags, f)
+	}
+	svc.Children = flags
+	withMilenage := p.Encode()
+	for _, c := range []struct {
+		name string
+		der  []byte
+		algo Algorithm
+		ok   bool
+	}{
+		{"TS.48 as shipped, milenage", der, AlgorithmMilenage, false},
+		{"TS.48 as shipped, test algorithm", der, AlgorithmTestAlgorithm, true},
+		{"TS.48 as shipped, TUAK", der, AlgorithmTUAK, false},
+		{"milenage declared, milenage", withMilenage, AlgorithmMilenage, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			pl, err := Compile(c.der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := pl.Apply(&Values{Algorithm: c.algo}, nil)
+			if !c.ok {
+				if !errors.Is(err, ErrValue) {
+					t.Fatalf("error %v, want ErrValue", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := Decode(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := q.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, pe := range q.All(PEAKAParameter) {
+				if a := pe.AKA.Algo; a != nil {
+					n++
+					if a.AlgorithmID != c.algo {
+						t.Fatalf("PE #%d algorithm %s, want %s", pe.Index, a.AlgorithmID, c.algo)
+					}
+				}
+			}
+			if n != 2 {
+				t.Fatalf("%d algoParameters, want 2", n)
+			}
+		})
+	}
+}
