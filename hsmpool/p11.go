@@ -135,6 +135,11 @@ type p11Backend struct {
 	// sess[i] is used only by the holder of scheduler slot i.
 	sess   []pkcs11.SessionHandle
 	sessOK []bool
+	// owner maps open session handles to slots (guarded by mu). A token may
+	// reuse the handle of a session closed underneath us; stale marks the
+	// slot whose handle now belongs to another slot.
+	owner map[pkcs11.SessionHandle]int
+	stale []atomic.Bool
 
 	hmu     sync.RWMutex
 	handles map[string]keyInfo // class/label -> handle
@@ -175,6 +180,8 @@ func openP11(ctx context.Context, cfg Config) (*p11Backend, error) {
 		cfg:     cfg,
 		sess:    make([]pkcs11.SessionHandle, cfg.Sessions),
 		sessOK:  make([]bool, cfg.Sessions),
+		owner:   map[pkcs11.SessionHandle]int{},
+		stale:   make([]atomic.Bool, cfg.Sessions),
 		handles: map[string]keyInfo{},
 	}
 	if err := api.Initialize(); err != nil && p11Code(err) != pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED {
@@ -253,6 +260,10 @@ func trimLabel(s string) string {
 
 // session returns slot i's session, opening (and logging in) if needed.
 func (b *p11Backend) session(i int) (pkcs11.SessionHandle, error) {
+	if b.stale[i].Swap(false) {
+		b.sessOK[i] = false // the handle was reissued to another slot: do not close it
+		b.replaced.Add(1)
+	}
 	if b.sessOK[i] {
 		return b.sess[i], nil
 	}
@@ -274,6 +285,10 @@ func (b *p11Backend) session(i int) (pkcs11.SessionHandle, error) {
 		b.api.CloseSession(sh)
 		return 0, err
 	}
+	if j, ok := b.owner[sh]; ok && j != i {
+		b.stale[j].Store(true)
+	}
+	b.owner[sh] = i
 	b.sess[i], b.sessOK[i] = sh, true
 	return sh, nil
 }
@@ -282,7 +297,12 @@ func (b *p11Backend) dropSession(i int) {
 	if !b.sessOK[i] {
 		return
 	}
-	b.api.CloseSession(b.sess[i]) // may fail if already invalid; the handle is gone either way
+	b.mu.Lock()
+	if b.owner[b.sess[i]] == i {
+		delete(b.owner, b.sess[i])
+		b.api.CloseSession(b.sess[i]) // may fail if already invalid; the handle is gone either way
+	}
+	b.mu.Unlock()
 	b.sessOK[i] = false
 	b.replaced.Add(1)
 }

@@ -1,0 +1,126 @@
+package hsmpool
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// cancelled is a context under which acquire succeeds only if a slot can be
+// taken at once: a deterministic probe of "would this lane have to wait?".
+func cancelled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
+
+func TestSchedulerReservesSessionsForLive(t *testing.T) {
+	s := newScheduler(4, 1) // 3 batch sessions at most, 1 reserved for live
+	var batch []int
+	for range 3 {
+		slot, err := s.acquire(cancelled(), Batch)
+		if err != nil {
+			t.Fatalf("batch acquire %d: %v", len(batch), err)
+		}
+		batch = append(batch, slot)
+	}
+	if _, err := s.acquire(cancelled(), Batch); !errors.Is(err, context.Canceled) {
+		t.Fatalf("4th batch acquire did not wait (err %v): batch took the reserved session", err)
+	}
+	live, err := s.acquire(cancelled(), Live)
+	if err != nil {
+		t.Fatalf("live could not use its reserved session while batch is saturated: %v", err)
+	}
+	if _, err := s.acquire(cancelled(), Live); !errors.Is(err, context.Canceled) {
+		t.Fatalf("5th acquire on 4 sessions did not wait: %v", err)
+	}
+	// Live may use batch's sessions when they are free.
+	s.release(batch[0], Batch)
+	if _, err := s.acquire(cancelled(), Live); err != nil {
+		t.Fatalf("live could not use a free batch session: %v", err)
+	}
+	s.release(live, Live)
+	if total, b := s.inUseCount(); total != 3 || b != 2 {
+		t.Fatalf("in use %d (batch %d), want 3 (2)", total, b)
+	}
+}
+
+// waitQueued waits until lane l has n waiters.
+func waitQueued(t *testing.T, s *scheduler, l Lane, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		s.mu.Lock()
+		got := len(s.queues[l])
+		s.mu.Unlock()
+		if got == n {
+			return
+		}
+	}
+	t.Fatalf("lane %v never had %d waiters", l, n)
+}
+
+func TestSchedulerServesLiveBeforeBatch(t *testing.T) {
+	s := newScheduler(1, 0)
+	held, _ := s.acquire(context.Background(), Batch)
+	order := make(chan Lane, 3)
+	start := func(l Lane) {
+		go func() {
+			slot, err := s.acquire(context.Background(), l)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			order <- l
+			s.release(slot, l)
+		}()
+	}
+	start(Batch)
+	waitQueued(t, s, Batch, 1)
+	start(Batch)
+	waitQueued(t, s, Batch, 2)
+	start(Live) // arrives last, is served first
+	waitQueued(t, s, Live, 1)
+	if _, err := s.acquire(cancelled(), Batch); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a new batch request jumped the queue: %v", err)
+	}
+	s.release(held, Batch)
+	want := []Lane{Live, Batch, Batch}
+	for i, w := range want {
+		if got := <-order; got != w {
+			t.Fatalf("grant %d went to %v, want %v", i, got, w)
+		}
+	}
+}
+
+func TestSchedulerCancelAndClose(t *testing.T) {
+	s := newScheduler(1, 0)
+	held, _ := s.acquire(context.Background(), Live)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if _, err := s.acquire(ctx, Live); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting past the deadline: %v, want DeadlineExceeded", err)
+	}
+	if s.liveWaiting() {
+		t.Fatal("a timed-out waiter stayed queued")
+	}
+	errc := make(chan error, 1)
+	go func() {
+		slot, err := s.acquire(context.Background(), Batch)
+		if err == nil { // granted before the close: give it back
+			s.release(slot, Batch)
+		}
+		errc <- err
+	}()
+	waitQueued(t, s, Batch, 1)
+	go s.release(held, Live)
+	if !s.close(time.Second) {
+		t.Fatal("close did not see the held session returned")
+	}
+	if err := <-errc; err != nil && !errors.Is(err, ErrClosed) {
+		t.Fatalf("waiter on a closing pool: %v", err)
+	}
+	if _, err := s.acquire(context.Background(), Live); !errors.Is(err, ErrClosed) {
+		t.Fatalf("acquire after close: %v, want ErrClosed", err)
+	}
+}
