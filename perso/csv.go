@@ -1,0 +1,280 @@
+package perso
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// maxLine bounds one input line (and one multi-line quoted record).
+const maxLine = 1 << 20
+
+// lineReader returns lines without their line end, counting them, and
+// tells whether the last one was cut short by the end of input.
+type lineReader struct {
+	br           *bufio.Reader
+	line         int64
+	long         []byte
+	unterminated bool
+}
+
+func newLineReader(r io.Reader) *lineReader {
+	return &lineReader{br: bufio.NewReaderSize(r, 256<<10)}
+}
+
+var errLineTooLong = errors.New("line too long")
+
+// next returns the next line (valid until the following call). A line
+// longer than maxLine is consumed and reported as errLineTooLong.
+func (l *lineReader) next() ([]byte, error) {
+	b, err := l.br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		l.long = append(l.long[:0], b...)
+		for err == bufio.ErrBufferFull {
+			b, err = l.br.ReadSlice('\n')
+			if len(l.long) < maxLine {
+				l.long = append(l.long, b...)
+			}
+		}
+		if len(l.long) >= maxLine {
+			l.line++
+			l.long = l.long[:0]
+			if err == io.EOF {
+				l.unterminated = true
+				err = nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			return nil, errLineTooLong
+		}
+		b = l.long
+	}
+	if err == io.EOF {
+		if len(b) == 0 {
+			return nil, io.EOF
+		}
+		l.unterminated = true
+	} else if err != nil {
+		return nil, err
+	}
+	l.line++
+	if l.line == 1 {
+		b = bytes.TrimPrefix(b, []byte("\xEF\xBB\xBF")) // UTF-8 BOM
+	}
+	b = bytes.TrimSuffix(b, []byte{'\n'})
+	b = bytes.TrimSuffix(b, []byte{'\r'})
+	return b, nil
+}
+
+// csvSource reads RFC 4180 CSV with a header row. Quoted fields may hold
+// the delimiter, doubled quotes and line ends. Unquoted fields are trimmed
+// of surrounding blanks. Blank lines are skipped.
+type csvSource struct {
+	lr      *lineReader
+	delim   byte
+	cols    *columnMap
+	fields  [][]byte
+	scratch []byte
+	pending []byte
+	closer  io.Closer
+}
+
+// NewCSVReader reads CSV with a header row from r. Column names are matched
+// case-insensitively (see the Col* constants; "KI", "Ki" and "k" all name
+// ki; kic1/kid1/kik1... name OTA keys). Unknown columns are ignored and
+// listed by IgnoredColumns.
+func NewCSVReader(r io.Reader, o Options) (*Reader, error) {
+	if err := o.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &csvSource{lr: newLineReader(r), delim: byte(o.Delimiter)}
+	if c, ok := r.(io.Closer); ok {
+		s.closer = c
+	}
+	var header [][]byte
+	for {
+		line, err := s.lr.next()
+		if err == io.EOF {
+			return nil, fmt.Errorf("%s: no header row", o.File)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: header: %w", o.File, err)
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		complete := s.split(line)
+		if !complete {
+			return nil, fmt.Errorf("%s: header: unterminated quote", o.File)
+		}
+		header = s.fields
+		break
+	}
+	names := make([]string, len(header))
+	for i, h := range header {
+		names[i] = string(h)
+	}
+	cm, err := mapColumns(names)
+	if err != nil {
+		return nil, fmt.Errorf("%s: header: %w", o.File, err)
+	}
+	s.cols = cm
+	rd, err := newReader(s, o, cm.kvns, cm.present)
+	if err != nil {
+		return nil, err
+	}
+	rd.ignored = cm.ignored
+	return rd, nil
+}
+
+func (s *csvSource) read(row *rawRow) error {
+	for {
+		line, err := s.lr.next()
+		if err == errLineTooLong {
+			row.line = s.lr.line
+			row.bad = &Problem{Reason: "line longer than 1 MiB"}
+			row.unterminated = s.lr.unterminated
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		row.line = s.lr.line
+		if !s.split(line) {
+			// A quoted field continues on the next line(s).
+			acc := append(s.pending[:0], line...)
+			for !s.split(acc) {
+				if len(acc) > maxLine {
+					row.bad = &Problem{Reason: "quoted field longer than 1 MiB"}
+					s.pending = acc[:0]
+					return nil
+				}
+				next, err := s.lr.next()
+				if err == io.EOF {
+					row.bad = &Problem{Reason: "unterminated quoted field at end of input"}
+					row.unterminated = true
+					s.pending = acc[:0]
+					return nil
+				}
+				if err == errLineTooLong {
+					next = nil
+				} else if err != nil {
+					return err
+				}
+				acc = append(append(acc, '\n'), next...)
+			}
+			s.pending = acc[:0]
+		}
+		row.unterminated = s.lr.unterminated
+		if len(s.fields) != len(s.cols.idx) {
+			row.bad = &Problem{Reason: fmt.Sprintf("wrong column count: %d, header has %d", len(s.fields), len(s.cols.idx))}
+			return nil
+		}
+		for i, c := range s.cols.idx {
+			if c >= 0 {
+				row.vals[c] = s.fields[i]
+			}
+		}
+		return nil
+	}
+}
+
+// split splits one line into s.fields. It returns false when a quoted
+// field is still open at the end of the line.
+func (s *csvSource) split(line []byte) bool {
+	s.fields = s.fields[:0]
+	if bytes.IndexByte(line, '"') < 0 {
+		for {
+			i := bytes.IndexByte(line, s.delim)
+			if i < 0 {
+				s.fields = append(s.fields, trimBlank(line))
+				return true
+			}
+			s.fields = append(s.fields, trimBlank(line[:i]))
+			line = line[i+1:]
+		}
+	}
+	// Slow path: quotes. Unquoted text never grows, so one scratch buffer
+	// of the line's size holds every field without reallocation.
+	if cap(s.scratch) < len(line) {
+		s.scratch = make([]byte, 0, len(line))
+	}
+	buf := s.scratch[:0]
+	for {
+		f := trimLeftBlank(line)
+		if len(f) > 0 && f[0] == '"' {
+			start := len(buf)
+			f = f[1:]
+			for {
+				i := bytes.IndexByte(f, '"')
+				if i < 0 {
+					return false
+				}
+				buf = append(buf, f[:i]...)
+				f = f[i+1:]
+				if len(f) > 0 && f[0] == '"' {
+					buf = append(buf, '"')
+					f = f[1:]
+					continue
+				}
+				break
+			}
+			s.fields = append(s.fields, buf[start:len(buf):len(buf)])
+			// anything between the closing quote and the delimiter is kept
+			// (trimmed), as lenient readers do
+			i := bytes.IndexByte(f, s.delim)
+			rest := f
+			if i >= 0 {
+				rest = f[:i]
+			}
+			if t := trimBlank(rest); len(t) > 0 {
+				last := len(s.fields) - 1
+				s.fields[last] = append(s.fields[last][:len(s.fields[last]):len(s.fields[last])], t...)
+			}
+			if i < 0 {
+				return true
+			}
+			line = f[i+1:]
+			continue
+		}
+		i := bytes.IndexByte(line, s.delim)
+		if i < 0 {
+			s.fields = append(s.fields, trimBlank(line))
+			return true
+		}
+		s.fields = append(s.fields, trimBlank(line[:i]))
+		line = line[i+1:]
+	}
+}
+
+func trimBlank(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func trimLeftBlank(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	return b
+}
+
+func (s *csvSource) finish() []Reject { return nil }
+
+func (s *csvSource) close() error {
+	if s.closer != nil {
+		return s.closer.Close()
+	}
+	return nil
+}
