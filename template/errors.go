@@ -29,6 +29,9 @@ var (
 	ErrDuplicateID = errors.New("duplicate PE identification")
 	// ErrMissingPE: the header declares a mandatory service whose PE is absent.
 	ErrMissingPE = errors.New("mandatory service without its profile element")
+	// ErrUndeclaredService: a PE needs a service (e.g. its AKA algorithm)
+	// that the header's eUICC-Mandatory-services does not declare.
+	ErrUndeclaredService = errors.New("service used but not declared mandatory")
 	// ErrNoSlot: a value was given for a field the template has no slot for,
 	// or the template lacks a slot every personalisation record needs.
 	ErrNoSlot = errors.New("template has no slot for this field")

@@ -141,7 +141,7 @@ func Decode(der []byte) (*Profile, error) {
 	for off, i := 0, 0; off < len(src); i++ {
 		t, hl, vl, terr := readHeader(src, off, len(src))
 		if terr != nil {
-			return nil, errAt(i, PEUnknown, terr.off, "", terr.err)
+			return nil, errAt(i, peTypeOf(terr.tag), terr.off, "", terr.err)
 		}
 		typ := peTypeOf(t)
 		pe := &PE{Index: i, Offset: off, Type: typ, ID: -1}

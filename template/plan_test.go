@@ -532,7 +532,8 @@ func TestSlotsAreSortedAndDisjoint(t *testing.T) {
 func TestAlgorithmCanOnlyBeSetToOneTheHeaderDeclares(t *testing.T) {
 	der := ts48(t)["TS48V5-SAIP2-3-NOBERTLV-UNIQUE.der"]
 	// The TS.48 header declares only usim-test-algorithm; declare milenage
-	// too (flag [4] goes before usim-test-algorithm [17] in DER order).
+	// too (flag [4] goes before usim-test-algorithm [17] in DER order) and
+	// let the USIM use it.
 	p, err := Decode(der)
 	if err != nil {
 		t.Fatal(err)
@@ -546,6 +547,7 @@ func TestAlgorithmCanOnlyBeSetToOneTheHeaderDeclares(t *testing.T) {
 		flags = append(flags, f)
 	}
 	svc.Children = flags
+	p.First(PEAKAParameter).AKA.Algo.algo.SetValue([]byte{byte(AlgorithmMilenage)})
 	withMilenage := p.Encode()
 	for _, c := range []struct {
 		name string
@@ -556,7 +558,8 @@ func TestAlgorithmCanOnlyBeSetToOneTheHeaderDeclares(t *testing.T) {
 		{"TS.48 as shipped, milenage", der, AlgorithmMilenage, false},
 		{"TS.48 as shipped, test algorithm", der, AlgorithmTestAlgorithm, true},
 		{"TS.48 as shipped, TUAK", der, AlgorithmTUAK, false},
-		{"milenage declared, milenage", withMilenage, AlgorithmMilenage, true},
+		{"both declared, milenage everywhere", withMilenage, AlgorithmMilenage, true},
+		{"both declared, test algorithm everywhere", withMilenage, AlgorithmTestAlgorithm, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			pl, err := Compile(c.der)

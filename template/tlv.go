@@ -57,6 +57,7 @@ func (t Tag) appendTo(dst []byte) []byte {
 // tlvError is a position-only syntax error; the caller adds the PE context.
 type tlvError struct {
 	off int // absolute offset of the element whose header is bad
+	tag Tag // the element's tag when it could be read, else 0
 	err error
 }
 
@@ -66,22 +67,22 @@ type tlvError struct {
 func readHeader(b []byte, off, end int) (Tag, int, int, *tlvError) {
 	p := off
 	if p >= end {
-		return 0, 0, 0, &tlvError{off, fmt.Errorf("missing tag: %w", ErrTruncated)}
+		return 0, 0, 0, &tlvError{off, 0, fmt.Errorf("missing tag: %w", ErrTruncated)}
 	}
 	t := Tag(b[p])
 	if b[p] == 0 {
-		return 0, 0, 0, &tlvError{off, fmt.Errorf("zero tag (end-of-contents): %w", ErrBadTag)}
+		return 0, 0, 0, &tlvError{off, 0, fmt.Errorf("zero tag (end-of-contents): %w", ErrBadTag)}
 	}
 	p++
 	if t&0x1F == 0x1F {
 		n := 0
 		for {
 			if p >= end {
-				return 0, 0, 0, &tlvError{off, fmt.Errorf("multi-byte tag: %w", ErrTruncated)}
+				return 0, 0, 0, &tlvError{off, 0, fmt.Errorf("multi-byte tag: %w", ErrTruncated)}
 			}
 			c := b[p]
 			if n == 0 && (c == 0x80 || c < 0x1F) {
-				return 0, 0, 0, &tlvError{off, fmt.Errorf("tag %s… not minimal: %w", Tag(t).String(), ErrNotDER)}
+				return 0, 0, 0, &tlvError{off, 0, fmt.Errorf("tag %s… not minimal: %w", Tag(t).String(), ErrNotDER)}
 			}
 			t = t<<8 | Tag(c)
 			p++
@@ -90,25 +91,25 @@ func readHeader(b []byte, off, end int) (Tag, int, int, *tlvError) {
 				break
 			}
 			if n == 3 {
-				return 0, 0, 0, &tlvError{off, fmt.Errorf("tag longer than 4 bytes: %w", ErrBadTag)}
+				return 0, 0, 0, &tlvError{off, 0, fmt.Errorf("tag longer than 4 bytes: %w", ErrBadTag)}
 			}
 		}
 	}
 	if p >= end {
-		return 0, 0, 0, &tlvError{off, fmt.Errorf("tag %s: missing length: %w", t, ErrTruncated)}
+		return 0, 0, 0, &tlvError{off, t, fmt.Errorf("tag %s: missing length: %w", t, ErrTruncated)}
 	}
 	l := int(b[p])
 	p++
 	if l == 0x80 {
-		return 0, 0, 0, &tlvError{off, fmt.Errorf("tag %s: %w", t, ErrIndefiniteLength)}
+		return 0, 0, 0, &tlvError{off, t, fmt.Errorf("tag %s: %w", t, ErrIndefiniteLength)}
 	}
 	if l > 0x80 {
 		n := l & 0x7F
 		if n > 3 {
-			return 0, 0, 0, &tlvError{off, fmt.Errorf("tag %s: %d length octets: %w", t, n, ErrNotDER)}
+			return 0, 0, 0, &tlvError{off, t, fmt.Errorf("tag %s: %d length octets: %w", t, n, ErrNotDER)}
 		}
 		if p+n > end {
-			return 0, 0, 0, &tlvError{off, fmt.Errorf("tag %s: length octets: %w", t, ErrTruncated)}
+			return 0, 0, 0, &tlvError{off, t, fmt.Errorf("tag %s: length octets: %w", t, ErrTruncated)}
 		}
 		l = 0
 		for i := 0; i < n; i++ {
@@ -116,14 +117,14 @@ func readHeader(b []byte, off, end int) (Tag, int, int, *tlvError) {
 		}
 		p += n
 		if l < 0x80 || (n > 1 && l < 1<<(8*uint(n-1))) {
-			return 0, 0, 0, &tlvError{off, fmt.Errorf("tag %s: length %d not minimally encoded: %w", t, l, ErrNotDER)}
+			return 0, 0, 0, &tlvError{off, t, fmt.Errorf("tag %s: length %d not minimally encoded: %w", t, l, ErrNotDER)}
 		}
 		if l > maxLength {
-			return 0, 0, 0, &tlvError{off, fmt.Errorf("tag %s: length %d too large: %w", t, l, ErrNotDER)}
+			return 0, 0, 0, &tlvError{off, t, fmt.Errorf("tag %s: length %d too large: %w", t, l, ErrNotDER)}
 		}
 	}
 	if l > end-p {
-		return 0, 0, 0, &tlvError{off, fmt.Errorf("tag %s: length %d exceeds the %d bytes available: %w", t, l, end-p, ErrTruncated)}
+		return 0, 0, 0, &tlvError{off, t, fmt.Errorf("tag %s: length %d exceeds the %d bytes available: %w", t, l, end-p, ErrTruncated)}
 	}
 	return t, p - off, l, nil
 }
@@ -283,7 +284,7 @@ func (p *treeParser) parseNode(off, end, depth int) (*Node, *tlvError) {
 		return n, nil
 	}
 	if depth >= MaxDepth {
-		return nil, &tlvError{off, fmt.Errorf("tag %s: %w", t, ErrTooDeep)}
+		return nil, &tlvError{off, t, fmt.Errorf("tag %s: %w", t, ErrTooDeep)}
 	}
 	base := len(p.stack)
 	for q := vs; q < vs+vl; {

@@ -8,8 +8,9 @@ import (
 // Validate checks the profile-level rules that Decode does not: the header
 // is the first PE and appears once, the end PE is the last and appears
 // once, identification numbers are unique, every mandatory service declared
-// in the header has the PE that provides it, and every PIN's unblocking
-// reference names a PUK that exists. It returns every problem found,
+// in the header has the PE that provides it, every algorithm an
+// akaParameter uses is declared, PIN key references are unique within a
+// pinCodes PE, and every PIN's unblocking reference names a PUK that exists. It returns every problem found,
 // joined (errors.Is works with the sentinels; each is an *Error).
 func (p *Profile) Validate() error {
 	errs := p.Problems()
@@ -76,6 +77,15 @@ func (p *Profile) Problems() []*Error {
 			}
 		}
 	}
+	if h := p.Header(); h != nil {
+		for _, pe := range p.All(PEAKAParameter) {
+			if a := pe.AKA.Algo; a != nil {
+				if svc := algorithmService(a); svc != "" && !h.HasService(svc) {
+					add(pe, fmt.Errorf("uses %s but the header does not declare the mandatory service %q: %w", a.AlgorithmID, svc, ErrUndeclaredService))
+				}
+			}
+		}
+	}
 	puks := map[int]bool{}
 	for _, pe := range p.All(PEPUKCodes) {
 		for _, c := range pe.PUKs.Configs {
@@ -101,14 +111,6 @@ func (p *Profile) Problems() []*Error {
 // needs; what describes the missing part.
 func (p *Profile) provides(svc string) (bool, string) {
 	has := func(t PEType) bool { return p.First(t) != nil }
-	algo := func(id Algorithm, keyLen int) bool {
-		for _, pe := range p.All(PEAKAParameter) {
-			if a := pe.AKA.Algo; a != nil && a.AlgorithmID == id && (keyLen == 0 || len(a.Key) == keyLen) {
-				return true
-			}
-		}
-		return false
-	}
 	switch svc {
 	case "usim":
 		return has(PEUSIM) || has(PEIoT), "no usim PE"
@@ -120,18 +122,30 @@ func (p *Profile) provides(svc string) (bool, string) {
 		return has(PEEAP), "no eap PE"
 	case "cave":
 		return has(PECDMAParameter), "no cdmaParameter PE"
-	case "milenage":
-		return algo(AlgorithmMilenage, 0), "no akaParameter with algorithmID milenage"
-	case "tuak128":
-		return algo(AlgorithmTUAK, 16), "no akaParameter with TUAK and a 128-bit key"
-	case "tuak256":
-		return algo(AlgorithmTUAK, 32), "no akaParameter with TUAK and a 256-bit key"
-	case "usim-test-algorithm":
-		return algo(AlgorithmTestAlgorithm, 0), "no akaParameter with algorithmID usim-test-algorithm"
+	case "milenage", "tuak128", "tuak256", "usim-test-algorithm":
+		// Declaring an algorithm the profile does not (yet) use is harmless;
+		// the reverse is checked separately (algorithmService).
+		return has(PEAKAParameter), "no akaParameter PE"
 	case "javacard", "multos":
 		return true, ""
 	}
 	// Platform capabilities (ber-tlv, get-identity, profile-a-x25519 …)
 	// are requirements on the eUICC, not on PEs.
 	return true, ""
+}
+
+// algorithmService is the ServicesList flag an algoParameter needs.
+func algorithmService(a *AlgoParameter) string {
+	switch a.AlgorithmID {
+	case AlgorithmMilenage:
+		return "milenage"
+	case AlgorithmTUAK:
+		if len(a.Key) == 32 {
+			return "tuak256"
+		}
+		return "tuak128"
+	case AlgorithmTestAlgorithm:
+		return "usim-test-algorithm"
+	}
+	return ""
 }
