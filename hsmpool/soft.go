@@ -57,7 +57,8 @@ type softBackend struct {
 	saltN softFile
 }
 
-const softScryptN = 1 << 15
+// softScryptN is the scrypt cost of new key files (lowered by tests).
+var softScryptN = 1 << 15
 
 // CreateSoftwareKeyFile creates an empty software-backend key file at path
 // protected by passphrase. It refuses to overwrite an existing file.
