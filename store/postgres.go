@@ -3,8 +3,662 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
+// The PostgreSQL backend (pgx/v5, a connection pool). Allocation and chunk
+// claims are single statements with FOR UPDATE SKIP LOCKED; a profile's
+// read-modify-write holds its row lock (SELECT … FOR UPDATE) for the
+// transaction; bulk loads use COPY.
+type pgBackend struct {
+	pool *pgxpool.Pool
+}
+
+var pgMigrations = []string{
+	// 1: the initial schema. The protected material is stored EXTERNAL
+	// (out of line, uncompressed: it is ciphertext, compression only costs).
+	`CREATE TABLE batches (
+		id           text PRIMARY KEY,
+		profile_type text NOT NULL DEFAULT '',
+		template_id  text NOT NULL DEFAULT '',
+		key_blob     bytea,
+		kek_label    text NOT NULL DEFAULT '',
+		chunks       integer NOT NULL DEFAULT 0,
+		profiles     bigint NOT NULL DEFAULT 0,
+		duplicates   bigint NOT NULL DEFAULT 0,
+		conflicts    bigint NOT NULL DEFAULT 0,
+		chunks_done  integer NOT NULL DEFAULT 0,
+		created_at   timestamptz NOT NULL,
+		updated_at   timestamptz NOT NULL
+	);
+	CREATE TABLE chunks (
+		batch_id    text NOT NULL REFERENCES batches(id),
+		idx         integer NOT NULL,
+		worker      text NOT NULL DEFAULT '',
+		lease_until timestamptz NOT NULL DEFAULT '-infinity',
+		done        boolean NOT NULL DEFAULT false,
+		claims      integer NOT NULL DEFAULT 0,
+		PRIMARY KEY (batch_id, idx)
+	);
+	CREATE TABLE profiles (
+		iccid             text PRIMARY KEY,
+		imsi              text NOT NULL DEFAULT '',
+		profile_type      text NOT NULL DEFAULT '',
+		template_id       text NOT NULL DEFAULT '',
+		batch_id          text NOT NULL REFERENCES batches(id),
+		ppk_key_ref       text NOT NULL DEFAULT '',
+		state             text NOT NULL,
+		eid               text,
+		matching_id       text,
+		cc_hash           bytea,
+		download_attempts integer NOT NULL DEFAULT 0,
+		cc_attempts       integer NOT NULL DEFAULT 0,
+		created_at        timestamptz NOT NULL,
+		updated_at        timestamptz NOT NULL,
+		order_expires_at  timestamptz,
+		swept_at          timestamptz,
+		sp_name           text NOT NULL DEFAULT '',
+		profile_name      text NOT NULL DEFAULT '',
+		profile_class     integer NOT NULL DEFAULT 0,
+		icon_type         integer NOT NULL DEFAULT 0,
+		icon              bytea,
+		metadata_der      bytea,
+		protected_ppk     bytea,
+		segments          bytea
+	);
+	ALTER TABLE profiles ALTER COLUMN segments SET STORAGE EXTERNAL,
+		ALTER COLUMN protected_ppk SET STORAGE EXTERNAL;
+	CREATE UNIQUE INDEX profiles_matching_id ON profiles(matching_id) WHERE matching_id IS NOT NULL;
+	CREATE INDEX profiles_available ON profiles(profile_type) WHERE state = 'Available';
+	CREATE INDEX profiles_eid ON profiles(eid) WHERE eid IS NOT NULL;
+	CREATE INDEX profiles_installed ON profiles(updated_at) WHERE state = 'Installed' AND swept_at IS NULL;
+	CREATE TABLE sessions (
+		transaction_id   text PRIMARY KEY,
+		eid              text NOT NULL DEFAULT '',
+		iccid            text NOT NULL DEFAULT '',
+		matching_id      text NOT NULL DEFAULT '',
+		phase            text NOT NULL DEFAULT '',
+		euicc_challenge  bytea,
+		server_challenge bytea,
+		euicc_otpk       bytea,
+		smdp_otpk        bytea,
+		ot_key_ref       text NOT NULL DEFAULT '',
+		data             bytea,
+		version          bigint NOT NULL,
+		created_at       timestamptz NOT NULL,
+		updated_at       timestamptz NOT NULL,
+		expires_at       timestamptz NOT NULL
+	);
+	CREATE INDEX sessions_expires ON sessions(expires_at);
+	CREATE TABLE one_time_keys (
+		euicc_otpk bytea PRIMARY KEY,
+		iccid      text NOT NULL DEFAULT '',
+		smdp_otpk  bytea,
+		key_ref    text NOT NULL DEFAULT '',
+		expires_at timestamptz NOT NULL
+	);
+	CREATE INDEX one_time_keys_expires ON one_time_keys(expires_at);
+	CREATE TABLE audit (
+		id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		iccid    text NOT NULL,
+		batch_id text NOT NULL,
+		state    text NOT NULL,
+		eid      text NOT NULL DEFAULT '',
+		action   text NOT NULL,
+		at       timestamptz NOT NULL
+	);
+	CREATE INDEX audit_iccid ON audit(iccid);`,
+}
+
 func openPostgres(ctx context.Context, dsn string, o options) (backend, error) {
-	return nil, errors.New("store: postgres not built yet")
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: postgres dsn: %w", err)
+	}
+	if o.pgMaxConns > 0 {
+		cfg.MaxConns = o.pgMaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: postgres: %w", err)
+	}
+	b := &pgBackend{pool: pool}
+	if err := b.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *pgBackend) close() error { b.pool.Close(); return nil }
+
+func (b *pgBackend) migrate(ctx context.Context) error {
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	// Several processes may start at once: one migrates, the others wait.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.perso_store_migrate'))`); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	var have int
+	if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	if have > len(pgMigrations) {
+		return fmt.Errorf("store: database schema version %d is newer than this binary (%d)", have, len(pgMigrations))
+	}
+	for v := have + 1; v <= len(pgMigrations); v++ {
+		if _, err := tx.Exec(ctx, pgMigrations[v-1]); err != nil {
+			return fmt.Errorf("store: migration %d: %w", v, err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, v); err != nil {
+			return fmt.Errorf("store: migration %d: %w", v, err)
+		}
+	}
+	return tx.Commit(ctx)
+}
+
+func pgUnique(err error, constraint string) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" && (constraint == "" || pe.ConstraintName == constraint)
+}
+
+func utc(t time.Time) time.Time { return t.UTC() }
+
+func utcPtr(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// --- batches ---
+
+func scanPGBatch(row pgx.Row) (Batch, error) {
+	var b Batch
+	err := row.Scan(&b.ID, &b.ProfileType, &b.TemplateID, &b.KeyBlob, &b.KEKLabel, &b.Chunks, &b.Profiles,
+		&b.Duplicates, &b.Conflicts, &b.ChunksDone, &b.CreatedAt, &b.UpdatedAt)
+	b.CreatedAt, b.UpdatedAt = utc(b.CreatedAt), utc(b.UpdatedAt)
+	return b, err
+}
+
+const pgBatchCols = sqliteBatchCols
+
+func (b *pgBackend) createBatch(ctx context.Context, in Batch, now time.Time) (Batch, error) {
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		return Batch{}, err
+	}
+	defer tx.Rollback(ctx)
+	tag, err := tx.Exec(ctx, `INSERT INTO batches (id, profile_type, template_id, key_blob, kek_label, chunks,
+		created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (id) DO NOTHING`,
+		in.ID, in.ProfileType, in.TemplateID, nullBytes(in.KeyBlob), in.KEKLabel, in.Chunks, now)
+	if err != nil {
+		return Batch{}, err
+	}
+	if tag.RowsAffected() == 0 {
+		got, err := scanPGBatch(tx.QueryRow(ctx, `SELECT `+pgBatchCols+` FROM batches WHERE id = $1`, in.ID))
+		if err != nil {
+			return Batch{}, err
+		}
+		return sameBatch(got, in)
+	}
+	if in.Chunks > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO chunks (batch_id, idx) SELECT $1, g FROM generate_series(0, $2 - 1) g`,
+			in.ID, in.Chunks); err != nil {
+			return Batch{}, err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return Batch{}, err
+	}
+	return Batch{ID: in.ID, ProfileType: in.ProfileType, TemplateID: in.TemplateID, KeyBlob: in.KeyBlob,
+		KEKLabel: in.KEKLabel, Chunks: in.Chunks, CreatedAt: now, UpdatedAt: now}, nil
+}
+
+func (b *pgBackend) getBatch(ctx context.Context, id string) (Batch, error) {
+	got, err := scanPGBatch(b.pool.QueryRow(ctx, `SELECT `+pgBatchCols+` FROM batches WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Batch{}, newErr(KindNotFound, "", "batch", id)
+	}
+	return got, err
+}
+
+var pgInsertCols = []string{"iccid", "imsi", "profile_type", "template_id", "batch_id", "ppk_key_ref", "state",
+	"created_at", "updated_at", "sp_name", "profile_name", "profile_class", "icon_type", "icon", "metadata_der",
+	"protected_ppk", "segments"}
+
+// putProfiles COPYs the profiles straight into the table, the fast path of
+// a first run. When an ICCID already exists (a re-run, another batch) the
+// COPY fails as a whole; the call then COPYs into a temporary staging table
+// and inserts from it with ON CONFLICT DO NOTHING, telling duplicates from
+// conflicts by the stored batch id.
+func (b *pgBackend) putProfiles(ctx context.Context, batchID string, ps []Profile, now time.Time) (PutResult, error) {
+	var res PutResult
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer tx.Rollback(ctx)
+	var one int
+	if err := tx.QueryRow(ctx, `SELECT 1 FROM batches WHERE id = $1 FOR KEY SHARE`, batchID).Scan(&one); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return res, newErr(KindNotFound, "", "batch", batchID)
+		}
+		return res, err
+	}
+	row := func(i int) ([]any, error) {
+		p := &ps[i]
+		m := &p.Metadata
+		return []any{p.ICCID, p.IMSI, p.ProfileType, p.TemplateID, batchID, p.PPKKeyRef, string(StateAvailable),
+			now, now, m.ServiceProviderName, m.ProfileName, int32(m.ProfileClass), int32(m.IconType), nullBytes(m.Icon),
+			nullBytes(m.DER), nullBytes(p.ProtectedPPK), nullBytes(p.Segments)}, nil
+	}
+	sp, err := tx.Begin(ctx) // savepoint: a failed COPY leaves the transaction usable
+	if err != nil {
+		return res, err
+	}
+	n, err := sp.CopyFrom(ctx, pgx.Identifier{"profiles"}, pgInsertCols, pgx.CopyFromSlice(len(ps), row))
+	switch {
+	case err == nil:
+		if err := sp.Commit(ctx); err != nil {
+			return res, err
+		}
+		res.Inserted = int(n)
+	case pgUnique(err, "profiles_pkey"):
+		if err := sp.Rollback(ctx); err != nil {
+			return res, err
+		}
+		if res, err = b.putStaged(ctx, tx, batchID, ps, row); err != nil {
+			return res, err
+		}
+	default:
+		return res, fmt.Errorf("store: copy profiles: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE batches SET profiles = profiles + $1, duplicates = duplicates + $2,
+		conflicts = conflicts + $3, updated_at = $4 WHERE id = $5`,
+		res.Inserted, res.Duplicates, len(res.Conflicts), now, batchID); err != nil {
+		return res, err
+	}
+	return res, tx.Commit(ctx)
+}
+
+func (b *pgBackend) putStaged(ctx context.Context, tx pgx.Tx, batchID string, ps []Profile, row func(int) ([]any, error)) (PutResult, error) {
+	var res PutResult
+	if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE IF NOT EXISTS profiles_stage (
+		iccid text, imsi text, profile_type text, template_id text, batch_id text, ppk_key_ref text, state text,
+		created_at timestamptz, updated_at timestamptz, sp_name text, profile_name text, profile_class integer,
+		icon_type integer, icon bytea, metadata_der bytea, protected_ppk bytea, segments bytea
+	) ON COMMIT DELETE ROWS`); err != nil {
+		return res, err
+	}
+	if _, err := tx.Exec(ctx, `ALTER TABLE profiles_stage ALTER COLUMN segments SET STORAGE EXTERNAL`); err != nil {
+		return res, err
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"profiles_stage"}, pgInsertCols, pgx.CopyFromSlice(len(ps), row)); err != nil {
+		return res, fmt.Errorf("store: copy profiles: %w", err)
+	}
+	cols := "iccid, imsi, profile_type, template_id, batch_id, ppk_key_ref, state, created_at, updated_at, " +
+		"sp_name, profile_name, profile_class, icon_type, icon, metadata_der, protected_ppk, segments"
+	// ORDER BY: concurrent loaders take the unique-index locks in one order.
+	tag, err := tx.Exec(ctx, `INSERT INTO profiles (`+cols+`) SELECT `+cols+` FROM profiles_stage
+		ORDER BY iccid ON CONFLICT (iccid) DO NOTHING`)
+	if err != nil {
+		return res, err
+	}
+	res.Inserted = int(tag.RowsAffected())
+	rows, err := tx.Query(ctx, `SELECT s.iccid, p.batch_id FROM profiles_stage s JOIN profiles p USING (iccid)
+		WHERE p.batch_id <> $1 ORDER BY s.iccid`, batchID)
+	if err != nil {
+		return res, err
+	}
+	for rows.Next() {
+		var c Conflict
+		if err := rows.Scan(&c.ICCID, &c.BatchID); err != nil {
+			rows.Close()
+			return res, err
+		}
+		res.Conflicts = append(res.Conflicts, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return res, err
+	}
+	if _, err := tx.Exec(ctx, `TRUNCATE profiles_stage`); err != nil {
+		return res, err
+	}
+	res.Duplicates = len(ps) - res.Inserted - len(res.Conflicts)
+	return res, nil
+}
+
+func (b *pgBackend) claimChunk(ctx context.Context, batchID, worker string, now, until time.Time) (Chunk, error) {
+	c := Chunk{BatchID: batchID, Worker: worker, LeaseUntil: until}
+	err := b.pool.QueryRow(ctx, `UPDATE chunks SET worker = $1, lease_until = $2, claims = claims + 1
+		WHERE batch_id = $3 AND idx = (SELECT idx FROM chunks WHERE batch_id = $3 AND NOT done AND lease_until <= $4
+			ORDER BY idx LIMIT 1 FOR UPDATE SKIP LOCKED)
+		RETURNING idx, claims`, worker, until, batchID, now).Scan(&c.Index, &c.Claims)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if _, err := b.getBatch(ctx, batchID); err != nil {
+			return Chunk{}, err
+		}
+		return Chunk{}, newErr(KindNoChunkAvailable, "", "batch", batchID)
+	}
+	return c, err
+}
+
+func (b *pgBackend) completeChunk(ctx context.Context, c Chunk, now time.Time) error {
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	var worker string
+	var done bool
+	err = tx.QueryRow(ctx, `SELECT worker, done FROM chunks WHERE batch_id = $1 AND idx = $2 FOR UPDATE`,
+		c.BatchID, c.Index).Scan(&worker, &done)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return newErr(KindNotFound, "", "chunk", fmt.Sprintf("%s/%d", c.BatchID, c.Index))
+	}
+	if err != nil {
+		return err
+	}
+	if worker != c.Worker {
+		return &Error{Kind: KindLeaseLost, Key: "chunk", Value: fmt.Sprintf("%s/%d", c.BatchID, c.Index), Detail: "held by " + worker}
+	}
+	if done {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `UPDATE chunks SET done = true WHERE batch_id = $1 AND idx = $2`, c.BatchID, c.Index); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE batches SET chunks_done = chunks_done + 1, updated_at = $1 WHERE id = $2`,
+		now, c.BatchID); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+func (b *pgBackend) countByState(ctx context.Context, batchID string) (map[State]int64, error) {
+	rows, err := b.pool.Query(ctx, `SELECT state, COUNT(*) FROM profiles WHERE $1 = '' OR batch_id = $1 GROUP BY state`, batchID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[State]int64{}
+	for rows.Next() {
+		var s string
+		var n int64
+		if err := rows.Scan(&s, &n); err != nil {
+			return nil, err
+		}
+		out[State(s)] = n
+	}
+	return out, rows.Err()
+}
+
+// --- profiles ---
+
+func scanPGProfile(row pgx.Row, full bool) (Profile, error) {
+	var p Profile
+	var eid, mid *string
+	var expires, swept *time.Time
+	var state string
+	var dl, cc int32
+	dst := []any{&p.ICCID, &p.IMSI, &p.ProfileType, &p.TemplateID, &p.BatchID, &p.PPKKeyRef, &state, &eid,
+		&mid, &p.CCHash, &dl, &cc, &p.CreatedAt, &p.UpdatedAt, &expires, &swept}
+	var pc, it int32
+	if full {
+		m := &p.Metadata
+		dst = append(dst, &m.ServiceProviderName, &m.ProfileName, &pc, &it, &m.Icon, &m.DER, &p.ProtectedPPK, &p.Segments)
+	}
+	if err := row.Scan(dst...); err != nil {
+		return Profile{}, err
+	}
+	p.State, p.DownloadAttempts, p.CCAttempts = State(state), int(dl), int(cc)
+	p.Metadata.ProfileClass, p.Metadata.IconType = int(pc), int(it)
+	if eid != nil {
+		p.EID = *eid
+	}
+	if mid != nil {
+		p.MatchingID = *mid
+	}
+	p.CreatedAt, p.UpdatedAt = utc(p.CreatedAt), utc(p.UpdatedAt)
+	p.OrderExpiresAt, p.SweptAt = utcPtr(expires), utcPtr(swept)
+	return p, nil
+}
+
+func (b *pgBackend) getProfile(ctx context.Context, column, value string, full bool) (Profile, error) {
+	cols := sqliteOrderCols
+	if full {
+		cols = sqliteFullCols
+	}
+	p, err := scanPGProfile(b.pool.QueryRow(ctx, `SELECT `+cols+` FROM profiles WHERE `+column+` = $1`, value), full)
+	if errors.Is(err, pgx.ErrNoRows) {
+		key := "iccid"
+		if column == "matching_id" {
+			key = "matchingId"
+		}
+		return Profile{}, newErr(KindNotFound, "", key, value)
+	}
+	return p, err
+}
+
+func (b *pgBackend) pendingByEID(ctx context.Context, eid string) (Profile, error) {
+	p, err := scanPGProfile(b.pool.QueryRow(ctx, `SELECT `+sqliteOrderCols+` FROM profiles
+		WHERE eid = $1 AND matching_id IS NULL AND state IN ('Confirmed', 'Released', 'Downloaded')
+		ORDER BY updated_at DESC LIMIT 1`, eid), false)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Profile{}, newErr(KindNotFound, "", "eid", eid)
+	}
+	return p, err
+}
+
+func (b *pgBackend) typeExists(ctx context.Context, profileType string) (bool, error) {
+	var ok bool
+	err := b.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM profiles WHERE profile_type = $1)`, profileType).Scan(&ok)
+	return ok, err
+}
+
+func (b *pgBackend) allocate(ctx context.Context, profileType, eid string, state State, now time.Time) (Profile, error) {
+	// SKIP LOCKED: concurrent orders each lock a different Available row
+	// instead of queueing on the same one; the lock re-checks the state, so
+	// a row allocated meanwhile is never taken twice.
+	p, err := scanPGProfile(b.pool.QueryRow(ctx, `UPDATE profiles SET state = $1, eid = $2, matching_id = NULL,
+		cc_hash = NULL, download_attempts = 0, cc_attempts = 0, order_expires_at = NULL, updated_at = $3
+		WHERE iccid = (SELECT iccid FROM profiles WHERE profile_type = $4 AND state = 'Available'
+			LIMIT 1 FOR UPDATE SKIP LOCKED)
+		RETURNING `+sqliteOrderCols, string(state), nullStr(eid), now, profileType), false)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Profile{}, newErr(KindNoProfileAvailable, "", "profileType", profileType)
+	}
+	return p, err
+}
+
+func (b *pgBackend) mutate(ctx context.Context, iccid string, fn func(p *Profile) error) (Profile, error) {
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		return Profile{}, err
+	}
+	defer tx.Rollback(ctx)
+	p, err := scanPGProfile(tx.QueryRow(ctx, `SELECT `+sqliteOrderCols+` FROM profiles WHERE iccid = $1 FOR UPDATE`, iccid), false)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Profile{}, newErr(KindNotFound, "", "iccid", iccid)
+	}
+	if err != nil {
+		return Profile{}, err
+	}
+	write, result := runMutation(fn, &p)
+	if !write {
+		if result != nil {
+			return Profile{}, result
+		}
+		return p, nil
+	}
+	_, err = tx.Exec(ctx, `UPDATE profiles SET state = $1, eid = $2, matching_id = $3, cc_hash = $4,
+		download_attempts = $5, cc_attempts = $6, order_expires_at = $7, updated_at = $8 WHERE iccid = $9`,
+		string(p.State), nullStr(p.EID), nullStr(p.MatchingID), nullBytes(p.CCHash), p.DownloadAttempts, p.CCAttempts,
+		nullTime(p.OrderExpiresAt), p.UpdatedAt, p.ICCID)
+	if pgUnique(err, "profiles_matching_id") {
+		return Profile{}, newErr(KindMatchingIDInUse, "", "matchingId", p.MatchingID)
+	}
+	if err != nil {
+		return Profile{}, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return Profile{}, err
+	}
+	return p, result
+}
+
+// --- sessions ---
+
+func (b *pgBackend) putSession(ctx context.Context, s Session) error {
+	_, err := b.pool.Exec(ctx, `INSERT INTO sessions (`+sqliteSessionCols+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		s.TransactionID, s.EID, s.ICCID, s.MatchingID, s.Phase, nullBytes(s.EUICCChallenge), nullBytes(s.ServerChallenge),
+		nullBytes(s.EUICCOtPK), nullBytes(s.SMDPOtPK), s.OTKeyRef, nullBytes(s.Data), s.Version,
+		s.CreatedAt, s.UpdatedAt, s.ExpiresAt)
+	if pgUnique(err, "") {
+		return newErr(KindConflict, "", "transactionId", s.TransactionID)
+	}
+	return err
+}
+
+func (b *pgBackend) getSession(ctx context.Context, tid string) (Session, error) {
+	var s Session
+	err := b.pool.QueryRow(ctx, `SELECT `+sqliteSessionCols+` FROM sessions WHERE transaction_id = $1`, tid).Scan(
+		&s.TransactionID, &s.EID, &s.ICCID, &s.MatchingID, &s.Phase, &s.EUICCChallenge, &s.ServerChallenge,
+		&s.EUICCOtPK, &s.SMDPOtPK, &s.OTKeyRef, &s.Data, &s.Version, &s.CreatedAt, &s.UpdatedAt, &s.ExpiresAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Session{}, newErr(KindNotFound, "", "transactionId", tid)
+	}
+	s.CreatedAt, s.UpdatedAt, s.ExpiresAt = utc(s.CreatedAt), utc(s.UpdatedAt), utc(s.ExpiresAt)
+	return s, err
+}
+
+func (b *pgBackend) updateSession(ctx context.Context, s Session, keepExpiry bool, now time.Time) (bool, error) {
+	tag, err := b.pool.Exec(ctx, `UPDATE sessions SET eid = $1, iccid = $2, matching_id = $3, phase = $4,
+		euicc_challenge = $5, server_challenge = $6, euicc_otpk = $7, smdp_otpk = $8, ot_key_ref = $9, data = $10,
+		version = $11, updated_at = $12, expires_at = CASE WHEN $13 THEN expires_at ELSE $14 END
+		WHERE transaction_id = $15 AND version = $16 AND expires_at > $17`,
+		s.EID, s.ICCID, s.MatchingID, s.Phase, nullBytes(s.EUICCChallenge), nullBytes(s.ServerChallenge),
+		nullBytes(s.EUICCOtPK), nullBytes(s.SMDPOtPK), s.OTKeyRef, nullBytes(s.Data), s.Version,
+		s.UpdatedAt, keepExpiry, s.ExpiresAt, s.TransactionID, s.Version-1, now)
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+func (b *pgBackend) deleteSession(ctx context.Context, tid string) (bool, error) {
+	tag, err := b.pool.Exec(ctx, `DELETE FROM sessions WHERE transaction_id = $1`, tid)
+	return tag.RowsAffected() == 1, err
+}
+
+func (b *pgBackend) putOneTimeKey(ctx context.Context, k OneTimeKey) error {
+	_, err := b.pool.Exec(ctx, `INSERT INTO one_time_keys (euicc_otpk, iccid, smdp_otpk, key_ref, expires_at)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (euicc_otpk) DO UPDATE SET iccid = excluded.iccid,
+		smdp_otpk = excluded.smdp_otpk, key_ref = excluded.key_ref, expires_at = excluded.expires_at`,
+		k.EUICCOtPK, k.ICCID, nullBytes(k.SMDPOtPK), k.KeyRef, k.ExpiresAt)
+	return err
+}
+
+func (b *pgBackend) getOneTimeKey(ctx context.Context, otpk []byte) (OneTimeKey, error) {
+	var k OneTimeKey
+	err := b.pool.QueryRow(ctx, `SELECT euicc_otpk, iccid, smdp_otpk, key_ref, expires_at FROM one_time_keys
+		WHERE euicc_otpk = $1`, otpk).Scan(&k.EUICCOtPK, &k.ICCID, &k.SMDPOtPK, &k.KeyRef, &k.ExpiresAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return OneTimeKey{}, newErr(KindNotFound, "", "euiccOtpk", "")
+	}
+	k.ExpiresAt = utc(k.ExpiresAt)
+	return k, err
+}
+
+func (b *pgBackend) deleteExpired(ctx context.Context, now time.Time) (int, error) {
+	var n int
+	err := b.pool.QueryRow(ctx, `WITH s AS (DELETE FROM sessions WHERE expires_at <= $1 RETURNING 1),
+		k AS (DELETE FROM one_time_keys WHERE expires_at <= $1 RETURNING 1)
+		SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM k)`, now).Scan(&n)
+	return n, err
+}
+
+// --- retention ---
+
+func (b *pgBackend) sweep(ctx context.Context, p SweepPolicy, now time.Time) (SweepResult, error) {
+	var res SweepResult
+	var limit any
+	if p.Limit > 0 {
+		limit = p.Limit
+	}
+	// One statement per kind: lock the victims (skipping rows a live order
+	// holds), strip their material and write the audit rows.
+	run := func(action, where string, cutoff time.Time, newState string) (int, error) {
+		var n int
+		err := b.pool.QueryRow(ctx, `WITH victims AS (
+				SELECT iccid, state FROM profiles WHERE `+where+` ORDER BY iccid LIMIT $1 FOR UPDATE SKIP LOCKED),
+			upd AS (
+				UPDATE profiles p SET segments = NULL, protected_ppk = NULL, ppk_key_ref = '', icon = NULL,
+					metadata_der = NULL, cc_hash = NULL, swept_at = $3, state = `+newState+`
+				FROM victims v WHERE p.iccid = v.iccid
+				RETURNING p.iccid, p.batch_id, v.state, COALESCE(p.eid, '') AS eid),
+			ins AS (
+				INSERT INTO audit (iccid, batch_id, state, eid, action, at)
+				SELECT iccid, batch_id, state, eid, $4, $3 FROM upd RETURNING 1)
+			SELECT count(*) FROM ins`, limit, cutoff, now, action).Scan(&n)
+		return n, err
+	}
+	var err error
+	if p.InstalledFor >= 0 {
+		res.Installed, err = run("sweep-installed", `state = 'Installed' AND swept_at IS NULL AND updated_at <= $2`,
+			now.Add(-p.InstalledFor), "p.state")
+		if err != nil {
+			return SweepResult{}, err
+		}
+	}
+	if p.MaxAge > 0 {
+		res.Expired, err = run("sweep-expired", `state IN ('Available', 'Unavailable', 'Error') AND swept_at IS NULL AND created_at <= $2`,
+			now.Add(-p.MaxAge), "'Unavailable'")
+		if err != nil {
+			return SweepResult{}, err
+		}
+	}
+	return res, nil
+}
+
+func (b *pgBackend) audit(ctx context.Context, iccid string) ([]AuditRecord, error) {
+	rows, err := b.pool.Query(ctx, `SELECT id, iccid, batch_id, state, eid, action, at FROM audit
+		WHERE iccid = $1 ORDER BY id`, iccid)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []AuditRecord
+	for rows.Next() {
+		var a AuditRecord
+		var state string
+		if err := rows.Scan(&a.ID, &a.ICCID, &a.BatchID, &state, &a.EID, &a.Action, &a.At); err != nil {
+			return nil, err
+		}
+		a.State, a.At = State(state), utc(a.At)
+		out = append(out, a)
+	}
+	return out, rows.Err()
 }
