@@ -1,0 +1,441 @@
+package hsmpool
+
+import (
+	"context"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/pkcs11"
+)
+
+// BenchOps lists the operations Bench knows, in display order.
+var BenchOps = []string{"sign", "sign-brp", "ecdh", "ecdh-brp", "wrap", "unwrap", "decrypt", "random"}
+
+// BenchConfig configures Bench.
+type BenchConfig struct {
+	Ops      []string      // subset of BenchOps (default: sign, ecdh, wrap)
+	Sessions []int         // session counts to try (default 1,2,4,8,16)
+	Duration time.Duration // per (op, session count) run (default 10s)
+	Workers  int           // concurrent callers per session (default 2)
+	Raw      bool          // also measure the raw single-session PKCS#11 baseline
+	// Keys used (defaults: dppb-nist, dppb-brp, transport-1).
+	SignLabel, SignBrpLabel, TransportLabel string
+}
+
+// BenchResult is one row of Bench's table.
+type BenchResult struct {
+	Op        string  `json:"op"`
+	Mode      string  `json:"mode"` // "pool" or "raw" (one session, no pool)
+	Sessions  int     `json:"sessions"`
+	Workers   int     `json:"workers"`
+	Ops       uint64  `json:"ops"`
+	Errors    uint64  `json:"errors"`
+	OpsPerSec float64 `json:"ops_per_sec"`
+	P50       float64 `json:"p50_us"`
+	P99       float64 `json:"p99_us"`
+	P999      float64 `json:"p999_us"`
+	// VsRaw is OpsPerSec divided by the raw single-session figure of the
+	// same operation (pool rows only, when Raw was measured).
+	VsRaw float64 `json:"vs_raw,omitempty"`
+}
+
+func (c *BenchConfig) defaults() {
+	if len(c.Ops) == 0 {
+		c.Ops = []string{"sign", "ecdh", "wrap"}
+	}
+	if len(c.Sessions) == 0 {
+		c.Sessions = []int{1, 2, 4, 8, 16}
+	}
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Workers <= 0 {
+		c.Workers = 2
+	}
+	if c.SignLabel == "" {
+		c.SignLabel = "dppb-nist"
+	}
+	if c.SignBrpLabel == "" {
+		c.SignBrpLabel = "dppb-brp"
+	}
+	if c.TransportLabel == "" {
+		c.TransportLabel = "transport-1"
+	}
+}
+
+// benchInputs are the fixed inputs of each operation.
+type benchInputs struct {
+	digest []byte
+	peer   map[Curve][]byte
+	blob   []byte
+	wrap   []byte
+	ct     []byte
+}
+
+func newBenchInputs(ctx context.Context, p *Pool, bc BenchConfig, op string) (*benchInputs, error) {
+	d := sha256.Sum256([]byte("perso bench"))
+	in := &benchInputs{digest: d[:], peer: map[Curve][]byte{}, ct: make([]byte, 32)}
+	for _, c := range []Curve{P256, BrainpoolP256r1} {
+		_, x, y, err := elliptic.GenerateKey(c.Elliptic(), rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		in.peer[c] = elliptic.Marshal(c.Elliptic(), x, y) //nolint:staticcheck // generic curve
+	}
+	if op == "unwrap" {
+		bk, err := p.NewBatchKey(ctx, "bench")
+		if err != nil {
+			return nil, err
+		}
+		in.blob = bk.Blob()
+		bk.Close()
+		_, _, _, in.wrap, _ = parseBlob(in.blob)
+	}
+	return in, nil
+}
+
+// poolOp returns the pool call measured for op. unwrap bypasses the data-key
+// cache so that every call reaches the token.
+func poolOp(p *Pool, bc BenchConfig, op string, in *benchInputs) (func(ctx context.Context) error, error) {
+	switch op {
+	case "sign":
+		return func(ctx context.Context) error { _, err := p.Sign(ctx, bc.SignLabel, in.digest); return err }, nil
+	case "sign-brp":
+		return func(ctx context.Context) error { _, err := p.Sign(ctx, bc.SignBrpLabel, in.digest); return err }, nil
+	case "ecdh", "ecdh-brp":
+		c := P256
+		if op == "ecdh-brp" {
+			c = BrainpoolP256r1
+		}
+		return func(ctx context.Context) error {
+			_, z, err := p.EphemeralECDH(ctx, c, in.peer[c])
+			clear(z)
+			return err
+		}, nil
+	case "wrap":
+		return func(ctx context.Context) error {
+			bk, err := p.NewBatchKey(ctx, "bench")
+			if err == nil {
+				bk.Close()
+			}
+			return err
+		}, nil
+	case "unwrap":
+		return func(ctx context.Context) error {
+			return p.do(ctx, "unwrap", LaneOf(ctx, Live), p.cfg.KEK, func(slot int) error {
+				k, err := p.be.unwrapDataKey(ctx, slot, p.cfg.KEK, in.wrap)
+				clear(k)
+				return err
+			})
+		}, nil
+	case "decrypt":
+		return func(ctx context.Context) error {
+			pt, err := p.DecryptTransport(ctx, bc.TransportLabel, AlgAES128CBC, in.ct)
+			clear(pt)
+			return err
+		}, nil
+	case "random":
+		return func(ctx context.Context) error { _, err := p.Random(ctx, 32); return err }, nil
+	}
+	return nil, fmt.Errorf("hsmpool: unknown bench op %q (want one of %v)", op, BenchOps)
+}
+
+// rawOp returns the same PKCS#11 call sequence on one session without the
+// pool (no scheduler, no metrics, no retry wrapper): the baseline.
+func rawOp(b *p11Backend, p *Pool, bc BenchConfig, op string, in *benchInputs) (func(sh pkcs11.SessionHandle) error, error) {
+	switch op {
+	case "sign":
+		return func(sh pkcs11.SessionHandle) error { _, err := b.signOn(sh, bc.SignLabel, in.digest); return err }, nil
+	case "sign-brp":
+		return func(sh pkcs11.SessionHandle) error { _, err := b.signOn(sh, bc.SignBrpLabel, in.digest); return err }, nil
+	case "ecdh", "ecdh-brp":
+		c := P256
+		if op == "ecdh-brp" {
+			c = BrainpoolP256r1
+		}
+		return func(sh pkcs11.SessionHandle) error {
+			_, z, err := b.ecdhOn(sh, c, in.peer[c])
+			clear(z)
+			return err
+		}, nil
+	case "wrap":
+		return func(sh pkcs11.SessionHandle) error {
+			k, _, err := b.newDataKeyOn(sh, p.cfg.KEK)
+			clear(k)
+			return err
+		}, nil
+	case "unwrap":
+		return func(sh pkcs11.SessionHandle) error {
+			k, err := b.unwrapDataKeyOn(sh, p.cfg.KEK, in.wrap)
+			clear(k)
+			return err
+		}, nil
+	case "decrypt":
+		a, _ := parseTransportAlg(AlgAES128CBC)
+		return func(sh pkcs11.SessionHandle) error {
+			pt, err := b.decryptOn(sh, bc.TransportLabel, a, in.ct)
+			clear(pt)
+			return err
+		}, nil
+	case "random":
+		return func(sh pkcs11.SessionHandle) error { _, err := b.api.GenerateRandom(sh, 32); return err }, nil
+	}
+	return nil, fmt.Errorf("hsmpool: unknown bench op %q", op)
+}
+
+func result(op, mode string, sessions, workers int, n, errs uint64, el time.Duration, h *Histogram) BenchResult {
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+	return BenchResult{Op: op, Mode: mode, Sessions: sessions, Workers: workers, Ops: n, Errors: errs,
+		OpsPerSec: float64(n) / el.Seconds(), P50: us(h.Quantile(0.5)), P99: us(h.Quantile(0.99)), P999: us(h.Quantile(0.999))}
+}
+
+// Bench measures each operation at each session count through the pool
+// (and, with Raw, on one raw session), calling report after each row. It
+// opens and closes one pool per session count with the given base Config.
+func Bench(ctx context.Context, base Config, bc BenchConfig, report func(BenchResult)) ([]BenchResult, error) {
+	bc.defaults()
+	for _, op := range bc.Ops {
+		if !slices.Contains(BenchOps, op) {
+			return nil, fmt.Errorf("hsmpool: unknown bench op %q (want some of %v)", op, BenchOps)
+		}
+	}
+	var out []BenchResult
+	raw := map[string]float64{}
+	emit := func(r BenchResult) {
+		if r.Mode == "pool" && raw[r.Op] > 0 {
+			r.VsRaw = r.OpsPerSec / raw[r.Op]
+		}
+		out = append(out, r)
+		if report != nil {
+			report(r)
+		}
+	}
+	if bc.Raw {
+		cfg := base
+		cfg.Sessions = 1
+		p, err := Open(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		for _, op := range bc.Ops {
+			r, err := benchRaw(ctx, p, bc, op)
+			if err != nil {
+				p.Close()
+				return out, err
+			}
+			raw[op] = r.OpsPerSec
+			emit(r)
+		}
+		p.Close()
+	}
+	for _, n := range bc.Sessions {
+		cfg := base
+		cfg.Sessions = n
+		cfg.LiveReserved = 0
+		p, err := Open(ctx, cfg)
+		if err != nil {
+			return out, err
+		}
+		for _, op := range bc.Ops {
+			r, err := benchPool(ctx, p, bc, op, n)
+			if err != nil {
+				p.Close()
+				return out, err
+			}
+			emit(r)
+		}
+		if err := p.Close(); err != nil {
+			return out, err
+		}
+	}
+	return out, ctx.Err()
+}
+
+func benchPool(ctx context.Context, p *Pool, bc BenchConfig, op string, sessions int) (BenchResult, error) {
+	in, err := newBenchInputs(ctx, p, bc, op)
+	if err != nil {
+		return BenchResult{}, err
+	}
+	call, err := poolOp(p, bc, op, in)
+	if err != nil {
+		return BenchResult{}, err
+	}
+	if err := call(WithLane(ctx, Live)); err != nil { // warm the handle cache, fail fast
+		return BenchResult{}, fmt.Errorf("bench %s: %w", op, err)
+	}
+	workers := sessions * bc.Workers
+	var h Histogram
+	var n, errs atomic.Uint64
+	runCtx, cancel := context.WithTimeout(WithLane(ctx, Live), bc.Duration)
+	defer cancel()
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for runCtx.Err() == nil {
+				t0 := time.Now()
+				err := call(runCtx)
+				if err != nil {
+					if runCtx.Err() != nil {
+						return
+					}
+					errs.Add(1)
+					continue
+				}
+				h.Record(time.Since(t0))
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return result(op, "pool", sessions, workers, n.Load(), errs.Load(), time.Since(start), &h), nil
+}
+
+func benchRaw(ctx context.Context, p *Pool, bc BenchConfig, op string) (BenchResult, error) {
+	b, ok := p.be.(*p11Backend)
+	if !ok {
+		return BenchResult{}, errors.New("hsmpool: the raw baseline needs the pkcs11 backend")
+	}
+	in, err := newBenchInputs(ctx, p, bc, op)
+	if err != nil {
+		return BenchResult{}, err
+	}
+	call, err := rawOp(b, p, bc, op, in)
+	if err != nil {
+		return BenchResult{}, err
+	}
+	slot, err := p.sched.acquire(ctx, Live)
+	if err != nil {
+		return BenchResult{}, err
+	}
+	defer p.sched.release(slot, Live)
+	sh, err := b.session(slot)
+	if err != nil {
+		return BenchResult{}, err
+	}
+	if err := call(sh); err != nil {
+		return BenchResult{}, fmt.Errorf("bench raw %s: %w", op, err)
+	}
+	var h Histogram
+	var n, errs uint64
+	start := time.Now()
+	deadline := start.Add(bc.Duration)
+	for t0 := start; t0.Before(deadline) && ctx.Err() == nil; {
+		if err := call(sh); err != nil {
+			errs++
+		} else {
+			n++
+		}
+		t1 := time.Now()
+		h.Record(t1.Sub(t0))
+		t0 = t1
+	}
+	return result(op, "raw", 1, 1, n, errs, time.Since(start), &h), nil
+}
+
+// PPKBenchResult reports the batch key-protection benchmark.
+type PPKBenchResult struct {
+	Profiles                int     `json:"profiles"`
+	PerBatchKey             int     `json:"profiles_per_batch_key"`
+	BatchKeys               int     `json:"batch_keys"`
+	ProtectHSMOps           uint64  `json:"protect_hsm_ops"`
+	ProtectPKCS11Calls      uint64  `json:"protect_pkcs11_calls"`
+	RoundTripsPerProfile    float64 `json:"protect_round_trips_per_profile"`
+	ProtectPerSec           float64 `json:"protect_per_sec"`
+	UnprotectHSMOps         uint64  `json:"unprotect_hsm_ops"`
+	UnprotectPerSec         float64 `json:"unprotect_per_sec"`
+	TamperedRecordsDetected int     `json:"tampered_records_detected"`
+	TamperedBlobsDetected   int     `json:"tampered_blobs_detected"`
+	TamperChecks            int     `json:"tamper_checks_each"`
+}
+
+// BenchPPK protects profiles random PPKs through the pool (a new batch key
+// every perBatchKey profiles, as the batch engine does per batch), then
+// unprotects all of them on the live path, counts the HSM round trips, and
+// checks that tampering with sampled records and blobs is detected.
+func BenchPPK(ctx context.Context, p *Pool, profiles, perBatchKey int) (PPKBenchResult, error) {
+	if perBatchKey <= 0 {
+		perBatchKey = 1000
+	}
+	r := PPKBenchResult{Profiles: profiles, PerBatchKey: perBatchKey}
+	type rec struct {
+		iccid string
+		batch int
+		prot  []byte
+		sum   [32]byte
+	}
+	recs := make([]rec, profiles)
+	var blobs [][]byte
+	ops0, calls0 := p.hsmOps(), p.HSMCalls()
+	start := time.Now()
+	ppk := make([]byte, PPKLen)
+	bctx := WithLane(ctx, Batch)
+	for i := 0; i < profiles; i += perBatchKey {
+		bk, err := p.NewBatchKey(bctx, "bench-"+strconv.Itoa(i/perBatchKey))
+		if err != nil {
+			return r, err
+		}
+		for j := i; j < min(i+perBatchKey, profiles); j++ {
+			rand.Read(ppk)
+			recs[j].iccid = fmt.Sprintf("89%017d", j)
+			recs[j].batch = len(blobs)
+			recs[j].sum = sha256.Sum256(ppk)
+			if recs[j].prot, err = bk.Protect(recs[j].iccid, ppk); err != nil {
+				bk.Close()
+				return r, err
+			}
+		}
+		blobs = append(blobs, bk.Blob())
+		bk.Close()
+	}
+	clear(ppk)
+	el := time.Since(start)
+	r.BatchKeys = len(blobs)
+	r.ProtectHSMOps = p.hsmOps() - ops0
+	r.ProtectPKCS11Calls = p.HSMCalls() - calls0
+	r.RoundTripsPerProfile = float64(r.ProtectHSMOps) / float64(profiles)
+	r.ProtectPerSec = float64(profiles) / el.Seconds()
+
+	p.cache.purge()
+	ops0 = p.hsmOps()
+	start = time.Now()
+	for _, x := range recs {
+		got, err := p.UnprotectPPK(ctx, blobs[x.batch], x.iccid, x.prot)
+		if err != nil {
+			return r, err
+		}
+		if sha256.Sum256(got) != x.sum {
+			return r, errors.New("hsmpool: bench: unprotected PPK differs")
+		}
+		clear(got)
+	}
+	r.UnprotectPerSec = float64(profiles) / time.Since(start).Seconds()
+	r.UnprotectHSMOps = p.hsmOps() - ops0
+
+	// Tampering: flip one byte of sampled records and of every blob.
+	r.TamperChecks = min(1000, profiles)
+	for k := range r.TamperChecks {
+		x := recs[k*profiles/r.TamperChecks]
+		prot := slices.Clone(x.prot)
+		prot[k%len(prot)] ^= 0x04
+		if _, err := p.UnprotectPPK(ctx, blobs[x.batch], x.iccid, prot); errors.Is(err, ErrIntegrity) {
+			r.TamperedRecordsDetected++
+		}
+		blob := slices.Clone(blobs[x.batch])
+		blob[k%len(blob)] ^= 0x04
+		if _, err := p.UnprotectPPK(ctx, blob, x.iccid, x.prot); err != nil {
+			r.TamperedBlobsDetected++
+		}
+	}
+	return r, nil
+}

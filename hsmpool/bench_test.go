@@ -1,0 +1,155 @@
+package hsmpool
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The harness behind `perso bench hsm` produces one row per op and session
+// count, plus the raw baseline, with no errors.
+func TestBenchHarness(t *testing.T) {
+	cfg := testConfig(t)
+	bc := BenchConfig{Ops: []string{"sign", "ecdh-brp", "wrap", "unwrap", "decrypt"}, Sessions: []int{1, 2},
+		Duration: 30 * time.Millisecond, Raw: true}
+	rows, err := Bench(context.Background(), cfg, bc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 5*3 {
+		t.Fatalf("%d rows, want 15 (5 raw + 5 ops x 2 session counts)", len(rows))
+	}
+	for _, r := range rows {
+		if r.Ops == 0 || r.Errors != 0 || r.P50 <= 0 || r.P99 < r.P50 {
+			t.Errorf("row %+v", r)
+		}
+		if r.Mode == "pool" && r.VsRaw == 0 {
+			t.Errorf("pool row without a raw ratio: %+v", r)
+		}
+	}
+	if _, err := Bench(context.Background(), cfg, BenchConfig{Ops: []string{"nope"}}, nil); err == nil {
+		t.Fatal("unknown op accepted")
+	}
+}
+
+// The batch key-protection benchmark keeps the protect path at <= 0.01 HSM
+// round trips per profile and detects every sampled tampering.
+func TestBenchPPK(t *testing.T) {
+	p := openPool(t, testConfig(t))
+	r, err := BenchPPK(context.Background(), p, 2000, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.RoundTripsPerProfile > 0.01 || r.BatchKeys != 20 || r.ProtectHSMOps != 20 {
+		t.Fatalf("%+v: want 20 batch keys, 20 HSM operations, <= 0.01 per profile", r)
+	}
+	if r.UnprotectHSMOps != 20 {
+		t.Fatalf("unprotect took %d HSM operations, want 20 (one per batch, then cached)", r.UnprotectHSMOps)
+	}
+	if r.TamperedRecordsDetected != r.TamperChecks || r.TamperedBlobsDetected != r.TamperChecks {
+		t.Fatalf("tampering detected %d/%d records, %d/%d blobs", r.TamperedRecordsDetected, r.TamperChecks,
+			r.TamperedBlobsDetected, r.TamperChecks)
+	}
+}
+
+func benchPoolOp(b *testing.B, sessions int, fn func(p *Pool, ctx context.Context) error) {
+	cfg := testConfig(b)
+	cfg.Sessions = sessions
+	p := openPool(b, cfg)
+	ctx := context.Background()
+	b.SetParallelism(2 * sessions)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := fn(p, ctx); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkPool(b *testing.B) {
+	d := sha256.Sum256(nil)
+	for _, sessions := range []int{1, 4} {
+		b.Run(fmt.Sprintf("sign-nist/sessions=%d", sessions), func(b *testing.B) {
+			benchPoolOp(b, sessions, func(p *Pool, ctx context.Context) error { _, err := p.Sign(ctx, "dppb-nist", d[:]); return err })
+		})
+		b.Run(fmt.Sprintf("sign-brp/sessions=%d", sessions), func(b *testing.B) {
+			benchPoolOp(b, sessions, func(p *Pool, ctx context.Context) error { _, err := p.Sign(ctx, "dppb-brp", d[:]); return err })
+		})
+		for _, c := range []Curve{P256, BrainpoolP256r1} {
+			_, peer := peerKey(&testing.T{}, c)
+			b.Run(fmt.Sprintf("ecdh-%s/sessions=%d", c.Suffix(), sessions), func(b *testing.B) {
+				benchPoolOp(b, sessions, func(p *Pool, ctx context.Context) error { _, _, err := p.EphemeralECDH(ctx, c, peer); return err })
+			})
+		}
+		b.Run(fmt.Sprintf("wrap/sessions=%d", sessions), func(b *testing.B) {
+			benchPoolOp(b, sessions, func(p *Pool, ctx context.Context) error {
+				bk, err := p.NewBatchKey(ctx, "b")
+				if err == nil {
+					bk.Close()
+				}
+				return err
+			})
+		})
+	}
+}
+
+// BenchmarkPPKProtect100k protects and unprotects 100,000 PPKs (batch keys
+// of 1,000 profiles) and reports HSM round trips per profile.
+func BenchmarkPPKProtect100k(b *testing.B) {
+	p := openPool(b, testConfig(b))
+	for range b.N {
+		r, err := BenchPPK(context.Background(), p, 100_000, 1000)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(r.RoundTripsPerProfile, "hsm-roundtrips/profile")
+		b.ReportMetric(float64(r.ProtectPKCS11Calls)/float64(r.Profiles), "pkcs11-calls/profile")
+		b.ReportMetric(r.ProtectPerSec, "protect/s")
+		b.ReportMetric(r.UnprotectPerSec, "unprotect/s")
+		b.Logf("%+v", r)
+	}
+}
+
+// BenchmarkLiveUnderBatch measures live-lane wait and latency while batch
+// work saturates the batch sessions.
+func BenchmarkLiveUnderBatch(b *testing.B) {
+	cfg := testConfig(b)
+	cfg.Sessions = 4
+	p := openPool(b, cfg)
+	ctx, stop := context.WithCancel(WithLane(context.Background(), Batch))
+	var wg sync.WaitGroup
+	_, peer := peerKey(&testing.T{}, P256)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				p.EphemeralECDH(ctx, P256, peer)
+			}
+		}()
+	}
+	d := sha256.Sum256(nil)
+	var lat Histogram
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		if _, err := p.Sign(context.Background(), "dppb-nist", d[:]); err != nil {
+			b.Fatal(err)
+		}
+		lat.Record(time.Since(t0))
+	}
+	b.StopTimer()
+	stop()
+	wg.Wait()
+	w := p.Stats().Wait["live"]
+	b.ReportMetric(float64(w.P99.Nanoseconds())/1e3, "live-wait-p99-µs")
+	b.ReportMetric(float64(lat.Quantile(0.99).Nanoseconds())/1e3, "live-latency-p99-µs")
+	b.Logf("live wait p50 %v p99 %v p999 %v; live sign latency p50 %v p99 %v; batch wait p50 %v",
+		w.P50, w.P99, w.P999, lat.Quantile(0.5), lat.Quantile(0.99), p.Stats().Wait["batch"].P50)
+}
