@@ -1,0 +1,255 @@
+package store_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/perso-esim/perso/store"
+	"github.com/perso-esim/perso/store/storetest"
+)
+
+// Tests that need several processes re-execute the test binary; TestMain
+// turns such a child into a store client instead of a test run.
+const childEnv = "PERSO_STORE_CHILD"
+
+func TestMain(m *testing.M) {
+	if role := os.Getenv(childEnv); role != "" {
+		if err := runChild(role); err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+const (
+	childProfiles = 12000 // crash test: profiles the writer inserts
+	childChunk    = 400   // … per PutBatch call
+	childSegSize  = 2048
+)
+
+func runChild(role string) error {
+	ctx := context.Background()
+	s, err := store.Open(ctx, os.Getenv("PERSO_STORE_DRIVER"), os.Getenv("PERSO_STORE_DSN"))
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	out := bufio.NewWriter(os.Stdout)
+	defer out.Flush()
+	switch role {
+	case "allocate":
+		// Order from the shared pool until it is empty; print each ICCID.
+		workers, _ := strconv.Atoi(os.Getenv("PERSO_STORE_WORKERS"))
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		var firstErr error
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					p, err := s.DownloadOrder(ctx, store.DownloadOrderRequest{ProfileType: "pool", EID: "89049032000000000000000000000001"})
+					mu.Lock()
+					if err != nil {
+						if !errors.Is(err, store.ErrNoProfileAvailable) && firstErr == nil {
+							firstErr = err
+						}
+						mu.Unlock()
+						return
+					}
+					fmt.Fprintln(out, p.ICCID)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		return firstErr
+	case "insert":
+		// Insert the batch chunk by chunk, reporting each commit at once.
+		if _, err := s.CreateBatch(ctx, store.Batch{ID: "crash", KeyBlob: []byte("wrapped")}); err != nil {
+			return err
+		}
+		for first := 0; first < childProfiles; first += childChunk {
+			fmt.Fprintln(out, "inserting", first)
+			out.Flush()
+			if _, err := s.PutBatch(ctx, "crash", storetest.Profiles("crash", first, childChunk, childSegSize)); err != nil {
+				return err
+			}
+			fmt.Fprintln(out, "committed", first+childChunk)
+			out.Flush()
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown role %q", role)
+}
+
+func child(t *testing.T, role, driver, dsn string, extra ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+role, "PERSO_STORE_DRIVER="+driver, "PERSO_STORE_DSN="+dsn)
+	cmd.Env = append(cmd.Env, extra...)
+	cmd.Stderr = os.Stderr
+	return cmd
+}
+
+type backendCase struct {
+	name   string
+	driver string
+	dsn    func(t *testing.T) string
+}
+
+var backends = []backendCase{
+	{"sqlite", "sqlite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "perso.db") }},
+	{"postgres", "postgres", func(t *testing.T) string { return pgSchemaDSN(t) }},
+}
+
+// TestTwoProcessAllocation: two processes with 32 goroutines each order
+// from one pool of 1,000 profiles in a shared database; every profile is
+// allocated exactly once.
+func TestTwoProcessAllocation(t *testing.T) {
+	const pool = 1000
+	for _, bc := range backends {
+		t.Run(bc.name, func(t *testing.T) {
+			ctx := context.Background()
+			dsn := bc.dsn(t)
+			s, err := store.Open(ctx, bc.driver, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if _, err := s.CreateBatch(ctx, store.Batch{ID: "pool"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.PutBatch(ctx, "pool", storetest.Profiles("pool", 0, pool, 64)); err != nil {
+				t.Fatal(err)
+			}
+			var outs [2]strings.Builder
+			var cmds [2]*exec.Cmd
+			for i := range cmds {
+				cmds[i] = child(t, "allocate", bc.driver, dsn, "PERSO_STORE_WORKERS=32")
+				cmds[i].Stdout = &outs[i]
+				if err := cmds[i].Start(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var all []string
+			for i, c := range cmds {
+				if err := c.Wait(); err != nil {
+					t.Fatalf("child %d: %v", i, err)
+				}
+				got := strings.Fields(outs[i].String())
+				if len(got) == 0 {
+					t.Errorf("child %d allocated nothing: the processes did not compete", i)
+				}
+				all = append(all, got...)
+			}
+			storetest.CheckAllocation(t, all, pool)
+			counts, err := s.CountByState(ctx, "pool")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if counts[store.StateLinked] != pool {
+				t.Fatalf("states after the race: %v", counts)
+			}
+		})
+	}
+}
+
+// TestCrashDuringBulkInsert: a writer killed with SIGKILL in the middle of a
+// bulk insert, then run again, leaves every profile present exactly once
+// and the batch counters equal to the rows.
+func TestCrashDuringBulkInsert(t *testing.T) {
+	for _, bc := range backends {
+		t.Run(bc.name, func(t *testing.T) {
+			ctx := context.Background()
+			dsn := bc.dsn(t)
+
+			cmd := child(t, "insert", bc.driver, dsn)
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// Kill as the writer enters its fourth PutBatch, three chunks
+			// committed: the signal lands inside that transaction.
+			lines := bufio.NewScanner(stdout)
+			for started := 0; started < 4 && lines.Scan(); {
+				if strings.HasPrefix(lines.Text(), "inserting") {
+					started++
+				}
+			}
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			werr := cmd.Wait()
+			var ee *exec.ExitError
+			if !errors.As(werr, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("writer was not killed mid-insert: %v", werr)
+			}
+
+			s, err := store.Open(ctx, bc.driver, dsn)
+			if err != nil {
+				t.Fatalf("reopen after the crash: %v", err)
+			}
+			defer s.Close()
+			b, err := s.GetBatch(ctx, "crash")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Profiles < 3*childChunk || b.Profiles >= childProfiles || b.Profiles%childChunk != 0 {
+				t.Fatalf("after the crash %d profiles are counted: want whole chunks, at least 3, fewer than all", b.Profiles)
+			}
+			before := countAll(t, s)
+			if before != b.Profiles {
+				t.Fatalf("after the crash: %d rows, batch counter %d", before, b.Profiles)
+			}
+
+			rerun := child(t, "insert", bc.driver, dsn)
+			rerun.Stdout = nil
+			if err := rerun.Run(); err != nil {
+				t.Fatalf("re-run: %v", err)
+			}
+			b, err = s.GetBatch(ctx, "crash")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := countAll(t, s); n != childProfiles || b.Profiles != childProfiles || b.Duplicates != before {
+				t.Fatalf("after the re-run: %d rows, counters %d inserted, %d duplicates; want %d rows and inserted, %d duplicates",
+					n, b.Profiles, b.Duplicates, childProfiles, before)
+			}
+			for _, i := range []int{0, int(before) - 1, int(before), childProfiles - 1} {
+				p, err := s.GetProfile(ctx, storetest.ICCID(i))
+				if err != nil || len(p.Segments) != childSegSize || p.BatchID != "crash" {
+					t.Fatalf("profile %d after the re-run: %d bytes of segments, batch %q, %v", i, len(p.Segments), p.BatchID, err)
+				}
+			}
+		})
+	}
+}
+
+func countAll(t *testing.T, s store.Store) int64 {
+	t.Helper()
+	c, err := s.CountByState(context.Background(), "crash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, v := range c {
+		n += v
+	}
+	return n
+}
