@@ -205,7 +205,7 @@ func (v *Validator) Check(r *Record) []Problem {
 	default:
 		ps = append(ps, Problem{Column: ColAlgorithm, Class: r.Algorithm.String(), Reason: "unknown algorithm"})
 	}
-	if r.Algorithm == AlgMilenage && len(r.Ki) != 16 && len(r.Ki) != 0 {
+	if r.Algorithm == AlgMilenage && len(r.Ki) == 32 {
 		ps = append(ps, Problem{Column: ColKi, Class: classifyRaw(r.Ki), Reason: "Milenage needs a 16-byte Ki"})
 	}
 	for _, p := range []struct {
