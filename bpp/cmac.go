@@ -14,6 +14,9 @@ type cmac struct {
 	cbc    cipher.BlockMode
 	setIV  func([]byte)
 	k1, k2 [aes.BlockSize]byte
+	// x and m are the working blocks; they live here rather than on the stack
+	// because slices of them passed to cipher.Block's methods would escape.
+	x, m [aes.BlockSize]byte
 }
 
 // ivSetter is implemented by the CBC modes of crypto/aes.
@@ -53,9 +56,10 @@ func (i *indirectMode) CryptBlocks(dst, src []byte) { (*i.m).CryptBlocks(dst, sr
 func (c *cmac) init(b cipher.Block) {
 	c.b = b
 	c.cbc, c.setIV = newCBC(b, false)
-	var l [aes.BlockSize]byte
+	l := &c.x
+	*l = zeroBlock
 	b.Encrypt(l[:], l[:])
-	dbl(&c.k1, &l)
+	dbl(&c.k1, l)
 	dbl(&c.k2, &c.k1)
 	clear(l[:])
 }
@@ -72,17 +76,20 @@ func dbl(dst, src *[aes.BlockSize]byte) {
 func (c *cmac) zero() {
 	clear(c.k1[:])
 	clear(c.k2[:])
+	clear(c.x[:])
+	clear(c.m[:])
 }
 
 // sum writes AES-CMAC(prefix || msg) to out. prefix is an optional complete
 // first block (the BSP MAC chaining value); out may alias prefix. scratch must
 // be a non-empty multiple of 16 bytes; larger is faster.
 func (c *cmac) sum(out, prefix *[aes.BlockSize]byte, msg []byte, scratch []byte) {
-	var x [aes.BlockSize]byte
+	x, m := &c.x, &c.m
+	*x = zeroBlock
 	if prefix != nil {
 		if len(msg) == 0 {
-			subtle.XORBytes(x[:], prefix[:], c.k1[:])
-			c.b.Encrypt(out[:], x[:])
+			subtle.XORBytes(m[:], prefix[:], c.k1[:])
+			c.b.Encrypt(out[:], m[:])
 			return
 		}
 		c.b.Encrypt(x[:], prefix[:])
@@ -100,11 +107,11 @@ func (c *cmac) sum(out, prefix *[aes.BlockSize]byte, msg []byte, scratch []byte)
 		copy(x[:], scratch[k-aes.BlockSize:k])
 		head = head[k:]
 	}
-	var m [aes.BlockSize]byte
 	last := msg[n-lastLen:]
 	if lastLen == aes.BlockSize {
 		subtle.XORBytes(m[:], last, c.k1[:])
 	} else {
+		*m = zeroBlock
 		copy(m[:], last)
 		m[lastLen] = 0x80
 		subtle.XORBytes(m[:], m[:], c.k2[:])

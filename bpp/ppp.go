@@ -54,6 +54,7 @@ func ProtectWithPPK(upp []byte, ppk *PPK) (*PPP, error) {
 type Protector struct {
 	rand io.Reader
 	st   bsp
+	rnd  [48]byte
 }
 
 // NewProtector returns a Protector drawing PPKs from r (nil: crypto/rand).
@@ -91,7 +92,7 @@ func (p *Protector) NewPPK(k *PPK) error {
 	if p.rand == nil {
 		p.rand = rand.Reader
 	}
-	var buf [48]byte
+	buf := &p.rnd
 	if _, err := io.ReadFull(p.rand, buf[:]); err != nil {
 		return fmt.Errorf("bpp: random PPK: %w", err)
 	}

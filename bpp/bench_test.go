@@ -1,0 +1,152 @@
+package bpp
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/perso-esim/perso/internal/testenv"
+)
+
+// benchUPP is the TS.48 v5 SAIP 2.3 generic profile (12 163 bytes), the
+// "TS.48-size UPP" of the performance targets.
+func benchUPP(b *testing.B) []byte {
+	upp, err := os.ReadFile(testenv.SharedPath(b, "ts48", "TS48v5_SAIP2.3_NoBERTLV.der"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return upp
+}
+
+func reportRate(b *testing.B, unit string) {
+	if s := b.Elapsed().Seconds(); s > 0 {
+		b.ReportMetric(float64(b.N)/s, unit)
+		b.ReportMetric(s*1e6/float64(b.N), "µs/op")
+	}
+}
+
+// Protect of a TS.48-size UPP with a fresh random PPK per profile, reusing
+// the Protector and the output buffer (the batch hot path).
+func BenchmarkProtect(b *testing.B) {
+	upp := benchUPP(b)
+	p := NewProtector(nil)
+	size, _ := ProtectedSize(len(upp))
+	buf := make([]byte, 0, size)
+	var ppk PPK
+	b.SetBytes(int64(len(upp)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.NewPPK(&ppk); err != nil {
+			b.Fatal(err)
+		}
+		var err error
+		if buf, _, err = p.AppendProtected(buf[:0], upp, &ppk); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRate(b, "profiles/s")
+}
+
+// Protect as the convenience function: a new PPP and segment buffer per call.
+func BenchmarkProtectAlloc(b *testing.B) {
+	upp := benchUPP(b)
+	b.SetBytes(int64(len(upp)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Protect(upp, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRate(b, "profiles/s")
+}
+
+// Bind with software keys (ECDH + ECDSA in process), per curve.
+func BenchmarkBind(b *testing.B) {
+	upp := benchUPP(b)
+	ppp, err := Protect(upp, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range curves {
+		b.Run(c.curve.String(), func(b *testing.B) {
+			e := newEnv(b, c.curve, c.sgp26)
+			otk, err := GenerateOneTimeKey(c.curve, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p := &BindParams{
+				TransactionID: mustDecode("0123456789abcdef0123456789abcdef"),
+				HostID:        []byte("perso-01"),
+				EID:           testEID,
+				EUICCOtpk:     otk.PublicKey(),
+				Metadata:      fullMetadata(b, "8949449999999990023"),
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Bind(ctx, e.signer, e.ka, p, ppp); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportRate(b, "binds/s")
+		})
+	}
+}
+
+// Bind's own work with the private-key operations stubbed out: what remains
+// per download once the HSM does ECDH and signing.
+func BenchmarkBindNoPK(b *testing.B) {
+	upp := benchUPP(b)
+	ppp, err := Protect(upp, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	otk, _ := GenerateOneTimeKey(CurveP256, nil)
+	p := &BindParams{
+		TransactionID: mustDecode("0123456789abcdef0123456789abcdef"),
+		HostID:        []byte("perso-01"),
+		EID:           testEID,
+		EUICCOtpk:     otk.PublicKey(),
+		Metadata:      fullMetadata(b, "8949449999999990023"),
+	}
+	ka := fixedKA{otpk: otk.PublicKey()}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Bind(ctx, fixedSigner{}, ka, p, ppp); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRate(b, "binds/s")
+}
+
+// Open (the eUICC side), P-256.
+func BenchmarkOpen(b *testing.B) {
+	upp := benchUPP(b)
+	ppp, err := Protect(upp, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := newEnv(b, CurveP256, "NIST")
+	bpp, otk, _ := e.bind(b, ppp, fullMetadata(b, "8949449999999990023"))
+	b.SetBytes(int64(len(upp)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Open(bpp, otk, testEID, e.pub); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRate(b, "opens/s")
+}
+
+type fixedSigner struct{}
+
+func (fixedSigner) SignDigest(context.Context, []byte) ([]byte, error) {
+	return make([]byte, SignatureSize), nil
+}
+
+type fixedKA struct{ otpk []byte }
+
+func (k fixedKA) EphemeralECDH(context.Context, []byte) ([]byte, []byte, error) {
+	return k.otpk, make([]byte, SharedSecretSize), nil
+}
