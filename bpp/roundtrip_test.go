@@ -129,7 +129,7 @@ type segRef struct {
 	seq      uint32
 	index    int
 	off, end int // byte range of the whole segment TLV within the BPP
-	valueOff int  // offset of the segment's content
+	valueOff int // offset of the segment's content
 }
 
 func bppSegments(t testing.TB, b []byte) (segs []segRef, sigOff int) {
