@@ -6,27 +6,38 @@ import (
 	"unicode/utf8"
 )
 
-// cursor walks the components of a SEQUENCE in order.
+// cursor walks the components of a SEQUENCE in order. Its path (for
+// error messages) is kept in pieces and joined only when an error is built.
 type cursor struct {
 	pe     *PE
 	parent *Node
 	kids   []*Node
 	i      int
 	path   string
+	sub    string
+	sub2   string
 }
 
-func (pe *PE) cursor(n *Node, path string) *cursor {
-	return &cursor{pe: pe, parent: n, kids: n.Children, path: path}
+func (pe *PE) cursor(n *Node, path string) cursor {
+	return cursor{pe: pe, parent: n, kids: n.Children, path: path}
+}
+
+func (pe *PE) cursorAt(n *Node, path string, i int) cursor {
+	return cursor{pe: pe, parent: n, kids: n.Children, path: path, i: i}
 }
 
 func (c *cursor) field(name string) string {
-	if c.path == "" {
-		return name
+	s := c.path
+	for _, part := range [3]string{c.sub, c.sub2, name} {
+		switch {
+		case part == "":
+		case s == "":
+			s = part
+		default:
+			s += "." + part
+		}
 	}
-	if name == "" {
-		return c.path
-	}
-	return c.path + "." + name
+	return s
 }
 
 func (c *cursor) errf(n *Node, name, format string, args ...any) *Error {
@@ -116,6 +127,9 @@ func (c *cursor) done(extMin int) error {
 // decode builds the typed view of a known PE.
 func (pe *PE) decode() error {
 	n := pe.Node
+	if pe.Type >= PERFU1 && pe.Type <= PERFU5 {
+		return nil // PE-Dummy: an empty SEQUENCE in this version; kept as a tree
+	}
 	if pe.Type != PEHeader {
 		if len(n.Children) == 0 {
 			return structErr(pe.Index, pe.Type, n.Offset, "", "missing PE header")
@@ -152,13 +166,13 @@ func (pe *PE) decode() error {
 	case PENonStandard:
 		return pe.decodeNonStandard()
 	case PEEnd:
-		return pe.cursor(n, "").skip(1).done(1)
+		c := pe.cursorAt(n, "", 1)
+		return c.done(1)
 	}
 	// rfu1..rfu5: PE-Dummy, kept as a tree.
 	return nil
 }
 
-func (c *cursor) skip(k int) *cursor { c.i += k; return c }
 
 // ---------------------------------------------------------------- header
 
@@ -358,116 +372,94 @@ func (f *File) Content() []byte {
 	return out
 }
 
-// FCP is a decoded file control parameters template. Absent fields are nil.
+// FCP is a file control parameters template (fileDescriptor / createFCP).
+// Decode checks its structure; the accessors read the fields on demand and
+// return nil when a field is absent.
 type FCP struct {
-	Node                 *Node
-	FileDescriptor       []byte
-	FileID               []byte
-	DFName               []byte
-	LCSI                 []byte
-	SecurityAttributes   []byte
-	EFFileSize           []byte
-	PinStatusTemplate    []byte
-	ShortEFID            []byte
-	HasShortEFID         bool
-	FillPattern          []byte
-	RepeatPattern        []byte
-	MaximumFileSize      []byte
-	SpecialFileInfo      []byte
-	FileDetails          []byte
-	LinkPath             []byte
-	proprietaryPresented bool
+	Node *Node
 }
+
+func (f *FCP) get(t Tag) []byte {
+	if f == nil {
+		return nil
+	}
+	if n := f.Node.Child(t); n != nil {
+		return n.Value
+	}
+	return nil
+}
+
+func (f *FCP) prop(t Tag) []byte {
+	if f == nil {
+		return nil
+	}
+	if n := f.Node.Child(0xA5).Child(t); n != nil {
+		return n.Value
+	}
+	return nil
+}
+
+func (f *FCP) FileDescriptor() []byte     { return f.get(0x82) }
+func (f *FCP) FileID() []byte             { return f.get(0x83) }
+func (f *FCP) DFName() []byte             { return f.get(0x84) }
+func (f *FCP) LCSI() []byte               { return f.get(0x8A) }
+func (f *FCP) SecurityAttributes() []byte { return f.get(0x8B) }
+func (f *FCP) EFFileSize() []byte         { return f.get(0x80) }
+func (f *FCP) PinStatusTemplate() []byte  { return f.get(0xC6) }
+func (f *FCP) ShortEFID() []byte          { return f.get(0x88) }
+func (f *FCP) LinkPath() []byte           { return f.get(0xC7) }
+func (f *FCP) FillPattern() []byte        { return f.prop(0xC1) }
+func (f *FCP) RepeatPattern() []byte      { return f.prop(0xC2) }
+func (f *FCP) MaximumFileSize() []byte    { return f.prop(0x86) }
 
 // RecordLength returns the record length of a linear-fixed or cyclic EF
 // from its file descriptor (bytes 3-4), or 0.
 func (f *FCP) RecordLength() int {
-	if f == nil || len(f.FileDescriptor) < 4 {
+	fd := f.FileDescriptor()
+	if len(fd) < 4 {
 		return 0
 	}
-	return int(f.FileDescriptor[2])<<8 | int(f.FileDescriptor[3])
+	return int(fd[2])<<8 | int(fd[3])
 }
 
-func (pe *PE) decodeFCP(n *Node, path string) (*FCP, error) {
-	f := &FCP{Node: n}
-	c := pe.cursor(n, path)
-	var err error
-	if n := c.opt(0x82); n != nil {
-		if len(n.Value) < 2 || len(n.Value) > 4 {
-			return nil, c.errf(n, "fileDescriptor", "%d bytes, want 2..4", len(n.Value))
+// checkFCP validates an Fcp: components in ASN.1 order, sizes as declared.
+func (pe *PE) checkFCP(n *Node, path, sub string) error {
+	c := cursor{pe: pe, parent: n, kids: n.Children, path: path, sub: sub}
+	for _, f := range [...]struct {
+		tag      Tag
+		name     string
+		min, max int
+	}{
+		{0x82, "fileDescriptor", 2, 4}, {0x83, "fileID", 2, 2}, {0x84, "dfName", 5, 16},
+		{0x8A, "lcsi", 1, 1}, {0x8B, "securityAttributesReferenced", 1, 3}, {0x80, "efFileSize", 0, 1 << 20},
+		{0xC6, "pinStatusTemplateDO", 0, 1 << 20}, {0x88, "shortEFID", 0, 1},
+	} {
+		if _, err := c.optLen(f.tag, f.name, f.min, f.max); err != nil {
+			return err
 		}
-		f.FileDescriptor = n.Value
-	}
-	if n, err := c.optLen(0x83, "fileID", 2, 2); err != nil {
-		return nil, err
-	} else if n != nil {
-		f.FileID = n.Value
-	}
-	if n, err := c.optLen(0x84, "dfName", 5, 16); err != nil {
-		return nil, err
-	} else if n != nil {
-		f.DFName = n.Value
-	}
-	if n, err := c.optLen(0x8A, "lcsi", 1, 1); err != nil {
-		return nil, err
-	} else if n != nil {
-		f.LCSI = n.Value
-	}
-	if n, err := c.optLen(0x8B, "securityAttributesReferenced", 1, 3); err != nil {
-		return nil, err
-	} else if n != nil {
-		f.SecurityAttributes = n.Value
-	}
-	if n := c.opt(0x80); n != nil {
-		f.EFFileSize = n.Value
-	}
-	if n := c.opt(0xC6); n != nil {
-		f.PinStatusTemplate = n.Value
-	}
-	if n, err := c.optLen(0x88, "shortEFID", 0, 1); err != nil {
-		return nil, err
-	} else if n != nil {
-		f.ShortEFID, f.HasShortEFID = n.Value, true
 	}
 	if p := c.opt(0xA5); p != nil {
-		f.proprietaryPresented = true
-		pc := pe.cursor(p, c.field("proprietaryEFInfo"))
-		if n, err := pc.optLen(0xC0, "specialFileInformation", 1, 1); err != nil {
-			return nil, err
-		} else if n != nil {
-			f.SpecialFileInfo = n.Value
+		pc := cursor{pe: pe, parent: p, kids: p.Children, path: path, sub: sub, sub2: "proprietaryEFInfo"}
+		for _, f := range [...]struct {
+			tag      Tag
+			name     string
+			min, max int
+		}{
+			{0xC0, "specialFileInformation", 1, 1}, {0xC1, "fillPattern", 1, 200}, {0xC2, "repeatPattern", 1, 200},
+			{0x86, "maximumFileSize", 0, 1 << 20}, {0x84, "fileDetails", 1, 1},
+		} {
+			if _, err := pc.optLen(f.tag, f.name, f.min, f.max); err != nil {
+				return err
+			}
 		}
-		if n, err := pc.optLen(0xC1, "fillPattern", 1, 200); err != nil {
-			return nil, err
-		} else if n != nil {
-			f.FillPattern = n.Value
-		}
-		if n, err := pc.optLen(0xC2, "repeatPattern", 1, 200); err != nil {
-			return nil, err
-		} else if n != nil {
-			f.RepeatPattern = n.Value
-		}
-		if n := pc.opt(0x86); n != nil {
-			f.MaximumFileSize = n.Value
-		}
-		if n, err := pc.optLen(0x84, "fileDetails", 1, 1); err != nil {
-			return nil, err
-		} else if n != nil {
-			f.FileDetails = n.Value
-		}
-		if err = pc.done(-1); err != nil {
-			return nil, err
+		if err := pc.done(-1); err != nil {
+			return err
 		}
 	}
-	if n, err := c.optLen(0xC7, "linkPath", 0, 8); err != nil {
-		return nil, err
-	} else if n != nil {
-		f.LinkPath = n.Value
+	if _, err := c.optLen(0xC7, "linkPath", 0, 8); err != nil {
+		return err
 	}
-	if err = c.done(-1); err != nil {
-		return nil, err
-	}
-	return f, nil
+	return c.done(-1)
 }
 
 func (pe *PE) decodeFS() error {
@@ -484,6 +476,7 @@ func (pe *PE) decodeFS() error {
 	}
 	fs.TemplateID = s
 	fs.Files = make([]File, 0, len(c.kids)-c.i)
+	fcps := make([]FCP, len(c.kids)-c.i)
 	last := 1
 	for ; c.i < len(c.kids); c.i++ {
 		k := c.kids[c.i]
@@ -500,6 +493,7 @@ func (pe *PE) decodeFS() error {
 			name = "[" + strconv.Itoa(num) + "]"
 		}
 		f := File{Name: name, Node: k}
+		firstFill, contiguous := -1, true
 		for j, item := range k.Children {
 			switch item.Tag {
 			case 0x80:
@@ -508,22 +502,40 @@ func (pe *PE) decodeFS() error {
 				}
 				f.DoNotCreate = true
 			case 0xA1:
-				fcp, err := pe.decodeFCP(item, name+".fileDescriptor")
-				if err != nil {
+				if err := pe.checkFCP(item, name, "fileDescriptor"); err != nil {
 					return err
 				}
 				if f.FCP == nil {
+					fcp := &fcps[len(fs.Files)]
+					fcp.Node = item
 					f.FCP = fcp
 				}
-			case 0x82:
-				if v, ok := parseUint(item.Value, 2); !ok || v > 0xFFFF {
-					return structErr(pe.Index, pe.Type, item.Offset, name, "fillFileOffset is not a UInt16")
+			case 0x82, 0x83:
+				if item.Tag == 0x82 {
+					if v, ok := parseUint(item.Value, 2); !ok || v > 0xFFFF {
+						return structErr(pe.Index, pe.Type, item.Offset, name, "fillFileOffset is not a UInt16")
+					}
 				}
-				f.Fill = append(f.Fill, item)
-			case 0x83:
-				f.Fill = append(f.Fill, item)
+				if firstFill < 0 {
+					firstFill = j
+				}
+				continue
 			default:
 				return structErr(pe.Index, pe.Type, item.Offset, name+"["+strconv.Itoa(j)+"]", "unexpected element with tag %s in File", item.Tag)
+			}
+			if firstFill >= 0 {
+				contiguous = false
+			}
+		}
+		switch {
+		case firstFill < 0:
+		case contiguous: // the usual case: fill commands after the FCP
+			f.Fill = k.Children[firstFill:]
+		default:
+			for _, item := range k.Children[firstFill:] {
+				if item.Tag == 0x82 || item.Tag == 0x83 {
+					f.Fill = append(f.Fill, item)
+				}
 			}
 		}
 		fs.Files = append(fs.Files, f)
@@ -545,12 +557,19 @@ type FileCommand struct {
 	Kind  string // "filePath", "createFCP", "fillFileOffset", "fillFileContent"
 	Node  *Node
 	Value []byte // path, offset integer or content; nil for createFCP
-	FCP   *FCP   // createFCP only
+}
+
+// FCP returns the file control parameters of a createFCP command, else nil.
+func (fc FileCommand) FCP() *FCP {
+	if fc.Kind != "createFCP" {
+		return nil
+	}
+	return &FCP{Node: fc.Node}
 }
 
 func (pe *PE) decodeGFM() error {
 	g := &GenericFileManagement{}
-	c := pe.cursor(pe.Node, "").skip(1)
+	c := pe.cursorAt(pe.Node, "", 1)
 	cmds, err := c.req(0xA1, "fileManagementCMD")
 	if err != nil {
 		return err
@@ -562,34 +581,38 @@ func (pe *PE) decodeGFM() error {
 		return structErr(pe.Index, pe.Type, cmds.Offset, "fileManagementCMD", "empty")
 	}
 	for i, fm := range cmds.Children {
-		path := "fileManagementCMD[" + strconv.Itoa(i) + "]"
+		path := func() string { return "fileManagementCMD[" + strconv.Itoa(i) + "]" }
 		if fm.Tag != 0x30 {
-			return structErr(pe.Index, pe.Type, fm.Offset, path, "expected SEQUENCE, found tag %s", fm.Tag)
+			return structErr(pe.Index, pe.Type, fm.Offset, path(), "expected SEQUENCE, found tag %s", fm.Tag)
 		}
 		seq := make([]FileCommand, 0, len(fm.Children))
 		for j, it := range fm.Children {
-			ipath := path + "[" + strconv.Itoa(j) + "]"
+			ipath := func() string { return path() + "[" + strconv.Itoa(j) + "]" }
 			fc := FileCommand{Node: it, Value: it.Value}
 			switch it.Tag {
 			case 0x80:
 				fc.Kind = "filePath"
 				if len(it.Value) > 8 {
-					return structErr(pe.Index, pe.Type, it.Offset, ipath, "filePath longer than 8 bytes")
+					return structErr(pe.Index, pe.Type, it.Offset, ipath(), "filePath longer than 8 bytes")
 				}
 			case 0x62:
 				fc.Kind = "createFCP"
-				if fc.FCP, err = pe.decodeFCP(it, ipath); err != nil {
+				if err = pe.checkFCP(it, "fileManagementCMD", ""); err != nil {
+					if e, ok := err.(*Error); ok {
+						e.Field = ipath() + e.Field[len("fileManagementCMD"):]
+					}
 					return err
 				}
+				fc.Value = nil
 			case 0x02:
 				fc.Kind = "fillFileOffset"
 				if v, ok := parseUint(it.Value, 2); !ok || v > 0xFFFF {
-					return structErr(pe.Index, pe.Type, it.Offset, ipath, "fillFileOffset is not a UInt16")
+					return structErr(pe.Index, pe.Type, it.Offset, ipath(), "fillFileOffset is not a UInt16")
 				}
 			case 0x81:
 				fc.Kind = "fillFileContent"
 			default:
-				return structErr(pe.Index, pe.Type, it.Offset, ipath, "unexpected element with tag %s", it.Tag)
+				return structErr(pe.Index, pe.Type, it.Offset, ipath(), "unexpected element with tag %s", it.Tag)
 			}
 			seq = append(seq, fc)
 		}
@@ -621,7 +644,7 @@ type PINConfig struct {
 
 func (pe *PE) decodePINs() error {
 	p := &PINCodes{}
-	c := pe.cursor(pe.Node, "").skip(1)
+	c := pe.cursorAt(pe.Node, "", 1)
 	ch, err := c.req(0xA1, "pinCodes")
 	if err != nil {
 		return err
@@ -693,7 +716,7 @@ type PUKConfig struct {
 
 func (pe *PE) decodePUKs() error {
 	p := &PUKCodes{}
-	c := pe.cursor(pe.Node, "").skip(1)
+	c := pe.cursorAt(pe.Node, "", 1)
 	list, err := c.req(0xA1, "pukCodes")
 	if err != nil {
 		return err
@@ -789,7 +812,7 @@ type AlgoParameter struct {
 
 func (pe *PE) decodeAKA() error {
 	a := &AKAParameter{}
-	c := pe.cursor(pe.Node, "").skip(1)
+	c := pe.cursorAt(pe.Node, "", 1)
 	cfg, err := c.req(0xA1, "algoConfiguration")
 	if err != nil {
 		return err
@@ -898,7 +921,7 @@ type CDMAParameter struct {
 
 func (pe *PE) decodeCDMA() error {
 	d := &CDMAParameter{}
-	c := pe.cursor(pe.Node, "").skip(1)
+	c := pe.cursorAt(pe.Node, "", 1)
 	k, err := c.reqLen(0x81, "authenticationKey", 8)
 	if err != nil {
 		return err
@@ -1008,7 +1031,7 @@ func (pe *PE) decodeInstance(n *Node, path string) (*ApplicationInstance, error)
 
 func (pe *PE) decodeSD() error {
 	sd := &SecurityDomain{}
-	c := pe.cursor(pe.Node, "").skip(1)
+	c := pe.cursorAt(pe.Node, "", 1)
 	inst, err := c.req(0xA1, "instance")
 	if err != nil {
 		return err
@@ -1126,7 +1149,7 @@ type RFM struct {
 
 func (pe *PE) decodeRFM() error {
 	r := &RFM{}
-	c := pe.cursor(pe.Node, "").skip(1)
+	c := pe.cursorAt(pe.Node, "", 1)
 	n, err := c.optLen(0x4F, "instanceAID", 5, 16)
 	if err != nil {
 		return err
@@ -1195,7 +1218,7 @@ type Application struct {
 
 func (pe *PE) decodeApplication() error {
 	a := &Application{}
-	c := pe.cursor(pe.Node, "").skip(1)
+	c := pe.cursorAt(pe.Node, "", 1)
 	if lb := c.opt(0xA1); lb != nil {
 		lc := pe.cursor(lb, "loadBlock")
 		n, err := lc.req(0x4F, "loadPackageAID")
@@ -1245,7 +1268,7 @@ type NonStandard struct {
 }
 
 func (pe *PE) decodeNonStandard() error {
-	c := pe.cursor(pe.Node, "").skip(1)
+	c := pe.cursorAt(pe.Node, "", 1)
 	id, err := c.req(0x81, "issuerID")
 	if err != nil {
 		return err

@@ -135,8 +135,10 @@ type Profile struct {
 // numbers, mandatory services). The input is copied.
 func Decode(der []byte) (*Profile, error) {
 	src := append([]byte(nil), der...)
-	p := &Profile{src: src}
-	arena := &nodeArena{}
+	p := &Profile{src: src, PEs: make([]*PE, 0, 32)}
+	// A TS.48 profile has about one element per 5 bytes: size the first
+	// node chunk for the whole profile.
+	arena := &nodeArena{next: len(src)/5 + 16}
 	tp := &treeParser{b: src, arena: arena}
 	for off, i := 0, 0; off < len(src); i++ {
 		t, hl, vl, terr := readHeader(src, off, len(src))
@@ -147,7 +149,7 @@ func Decode(der []byte) (*Profile, error) {
 		pe := &PE{Index: i, Offset: off, Type: typ, ID: -1}
 		if typ == PEUnknown {
 			n := arena.node()
-			n.Tag, n.Offset, n.HeaderLen, n.SourceLen = t, off, hl, vl
+			n.Tag, n.Offset, n.HeaderLen, n.SourceLen = t, off, int32(hl), int32(vl)
 			n.Value = src[off+hl : off+hl+vl : off+hl+vl]
 			n.Opaque = t.Constructed()
 			pe.Node = n

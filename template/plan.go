@@ -348,7 +348,7 @@ func (pl *Plan) addVar(pe *PE, kind SlotKind, name string) error {
 		return nil
 	}
 	v := varSlot{
-		kind: kind, pe: pe.Index, peStart: pe.Offset, peHdr: pe.Node.HeaderLen, peEnd: pe.Node.End(), peTag: pe.Node.Tag,
+		kind: kind, pe: pe.Index, peStart: pe.Offset, peHdr: int(pe.Node.HeaderLen), peEnd: pe.Node.End(), peTag: pe.Node.Tag,
 		fileStart: f.Node.Offset, fileEnd: f.Node.End(), fileTag: f.Node.Tag,
 	}
 	for _, it := range f.Node.Children {

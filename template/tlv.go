@@ -165,21 +165,20 @@ func appendLen(dst []byte, l int) []byte {
 // the input; Offset and HeaderLen locate them there.
 type Node struct {
 	Tag       Tag
-	Offset    int // absolute offset of the first tag octet; -1 for built nodes
-	HeaderLen int // tag + length octets in the source
-	SourceLen int // content length in the source
+	HeaderLen int32 // tag + length octets in the source
+	Offset    int   // absolute offset of the first tag octet; -1 for built nodes
+	SourceLen int32 // content length in the source
+	size      int32 // scratch for Encode: encoded content length
 	Value     []byte
 	Children  []*Node
 	Opaque    bool // constructed, but content kept as raw bytes
-
-	size int // scratch for Encode: encoded content length
 }
 
 // ValueOffset is the absolute offset of the first content octet.
-func (n *Node) ValueOffset() int { return n.Offset + n.HeaderLen }
+func (n *Node) ValueOffset() int { return n.Offset + int(n.HeaderLen) }
 
 // End is the absolute offset just past the element in the source.
-func (n *Node) End() int { return n.Offset + n.HeaderLen + n.SourceLen }
+func (n *Node) End() int { return n.Offset + int(n.HeaderLen) + int(n.SourceLen) }
 
 // Child returns the first direct child with the given tag, or nil.
 func (n *Node) Child(t Tag) *Node {
@@ -206,17 +205,17 @@ func (n *Node) measure() int {
 		for _, c := range n.Children {
 			s += c.measure()
 		}
-		n.size = s
+		n.size = int32(s)
 	} else {
-		n.size = len(n.Value)
+		n.size = int32(len(n.Value))
 	}
-	return n.Tag.Len() + lenSize(n.size) + n.size
+	return n.Tag.Len() + lenSize(int(n.size)) + int(n.size)
 }
 
 // appendEncoded writes the TLV using sizes cached by measure.
 func (n *Node) appendEncoded(dst []byte) []byte {
 	dst = n.Tag.appendTo(dst)
-	dst = appendLen(dst, n.size)
+	dst = appendLen(dst, int(n.size))
 	if n.Tag.Constructed() && !n.Opaque {
 		for _, c := range n.Children {
 			dst = c.appendEncoded(dst)
@@ -237,11 +236,17 @@ func (n *Node) Encode() []byte {
 type nodeArena struct {
 	nodes []Node
 	ptrs  []*Node
+	next  int // size of the next node chunk
 }
 
 func (a *nodeArena) node() *Node {
 	if len(a.nodes) == cap(a.nodes) {
-		a.nodes = make([]Node, 0, 256)
+		n := a.next
+		if n < 64 {
+			n = 64
+		}
+		a.nodes = make([]Node, 0, n)
+		a.next = 256
 	}
 	a.nodes = a.nodes[:len(a.nodes)+1]
 	return &a.nodes[len(a.nodes)-1]
@@ -277,7 +282,7 @@ func (p *treeParser) parseNode(off, end, depth int) (*Node, *tlvError) {
 		return nil, err
 	}
 	n := p.arena.node()
-	n.Tag, n.Offset, n.HeaderLen, n.SourceLen = t, off, hl, vl
+	n.Tag, n.Offset, n.HeaderLen, n.SourceLen = t, off, int32(hl), int32(vl)
 	vs := off + hl
 	if !t.Constructed() {
 		n.Value = p.b[vs : vs+vl : vs+vl]

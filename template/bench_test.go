@@ -1,0 +1,86 @@
+package template
+
+import "testing"
+
+func benchTemplate(b *testing.B) []byte {
+	return ts48(b)["TS48V5-SAIP2-3-NOBERTLV-UNIQUE.der"]
+}
+
+func benchValues(b *testing.B, pl *Plan) *Values {
+	v := randomValues(seedFor("bench"), pl)
+	if _, err := pl.Apply(v, nil); err != nil {
+		b.Fatal(err)
+	}
+	return v
+}
+
+// BenchmarkApply: one personalised UPP from a compiled TS.48 template
+// (ICCID, IMSI/ACC, algorithm, K/OPc ×2, PIN1, PIN2 ×4, ADM1/2, PUK1/2,
+// 6 SD keys), into a reused buffer.
+func BenchmarkApply(b *testing.B) {
+	der := benchTemplate(b)
+	pl, err := Compile(der)
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := benchValues(b, pl)
+	buf := make([]byte, 0, len(der)+256)
+	b.SetBytes(int64(len(der)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err = pl.Apply(v, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "profiles/s")
+}
+
+// BenchmarkApplyVariable adds SMSC and SPN, which re-encode the usim PE.
+func BenchmarkApplyVariable(b *testing.B) {
+	der := benchTemplate(b)
+	pl, err := Compile(der)
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := benchValues(b, pl)
+	v.SMSC, v.SPN = "+447700900123", "perso"
+	buf := make([]byte, 0, len(der)+256)
+	b.SetBytes(int64(len(der)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err = pl.Apply(v, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "profiles/s")
+}
+
+// BenchmarkDecodeEncode: the full (typed) decoder plus re-encoding.
+func BenchmarkDecodeEncode(b *testing.B) {
+	der := benchTemplate(b)
+	b.SetBytes(int64(len(der)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p, err := Decode(der)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = p.Encode()
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "profiles/s")
+}
+
+// BenchmarkCompile: decode, validate and locate every slot (once per template).
+func BenchmarkCompile(b *testing.B) {
+	der := benchTemplate(b)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := Compile(der); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "templates/s")
+}
