@@ -173,7 +173,6 @@ func (pe *PE) decode() error {
 	return nil
 }
 
-
 // ---------------------------------------------------------------- header
 
 // ProfileHeader is the first PE of every profile.

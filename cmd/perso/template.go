@@ -1,0 +1,303 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/perso-esim/perso/template"
+)
+
+func init() { register(newTemplateCmd) }
+
+func newTemplateCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "template",
+		Short: "inspect, validate and personalise SAIP profile templates",
+	}
+	cmd.AddCommand(newTemplateInspectCmd(a), newTemplateValidateCmd(a), newTemplatePersonaliseCmd(a))
+	return cmd
+}
+
+// invalid wraps an input error so that perso exits with status 2.
+func invalid(err error) error { return exitError{code: 2, err: err} }
+
+func newTemplateInspectCmd(a *app) *cobra.Command {
+	var asJSON, showSecrets bool
+	cmd := &cobra.Command{
+		Use:   "inspect FILE",
+		Short: "list the PEs, NAAs, mandatory services and personalisable slots of a template",
+		Long: `inspect decodes a SAIP template (DER) and prints its profile elements with
+offsets, sizes and identification numbers, the NAAs, the mandatory services,
+and every personalisable slot with its current value. K, OPc and
+security-domain keys are masked unless --show-secrets is given.
+
+--json prints a template.Report (see template/doc.go for the schema).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			der, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			r, err := template.Inspect(der, showSecrets)
+			if err != nil {
+				return invalid(fmt.Errorf("%s: %w", args[0], err))
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(r)
+			}
+			printReport(out, args[0], r)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	cmd.Flags().BoolVar(&showSecrets, "show-secrets", false, "show K, OPc and SD key values instead of masking them")
+	return cmd
+}
+
+func printReport(w io.Writer, name string, r *template.Report) {
+	fmt.Fprintf(w, "%s: %d bytes, %d PEs, SAIP %d.%d, %q\n", name, r.Size, len(r.PEs), r.Header.MajorVersion, r.Header.MinorVersion, r.Header.ProfileType)
+	fmt.Fprintf(w, "ICCID %s\n", r.Header.ICCID)
+	fmt.Fprintf(w, "mandatory services: %s\n", strings.Join(r.MandatoryServices, ", "))
+	fmt.Fprintln(w, "\nprofile elements:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  #\ttype\ttag\toffset\tsize\tid\ttemplate")
+	for _, pe := range r.PEs {
+		id := "-"
+		if pe.ID != nil {
+			id = fmt.Sprint(*pe.ID)
+			if pe.Mandated {
+				id += " (mandated)"
+			}
+		}
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t0x%04x\t%d\t%s\t%s\n", pe.Index, pe.Type, pe.Tag, pe.Offset, pe.Size, id, pe.TemplateID)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nNAAs:")
+	for _, n := range r.NAAs {
+		fmt.Fprintf(w, "  %-5s PE #%-3d template %s", n.Type, n.PE, n.TemplateID)
+		if n.AID != "" {
+			fmt.Fprintf(w, "  AID %s", n.AID)
+		}
+		if n.Algorithm != "" {
+			fmt.Fprintf(w, "  algorithm %s", n.Algorithm)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, "\nslots:")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  name\tPE\toffset\tlength\tvalue")
+	for _, s := range r.Slots {
+		length := fmt.Sprint(s.Length)
+		if !s.Fixed {
+			length += " (variable)"
+		}
+		fmt.Fprintf(tw, "  %s\t#%d %s\t0x%04x\t%s\t%s\n", s.Name, s.PE, s.PEType, s.Offset, length, s.Value)
+	}
+	tw.Flush()
+	if r.CompileError != "" {
+		fmt.Fprintf(w, "\nnot usable as a personalisation template: %s\n", r.CompileError)
+	}
+	if len(r.Problems) > 0 {
+		fmt.Fprintf(w, "\n%d validation problem(s):\n", len(r.Problems))
+		for _, p := range r.Problems {
+			fmt.Fprintf(w, "  %s\n", p)
+		}
+	}
+}
+
+func newTemplateValidateCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate FILE...",
+		Short: "check templates: DER syntax, PE structure and order, identifications, mandatory services, slots",
+		Long: `validate decodes each template, checks the profile-level rules and that it can
+be compiled into a personalisation plan. It prints one line per problem
+(naming the PE and byte offset) and exits with status 2 if any file is invalid.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			bad := 0
+			for _, f := range args {
+				der, err := os.ReadFile(f)
+				if err != nil {
+					return err
+				}
+				errs := validateTemplate(der)
+				if len(errs) == 0 {
+					p, _ := template.Decode(der)
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d PEs, %d bytes)\n", f, len(p.PEs), len(der))
+					continue
+				}
+				bad++
+				for _, e := range errs {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: %v\n", f, e)
+				}
+			}
+			if bad > 0 {
+				return invalid(fmt.Errorf("%d of %d template(s) invalid", bad, len(args)))
+			}
+			return nil
+		},
+	}
+}
+
+// validateTemplate returns every problem found in a template.
+func validateTemplate(der []byte) []error {
+	p, err := template.Decode(der)
+	if err != nil {
+		return []error{err}
+	}
+	var errs []error
+	for _, e := range p.Problems() {
+		errs = append(errs, e)
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	if _, err := template.Compile(der); err != nil {
+		return []error{err}
+	}
+	return nil
+}
+
+func newTemplatePersonaliseCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "personalise --template FILE --iccid ICCID --imsi IMSI --ki HEX --opc HEX -o OUT.der",
+		Aliases: []string{"personalize"},
+		Short:   "personalise one profile from a template",
+		Long: `personalise writes one personalised UPP: the template with the given values in
+every copy of every field (header ICCID and EF.ICCID, EF.IMSI and EF.ACC, K,
+OPc and algorithm in every akaParameter, PINs, PUKs, ADMs, SD keys, and
+optionally SMSC and SPN). Fields not given keep the template's value.
+
+Every flag can also come from the environment (PERSO_KI, PERSO_OPC, …) or
+perso.yaml; prefer the environment for --ki, --opc, --adm1 and --sd-key so
+that secrets stay out of the process list and shell history.
+
+--sd-key takes KVN:ID:HEX (e.g. 01:01:404142...), repeatable, for the
+first security domain (the MNO-SD).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v := a.v
+			tmpl, out := v.GetString("template"), v.GetString("output")
+			if tmpl == "" || out == "" {
+				return invalid(errors.New("--template and -o/--output are required"))
+			}
+			der, err := os.ReadFile(tmpl)
+			if err != nil {
+				return err
+			}
+			plan, err := template.Compile(der)
+			if err != nil {
+				return invalid(fmt.Errorf("%s: %w", tmpl, err))
+			}
+			vals := &template.Values{
+				ICCID: v.GetString("iccid"), IMSI: v.GetString("imsi"),
+				PIN1: v.GetString("pin1"), PIN2: v.GetString("pin2"),
+				PUK1: v.GetString("puk1"), PUK2: v.GetString("puk2"),
+				ADM1: v.GetString("adm1"), ADM2: v.GetString("adm2"),
+				SMSC: v.GetString("smsc"), SPN: v.GetString("spn"),
+			}
+			defer vals.Zero()
+			if vals.K, err = hexFlag("ki", v.GetString("ki")); err != nil {
+				return invalid(err)
+			}
+			if vals.OPc, err = hexFlag("opc", v.GetString("opc")); err != nil {
+				return invalid(err)
+			}
+			if vals.Algorithm, err = algorithmFlag(v.GetString("algorithm")); err != nil {
+				return invalid(err)
+			}
+			for _, s := range v.GetStringSlice("sd-key") {
+				k, err := sdKeyFlag(s)
+				if err != nil {
+					return invalid(err)
+				}
+				vals.SDKeys = append(vals.SDKeys, k)
+			}
+			upp, err := plan.Apply(vals, nil)
+			if err != nil {
+				return invalid(err)
+			}
+			// Belt and braces: the output must decode and validate.
+			p, err := template.Decode(upp)
+			if err == nil {
+				err = p.Validate()
+			}
+			if err != nil {
+				return fmt.Errorf("personalised profile failed re-validation: %w", err)
+			}
+			if err := os.WriteFile(out, upp, 0o600); err != nil {
+				return err
+			}
+			a.log.Info("personalised profile written", "file", out, "bytes", len(upp), "iccid", p.ICCID())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.String("template", "", "template file (SAIP DER)")
+	f.StringP("output", "o", "", "output file for the personalised UPP (written with mode 0600)")
+	f.String("iccid", "", "ICCID, 18–20 digits as printed")
+	f.String("imsi", "", "IMSI, 6–15 digits (also sets EF.ACC)")
+	f.String("ki", "", "K (Ki), hex; prefer PERSO_KI")
+	f.String("opc", "", "OPc, hex; prefer PERSO_OPC")
+	f.String("algorithm", "", "milenage, tuak or test (default: keep the template's)")
+	f.String("pin1", "", "PIN1, 4–8 digits")
+	f.String("pin2", "", "PIN2, 4–8 digits")
+	f.String("puk1", "", "PUK1, 8 digits")
+	f.String("puk2", "", "PUK2, 8 digits")
+	f.String("adm1", "", "ADM1, 4–8 digits or 16 hex digits; prefer PERSO_ADM1")
+	f.String("adm2", "", "ADM2, 4–8 digits or 16 hex digits")
+	f.StringSlice("sd-key", nil, "security-domain key KVN:ID:HEX (repeatable)")
+	f.String("smsc", "", "SMS service centre address (EF.SMSP), e.g. +447700900123")
+	f.String("spn", "", "service provider name (EF.SPN)")
+	return cmd
+}
+
+func hexFlag(name, s string) ([]byte, error) {
+	if s == "" {
+		return nil, nil
+	}
+	b, err := hex.DecodeString(strings.TrimSpace(s))
+	if err != nil {
+		return nil, fmt.Errorf("--%s: not hex (%d characters)", name, len(s))
+	}
+	return b, nil
+}
+
+func algorithmFlag(s string) (template.Algorithm, error) {
+	switch strings.ToLower(s) {
+	case "":
+		return template.AlgorithmKeep, nil
+	case "milenage":
+		return template.AlgorithmMilenage, nil
+	case "tuak":
+		return template.AlgorithmTUAK, nil
+	case "test", "usim-test-algorithm":
+		return template.AlgorithmTestAlgorithm, nil
+	}
+	return 0, fmt.Errorf("--algorithm %q: want milenage, tuak or test", s)
+}
+
+func sdKeyFlag(s string) (template.SDKey, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 {
+		return template.SDKey{}, errors.New("--sd-key: want KVN:ID:HEX")
+	}
+	kvn, err1 := hex.DecodeString(parts[0])
+	id, err2 := hex.DecodeString(parts[1])
+	key, err3 := hex.DecodeString(parts[2])
+	if err1 != nil || err2 != nil || err3 != nil || len(kvn) != 1 || len(id) != 1 {
+		return template.SDKey{}, errors.New("--sd-key: want KVN:ID:HEX with one-byte hex KVN and ID")
+	}
+	return template.SDKey{KVN: kvn[0], ID: id[0], Key: key}, nil
+}

@@ -1,0 +1,198 @@
+package template
+
+import (
+	"encoding/hex"
+	"fmt"
+)
+
+// Report describes a template for people and tools (`perso template
+// inspect`). Its JSON form is a stable interface: fields are only ever
+// added, never renamed or removed; see doc.go for the schema.
+type Report struct {
+	Size              int          `json:"size"`
+	Header            HeaderReport `json:"header"`
+	PEs               []PEReport   `json:"pes"`
+	NAAs              []NAAReport  `json:"naas"`
+	MandatoryServices []string     `json:"mandatoryServices"`
+	Slots             []SlotReport `json:"slots"`
+	Problems          []string     `json:"problems"` // validation problems; empty when valid
+	CompileError      string       `json:"compileError,omitempty"`
+}
+
+// HeaderReport is the ProfileHeader.
+type HeaderReport struct {
+	MajorVersion   int      `json:"majorVersion"`
+	MinorVersion   int      `json:"minorVersion"`
+	ProfileType    string   `json:"profileType,omitempty"`
+	ICCID          string   `json:"iccid"`
+	MandatoryGFSTE []string `json:"mandatoryGFSTE"`
+}
+
+// PEReport is one profile element.
+type PEReport struct {
+	Index      int    `json:"index"`
+	Type       string `json:"type"`
+	Tag        string `json:"tag"` // hex
+	Offset     int    `json:"offset"`
+	Size       int    `json:"size"`
+	ID         *int   `json:"id"` // identification; null for the header
+	Mandated   bool   `json:"mandated"`
+	TemplateID string `json:"templateId,omitempty"` // file-system PEs
+}
+
+// NAAReport is a network access application (or the MF) instance.
+type NAAReport struct {
+	Type       string `json:"type"` // mf, usim, isim, csim
+	PE         int    `json:"pe"`
+	AID        string `json:"aid,omitempty"` // hex, from the ADF's dfName
+	TemplateID string `json:"templateId"`
+	Algorithm  string `json:"algorithm,omitempty"` // of the akaParameter that follows, if any
+}
+
+// SlotReport is one personalisable slot and its current value.
+type SlotReport struct {
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`
+	PE     int    `json:"pe"`
+	PEType string `json:"peType"`
+	Offset int    `json:"offset"`
+	Length int    `json:"length"`
+	Fixed  bool   `json:"fixed"`  // patched in place (else the PE is re-encoded)
+	Secret bool   `json:"secret"` // K, OPc, SD keys: masked unless asked
+	Value  string `json:"value"`
+	KeyRef *int   `json:"keyRef,omitempty"` // PIN/PUK key reference
+	KVN    *int   `json:"kvn,omitempty"`    // SD keys
+	KeyID  *int   `json:"keyId,omitempty"`  // SD keys
+	SD     *int   `json:"sd,omitempty"`     // SD keys: securityDomain ordinal
+}
+
+// Masked is what Inspect shows instead of a secret value.
+const Masked = "********"
+
+// Inspect decodes a template and describes it. Decoding errors are
+// returned; validation problems and a failed compilation are reported in
+// the Report. Secret slot values are masked unless showSecrets is set.
+func Inspect(der []byte, showSecrets bool) (*Report, error) {
+	p, err := Decode(der)
+	if err != nil {
+		return nil, err
+	}
+	r := &Report{Size: len(der), PEs: []PEReport{}, NAAs: []NAAReport{}, Slots: []SlotReport{}, Problems: []string{}, MandatoryServices: []string{}}
+	if h := p.Header(); h != nil {
+		r.Header = HeaderReport{MajorVersion: h.MajorVersion, MinorVersion: h.MinorVersion, ProfileType: h.ProfileType,
+			MandatoryGFSTE: append([]string{}, h.MandatoryGFSTE...)}
+		r.Header.ICCID, _ = DecodeICCID(h.ICCID)
+		r.MandatoryServices = append(r.MandatoryServices, h.MandatoryServices...)
+	}
+	var lastNAA *NAAReport
+	for _, pe := range p.PEs {
+		pr := PEReport{Index: pe.Index, Type: pe.Type.String(), Tag: pe.Node.Tag.String(), Offset: pe.Offset, Size: pe.Size(), Mandated: pe.Mandated}
+		if pe.Type == PEUnknown {
+			pr.Type = "unknown"
+		}
+		if pe.ID >= 0 {
+			id := pe.ID
+			pr.ID = &id
+		}
+		if pe.FS != nil {
+			pr.TemplateID = pe.FS.TemplateID
+		}
+		r.PEs = append(r.PEs, pr)
+		if pe.Type.IsNAA() {
+			n := NAAReport{Type: pe.Type.String(), PE: pe.Index, TemplateID: pe.FS.TemplateID}
+			if len(pe.FS.Files) > 0 {
+				if fcp := pe.FS.Files[0].FCP; fcp != nil {
+					if aid := fcp.DFName(); aid != nil {
+						n.AID = hex.EncodeToString(aid)
+					}
+				}
+			}
+			r.NAAs = append(r.NAAs, n)
+			lastNAA = &r.NAAs[len(r.NAAs)-1]
+		}
+		if pe.Type == PEAKAParameter && lastNAA != nil && lastNAA.Algorithm == "" {
+			if pe.AKA.Algo != nil {
+				lastNAA.Algorithm = pe.AKA.Algo.AlgorithmID.String()
+			} else {
+				lastNAA.Algorithm = "mapping"
+			}
+		}
+	}
+	for _, e := range p.Problems() {
+		r.Problems = append(r.Problems, e.Error())
+	}
+	pl, err := p.compile()
+	if err != nil {
+		r.CompileError = err.Error()
+		return r, nil
+	}
+	for _, s := range pl.slots {
+		sr := SlotReport{Name: s.Name(), Kind: s.Kind.String(), PE: s.PE, PEType: s.PEType.String(), Offset: s.Offset,
+			Length: s.Len, Fixed: s.Fixed, Secret: s.Secret(), Value: slotValue(p, pl, s)}
+		switch s.Kind {
+		case SlotPIN, SlotPUK:
+			ref := s.KeyRef
+			sr.KeyRef = &ref
+		case SlotSDKey:
+			kvn, id, sd := int(s.KVN), int(s.KeyID), s.SD
+			sr.KVN, sr.KeyID, sr.SD = &kvn, &id, &sd
+		}
+		if s.Secret() && !showSecrets {
+			sr.Value = Masked
+		}
+		r.Slots = append(r.Slots, sr)
+	}
+	return r, nil
+}
+
+// slotValue renders a slot's current template value.
+func slotValue(p *Profile, pl *Plan, s Slot) string {
+	if !s.Fixed {
+		f := p.PEs[s.PE].FS
+		switch s.Kind {
+		case SlotSMSC:
+			c := f.File("ef-smsp").Content()
+			rl := f.File("ef-smsp").FCP.RecordLength()
+			if len(c) < rl {
+				return "(template default)"
+			}
+			v, err := DecodeSMSP(c[:rl])
+			if err != nil {
+				return "(undecodable)"
+			}
+			return v
+		case SlotSPN:
+			c := f.File("ef-spn").Content()
+			if c == nil {
+				return "(template default)"
+			}
+			cond, name, err := DecodeSPN(c)
+			if err != nil {
+				return "(undecodable)"
+			}
+			return fmt.Sprintf("%q (display condition 0x%02X)", name, cond)
+		}
+		return ""
+	}
+	b := pl.tmpl[s.Offset : s.Offset+s.Len]
+	var v string
+	var err error
+	switch s.Kind {
+	case SlotHeaderICCID:
+		v, err = DecodeICCID(b)
+	case SlotEFICCID:
+		v, err = DecodeEFICCID(b)
+	case SlotIMSI:
+		v, err = DecodeIMSI(b)
+	case SlotAlgorithm:
+		v = Algorithm(b[0]).String()
+	case SlotPIN, SlotPUK:
+		v = DecodePIN(b)
+	default:
+		v = hex.EncodeToString(b)
+	}
+	if err != nil {
+		return "(undecodable: " + hex.EncodeToString(b) + ")"
+	}
+	return v
+}
