@@ -1,0 +1,158 @@
+package perso
+
+import (
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// seeded returns a deterministic randomness source, so that the same
+// records can be generated in plaintext and under a transport key.
+func seeded(seed byte) io.Reader { return rand.NewChaCha8([32]byte{seed}) }
+
+// writeFile writes the generator's batches in format to a temp file.
+func writeFile(t *testing.T, g *Generator, format Format, h OutFileHeader) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "records."+string(format))
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w, err := NewWriter(f, format, g.Schema(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		rec, err := g.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Write(rec); err != nil {
+			t.Fatal(err)
+		}
+		rec.Release()
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestRoundTripEveryFormat(t *testing.T) {
+	tkey := mustHex(t, "000102030405060708090a0b0c0d0e0f1011121314151617")
+	op := mustHex(t, "cdc202d5123e20f62b6d676ac72cb318")
+	base := GenOptions{Count: 1000, ICCIDStart: "8944150000000000017", IMSIStart: "234150000000001", OP: op, BatchSize: 300,
+		Layout: Layout{OTAKVNs: []uint8{1, 3}}, MSISDNStart: "447700900000", SMSC: "+447785016005"}
+	variants := []struct {
+		name   string
+		mutate func(*GenOptions)
+	}{
+		{"plaintext", func(*GenOptions) {}},
+		{"AES-128-ECB transport", func(o *GenOptions) { o.Transport = Transport{Key: 7, Alg: TransportAES128ECB}; o.TransportKey = tkey[:16] }},
+		{"AES-128-CBC transport, 32-byte TUAK keys", func(o *GenOptions) {
+			o.Transport = Transport{Key: 7, Alg: TransportAES128CBC}
+			o.TransportKey = tkey[:16]
+			o.Algorithm, o.Layout.KiBytes, o.Layout.OPcBytes, o.OP = AlgTUAK, 32, 32, nil
+		}},
+		{"3DES-CBC transport, OP only", func(o *GenOptions) {
+			o.Transport = Transport{Key: 7, Alg: Transport3DESCBC}
+			o.TransportKey = tkey
+			o.OmitOPc = true
+		}},
+		{"3DES-ECB transport", func(o *GenOptions) { o.Transport = Transport{Key: 7, Alg: Transport3DESECB}; o.TransportKey = tkey }},
+	}
+	for _, format := range []Format{FormatCSV, FormatOut, FormatParquet, FormatArrow, FormatArrowFile} {
+		for _, v := range variants {
+			t.Run(string(format)+"/"+v.name, func(t *testing.T) {
+				o := base
+				v.mutate(&o)
+				// what the reader must give back: the same records in plaintext, with OPc
+				plain := o
+				plain.Transport, plain.TransportKey, plain.OmitOPc, plain.Rand = Transport{}, nil, false, seeded(1)
+				want := generate(t, plain)
+
+				o.Rand = seeded(1)
+				g, err := NewGenerator(o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h := OutFileHeader{Customer: "Acme", Quantity: o.Count, Type: "eSIM", Profile: "P", Batch: "B",
+					Transport: g.tk, IMSI: o.IMSIStart, SerNb: o.ICCIDStart[:len(o.ICCIDStart)-1]}
+				path := writeFile(t, g, format, h)
+				g.Close()
+
+				st := NewSoftwareTransport()
+				if err := st.Add(TransportKeyLabel(7), o.TransportKey); o.TransportKey != nil && err != nil {
+					t.Fatal(err)
+				}
+				var rejects RejectList
+				ro := Options{Layout: Layout{KiBytes: o.Layout.KiBytes, OPcBytes: o.Layout.OPcBytes}, BatchSize: 128,
+					Rejects: &rejects, Decrypter: st, DefaultAlgorithm: o.Algorithm, Rules: Rules{MCC: "234", MNC: "15"}}
+				if format == FormatCSV && o.Transport.Key != 0 {
+					ro.Transport = o.Transport // CSV carries no metadata
+				}
+				r, got, err := Open(path, ro)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer r.Close()
+				if got != format {
+					t.Fatalf("detected %s, want %s", got, format)
+				}
+				recs := readAll(t, r)
+				if len(rejects.Items) != 0 {
+					t.Fatalf("rejects: %v", rejects.Items[:min(3, len(rejects.Items))])
+				}
+				if o.OmitOPc {
+					for i := range want {
+						want[i].OP = op
+					}
+				}
+				sameRecords(t, recs, want)
+			})
+		}
+	}
+}
+
+// TestTransportKeepEncrypted: an encrypted file is refused without a
+// decrypter; with KeepEncrypted the secrets stay the transport ciphertext
+// and the schema says under which key.
+func TestTransportKeepEncrypted(t *testing.T) {
+	tkey := mustHex(t, "000102030405060708090a0b0c0d0e0f")
+	o := GenOptions{Count: 10, ICCIDStart: "8944150000000000017", IMSIStart: "234150000000001", Rand: seeded(2),
+		Transport: Transport{Key: 2, Alg: "aes"}, TransportKey: tkey}
+	g, err := NewGenerator(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := writeFile(t, g, FormatParquet, OutFileHeader{})
+	if _, _, err := Open(path, Options{}); err == nil {
+		t.Fatal("an encrypted file without a decrypter must be refused")
+	}
+	r, _, err := Open(path, Options{KeepEncrypted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := r.Schema().Metadata().GetValue(MetaTransportKey); v != "transport-2" {
+		t.Fatalf("schema metadata %s = %q, want transport-2", MetaTransportKey, v)
+	}
+	enc := readAll(t, r)
+	o.Rand, o.Transport, o.TransportKey = seeded(2), Transport{}, nil
+	plain := generate(t, o)
+	for i := range plain {
+		ct, err := TransportEncrypt("AES-128-ECB", tkey, plain[i].Ki, 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(enc[i].Ki, ct) || bytes.Equal(enc[i].Ki, plain[i].Ki) {
+			t.Fatalf("record %d: kept ki is not the transport ciphertext", i)
+		}
+	}
+}
