@@ -55,7 +55,10 @@ func TestRoundTripEveryFormat(t *testing.T) {
 		mutate func(*GenOptions)
 	}{
 		{"plaintext", func(*GenOptions) {}},
-		{"AES-128-ECB transport", func(o *GenOptions) { o.Transport = Transport{Key: 7, Alg: TransportAES128ECB}; o.TransportKey = tkey[:16] }},
+		{"AES-128-ECB transport", func(o *GenOptions) {
+			o.Transport = Transport{Key: 7, Alg: TransportAES128ECB}
+			o.TransportKey = tkey[:16]
+		}},
 		{"AES-128-CBC transport, 32-byte TUAK keys", func(o *GenOptions) {
 			o.Transport = Transport{Key: 7, Alg: TransportAES128CBC}
 			o.TransportKey = tkey[:16]
