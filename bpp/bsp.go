@@ -32,10 +32,8 @@ const (
 // segment, MAC-only ones included, consumes one counter value.
 type bsp struct {
 	enc      cipher.Block
-	encCBC   cipher.BlockMode
-	setEncIV func([]byte)
-	decCBC   cipher.BlockMode
-	setDecIV func([]byte)
+	encCBC   cbcMode // created on first use: Protect never decrypts, Open never encrypts
+	decCBC   cbcMode
 	mac      cmac
 	mcv      [aes.BlockSize]byte
 	counter  uint64
@@ -54,8 +52,7 @@ func (s *bsp) init(enc, mac, mcv *[16]byte) {
 		panic("bpp: AES-128 key rejected: " + err.Error())
 	}
 	s.enc = eb
-	s.encCBC, s.setEncIV = nil, nil
-	s.decCBC, s.setDecIV = nil, nil
+	s.encCBC, s.decCBC = nil, nil
 	s.mac.init(mb)
 	s.mcv = *mcv
 	s.counter = 1
@@ -68,7 +65,7 @@ func (s *bsp) zero() {
 	clear(s.mcv[:])
 	clear(s.icv[:])
 	clear(s.scratch[:])
-	s.enc, s.encCBC, s.setEncIV, s.decCBC, s.setDecIV = nil, nil, nil, nil, nil
+	s.enc, s.encCBC, s.decCBC = nil, nil, nil
 	s.counter = 0
 }
 
@@ -143,9 +140,9 @@ func (s *bsp) appendEncrypted(dst []byte, tag byte, p []byte) []byte {
 	dst = append(dst, 0x80)
 	dst = append(dst, zeroBlock[:padded-len(p)-1]...)
 	if s.encCBC == nil {
-		s.encCBC, s.setEncIV = newCBC(s.enc, false)
+		s.encCBC = newCBC(s.enc, false)
 	}
-	s.setEncIV(s.nextICV())
+	s.encCBC.SetIV(s.nextICV())
 	s.encCBC.CryptBlocks(dst[c:], dst[c:])
 	return s.finishMAC(dst, start)
 }
@@ -209,11 +206,11 @@ func (s *bsp) openSegment(dst []byte, seg tlv, decrypt bool) ([]byte, error) {
 	}
 	icv := s.nextICV()
 	if s.decCBC == nil {
-		s.decCBC, s.setDecIV = newCBC(s.enc, true)
+		s.decCBC = newCBC(s.enc, true)
 	}
 	off := len(dst)
 	dst = append(dst, seg.Value[:body]...)
-	s.setDecIV(icv)
+	s.decCBC.SetIV(icv)
 	s.decCBC.CryptBlocks(dst[off:], dst[off:])
 	// Strip 80 00..: the padding is 1..16 bytes and lies in the last block.
 	i := len(dst) - 1

@@ -11,51 +11,56 @@ import (
 // amd64) into a caller-provided scratch buffer, so it allocates nothing.
 type cmac struct {
 	b      cipher.Block
-	cbc    cipher.BlockMode
-	setIV  func([]byte)
+	cbc    cbcMode
 	k1, k2 [aes.BlockSize]byte
 	// x and m are the working blocks; they live here rather than on the stack
 	// because slices of them passed to cipher.Block's methods would escape.
 	x, m [aes.BlockSize]byte
 }
 
-// ivSetter is implemented by the CBC modes of crypto/aes.
-type ivSetter interface{ SetIV([]byte) }
-
 var zeroBlock [aes.BlockSize]byte
 
-// newCBC returns an encrypting or decrypting CBC mode on b whose IV can be
-// replaced without allocating (crypto/aes' modes implement SetIV).
-func newCBC(b cipher.Block, decrypt bool) (cipher.BlockMode, func([]byte)) {
+// cbcMode is a CBC mode whose IV can be replaced without allocating
+// (crypto/aes' CBC modes implement SetIV).
+type cbcMode interface {
+	cipher.BlockMode
+	SetIV([]byte)
+}
+
+// newCBC returns an encrypting or decrypting CBC mode on b.
+func newCBC(b cipher.Block, decrypt bool) cbcMode {
 	var m cipher.BlockMode
 	if decrypt {
 		m = cipher.NewCBCDecrypter(b, zeroBlock[:])
 	} else {
 		m = cipher.NewCBCEncrypter(b, zeroBlock[:])
 	}
-	if s, ok := m.(ivSetter); ok {
-		return m, s.SetIV
+	if s, ok := m.(cbcMode); ok {
+		return s
 	}
-	// Not reached with crypto/aes; kept so that a different Block still works.
-	var set func([]byte)
-	set = func(iv []byte) {
-		if decrypt {
-			m = cipher.NewCBCDecrypter(b, iv)
-		} else {
-			m = cipher.NewCBCEncrypter(b, iv)
-		}
-	}
-	return &indirectMode{m: &m}, set
+	// Not reached with crypto/aes; kept so that any other Block still works.
+	return &resettableCBC{b: b, decrypt: decrypt, m: m}
 }
 
-type indirectMode struct{ m *cipher.BlockMode }
+type resettableCBC struct {
+	b       cipher.Block
+	decrypt bool
+	m       cipher.BlockMode
+}
 
-func (i *indirectMode) BlockSize() int              { return aes.BlockSize }
-func (i *indirectMode) CryptBlocks(dst, src []byte) { (*i.m).CryptBlocks(dst, src) }
+func (r *resettableCBC) BlockSize() int              { return r.b.BlockSize() }
+func (r *resettableCBC) CryptBlocks(dst, src []byte) { r.m.CryptBlocks(dst, src) }
+func (r *resettableCBC) SetIV(iv []byte) {
+	if r.decrypt {
+		r.m = cipher.NewCBCDecrypter(r.b, iv)
+	} else {
+		r.m = cipher.NewCBCEncrypter(r.b, iv)
+	}
+}
 
 func (c *cmac) init(b cipher.Block) {
 	c.b = b
-	c.cbc, c.setIV = newCBC(b, false)
+	c.cbc = newCBC(b, false)
 	l := &c.x
 	*l = zeroBlock
 	b.Encrypt(l[:], l[:])
@@ -102,7 +107,7 @@ func (c *cmac) sum(out, prefix *[aes.BlockSize]byte, msg []byte, scratch []byte)
 	head := msg[:n-lastLen]
 	for len(head) > 0 {
 		k := min(len(head), len(scratch)&^(aes.BlockSize-1))
-		c.setIV(x[:])
+		c.cbc.SetIV(x[:])
 		c.cbc.CryptBlocks(scratch[:k], head[:k])
 		copy(x[:], scratch[k-aes.BlockSize:k])
 		head = head[k:]

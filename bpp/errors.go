@@ -23,6 +23,11 @@ var (
 	ErrSignature = errors.New("smdpSign verification failed")
 	// ErrKeyAgreement: a one-time public key is invalid or ECDH failed.
 	ErrKeyAgreement = errors.New("key agreement failed")
+	// ErrIncomplete: the decrypted UPP is not a complete sequence of
+	// ProfileElements ending with the end PE (AA). The BSP has no end marker
+	// and smdpSign does not cover the segments, so dropping trailing 86
+	// segments keeps every remaining MAC valid; this check catches it.
+	ErrIncomplete = errors.New("incomplete profile package")
 	// ErrInvalidParams: a caller-supplied parameter is out of range.
 	ErrInvalidParams = errors.New("invalid parameter")
 )

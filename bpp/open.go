@@ -38,8 +38,9 @@ type Opened struct {
 // Input is untrusted: every length is checked, nothing is read out of
 // bounds, memory is proportional to len(bpp), and any change to any byte
 // fails with an error that wraps one of ErrMalformed, ErrSignature,
-// ErrKeyAgreement, ErrMAC, ErrPadding or ErrSegmentSize (segment failures
-// as *SegmentError naming the sequence, index and tag).
+// ErrKeyAgreement, ErrMAC, ErrPadding, ErrSegmentSize (segment failures as
+// *SegmentError naming the sequence, index and tag) or ErrIncomplete (the
+// UPP does not end with a complete end PE: trailing 86 segments dropped).
 func Open(bpp []byte, otk *OneTimeKey, eid []byte, smdpPub *ecdsa.PublicKey) (*Opened, error) {
 	if otk == nil || smdpPub == nil {
 		return nil, fmt.Errorf("bpp: open: %w: nil one-time key or SM-DP+ public key", ErrInvalidParams)
@@ -130,6 +131,10 @@ func Open(bpp []byte, otk *OneTimeKey, eid []byte, smdpPub *ecdsa.PublicKey) (*O
 	if err != nil {
 		return nil, err
 	}
+	if err := checkUPPComplete(o.UPP); err != nil {
+		clear(o.UPP)
+		return nil, fmt.Errorf("bpp: open: %w", err)
+	}
 	if o.ConfigureISDP, err = ParseConfigureISDP(o.ConfigureISDPDER); err != nil {
 		return nil, fmt.Errorf("bpp: open: %w", err)
 	}
@@ -137,6 +142,27 @@ func Open(bpp []byte, otk *OneTimeKey, eid []byte, smdpPub *ecdsa.PublicKey) (*O
 		return nil, fmt.Errorf("bpp: open: %w", err)
 	}
 	return o, nil
+}
+
+// tagEndPE is the SAIP end ProfileElement, always the last one.
+const tagEndPE = 0xAA
+
+// checkUPPComplete checks that upp is a sequence of complete DER
+// ProfileElements whose last one is the end PE.
+func checkUPPComplete(upp []byte) error {
+	s := cryptobyte.String(upp)
+	var last uint32
+	for n := 0; !s.Empty(); n++ {
+		e, err := readTLV(&s)
+		if err != nil {
+			return fmt.Errorf("%w: ProfileElement %d: %w", ErrIncomplete, n, err)
+		}
+		last = e.Tag
+	}
+	if last != tagEndPE {
+		return fmt.Errorf("%w: last ProfileElement has tag %X, not the end PE (AA)", ErrIncomplete, last)
+	}
+	return nil
 }
 
 // parseInitialiseSecureChannel decodes the BF23 content strictly and returns

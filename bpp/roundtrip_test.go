@@ -229,7 +229,7 @@ func flipOpen(b []byte, off int, otk *OneTimeKey, pub *ecdsa.PublicKey) error {
 	return err
 }
 
-var sentinels = []error{ErrMalformed, ErrSignature, ErrKeyAgreement, ErrMAC, ErrPadding, ErrSegmentSize}
+var sentinels = []error{ErrMalformed, ErrSignature, ErrKeyAgreement, ErrMAC, ErrPadding, ErrSegmentSize, ErrIncomplete}
 
 func checkTamperErr(t *testing.T, what string, err error) {
 	t.Helper()
