@@ -31,15 +31,15 @@ const (
 // block counter (starting at 1). It protects segments in order; every
 // segment, MAC-only ones included, consumes one counter value.
 type bsp struct {
-	enc      cipher.Block
-	encCBC   cbcMode // created on first use: Protect never decrypts, Open never encrypts
-	decCBC   cbcMode
-	mac      cmac
-	mcv      [aes.BlockSize]byte
-	counter  uint64
-	full     [aes.BlockSize]byte // MAC computed on the receiving side
-	icv      [aes.BlockSize]byte // off-stack: slices passed to cipher.Block escape
-	scratch  [1024]byte
+	enc     cipher.Block
+	encCBC  cbcMode // created on first use: Protect never decrypts, Open never encrypts
+	decCBC  cbcMode
+	mac     cmac
+	mcv     [aes.BlockSize]byte
+	counter uint64
+	full    [aes.BlockSize]byte // MAC computed on the receiving side
+	icv     [aes.BlockSize]byte // off-stack: slices passed to cipher.Block escape
+	scratch [1024]byte
 }
 
 func (s *bsp) init(enc, mac, mcv *[16]byte) {
