@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bufio"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/perso-esim/perso/perso"
+)
+
+func init() { register(newTestdataCmd) }
+
+// testdataSubcommands lets other files add `perso testdata <kind>` generators.
+var testdataSubcommands []func(*app) *cobra.Command
+
+func newTestdataCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "testdata",
+		Short: "generate realistic test data",
+	}
+	cmd.AddCommand(newTestdataPersoCmd(a))
+	for _, f := range testdataSubcommands {
+		cmd.AddCommand(f(a))
+	}
+	return cmd
+}
+
+// envTransportKey names the environment variable holding the software
+// transport key used by `perso testdata perso --transport-key N`.
+const envTransportKey = "PERSO_TESTDATA_TRANSPORT_KEY"
+
+func newTestdataPersoCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "perso --count N -o FILE",
+		Short: "generate personalisation records (CSV, .out, Parquet or Arrow)",
+		Long: `perso writes N realistic personalisation records: consecutive ICCIDs with
+correct Luhn check digits, consecutive IMSIs, Ki from crypto/rand, OPc derived
+from a random operator OP (AES_Ki(OP) xor OP), random PIN/PUK/ADM digits and,
+with --ota-kvn, random KIc/KID/KIK key sets.
+
+With --transport-key N the ki/opc/op columns are encrypted under transport key
+N with --transport-alg, the way operators deliver them. The key value (hex) is
+read from $` + envTransportKey + ` — never from the command line. This is a
+development tool: in production the transport key lives only in the HSM
+(import the same value there as "transport-N" to read the file back).
+
+The format defaults from the output name: .csv, .out, .parquet, .arrow
+(Arrow IPC stream); use --format arrow-file for the Arrow IPC file format.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runTestdataPerso(cmd, a) },
+	}
+	f := cmd.Flags()
+	f.Int64("count", 1000, "number of records")
+	f.String("iccid-start", "8944150000000000017", "first ICCID (18-20 digits with a valid Luhn digit)")
+	f.String("imsi-start", "234150000000001", "first IMSI")
+	f.String("msisdn-start", "", "first MSISDN (consecutive; empty: none)")
+	f.String("format", "", "csv, out, parquet, arrow or arrow-file (default: from the output name)")
+	f.StringP("output", "o", "", "output file ('-' for stdout)")
+	f.Int("transport-key", 0, "encrypt ki/opc under transport key N (key value from $"+envTransportKey+")")
+	f.String("transport-alg", perso.TransportAES128ECB, "AES-128-ECB, AES-128-CBC, 3DES-ECB or 3DES-CBC")
+	f.String("algorithm", "milenage", "milenage, tuak or test")
+	f.Int("ki-bytes", 16, "Ki length: 16, or 32 for TUAK-256")
+	f.Bool("op-only", false, "write op instead of opc (readers derive OPc)")
+	f.IntSlice("ota-kvn", nil, "OTA key versions to fill with KIc/KID/KIK (e.g. 1,2)")
+	f.String("smsc", "", "SMSC address for every record")
+	f.String("spn", "", "service provider name for every record")
+	f.String("profile-name", "", "profile name metadata")
+	f.String("service-provider", "", "service provider metadata")
+	f.String("profile-type", "", "profile type metadata")
+	f.String("profile-class", "", "profile class metadata")
+	f.String("customer", "Test Operator", ".out header Customer")
+	f.String("batch", "", ".out header Batch (default: derived from the time)")
+	f.Int("batch-size", perso.DefaultBatchSize, "records per Arrow batch")
+	_ = cmd.MarkFlagRequired("output")
+	return cmd
+}
+
+func runTestdataPerso(cmd *cobra.Command, a *app) error {
+	v := a.v
+	out := v.GetString("output")
+	format := perso.Format(v.GetString("format"))
+	if format == "" {
+		format = perso.DetectFormat(out, nil)
+		if strings.EqualFold(filepath.Ext(out), ".arrow") {
+			format = perso.FormatArrow
+		}
+	}
+	format, err := perso.ParseFormat(string(format))
+	if err != nil {
+		return err
+	}
+	alg, ok := perso.ParseAlgorithm(v.GetString("algorithm"))
+	if !ok {
+		return fmt.Errorf("--algorithm: want milenage, tuak or test")
+	}
+	layout := perso.Layout{KiBytes: v.GetInt("ki-bytes")}
+	if alg == perso.AlgTUAK {
+		layout.OPcBytes = 32
+	}
+	for _, k := range v.GetIntSlice("ota-kvn") {
+		if k < 1 || k > 255 {
+			return fmt.Errorf("--ota-kvn: %d is not a key version number (1-255)", k)
+		}
+		layout.OTAKVNs = append(layout.OTAKVNs, uint8(k))
+	}
+	o := perso.GenOptions{
+		Count: v.GetInt64("count"), ICCIDStart: v.GetString("iccid-start"), IMSIStart: v.GetString("imsi-start"),
+		MSISDNStart: v.GetString("msisdn-start"), Layout: layout, Algorithm: alg, OmitOPc: v.GetBool("op-only"),
+		SMSC: v.GetString("smsc"), SPN: v.GetString("spn"), ProfileName: v.GetString("profile-name"),
+		ServiceProvider: v.GetString("service-provider"), ProfileType: v.GetString("profile-type"),
+		ProfileClass: v.GetString("profile-class"), BatchSize: v.GetInt("batch-size"),
+	}
+	if n := v.GetInt("transport-key"); n != 0 {
+		keyHex := os.Getenv(envTransportKey)
+		if keyHex == "" {
+			return fmt.Errorf("--transport-key %d: set $%s to the key value (32 or 48 hex digits)", n, envTransportKey)
+		}
+		key, err := hex.DecodeString(strings.TrimSpace(keyHex))
+		if err != nil {
+			return fmt.Errorf("$%s is not hex", envTransportKey)
+		}
+		defer clear(key)
+		o.Transport = perso.Transport{Key: n, Alg: v.GetString("transport-alg")}
+		o.TransportKey = key
+	}
+	g, err := perso.NewGenerator(o)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+
+	var w io.Writer
+	var file *os.File
+	if out == "-" {
+		if format == perso.FormatArrowFile {
+			return errors.New("the Arrow file format cannot go to stdout; use --format arrow")
+		}
+		w = os.Stdout
+	} else {
+		if file, err = os.Create(out); err != nil {
+			return err
+		}
+		defer file.Close()
+		w = file
+	}
+	var bw *bufio.Writer
+	if format != perso.FormatArrowFile {
+		bw = bufio.NewWriterSize(w, 1<<20)
+		w = bw
+	}
+	batch := v.GetString("batch")
+	if batch == "" {
+		batch = "TD" + time.Now().UTC().Format("060102150405")
+	}
+	h := perso.OutFileHeader{Customer: v.GetString("customer"), Quantity: o.Count, Type: "eSIM",
+		Profile: o.ProfileName, Batch: batch, IMSI: o.IMSIStart, SerNb: o.ICCIDStart[:len(o.ICCIDStart)-1]}
+	if o.Transport.Key != 0 {
+		h.Transport = perso.Transport{Key: o.Transport.Key, Alg: o.Transport.Alg}
+		if h.Transport.Alg, err = perso.ParseTransportAlg(o.Transport.Alg); err != nil {
+			return err
+		}
+	}
+	if format == perso.FormatArrowFile {
+		w = file
+	}
+	pw, err := perso.NewWriter(w, format, g.Schema(), h)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	var n int64
+	for {
+		rec, err := g.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		n += rec.NumRows()
+		err = pw.Write(rec)
+		rec.Release()
+		if err != nil {
+			return err
+		}
+		if err := cmd.Context().Err(); err != nil {
+			return err
+		}
+	}
+	if err := pw.Close(); err != nil {
+		return err
+	}
+	if bw != nil {
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+	}
+	if file != nil {
+		if err := file.Close(); err != nil {
+			return err
+		}
+	}
+	el := time.Since(start)
+	a.log.Info("test data written", "file", out, "format", format, "records", n,
+		"seconds", fmt.Sprintf("%.2f", el.Seconds()), "records_per_s", int64(float64(n)/el.Seconds()))
+	return nil
+}
