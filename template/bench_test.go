@@ -84,3 +84,32 @@ func BenchmarkCompile(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "templates/s")
 }
+
+// BenchmarkDecode: the full decoder alone.
+func BenchmarkDecode(b *testing.B) {
+	der := benchTemplate(b)
+	b.SetBytes(int64(len(der)))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := Decode(der); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "profiles/s")
+}
+
+// BenchmarkEncode: re-encoding a decoded profile from its tree.
+func BenchmarkEncode(b *testing.B) {
+	der := benchTemplate(b)
+	p, err := Decode(der)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(der)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		_ = p.Encode()
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "profiles/s")
+}

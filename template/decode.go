@@ -372,32 +372,44 @@ func (f *File) Content() []byte {
 }
 
 // FCP is a file control parameters template (fileDescriptor / createFCP).
-// Decode checks its structure; the accessors read the fields on demand and
-// return nil when a field is absent.
+// The decoder keeps an FCP as one opaque node (its content bytes, checked
+// by Decode) rather than a subtree: FCPs are about two thirds of all the
+// elements of a profile and are never personalised. The accessors read the
+// fields on demand and return nil when a field is absent.
 type FCP struct {
 	Node *Node
+}
+
+// find returns the value of the first element with tag t in b.
+func find(b []byte, t Tag) []byte {
+	for off := 0; off < len(b); {
+		tag, hl, vl, err := readHeader(b, off, len(b))
+		if err != nil {
+			return nil
+		}
+		if tag == t {
+			return b[off+hl : off+hl+vl]
+		}
+		off += hl + vl
+	}
+	return nil
 }
 
 func (f *FCP) get(t Tag) []byte {
 	if f == nil {
 		return nil
 	}
-	if n := f.Node.Child(t); n != nil {
-		return n.Value
-	}
-	return nil
+	return find(f.Node.Value, t)
 }
 
 func (f *FCP) prop(t Tag) []byte {
-	if f == nil {
-		return nil
-	}
-	if n := f.Node.Child(0xA5).Child(t); n != nil {
-		return n.Value
+	if p := f.get(0xA5); p != nil {
+		return find(p, t)
 	}
 	return nil
 }
 
+// FCP fields (nil when absent).
 func (f *FCP) FileDescriptor() []byte     { return f.get(0x82) }
 func (f *FCP) FileID() []byte             { return f.get(0x83) }
 func (f *FCP) DFName() []byte             { return f.get(0x84) }
@@ -421,44 +433,77 @@ func (f *FCP) RecordLength() int {
 	return int(fd[2])<<8 | int(fd[3])
 }
 
-// checkFCP validates an Fcp: components in ASN.1 order, sizes as declared.
-func (pe *PE) checkFCP(n *Node, path, sub string) error {
-	c := cursor{pe: pe, parent: n, kids: n.Children, path: path, sub: sub}
-	for _, f := range [...]struct {
-		tag      Tag
-		name     string
-		min, max int
-	}{
+type fcpField struct {
+	tag      Tag
+	name     string
+	min, max int
+}
+
+var (
+	fcpFields = [...]fcpField{
 		{0x82, "fileDescriptor", 2, 4}, {0x83, "fileID", 2, 2}, {0x84, "dfName", 5, 16},
-		{0x8A, "lcsi", 1, 1}, {0x8B, "securityAttributesReferenced", 1, 3}, {0x80, "efFileSize", 0, 1 << 20},
-		{0xC6, "pinStatusTemplateDO", 0, 1 << 20}, {0x88, "shortEFID", 0, 1},
-	} {
-		if _, err := c.optLen(f.tag, f.name, f.min, f.max); err != nil {
-			return err
-		}
+		{0x8A, "lcsi", 1, 1}, {0x8B, "securityAttributesReferenced", 1, 3}, {0x80, "efFileSize", 0, maxLength},
+		{0xC6, "pinStatusTemplateDO", 0, maxLength}, {0x88, "shortEFID", 0, 1},
+		{0xA5, "proprietaryEFInfo", 0, maxLength}, {0xC7, "linkPath", 0, 8},
 	}
-	if p := c.opt(0xA5); p != nil {
-		pc := cursor{pe: pe, parent: p, kids: p.Children, path: path, sub: sub, sub2: "proprietaryEFInfo"}
-		for _, f := range [...]struct {
-			tag      Tag
-			name     string
-			min, max int
-		}{
-			{0xC0, "specialFileInformation", 1, 1}, {0xC1, "fillPattern", 1, 200}, {0xC2, "repeatPattern", 1, 200},
-			{0x86, "maximumFileSize", 0, 1 << 20}, {0x84, "fileDetails", 1, 1},
-		} {
-			if _, err := pc.optLen(f.tag, f.name, f.min, f.max); err != nil {
-				return err
-			}
-		}
-		if err := pc.done(-1); err != nil {
-			return err
-		}
+	propFields = [...]fcpField{
+		{0xC0, "specialFileInformation", 1, 1}, {0xC1, "fillPattern", 1, 200}, {0xC2, "repeatPattern", 1, 200},
+		{0x86, "maximumFileSize", 0, maxLength}, {0x84, "fileDetails", 1, 1},
 	}
-	if _, err := c.optLen(0xC7, "linkPath", 0, 8); err != nil {
+)
+
+// walkFields checks that b[.. ] (absolute offset base) is a sequence of
+// TLVs whose tags appear in fields, in that order, each at most once, with
+// sizes in range. It returns the A5 value's range when present.
+func (pe *PE) walkFields(b []byte, base int, fields []fcpField, field func(string) string) (int, int, error) {
+	next, a5, a5base := 0, []byte(nil), -1
+	for off := 0; off < len(b); {
+		t, hl, vl, terr := readHeader(b, off, len(b))
+		if terr != nil {
+			return 0, 0, errAt(pe.Index, pe.Type, base+terr.off, field(""), terr.err)
+		}
+		i := next
+		for i < len(fields) && fields[i].tag != t {
+			i++
+		}
+		if i == len(fields) {
+			return 0, 0, structErr(pe.Index, pe.Type, base+off, field(""), "unexpected element with tag %s (unknown, repeated or out of order)", t)
+		}
+		f := fields[i]
+		if vl < f.min || vl > f.max {
+			return 0, 0, structErr(pe.Index, pe.Type, base+off, field(f.name), "%d bytes, want %d..%d", vl, f.min, f.max)
+		}
+		if t == 0xA5 {
+			a5, a5base = b[off+hl:off+hl+vl], base+off+hl
+		}
+		next = i + 1
+		off += hl + vl
+	}
+	_ = a5
+	if a5base < 0 {
+		return -1, 0, nil
+	}
+	return a5base - base, len(a5), nil
+}
+
+// checkFCP validates an opaque Fcp node: components in ASN.1 order, sizes
+// as declared, proprietaryEFInfo likewise.
+func (pe *PE) checkFCP(n *Node, path, sub string) error {
+	field := func(name string) string {
+		c := cursor{path: path, sub: sub}
+		return c.field(name)
+	}
+	b, base := n.Value, n.ValueOffset()
+	a5, a5len, err := pe.walkFields(b, base, fcpFields[:], field)
+	if err != nil || a5 < 0 {
 		return err
 	}
-	return c.done(-1)
+	pfield := func(name string) string {
+		c := cursor{path: path, sub: sub, sub2: "proprietaryEFInfo"}
+		return c.field(name)
+	}
+	_, _, err = pe.walkFields(b[a5:a5+a5len], base+a5, propFields[:], pfield)
+	return err
 }
 
 func (pe *PE) decodeFS() error {

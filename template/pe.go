@@ -136,9 +136,9 @@ type Profile struct {
 func Decode(der []byte) (*Profile, error) {
 	src := append([]byte(nil), der...)
 	p := &Profile{src: src, PEs: make([]*PE, 0, 32)}
-	// A TS.48 profile has about one element per 5 bytes: size the first
-	// node chunk for the whole profile.
-	arena := &nodeArena{next: len(src)/5 + 16}
+	// A TS.48 profile has about one tree element per 14 bytes (FCPs kept
+	// opaque): size the first node chunk for the whole profile.
+	arena := &nodeArena{next: len(src)/12 + 16}
 	tp := &treeParser{b: src, arena: arena}
 	for off, i := 0, 0; off < len(src); i++ {
 		t, hl, vl, terr := readHeader(src, off, len(src))
@@ -155,6 +155,14 @@ func Decode(der []byte) (*Profile, error) {
 			pe.Node = n
 			pe.peekHeader()
 		} else {
+			switch {
+			case typ.IsFileSystem(): // PE (1) → File (2) → fileDescriptor (3)
+				tp.opaqueDepth, tp.opaqueTag = 3, 0xA1
+			case typ == PEGenericFileManagement: // PE → A1 → 30 → createFCP (4)
+				tp.opaqueDepth, tp.opaqueTag = 4, 0x62
+			default:
+				tp.opaqueDepth = 0
+			}
 			n, terr := tp.parseNode(off, len(src), 1)
 			if terr != nil {
 				return nil, errAt(i, typ, terr.off, "", terr.err)

@@ -274,6 +274,10 @@ type treeParser struct {
 	b     []byte
 	arena *nodeArena
 	stack []*Node
+	// Elements with tag opaqueTag at depth opaqueDepth are kept as raw
+	// content (FCPs: see FCP).
+	opaqueDepth int
+	opaqueTag   Tag
 }
 
 func (p *treeParser) parseNode(off, end, depth int) (*Node, *tlvError) {
@@ -284,8 +288,9 @@ func (p *treeParser) parseNode(off, end, depth int) (*Node, *tlvError) {
 	n := p.arena.node()
 	n.Tag, n.Offset, n.HeaderLen, n.SourceLen = t, off, int32(hl), int32(vl)
 	vs := off + hl
-	if !t.Constructed() {
+	if !t.Constructed() || (depth == p.opaqueDepth && t == p.opaqueTag) {
 		n.Value = p.b[vs : vs+vl : vs+vl]
+		n.Opaque = t.Constructed()
 		return n, nil
 	}
 	if depth >= MaxDepth {

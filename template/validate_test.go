@@ -76,6 +76,17 @@ func TestMalformedTemplatesGetLocatedErrors(t *testing.T) {
 			f := q.First(PEUSIM).FS.File("ef-imsi")
 			f.Node.Children = append([]*Node{{Tag: 0x84, Value: []byte{0}}}, f.Node.Children...)
 		}), ErrStructure, usim.Index, PEUSIM, imsi.Node.ValueOffset(), "ef-imsi[0]"},
+		{"unknown tag inside an FCP", edit(func(q *Profile) {
+			fcp := q.First(PEUSIM).FS.File("ef-imsi").FCP.Node
+			fcp.Value = append(append([]byte(nil), fcp.Value...), 0x99, 0x00)
+		}), ErrStructure, usim.Index, PEUSIM, imsi.FCP.Node.ValueOffset() + len(imsi.FCP.Node.Value), "ef-imsi.fileDescriptor"},
+		{"FCP file ID of 3 bytes", edit(func(q *Profile) {
+			fcp := q.First(PEUSIM).FS.File("ef-imsi").FCP.Node
+			v := append([]byte(nil), fcp.Value...)
+			v[5] = 3 // 82 02 41 21 | 83 02 6f 07 → 83 03 6f 07 8b
+			v = append(v[:8], append([]byte{0x00}, v[8:]...)...)
+			fcp.Value = v
+		}), ErrStructure, usim.Index, PEUSIM, imsi.FCP.Node.ValueOffset() + 4, "ef-imsi.fileDescriptor.fileID"},
 		{"File components out of order", edit(func(q *Profile) {
 			k := q.First(PEUSIM).Node.Children
 			k[3], k[4] = k[4], k[3]
