@@ -312,6 +312,7 @@ func ParseStoreMetadata(der []byte) (*StoreMetadata, error) {
 	m := new(StoreMetadata)
 	in := cryptoString(top.Value)
 	pos := 0 // next admissible index in metadataOrder
+	var seen uint16
 	var iconType *IconType
 	var iconSeen bool
 	for !in.Empty() {
@@ -342,6 +343,7 @@ func ParseStoreMetadata(der []byte) (*StoreMetadata, error) {
 			return nil, fmt.Errorf("%w: StoreMetadataRequest: element %X after extensions", ErrMalformed, e.Tag)
 		}
 		pos = idx + 1
+		seen |= 1 << idx
 		v := e.Value
 		switch e.Tag {
 		case tagMDICCID:
@@ -386,7 +388,7 @@ func ParseStoreMetadata(der []byte) (*StoreMetadata, error) {
 			m.PolicyRules = PolicyRules(b)
 		}
 	}
-	if pos < 3 {
+	if seen&0b111 != 0b111 {
 		return nil, fmt.Errorf("%w: StoreMetadataRequest: iccid, serviceProviderName and profileName are mandatory", ErrMalformed)
 	}
 	if iconSeen != (iconType != nil) {
