@@ -237,6 +237,23 @@ func (p *Profile) ICCID() string {
 	return s
 }
 
+// IMSI returns the IMSI of the first usim (or iot) PE's EF.IMSI, "" when
+// there is none or it cannot be decoded.
+func (p *Profile) IMSI() string {
+	for _, pe := range p.PEs {
+		if pe.Type == PEUSIM || pe.Type == PEIoT {
+			if f := pe.FS.File("ef-imsi"); f != nil {
+				s, err := DecodeIMSI(f.Content())
+				if err == nil {
+					return s
+				}
+			}
+			return ""
+		}
+	}
+	return ""
+}
+
 // peekHeader reads a PEHeader from an opaque PE when its content happens to
 // start with one, so that Validate can check identification numbers of
 // vendor PEs too. Errors are ignored: the PE is kept raw either way.

@@ -227,8 +227,8 @@ func TestApplyWritesEveryCopyOfEveryFieldAndNothingElse(t *testing.T) {
 						t.Fatalf("record %d: byte 0x%x outside every slot changed", i, j)
 					}
 				}
-				if p.ICCID() != v.ICCID {
-					t.Fatalf("Profile.ICCID() = %q, want %q", p.ICCID(), v.ICCID)
+				if p.ICCID() != v.ICCID || p.IMSI() != v.IMSI {
+					t.Fatalf("Profile.ICCID(), IMSI() = %q, %q, want %q, %q", p.ICCID(), p.IMSI(), v.ICCID, v.IMSI)
 				}
 			}
 		})
