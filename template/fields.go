@@ -33,9 +33,17 @@ var mandatoryServices = words("contactless usim isim csim milenage tuak128 cave 
 
 func words(s string) []string { return strings.Fields(s) }
 
+// fsFieldsByType is fsFields as an array, for the decoder's hot loop.
+var fsFieldsByType = func() (a [numPETypes][]string) {
+	for t, names := range fsFields {
+		a[t] = names
+	}
+	return a
+}()
+
 // fileName returns the ASN.1 component name for a file field tag number.
 func fileName(t PEType, num int) string {
-	names := fsFields[t]
+	names := fsFieldsByType[t]
 	if i := num - 2; i >= 0 && i < len(names) {
 		return names[i]
 	}
