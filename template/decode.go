@@ -458,7 +458,7 @@ var (
 func (pe *PE) walkFields(b []byte, base int, fields []fcpField, field func(string) string) (int, int, error) {
 	next, a5, a5base := 0, []byte(nil), -1
 	for off := 0; off < len(b); {
-		t, hl, vl, terr := readHeader(b, off, len(b))
+		t, hl, vl, terr := readHeaderFast(b, off, len(b))
 		if terr != nil {
 			return 0, 0, errAt(pe.Index, pe.Type, base+terr.off, field(""), terr.err)
 		}

@@ -129,6 +129,18 @@ func readHeader(b []byte, off, end int) (Tag, int, int, *tlvError) {
 	return t, p - off, l, nil
 }
 
+// readHeaderFast handles the common case (one-byte tag, short length)
+// inline and defers everything else to readHeader.
+func readHeaderFast(b []byte, off, end int) (Tag, int, int, *tlvError) {
+	if off+2 <= end {
+		t0, l0 := b[off], b[off+1]
+		if t0 != 0 && t0&0x1F != 0x1F && l0 < 0x80 && int(l0) <= end-off-2 {
+			return Tag(t0), 2, int(l0), nil
+		}
+	}
+	return readHeader(b, off, end)
+}
+
 // lenSize is the number of octets a DER length takes.
 func lenSize(l int) int {
 	switch {
@@ -281,7 +293,7 @@ type treeParser struct {
 }
 
 func (p *treeParser) parseNode(off, end, depth int) (*Node, *tlvError) {
-	t, hl, vl, err := readHeader(p.b, off, end)
+	t, hl, vl, err := readHeaderFast(p.b, off, end)
 	if err != nil {
 		return nil, err
 	}
