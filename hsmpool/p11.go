@@ -192,11 +192,11 @@ func openP11(ctx context.Context, cfg Config) (*p11Backend, error) {
 	// log in; this also proves the PIN and the token label.
 	for i := range b.sess {
 		if err := ctx.Err(); err != nil {
-			b.close()
+			b.closeLocked()
 			return nil, err
 		}
 		if _, err := b.session(i); err != nil {
-			b.close()
+			b.closeLocked()
 			if p11Code(err) == pkcs11.CKR_PIN_INCORRECT || p11Code(err) == pkcs11.CKR_PIN_LEN_RANGE {
 				return nil, errors.New("hsmpool: login to token " + strconv.Quote(cfg.TokenLabel) + " refused: wrong PIN")
 			}
@@ -210,6 +210,13 @@ func openP11(ctx context.Context, cfg Config) (*p11Backend, error) {
 func (b *p11Backend) name() string { return "pkcs11" }
 
 func (b *p11Backend) close() error {
+	modulesMu.Lock()
+	defer modulesMu.Unlock()
+	return b.closeLocked()
+}
+
+// closeLocked closes sessions and finalizes; the caller holds modulesMu.
+func (b *p11Backend) closeLocked() error {
 	for i := range b.sess {
 		if b.sessOK[i] {
 			b.api.CloseSession(b.sess[i])
@@ -217,11 +224,7 @@ func (b *p11Backend) close() error {
 		}
 	}
 	err := b.api.Finalize()
-	if b.cfg.Module != "" {
-		modulesMu.Lock()
-		delete(modules, b.cfg.Module)
-		modulesMu.Unlock()
-	}
+	delete(modules, b.cfg.Module)
 	b.api.Destroy()
 	if err != nil {
 		return fmt.Errorf("hsmpool: C_Finalize: %s", describe(err))
