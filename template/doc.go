@@ -29,8 +29,10 @@
 //
 // Typed views point into the tree (their []byte fields alias node values),
 // so they are read-only snapshots: to edit, change nodes (Node.SetValue, or
-// the Children slices) and call Encode, which re-encodes only lengths that
-// changed. A Profile is not safe for concurrent use; a Plan is.
+// the Children slices) and call Encode, which serialises the tree with
+// fresh DER lengths (so only the lengths enclosing an edit change).
+// Profile.Compile turns an edited profile into a Plan. A Profile is not
+// safe for concurrent use; a Plan is.
 //
 // Hot paths use a hand-written TLV walker; nothing uses encoding/asn1 or
 // reflection.

@@ -177,7 +177,6 @@ type Plan struct {
 	pins   map[int]bool
 	puks   map[int]bool
 	algos  map[Algorithm]bool // algorithms the header declares
-	header *ProfileHeader
 }
 
 // Algorithms returns the algorithms Apply may set: those the header's
@@ -233,17 +232,12 @@ func Compile(der []byte) (*Plan, error) {
 	return p.compile()
 }
 
-// Compile builds a Plan from a decoded profile (its current encoding).
-func (p *Profile) Compile() (*Plan, error) {
-	q, err := Decode(p.Encode())
-	if err != nil {
-		return nil, err
-	}
-	return q.compile()
-}
+// Compile builds a Plan from a decoded (possibly edited) profile: its
+// current encoding is decoded, validated and compiled afresh.
+func (p *Profile) Compile() (*Plan, error) { return Compile(p.Encode()) }
 
 func (p *Profile) compile() (*Plan, error) {
-	pl := &Plan{tmpl: p.src, kinds: map[SlotKind]bool{}, pins: map[int]bool{}, puks: map[int]bool{}, algos: map[Algorithm]bool{}, header: p.Header()}
+	pl := &Plan{tmpl: p.src, kinds: map[SlotKind]bool{}, pins: map[int]bool{}, puks: map[int]bool{}, algos: map[Algorithm]bool{}}
 	if h := p.Header(); h != nil {
 		pl.algos[AlgorithmMilenage] = h.HasService("milenage")
 		pl.algos[AlgorithmTUAK] = h.HasService("tuak128") || h.HasService("tuak256")
