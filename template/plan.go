@@ -170,13 +170,13 @@ func (v *Values) Zero() {
 // Plan is a compiled template: the template bytes and every slot. A Plan
 // is immutable and safe for concurrent use by any number of goroutines.
 type Plan struct {
-	tmpl   []byte
-	slots  []Slot
-	vars   []varSlot // sorted by PE, then file offset
-	kinds  map[SlotKind]bool
-	pins   map[int]bool
-	puks   map[int]bool
-	algos  map[Algorithm]bool // algorithms the header declares
+	tmpl  []byte
+	slots []Slot
+	vars  []varSlot // sorted by PE, then file offset
+	kinds map[SlotKind]bool
+	pins  map[int]bool
+	puks  map[int]bool
+	algos map[Algorithm]bool // algorithms the header declares
 }
 
 // Algorithms returns the algorithms Apply may set: those the header's
