@@ -149,7 +149,7 @@ func Decode(der []byte) (*Profile, error) {
 		pe := &PE{Index: i, Offset: off, Type: typ, ID: -1}
 		if typ == PEUnknown {
 			n := arena.node()
-			n.Tag, n.Offset, n.HeaderLen, n.SourceLen = t, off, int32(hl), int32(vl)
+			n.Tag, n.Offset, n.HeaderLen, n.SourceLen = t, off, uint8(hl), int32(vl)
 			n.Value = src[off+hl : off+hl+vl : off+hl+vl]
 			n.Opaque = t.Constructed()
 			pe.Node = n

@@ -177,13 +177,13 @@ func appendLen(dst []byte, l int) []byte {
 // the input; Offset and HeaderLen locate them there.
 type Node struct {
 	Tag       Tag
-	HeaderLen int32 // tag + length octets in the source
+	HeaderLen uint8 // tag + length octets in the source
+	Opaque    bool  // constructed, but content kept as raw bytes
 	Offset    int   // absolute offset of the first tag octet; -1 for built nodes
 	SourceLen int32 // content length in the source
 	size      int32 // scratch for Encode: encoded content length
 	Value     []byte
 	Children  []*Node
-	Opaque    bool // constructed, but content kept as raw bytes
 }
 
 // ValueOffset is the absolute offset of the first content octet.
@@ -298,7 +298,7 @@ func (p *treeParser) parseNode(off, end, depth int) (*Node, *tlvError) {
 		return nil, err
 	}
 	n := p.arena.node()
-	n.Tag, n.Offset, n.HeaderLen, n.SourceLen = t, off, int32(hl), int32(vl)
+	n.Tag, n.Offset, n.HeaderLen, n.SourceLen = t, off, uint8(hl), int32(vl)
 	vs := off + hl
 	if !t.Constructed() || (depth == p.opaqueDepth && t == p.opaqueTag) {
 		n.Value = p.b[vs : vs+vl : vs+vl]
