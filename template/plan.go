@@ -335,6 +335,14 @@ func (p *Profile) compile() (*Plan, error) {
 	return pl, nil
 }
 
+func beUint(b []byte) int {
+	n := 0
+	for _, c := range b {
+		n = n<<8 | int(c)
+	}
+	return n
+}
+
 // addVar records a variable-size slot for a file of a usim PE.
 func (pl *Plan) addVar(pe *PE, kind SlotKind, name string) error {
 	f := pe.FS.File(name)
@@ -350,11 +358,18 @@ func (pl *Plan) addVar(pe *PE, kind SlotKind, name string) error {
 			v.keep = append(v.keep, pl.tmpl[it.Offset:it.End()]...)
 		}
 	}
-	if kind == SlotSMSC {
+	switch kind {
+	case SlotSMSC:
+		// Without a usable record length in the template's file
+		// descriptor there is no SMSC slot (Apply then refuses an SMSC).
 		v.recordLength = f.FCP.RecordLength()
 		if v.recordLength < 28 || v.recordLength > 255 {
-			return errAt(pe.Index, pe.Type, f.Node.Offset, name,
-				fmt.Errorf("EF.SMSP record length %d from the file descriptor is unusable (want 28..255): %w", v.recordLength, ErrStructure))
+			return nil
+		}
+	case SlotSPN:
+		// EF.SPN is 17 bytes; a template declaring another size gets no slot.
+		if sz := f.FCP.EFFileSize(); sz != nil && beUint(sz) != 17 {
+			return nil
 		}
 	}
 	pl.vars = append(pl.vars, v)

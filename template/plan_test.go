@@ -598,3 +598,30 @@ func TestAlgorithmCanOnlyBeSetToOneTheHeaderDeclares(t *testing.T) {
 		})
 	}
 }
+
+func TestOptionalVariableSlotsDoNotBlockCompilation(t *testing.T) {
+	der := ts48(t)[v5]
+	p, err := Decode(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// EF.SMSP without a file descriptor: no record length, so no SMSC slot.
+	fcp := p.First(PEUSIM).FS.File("ef-smsp").FCP.Node
+	if fcp.Value[0] != 0x82 {
+		t.Fatal("unexpected EF.SMSP FCP in the template")
+	}
+	fcp.Value = fcp.Value[2+int(fcp.Value[1]):]
+	pl, err := p.Compile()
+	if err != nil {
+		t.Fatalf("Compile: %v", err)
+	}
+	if pl.Has(SlotSMSC) || !pl.Has(SlotSPN) {
+		t.Fatalf("SMSC slot %v, SPN slot %v; want false, true", pl.Has(SlotSMSC), pl.Has(SlotSPN))
+	}
+	if _, err := pl.Apply(&Values{SMSC: "+4912345"}, nil); !errors.Is(err, ErrNoSlot) {
+		t.Fatalf("Apply with an SMSC: %v, want ErrNoSlot", err)
+	}
+	if _, err := pl.Apply(&Values{SPN: "still fine"}, nil); err != nil {
+		t.Fatalf("Apply with an SPN: %v", err)
+	}
+}
