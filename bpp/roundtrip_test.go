@@ -6,12 +6,14 @@ import (
 	"crypto/ecdsa"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 
 	"github.com/perso-esim/perso/internal/testenv"
+	"github.com/perso-esim/perso/template"
 )
 
 var curves = []struct {
@@ -161,8 +163,38 @@ func bppSegments(t testing.TB, b []byte) (segs []segRef, sigOff int) {
 	return segs, sigOff
 }
 
-// Invariant 1 of ARCHITECTURE.md, at the bpp level: for every TS.48 profile
-// and both curves, Protect → Bind → Open gives back the identical UPP, the
+// personalise compiles a TS.48 template and applies one record to it, as
+// the batch does before Protect. The ICCID differs per template (i).
+func personalise(t testing.TB, der []byte, i int) ([]byte, string) {
+	t.Helper()
+	plan, err := template.Compile(der)
+	if err != nil {
+		t.Fatalf("template.Compile: %v", err)
+	}
+	iccid := fmt.Sprintf("89490000000000%05d", i)
+	v := &template.Values{
+		ICCID: iccid,
+		IMSI:  fmt.Sprintf("0010112345%05d", i),
+		K:     bytes.Repeat([]byte{0x11 + byte(i)}, 16),
+		OPc:   bytes.Repeat([]byte{0x22 + byte(i)}, 16),
+		PIN1:  "2468",
+		PUK1:  "13572468",
+		ADM1:  "75318642",
+		SPN:   "perso",
+	}
+	upp, err := plan.Apply(v, nil)
+	if err != nil {
+		t.Fatalf("Plan.Apply: %v", err)
+	}
+	if bytes.Equal(upp, der) {
+		t.Fatal("personalisation changed nothing")
+	}
+	return upp, iccid
+}
+
+// Invariant 1 of ARCHITECTURE.md, at the bpp level: for every TS.48
+// template and both curves, personalise (template.Compile + Plan.Apply) →
+// Protect → Bind → Open gives back the identical personalised UPP, the
 // metadata and ConfigureISDP as bound, and no segment exceeds 1020 bytes.
 func TestRoundTripTS48(t *testing.T) {
 	ts48 := testenv.TS48(t)
@@ -171,12 +203,13 @@ func TestRoundTripTS48(t *testing.T) {
 	}
 	for _, c := range curves {
 		e := newEnv(t, c.curve, c.sgp26)
-		for _, path := range ts48 {
+		for i, path := range ts48 {
 			t.Run(c.curve.String()+"/"+filepath.Base(path), func(t *testing.T) {
-				upp, err := os.ReadFile(path)
+				der, err := os.ReadFile(path)
 				if err != nil {
 					t.Fatal(err)
 				}
+				upp, iccid := personalise(t, der, i)
 				ppp, err := Protect(upp, nil)
 				if err != nil {
 					t.Fatal(err)
@@ -185,7 +218,7 @@ func TestRoundTripTS48(t *testing.T) {
 				if len(ppp.Segments) != size || ppp.SegmentCount != count || count != (len(upp)+MaxEncryptedChunk-1)/MaxEncryptedChunk {
 					t.Fatalf("PPP: %d segments / %d bytes, planned %d / %d", ppp.SegmentCount, len(ppp.Segments), count, size)
 				}
-				md := fullMetadata(t, "8949449999999990023")
+				md := fullMetadata(t, iccid)
 				b, otk, p := e.bind(t, ppp, md)
 				segs, _ := bppSegments(t, b)
 				n86 := 0
@@ -205,9 +238,16 @@ func TestRoundTripTS48(t *testing.T) {
 					t.Fatalf("Open: %v", err)
 				}
 				if !bytes.Equal(o.UPP, upp) {
-					t.Fatalf("opened UPP differs from the original (%d vs %d bytes)", len(o.UPP), len(upp))
+					t.Fatalf("opened UPP differs from the personalised one (%d vs %d bytes)", len(o.UPP), len(upp))
 				}
-				if !reflect.DeepEqual(o.StoreMetadata, md) {
+				prof, err := template.Decode(o.UPP)
+				if err != nil {
+					t.Fatalf("opened UPP does not decode: %v", err)
+				}
+				if prof.ICCID() != iccid || prof.IMSI() != fmt.Sprintf("0010112345%05d", i) {
+					t.Errorf("opened UPP carries ICCID %s IMSI %s", prof.ICCID(), prof.IMSI())
+				}
+				if !reflect.DeepEqual(o.StoreMetadata, md) || o.StoreMetadata.ICCIDString() != iccid {
 					t.Errorf("StoreMetadata = %+v, want %+v", o.StoreMetadata, md)
 				}
 				if !bytes.Equal(o.TransactionID, p.TransactionID) || !bytes.Equal(o.HostID, p.HostID) || !o.PPKMode {
@@ -294,7 +334,7 @@ func appendInt(b []byte, i int) []byte {
 	return append(b, byte('0'+i%10))
 }
 
-// For every profile and both curves, flipping bytes of every segment and of
+// For every personalised TS.48 profile and both curves, flipping bytes of every segment and of
 // smdpSign fails Open. P-256 (fast): the first two, a middle and the last
 // byte of each segment and all 64 signature bytes. brainpoolP256r1 (math/big,
 // ~4 ms per Open): the same for the first profile, then a middle byte of
@@ -303,10 +343,11 @@ func TestTamperEverySegment(t *testing.T) {
 	for _, c := range curves {
 		e := newEnv(t, c.curve, c.sgp26)
 		for i, path := range testenv.TS48(t) {
-			upp, err := os.ReadFile(path)
+			der, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
 			}
+			upp, _ := personalise(t, der, i)
 			ppp, err := Protect(upp, nil)
 			if err != nil {
 				t.Fatal(err)
