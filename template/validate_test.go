@@ -265,3 +265,53 @@ func TestDecodeRejectsGarbageWithoutPanicking(t *testing.T) {
 		})
 	}
 }
+
+// tlv builds a DER TLV (short or long length).
+func tlv(tag Tag, parts ...[]byte) []byte {
+	var v []byte
+	for _, p := range parts {
+		v = append(v, p...)
+	}
+	out := tag.appendTo(nil)
+	out = appendLen(out, len(v))
+	return append(out, v...)
+}
+
+func TestApplicationAndNonStandardPEsDecode(t *testing.T) {
+	der := ts48(t)[v5]
+	p, _ := Decode(der)
+	end := p.PEs[len(p.PEs)-1]
+	hdr := func(id byte) []byte { return tlv(0xA0, tlv(0x81, []byte{id})) }
+	aid := func(last byte) []byte { return tlv(0x4F, []byte{0xA0, 0, 0, 0, 0x01, last}) }
+	app := tlv(0xA8, hdr(0x70),
+		tlv(0xA1, aid(1), tlv(0xC4, []byte{1, 2, 3, 4})),
+		tlv(0xA2, tlv(0x30, aid(1), aid(2), aid(3), tlv(0x82, []byte{0}), tlv(0xC9, nil))))
+	nonStd := tlv(0xA9, hdr(0x71), tlv(0x81, []byte{0x2B, 0x06, 0x01, 0x04, 0x01}), tlv(0x82, []byte("vendor")))
+	in := splice(der, end.Offset, 0, append(app, nonStd...)...)
+	q, err := Decode(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(q.Encode(), in) {
+		t.Fatal("not byte-identical")
+	}
+	if err := q.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a := q.PEs[end.Index].Application
+	if a == nil || a.LoadBlockSize != 4 || len(a.Instances) != 1 || a.Instances[0].InstanceAID[5] != 3 {
+		t.Fatalf("application view %+v", a)
+	}
+	ns := q.PEs[end.Index+1].NonStandard
+	if ns == nil || ns.IssuerID != "1.3.6.1.4.1" || string(ns.Content) != "vendor" {
+		t.Fatalf("nonStandard view %+v", ns)
+	}
+	// The same application PE with its loadBlockObject missing is refused,
+	// naming the PE and the element.
+	bad := tlv(0xA8, hdr(0x70), tlv(0xA1, aid(1)))
+	_, err = Decode(splice(der, end.Offset, 0, bad...))
+	var te *Error
+	if !errors.As(err, &te) || te.PE != end.Index || te.Type != "application" || te.Field != "loadBlock.loadBlockObject" {
+		t.Fatalf("error %v", err)
+	}
+}
