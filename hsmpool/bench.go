@@ -197,9 +197,17 @@ func result(op, mode string, sessions, workers int, n, errs uint64, el time.Dura
 		OpsPerSec: float64(n) / el.Seconds(), P50: us(h.Quantile(0.5)), P99: us(h.Quantile(0.99)), P999: us(h.Quantile(0.999))}
 }
 
-// Bench measures each operation at each session count through the pool
-// (and, with Raw, on one raw session), calling report after each row. It
-// opens and closes one pool per session count with the given base Config.
+// Bench measures each operation at each session count through the pool,
+// calling report after each row. It opens and closes one pool per session
+// count with the given base Config.
+//
+// With Raw, each pool measurement is interleaved with the raw baseline on
+// the same token in the same process: slices of up to 100ms alternate
+// between the pool (Workers callers per session) and one bare session driven
+// by one goroutine with the same PKCS#11 call sequence (no scheduler, no
+// metrics, no retry wrapper). Interleaving makes the comparison fair on a
+// shared, noisy machine. The raw row precedes its pool row; VsRaw is their
+// ratio.
 func Bench(ctx context.Context, base Config, bc BenchConfig, report func(BenchResult)) ([]BenchResult, error) {
 	bc.defaults()
 	for _, op := range bc.Ops {
@@ -208,34 +216,6 @@ func Bench(ctx context.Context, base Config, bc BenchConfig, report func(BenchRe
 		}
 	}
 	var out []BenchResult
-	raw := map[string]float64{}
-	emit := func(r BenchResult) {
-		if r.Mode == "pool" && raw[r.Op] > 0 {
-			r.VsRaw = r.OpsPerSec / raw[r.Op]
-		}
-		out = append(out, r)
-		if report != nil {
-			report(r)
-		}
-	}
-	if bc.Raw {
-		cfg := base
-		cfg.Sessions = 1
-		p, err := Open(ctx, cfg)
-		if err != nil {
-			return nil, err
-		}
-		for _, op := range bc.Ops {
-			r, err := benchRaw(ctx, p, bc, op)
-			if err != nil {
-				p.Close()
-				return out, err
-			}
-			raw[op] = r.OpsPerSec
-			emit(r)
-		}
-		p.Close()
-	}
 	for _, n := range bc.Sessions {
 		cfg := base
 		cfg.Sessions = n
@@ -244,13 +224,24 @@ func Bench(ctx context.Context, base Config, bc BenchConfig, report func(BenchRe
 		if err != nil {
 			return out, err
 		}
+		if bc.Raw {
+			if _, ok := p.be.(*p11Backend); !ok {
+				p.Close()
+				return out, errors.New("hsmpool: the raw baseline needs the pkcs11 backend")
+			}
+		}
 		for _, op := range bc.Ops {
-			r, err := benchPool(ctx, p, bc, op, n)
+			rows, err := benchOp(ctx, p, bc, op, n)
 			if err != nil {
 				p.Close()
 				return out, err
 			}
-			emit(r)
+			for _, r := range rows {
+				out = append(out, r)
+				if report != nil {
+					report(r)
+				}
+			}
 		}
 		if err := p.Close(); err != nil {
 			return out, err
@@ -259,22 +250,60 @@ func Bench(ctx context.Context, base Config, bc BenchConfig, report func(BenchRe
 	return out, ctx.Err()
 }
 
-func benchPool(ctx context.Context, p *Pool, bc BenchConfig, op string, sessions int) (BenchResult, error) {
+const benchSlice = 100 * time.Millisecond
+
+func benchOp(ctx context.Context, p *Pool, bc BenchConfig, op string, sessions int) ([]BenchResult, error) {
 	in, err := newBenchInputs(ctx, p, bc, op)
 	if err != nil {
-		return BenchResult{}, err
+		return nil, err
 	}
 	call, err := poolOp(p, bc, op, in)
 	if err != nil {
-		return BenchResult{}, err
+		return nil, err
 	}
 	if err := call(WithLane(ctx, Live)); err != nil { // warm the handle cache, fail fast
-		return BenchResult{}, fmt.Errorf("bench %s: %w", op, err)
+		return nil, fmt.Errorf("bench %s: %w", op, err)
+	}
+	var rawCall func(pkcs11.SessionHandle) error
+	if bc.Raw {
+		if rawCall, err = rawOp(p.be.(*p11Backend), p, bc, op, in); err != nil {
+			return nil, err
+		}
 	}
 	workers := sessions * bc.Workers
-	var h Histogram
-	var n, errs atomic.Uint64
-	runCtx, cancel := context.WithTimeout(WithLane(ctx, Live), bc.Duration)
+	var poolH, rawH Histogram
+	var poolN, poolErr, rawN, rawErr uint64
+	var poolT, rawT time.Duration
+	nslices := max(1, int((bc.Duration+benchSlice-1)/benchSlice))
+	slice := bc.Duration / time.Duration(nslices)
+	for range nslices {
+		n, e, el := runPoolSlice(ctx, call, workers, slice, &poolH)
+		poolN, poolErr, poolT = poolN+n, poolErr+e, poolT+el
+		if rawCall != nil {
+			n, e, el, err := runRawSlice(ctx, p, rawCall, slice, &rawH)
+			if err != nil {
+				return nil, err
+			}
+			rawN, rawErr, rawT = rawN+n, rawErr+e, rawT+el
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	pr := result(op, "pool", sessions, workers, poolN, poolErr, poolT, &poolH)
+	if rawCall == nil {
+		return []BenchResult{pr}, nil
+	}
+	rr := result(op, "raw", 1, 1, rawN, rawErr, rawT, &rawH)
+	if rr.OpsPerSec > 0 {
+		pr.VsRaw = pr.OpsPerSec / rr.OpsPerSec
+	}
+	return []BenchResult{rr, pr}, nil
+}
+
+func runPoolSlice(ctx context.Context, call func(context.Context) error, workers int, d time.Duration, h *Histogram) (n, errs uint64, el time.Duration) {
+	var nn, ee atomic.Uint64
+	runCtx, cancel := context.WithTimeout(WithLane(ctx, Live), d)
 	defer cancel()
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -284,52 +313,34 @@ func benchPool(ctx context.Context, p *Pool, bc BenchConfig, op string, sessions
 			defer wg.Done()
 			for runCtx.Err() == nil {
 				t0 := time.Now()
-				err := call(runCtx)
-				if err != nil {
-					if runCtx.Err() != nil {
-						return
+				if err := call(runCtx); err != nil {
+					if runCtx.Err() == nil {
+						ee.Add(1)
 					}
-					errs.Add(1)
 					continue
 				}
 				h.Record(time.Since(t0))
-				n.Add(1)
+				nn.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
-	return result(op, "pool", sessions, workers, n.Load(), errs.Load(), time.Since(start), &h), nil
+	return nn.Load(), ee.Load(), time.Since(start)
 }
 
-func benchRaw(ctx context.Context, p *Pool, bc BenchConfig, op string) (BenchResult, error) {
-	b, ok := p.be.(*p11Backend)
-	if !ok {
-		return BenchResult{}, errors.New("hsmpool: the raw baseline needs the pkcs11 backend")
-	}
-	in, err := newBenchInputs(ctx, p, bc, op)
-	if err != nil {
-		return BenchResult{}, err
-	}
-	call, err := rawOp(b, p, bc, op, in)
-	if err != nil {
-		return BenchResult{}, err
-	}
+func runRawSlice(ctx context.Context, p *Pool, call func(pkcs11.SessionHandle) error, d time.Duration, h *Histogram) (n, errs uint64, el time.Duration, err error) {
+	b := p.be.(*p11Backend)
 	slot, err := p.sched.acquire(ctx, Live)
 	if err != nil {
-		return BenchResult{}, err
+		return 0, 0, 0, err
 	}
 	defer p.sched.release(slot, Live)
 	sh, err := b.session(slot)
 	if err != nil {
-		return BenchResult{}, err
+		return 0, 0, 0, err
 	}
-	if err := call(sh); err != nil {
-		return BenchResult{}, fmt.Errorf("bench raw %s: %w", op, err)
-	}
-	var h Histogram
-	var n, errs uint64
 	start := time.Now()
-	deadline := start.Add(bc.Duration)
+	deadline := start.Add(d)
 	for t0 := start; t0.Before(deadline) && ctx.Err() == nil; {
 		if err := call(sh); err != nil {
 			errs++
@@ -340,7 +351,7 @@ func benchRaw(ctx context.Context, p *Pool, bc BenchConfig, op string) (BenchRes
 		h.Record(t1.Sub(t0))
 		t0 = t1
 	}
-	return result(op, "raw", 1, 1, n, errs, time.Since(start), &h), nil
+	return n, errs, time.Since(start), nil
 }
 
 // PPKBenchResult reports the batch key-protection benchmark.
@@ -436,6 +447,106 @@ func BenchPPK(ctx context.Context, p *Pool, profiles, perBatchKey int) (PPKBench
 		if _, err := p.UnprotectPPK(ctx, blob, x.iccid, x.prot); err != nil {
 			r.TamperedBlobsDetected++
 		}
+	}
+	return r, nil
+}
+
+// QoSBenchResult reports live-lane service while batch work saturates the
+// batch sessions.
+type QoSBenchResult struct {
+	Sessions       int     `json:"sessions"`
+	LiveReserved   int     `json:"live_reserved"`
+	BatchWorkers   int     `json:"batch_workers"`
+	LiveRequests   uint64  `json:"live_requests"`
+	LiveWaitP50    float64 `json:"live_wait_p50_us"`
+	LiveWaitP99    float64 `json:"live_wait_p99_us"`
+	LiveWaitP999   float64 `json:"live_wait_p999_us"`
+	LiveLatencyP50 float64 `json:"live_latency_p50_us"`
+	LiveLatencyP99 float64 `json:"live_latency_p99_us"`
+	BatchWaitP50   float64 `json:"batch_wait_p50_us"`
+	BatchOpsPerSec float64 `json:"batch_ops_per_sec"`
+	Saturated      float64 `json:"batch_saturated_fraction"` // of live requests that found every batch session busy
+}
+
+// BenchQoS saturates the batch lane of p (2 workers per session doing
+// ECDH and data-key wraps) while one live caller signs back to back for d.
+func BenchQoS(ctx context.Context, p *Pool, signLabel string, d time.Duration) (QoSBenchResult, error) {
+	if signLabel == "" {
+		signLabel = "dppb-nist"
+	}
+	in, err := newBenchInputs(ctx, p, BenchConfig{}, "ecdh")
+	if err != nil {
+		return QoSBenchResult{}, err
+	}
+	r := QoSBenchResult{Sessions: p.cfg.Sessions, LiveReserved: p.cfg.LiveReserved, BatchWorkers: 2 * p.cfg.Sessions}
+	bctx, stop := context.WithCancel(WithLane(ctx, Batch))
+	var wg sync.WaitGroup
+	var batchOps atomic.Uint64
+	for w := range r.BatchWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for bctx.Err() == nil {
+				var err error
+				if w%2 == 0 {
+					_, _, err = p.EphemeralECDH(bctx, P256, in.peer[P256])
+				} else {
+					var bk *BatchKey
+					if bk, err = p.NewBatchKey(bctx, "qos"); err == nil {
+						bk.Close()
+					}
+				}
+				if err == nil {
+					batchOps.Add(1)
+				}
+			}
+		}()
+	}
+	batchMax := p.cfg.Sessions - p.cfg.LiveReserved
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, b := p.sched.inUseCount(); b == batchMax {
+			break
+		}
+		if time.Now().After(deadline) {
+			stop()
+			wg.Wait()
+			return r, errors.New("hsmpool: bench qos: batch lane never saturated")
+		}
+	}
+	var wait, lat Histogram
+	saturated := 0
+	start := time.Now()
+	b0 := batchOps.Load()
+	for time.Since(start) < d && ctx.Err() == nil {
+		if _, b := p.sched.inUseCount(); b == batchMax {
+			saturated++
+		}
+		t0 := time.Now()
+		slot, err := p.sched.acquire(ctx, Live)
+		if err != nil {
+			break
+		}
+		wait.Record(time.Since(t0))
+		_, err = p.be.sign(ctx, slot, signLabel, in.digest)
+		p.sched.release(slot, Live)
+		if err != nil {
+			stop()
+			wg.Wait()
+			return r, err
+		}
+		lat.Record(time.Since(t0))
+	}
+	el := time.Since(start)
+	r.BatchOpsPerSec = float64(batchOps.Load()-b0) / el.Seconds()
+	stop()
+	wg.Wait()
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+	r.LiveRequests = wait.Count()
+	r.LiveWaitP50, r.LiveWaitP99, r.LiveWaitP999 = us(wait.Quantile(0.5)), us(wait.Quantile(0.99)), us(wait.Quantile(0.999))
+	r.LiveLatencyP50, r.LiveLatencyP99 = us(lat.Quantile(0.5)), us(lat.Quantile(0.99))
+	r.BatchWaitP50 = us(p.m.wait[Batch].Quantile(0.5))
+	if r.LiveRequests > 0 {
+		r.Saturated = float64(saturated) / float64(r.LiveRequests)
 	}
 	return r, nil
 }

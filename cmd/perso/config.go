@@ -14,6 +14,10 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("hsm.token", "perso")
 	v.SetDefault("hsm.pin", "")
 	v.SetDefault("hsm.sessions", 4)
+	v.SetDefault("hsm.live_reserved", 0)        // 0: max(1, sessions/4)
+	v.SetDefault("hsm.kek", "kek-1")            // KEK for new batch keys
+	v.SetDefault("hsm.software.file", "")       // software backend key file (development only)
+	v.SetDefault("hsm.software.passphrase", "") // PERSO_HSM_SOFTWARE_PASSPHRASE
 
 	// Store: embedded by default, PostgreSQL at scale.
 	v.SetDefault("store.driver", "sqlite")
