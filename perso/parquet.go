@@ -1,7 +1,6 @@
 package perso
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -10,30 +9,52 @@ import (
 	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/deprecated"
+	"github.com/parquet-go/parquet-go/encoding"
 	"github.com/parquet-go/parquet-go/format"
 )
 
-// parquetSource reads flat Parquet files row group by row group through
-// parquet-go, a chunk of rows at a time. Column names are mapped like CSV
+// parquetSource reads flat Parquet files column by column, page by page,
+// straight from parquet-go's decoded page buffers (no per-value copies):
+// each used column keeps a cursor into its current page, and a row takes
+// the next value of every cursor. Column names are mapped like CSV
 // headers. Binary and fixed-length columns hold raw secret bytes; UTF-8
 // columns hold text (hex for secrets); integer columns (IMSI or ICCID
-// stored as numbers, algorithm IDs) are formatted as decimal.
+// stored as numbers, algorithm IDs) are formatted as decimal. Plain and
+// dictionary-encoded pages are supported.
 type parquetSource struct {
 	f       *parquet.File
-	rd      *parquet.Reader
-	leafCol []int  // parquet leaf index -> canonical column, or -1
-	leafRaw []bool // binary (not UTF-8) leaf
-	leafInt []bool // integer leaf
-	rows    []parquet.Row
-	n, next int
+	groups  []parquet.RowGroup
+	group   int
+	left    int64 // rows left in the current row group
+	cols    []*pqCol
 	rowNum  int64
-	numBuf  [][]byte
 	closer  io.Closer
-	eof     bool
+	started bool
 }
 
-// parquetChunk is the number of rows fetched per ReadRows call.
-const parquetChunk = 1024
+// pqCol is a cursor over one column's pages.
+type pqCol struct {
+	leaf  int
+	canon int
+	raw   bool
+	pages parquet.Pages
+	page  parquet.Page
+	defs  []byte
+	max   byte // max definition level (0: required)
+	rows  int  // rows in the page
+	r     int  // next row in the page
+	v     int  // next (non-null) value in the page
+	// values of the page, or of its dictionary when idx != nil
+	kind  encoding.Kind
+	data  []byte
+	offs  []uint32
+	size  int
+	i32   []int32
+	i64   []int64
+	idx   []int32
+	num   []byte
+	nvals int
+}
 
 // NewParquetReader reads a Parquet file of personalisation records. The
 // reject "line" of a Parquet row is its 1-based row number.
@@ -45,41 +66,46 @@ func NewParquetReader(r io.ReaderAt, size int64, o Options) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.File, err)
 	}
-	cols := f.Schema().Columns()
-	names := make([]string, len(cols))
-	s := &parquetSource{f: f, leafRaw: make([]bool, len(cols)), leafInt: make([]bool, len(cols)), numBuf: make([][]byte, len(cols))}
-	for i, path := range cols {
+	schema := f.Schema()
+	paths := schema.Columns()
+	names := make([]string, len(paths))
+	leaves := make([]parquet.LeafColumn, len(paths))
+	for i, path := range paths {
 		if len(path) != 1 {
 			return nil, fmt.Errorf("%s: nested column %v: only flat Parquet schemas are supported", o.File, path)
 		}
 		names[i] = path[0]
-		leaf, _ := f.Schema().Lookup(path...)
-		typ := leaf.Node.Type()
-		switch typ.Kind() {
-		case parquet.ByteArray:
-			s.leafRaw[i] = !isUTF8(typ)
-		case parquet.FixedLenByteArray:
-			s.leafRaw[i] = true
-		case parquet.Int32, parquet.Int64:
-			s.leafInt[i] = true
+		leaves[i], _ = schema.Lookup(path...)
+		if leaves[i].MaxRepetitionLevel > 0 {
+			return nil, fmt.Errorf("%s: repeated column %q is not supported", o.File, path[0])
 		}
 	}
 	cm, err := mapColumns(names)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.File, err)
 	}
+	s := &parquetSource{f: f, groups: f.RowGroups()}
 	for i, c := range cm.idx {
-		if c >= 0 && c < nBase && c != cKi && c != cOPc && c != cOP && (c < cPIN1 || c > cADM1) && s.leafRaw[i] {
-			// identifiers and text stored as plain BYTE_ARRAY: read as text
-			s.leafRaw[i] = false
+		if c < 0 {
+			continue
 		}
+		typ := leaves[i].Node.Type()
+		col := &pqCol{leaf: i, canon: c, max: byte(leaves[i].MaxDefinitionLevel)}
+		secret := (c >= cKi && c <= cADM1 && c != cAlg) || c >= nBase
+		switch typ.Kind() {
+		case parquet.ByteArray:
+			col.raw = secret && !isUTF8(typ)
+		case parquet.FixedLenByteArray:
+			col.raw = secret
+		case parquet.Int32, parquet.Int64:
+		default:
+			return nil, fmt.Errorf("%s: column %q has unsupported Parquet type %s", o.File, names[i], typ)
+		}
+		s.cols = append(s.cols, col)
 	}
-	s.leafCol = cm.idx
 	if err := transportFromMeta(&o, f.Lookup); err != nil {
 		return nil, err
 	}
-	s.rd = parquet.NewReader(f)
-	s.rows = make([]parquet.Row, parquetChunk)
 	if c, ok := r.(io.Closer); ok {
 		s.closer = c
 	}
@@ -104,45 +130,145 @@ func isUTF8(t parquet.Type) bool {
 	return false
 }
 
-func (s *parquetSource) read(row *rawRow) error {
-	if s.next >= s.n {
-		if s.eof {
-			return io.EOF
+// nextGroup opens the page readers of the next row group.
+func (s *parquetSource) nextGroup() error {
+	s.closePages()
+	for s.group < len(s.groups) {
+		rg := s.groups[s.group]
+		s.group++
+		if rg.NumRows() == 0 {
+			continue
 		}
-		n, err := s.rd.ReadRows(s.rows)
-		s.n, s.next = n, 0
-		if errors.Is(err, io.EOF) {
-			s.eof = true
-		} else if err != nil {
-			return err
+		s.left = rg.NumRows()
+		chunks := rg.ColumnChunks()
+		for _, c := range s.cols {
+			c.pages = chunks[c.leaf].Pages()
+			c.rows, c.r = 0, 0
 		}
-		if n == 0 {
-			if s.eof {
-				return io.EOF
-			}
-			return errors.New("parquet: no rows read")
+		return nil
+	}
+	return io.EOF
+}
+
+func (s *parquetSource) closePages() {
+	for _, c := range s.cols {
+		c.release()
+		if c.pages != nil {
+			c.pages.Close()
+			c.pages = nil
 		}
 	}
-	pr := s.rows[s.next]
-	s.next++
+}
+
+func (c *pqCol) release() {
+	if c.page != nil {
+		parquet.Release(c.page)
+		c.page = nil
+	}
+}
+
+// load reads the column's next page.
+func (c *pqCol) load() error {
+	c.release()
+	for {
+		p, err := c.pages.ReadPage()
+		if err != nil {
+			if err == io.EOF {
+				return fmt.Errorf("parquet column %d ends before its row group", c.leaf)
+			}
+			return err
+		}
+		if p.NumRows() == 0 {
+			parquet.Release(p)
+			continue
+		}
+		c.page, c.rows, c.r, c.v = p, int(p.NumRows()), 0, 0
+		c.defs = p.DefinitionLevels()
+		if c.max > 0 && len(c.defs) != c.rows {
+			return fmt.Errorf("parquet column %d: %d definition levels for %d rows", c.leaf, len(c.defs), c.rows)
+		}
+		vals := p.Data()
+		c.idx = nil
+		if d := p.Dictionary(); d != nil {
+			c.idx = vals.Int32()
+			vals = d.Page().Data()
+		}
+		c.kind = vals.Kind()
+		switch c.kind {
+		case encoding.ByteArray:
+			c.data, c.offs = vals.ByteArray()
+			c.nvals = len(c.offs) - 1
+		case encoding.FixedLenByteArray:
+			c.data, c.size = vals.FixedLenByteArray()
+			c.nvals = 0
+			if c.size > 0 {
+				c.nvals = len(c.data) / c.size
+			}
+		case encoding.Int32:
+			c.i32 = vals.Int32()
+			c.nvals = len(c.i32)
+		case encoding.Int64:
+			c.i64 = vals.Int64()
+			c.nvals = len(c.i64)
+		default:
+			return fmt.Errorf("parquet column %d: unsupported page kind %d", c.leaf, c.kind)
+		}
+		return nil
+	}
+}
+
+// next returns the column's value in the next row (nil for null).
+func (c *pqCol) next() ([]byte, error) {
+	if c.r >= c.rows {
+		if err := c.load(); err != nil {
+			return nil, err
+		}
+	}
+	r := c.r
+	c.r++
+	if c.max > 0 && c.defs[r] < c.max {
+		return nil, nil
+	}
+	j := c.v
+	c.v++
+	if c.idx != nil {
+		if j >= len(c.idx) {
+			return nil, fmt.Errorf("parquet column %d: fewer values than rows", c.leaf)
+		}
+		j = int(c.idx[j])
+	}
+	if j < 0 || j >= c.nvals {
+		return nil, fmt.Errorf("parquet column %d: value index out of range", c.leaf)
+	}
+	switch c.kind {
+	case encoding.ByteArray:
+		return c.data[c.offs[j]:c.offs[j+1]], nil
+	case encoding.FixedLenByteArray:
+		return c.data[j*c.size : (j+1)*c.size], nil
+	case encoding.Int32:
+		c.num = strconv.AppendInt(c.num[:0], int64(c.i32[j]), 10)
+	default:
+		c.num = strconv.AppendInt(c.num[:0], c.i64[j], 10)
+	}
+	return c.num, nil
+}
+
+func (s *parquetSource) read(row *rawRow) error {
+	if s.left == 0 {
+		if err := s.nextGroup(); err != nil {
+			return err
+		}
+	}
+	s.left--
 	s.rowNum++
 	row.line = s.rowNum
-	for _, v := range pr {
-		leaf := v.Column()
-		if leaf < 0 || leaf >= len(s.leafCol) {
-			continue
+	for _, c := range s.cols {
+		v, err := c.next()
+		if err != nil {
+			return err
 		}
-		c := s.leafCol[leaf]
-		if c < 0 || v.IsNull() {
-			continue
-		}
-		switch {
-		case s.leafInt[leaf]:
-			s.numBuf[leaf] = strconv.AppendInt(s.numBuf[leaf][:0], v.Int64(), 10)
-			row.vals[c] = s.numBuf[leaf]
-		default:
-			row.vals[c] = v.ByteArray()
-			row.raw[c] = s.leafRaw[leaf]
+		if v != nil {
+			row.vals[c.canon], row.raw[c.canon] = v, c.raw
 		}
 	}
 	return nil
@@ -151,13 +277,11 @@ func (s *parquetSource) read(row *rawRow) error {
 func (s *parquetSource) finish() []Reject { return nil }
 
 func (s *parquetSource) close() error {
-	err := s.rd.Close()
+	s.closePages()
 	if s.closer != nil {
-		if e := s.closer.Close(); err == nil {
-			err = e
-		}
+		return s.closer.Close()
 	}
-	return err
+	return nil
 }
 
 // ParquetWriter writes perso batches to Parquet: text columns as UTF-8
