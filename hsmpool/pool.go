@@ -327,3 +327,24 @@ func (k *KeyAgreement) EphemeralECDH(ctx context.Context, peerPublic []byte) (ot
 
 // Curve returns the curve.
 func (k *KeyAgreement) Curve() Curve { return k.curve }
+
+// HSM is the pool's operation set, for consumers that want to accept an
+// interface (and tests that want to fake it). *Pool implements it for both
+// the PKCS#11 and the software backend.
+type HSM interface {
+	Sign(ctx context.Context, keyLabel string, digest []byte) ([]byte, error)
+	EphemeralECDH(ctx context.Context, curve Curve, peer []byte) (otpk, z []byte, err error)
+	DecryptTransport(ctx context.Context, keyLabel string, alg string, ciphertext []byte) ([]byte, error)
+	NewBatchKey(ctx context.Context, batchID string) (*BatchKey, error)
+	OpenBatchKey(ctx context.Context, blob []byte) (*BatchKey, error)
+	UnprotectPPK(ctx context.Context, blob []byte, iccid string, protected []byte) ([]byte, error)
+	Random(ctx context.Context, n int) ([]byte, error)
+	PublicKey(ctx context.Context, label string) (Curve, []byte, error)
+	Signer(keyLabel string) *Signer
+	KeyAgreement(curve Curve) *KeyAgreement
+	Health(ctx context.Context) error
+	Stats() Stats
+	Close() error
+}
+
+var _ HSM = (*Pool)(nil)
