@@ -61,6 +61,7 @@ func newBatch(l Layout, mem memory.Allocator, capacity int) *batch {
 	b := &batch{l: l, mem: zeroingAllocator{mem}, cap: capacity, cols: make([]bcol, l.numCols())}
 	for i := range b.cols {
 		b.cols[i].width = l.width(i)
+		b.cols[i].valid = make([]bool, capacity) // every commit sets its row: reused across batches
 	}
 	b.reset()
 	return b
@@ -72,7 +73,6 @@ func (b *batch) reset() {
 	b.n = 0
 	for i := range b.cols {
 		c := &b.cols[i]
-		c.valid = make([]bool, b.cap)
 		c.nulls = 0
 		switch {
 		case c.width > 0:
@@ -84,7 +84,7 @@ func (b *batch) reset() {
 			c.u8 = make([]uint8, b.cap)
 		default:
 			c.offs = make([]int32, 1, b.cap+1)
-			c.str = make([]byte, 0, b.cap*16)
+			c.str = make([]byte, 0, max(len(c.str)+len(c.str)/8, 64)) // sized from the previous batch
 		}
 	}
 }

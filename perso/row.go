@@ -85,10 +85,13 @@ func (b *Builder) Append(r *Record) error {
 			}
 		}
 	}
-	for col, s := range map[int]string{cICCID: r.ICCID, cIMSI: r.IMSI, cMSISDN: r.MSISDN, cSMSC: r.SMSC, cSPN: r.SPN,
-		cProfileName: r.ProfileName, cServiceProvider: r.ServiceProvider, cProfileType: r.ProfileType, cProfileClass: r.ProfileClass} {
-		b.pres[col] = s != "" || col == cICCID || col == cIMSI
-		b.strs[col] = []byte(s)
+	for _, f := range [...]struct {
+		col int
+		s   string
+	}{{cICCID, r.ICCID}, {cIMSI, r.IMSI}, {cMSISDN, r.MSISDN}, {cSMSC, r.SMSC}, {cSPN, r.SPN},
+		{cProfileName, r.ProfileName}, {cServiceProvider, r.ServiceProvider}, {cProfileType, r.ProfileType}, {cProfileClass, r.ProfileClass}} {
+		b.pres[f.col] = f.s != "" || f.col == cICCID || f.col == cIMSI
+		b.strs[f.col] = []byte(f.s)
 	}
 	b.b.commit(b.pres, b.strs, r.Algorithm)
 	return nil
