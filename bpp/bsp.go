@@ -32,8 +32,7 @@ const (
 // segment, MAC-only ones included, consumes one counter value.
 type bsp struct {
 	enc     cipher.Block
-	encCBC  cbcMode // created on first use: Protect never decrypts, Open never encrypts
-	decCBC  cbcMode
+	decCBC  cbcMode // created on first use (Open only)
 	mac     cmac
 	mcv     [aes.BlockSize]byte
 	counter uint64
@@ -52,7 +51,7 @@ func (s *bsp) init(enc, mac, mcv *[16]byte) {
 		panic("bpp: AES-128 key rejected: " + err.Error())
 	}
 	s.enc = eb
-	s.encCBC, s.decCBC = nil, nil
+	s.decCBC = nil
 	s.mac.init(mb)
 	s.mcv = *mcv
 	s.counter = 1
@@ -65,7 +64,8 @@ func (s *bsp) zero() {
 	clear(s.mcv[:])
 	clear(s.icv[:])
 	clear(s.scratch[:])
-	s.enc, s.encCBC, s.decCBC = nil, nil, nil
+	clear(s.full[:])
+	s.enc, s.decCBC = nil, nil
 	s.counter = 0
 }
 

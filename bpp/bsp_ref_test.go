@@ -22,11 +22,9 @@ func (s *bsp) appendEncryptedReference(dst []byte, tag byte, p []byte) []byte {
 	dst = append(dst, p...)
 	dst = append(dst, 0x80)
 	dst = append(dst, zeroBlock[:padded-len(p)-1]...)
-	if s.encCBC == nil {
-		s.encCBC = newCBC(s.enc, false)
-	}
-	s.encCBC.SetIV(s.nextICV())
-	s.encCBC.CryptBlocks(dst[c:], dst[c:])
+	cbc := newCBC(s.enc, false)
+	cbc.SetIV(s.nextICV())
+	cbc.CryptBlocks(dst[c:], dst[c:])
 	return s.finishMAC(dst, start)
 }
 

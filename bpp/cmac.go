@@ -60,7 +60,7 @@ func (r *resettableCBC) SetIV(iv []byte) {
 
 func (c *cmac) init(b cipher.Block) {
 	c.b = b
-	c.cbc = newCBC(b, false)
+	c.cbc = nil // created on first use: the interleaved segment path never needs it
 	l := &c.x
 	*l = zeroBlock
 	b.Encrypt(l[:], l[:])
@@ -105,6 +105,9 @@ func (c *cmac) sum(out, prefix *[aes.BlockSize]byte, msg []byte, scratch []byte)
 		lastLen = n - (n-1)/aes.BlockSize*aes.BlockSize // 1..16
 	}
 	head := msg[:n-lastLen]
+	if len(head) > 0 && c.cbc == nil {
+		c.cbc = newCBC(c.b, false)
+	}
 	for len(head) > 0 {
 		k := min(len(head), len(scratch)&^(aes.BlockSize-1))
 		c.cbc.SetIV(x[:])
