@@ -106,11 +106,19 @@ func Open(bpp []byte, otk *OneTimeKey, eid []byte, smdpPub *ecdsa.PublicKey) (*O
 	st.init(&keys.Enc, &keys.MAC, &keys.InitialMCV)
 	keys.Zero()
 
+	// In the order an eUICC processes them: ConfigureISDP, StoreMetadata
+	// (each decoded before going on), ReplaceSessionKeys, the profile.
 	if o.ConfigureISDPDER, err = openSequence(st, seqs[0], tagSegCmd, true, nil); err != nil {
 		return nil, err
 	}
+	if o.ConfigureISDP, err = ParseConfigureISDP(o.ConfigureISDPDER); err != nil {
+		return nil, fmt.Errorf("bpp: open: %w", err)
+	}
 	if o.StoreMetadataDER, err = openSequence(st, seqs[1], tagSegMACOnly, false, nil); err != nil {
 		return nil, err
+	}
+	if o.StoreMetadata, err = ParseStoreMetadata(o.StoreMetadataDER); err != nil {
+		return nil, fmt.Errorf("bpp: open: %w", err)
 	}
 	if seqs[2].Tag == tagSecondSeq87 {
 		rsk, err := openSequence(st, seqs[2], tagSegCmd, true, nil)
@@ -133,12 +141,6 @@ func Open(bpp []byte, otk *OneTimeKey, eid []byte, smdpPub *ecdsa.PublicKey) (*O
 	}
 	if err := checkUPPComplete(o.UPP); err != nil {
 		clear(o.UPP)
-		return nil, fmt.Errorf("bpp: open: %w", err)
-	}
-	if o.ConfigureISDP, err = ParseConfigureISDP(o.ConfigureISDPDER); err != nil {
-		return nil, fmt.Errorf("bpp: open: %w", err)
-	}
-	if o.StoreMetadata, err = ParseStoreMetadata(o.StoreMetadataDER); err != nil {
 		return nil, fmt.Errorf("bpp: open: %w", err)
 	}
 	return o, nil
