@@ -280,3 +280,34 @@ func TestSecretsRedactedAndZeroed(t *testing.T) {
 		t.Error("Zero left key bytes")
 	}
 }
+
+// The flat 48-byte form is PPK-ENC || PPK-MAC || initial MCV (hsmpool's
+// layout) and round-trips; other sizes are refused.
+func TestPPKFlatForm(t *testing.T) {
+	ppp, err := Protect([]byte{0xAA, 0x00}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flat [PPKSize]byte
+	ppp.PPK.Put(&flat)
+	if !bytes.Equal(flat[:16], ppp.PPK.Enc[:]) || !bytes.Equal(flat[16:32], ppp.PPK.MAC[:]) || !bytes.Equal(flat[32:], ppp.PPK.InitialMCV[:]) {
+		t.Fatal("flat form is not Enc || MAC || InitialMCV")
+	}
+	back, err := PPKFromBytes(flat[:])
+	if err != nil || back != ppp.PPK {
+		t.Fatalf("round trip: %v", err)
+	}
+	if _, err := PPKFromBytes(flat[:47]); !errors.Is(err, ErrInvalidParams) {
+		t.Fatalf("47 bytes: %v", err)
+	}
+	if ppp.PPK == (PPK{}) {
+		t.Fatal("Protect drew an all-zero PPK")
+	}
+	again, err := Protect([]byte{0xAA, 0x00}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.PPK.Enc == ppp.PPK.Enc || again.PPK.MAC == ppp.PPK.MAC || again.PPK.InitialMCV == ppp.PPK.InitialMCV || bytes.Equal(again.Segments, ppp.Segments) {
+		t.Fatal("two Protect calls share PPK material")
+	}
+}

@@ -63,6 +63,31 @@ func (k *PPK) Zero() {
 	clear(k.InitialMCV[:])
 }
 
+// PPKSize is the size of a PPK's flat form: PPK-ENC || PPK-MAC || initial
+// MCV, the 48 bytes hsmpool protects under its batch keys.
+const PPKSize = 48
+
+// Put writes the flat form PPK-ENC || PPK-MAC || initial MCV into dst. (No
+// MarshalBinary on purpose: generic encoders must not serialise a PPK.)
+func (k *PPK) Put(dst *[PPKSize]byte) {
+	copy(dst[0:16], k.Enc[:])
+	copy(dst[16:32], k.MAC[:])
+	copy(dst[32:48], k.InitialMCV[:])
+}
+
+// PPKFromBytes reads the flat form written by Put (e.g. as unwrapped by
+// hsmpool.UnprotectPPK). The caller wipes b afterwards.
+func PPKFromBytes(b []byte) (PPK, error) {
+	var k PPK
+	if len(b) != PPKSize {
+		return k, fmt.Errorf("%w: PPK is %d bytes, want %d", ErrInvalidParams, len(b), PPKSize)
+	}
+	copy(k.Enc[:], b[0:16])
+	copy(k.MAC[:], b[16:32])
+	copy(k.InitialMCV[:], b[32:48])
+	return k, nil
+}
+
 const ppkRedacted = "bpp.PPK{redacted}"
 
 func (k PPK) String() string   { return ppkRedacted }

@@ -54,7 +54,7 @@ func ProtectWithPPK(upp []byte, ppk *PPK) (*PPP, error) {
 type Protector struct {
 	rand io.Reader
 	st   bsp
-	rnd  [48]byte
+	rnd  [PPKSize]byte
 }
 
 // NewProtector returns a Protector drawing PPKs from r (nil: crypto/rand).
@@ -96,9 +96,7 @@ func (p *Protector) NewPPK(k *PPK) error {
 	if _, err := io.ReadFull(p.rand, buf[:]); err != nil {
 		return fmt.Errorf("bpp: random PPK: %w", err)
 	}
-	copy(k.Enc[:], buf[0:16])
-	copy(k.MAC[:], buf[16:32])
-	copy(k.InitialMCV[:], buf[32:48])
+	*k, _ = PPKFromBytes(buf[:])
 	clear(buf[:])
 	return nil
 }
