@@ -98,7 +98,7 @@ func ParseConfigureISDP(der []byte) (*ConfigureISDP, error) {
 }
 
 // checkPPPSegments walks a stored sequenceOf86 content: only 86 TLVs of at
-// most 1020 bytes, count as recorded.
+// most 1020 bytes, count as recorded (SegmentCount 0: not recorded, not checked).
 func checkPPPSegments(ppp *PPP) error {
 	if len(ppp.Segments) == 0 {
 		return fmt.Errorf("%w: PPP has no segments", ErrInvalidParams)
@@ -117,7 +117,7 @@ func checkPPPSegments(ppp *PPP) error {
 			return &SegmentError{Sequence: tagSeq86, Index: n, Tag: seg.Tag, Err: fmt.Errorf("%w: %d bytes", ErrSegmentSize, len(seg.Raw))}
 		}
 	}
-	if n != ppp.SegmentCount {
+	if ppp.SegmentCount != 0 && n != ppp.SegmentCount {
 		return fmt.Errorf("%w: PPP holds %d segments, SegmentCount says %d", ErrInvalidParams, n, ppp.SegmentCount)
 	}
 	return nil

@@ -25,7 +25,7 @@ const MaxUPPSize = 4 << 20
 // PPP.PPK, calls Bind, and zeroes it.
 type PPP struct {
 	Segments     []byte // concatenated 86 TLVs
-	SegmentCount int
+	SegmentCount int    // number of 86 TLVs; Bind checks it unless 0
 	PPK          PPK
 }
 
