@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	sqlite "modernc.org/sqlite"
@@ -20,6 +22,123 @@ import (
 type sqliteBackend struct {
 	w *sql.DB // one connection, BEGIN IMMEDIATE
 	r *sql.DB // readers
+
+	stmts sync.Map // stmtKey → *sql.Stmt: SQLite parses each statement once
+
+	// Checkpoints run in the background on their own connection (PASSIVE:
+	// they block neither readers nor the writer), so that copying the WAL
+	// into the database file overlaps with the next transactions instead
+	// of stalling the commit that crosses the threshold.
+	ckpt      *sql.DB
+	kick      chan struct{}
+	stop      chan struct{}
+	ckptDone  chan struct{}
+	walFrames atomic.Int64 // frames in the WAL after the last checkpoint
+}
+
+// sqliteMaxWALFrames bounds the WAL when the background checkpoints fall
+// behind: a bulk load then checkpoints itself (RESTART) after its commit.
+const sqliteMaxWALFrames = 64 * 1024 // × 4 KiB pages = 256 MiB
+
+func (b *sqliteBackend) checkpointer() {
+	defer close(b.ckptDone)
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+		case <-b.kick:
+		}
+		var busy, log, done int64
+		if err := b.ckpt.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &done); err == nil {
+			b.walFrames.Store(log - done)
+		}
+	}
+}
+
+// afterBulkCommit wakes the checkpointer and, when it is far behind,
+// checkpoints on the writer's connection.
+func (b *sqliteBackend) afterBulkCommit(ctx context.Context) {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+	if b.walFrames.Load() > sqliteMaxWALFrames {
+		var busy, log, done int64
+		if err := b.w.QueryRowContext(ctx, `PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &log, &done); err == nil {
+			b.walFrames.Store(log - done)
+		}
+	}
+}
+
+type stmtKey struct {
+	db *sql.DB
+	q  string
+}
+
+// stmt returns the prepared statement for q on db.
+func (b *sqliteBackend) stmt(ctx context.Context, db *sql.DB, q string) (*sql.Stmt, error) {
+	k := stmtKey{db, q}
+	if st, ok := b.stmts.Load(k); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := b.stmts.LoadOrStore(k, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// txStmt returns the write statement q bound to tx: the one prepared at
+// open (sqliteTxStmts), or, for others, one prepared for this transaction
+// (the single write connection is busy with tx, it cannot prepare for the
+// cache now).
+func (b *sqliteBackend) txStmt(ctx context.Context, tx *sql.Tx, q string) (*sql.Stmt, error) {
+	if st, ok := b.stmts.Load(stmtKey{b.w, q}); ok {
+		return tx.StmtContext(ctx, st.(*sql.Stmt)), nil
+	}
+	return tx.PrepareContext(ctx, q)
+}
+
+// The statements used inside write transactions, prepared at open.
+const (
+	sqlMutateSelect = `SELECT ` + sqliteOrderCols + ` FROM profiles WHERE iccid = ?`
+	sqlMutateUpdate = `UPDATE profiles SET state = ?, eid = ?, matching_id = ?, cc_hash = ?,
+		download_attempts = ?, cc_attempts = ?, order_expires_at = ?, updated_at = ? WHERE iccid = ?`
+	sqlInsertProfile = `INSERT INTO profiles (iccid, imsi, profile_type, template_id, batch_id,
+		ppk_key_ref, state, created_at, updated_at, sp_name, profile_name, profile_class, icon_type, icon,
+		metadata_der, protected_ppk, segments)
+		VALUES (?, ?, ?, ?, ?, ?, 'Available', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (iccid) DO NOTHING`
+	sqlProfileOwner = `SELECT batch_id FROM profiles WHERE iccid = ?`
+)
+
+var sqliteTxStmts = []string{sqlMutateSelect, sqlMutateUpdate, sqlInsertProfile, sqlProfileOwner}
+
+// rowErr is a row whose query could not be prepared.
+type rowErr struct{ err error }
+
+func (r rowErr) Scan(...any) error { return r.err }
+
+func (b *sqliteBackend) queryRow(ctx context.Context, db *sql.DB, q string, args ...any) interface{ Scan(...any) error } {
+	st, err := b.stmt(ctx, db, q)
+	if err != nil {
+		return rowErr{err}
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+func (b *sqliteBackend) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	st, err := b.stmt(ctx, b.w, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
 }
 
 var sqliteMigrations = []string{
@@ -129,7 +248,7 @@ func openSQLite(ctx context.Context, path string) (backend, error) {
 	// but never corrupts the database.
 	common := "_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)" +
 		"&_pragma=cache_size(-65536)"
-	w, err := sql.Open("sqlite", "file:"+path+"?"+common+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+	w, err := sql.Open("sqlite", "file:"+path+"?"+common+"&_pragma=wal_autocheckpoint(0)&_journal_mode=WAL&_txlock=immediate")
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +261,12 @@ func openSQLite(ctx context.Context, path string) (backend, error) {
 		w.Close()
 		return nil, err
 	}
+	for _, q := range sqliteTxStmts {
+		if _, err := b.stmt(ctx, w, q); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("store: prepare: %w", err)
+		}
+	}
 	r, err := sql.Open("sqlite", "file:"+path+"?"+common+"&_pragma=query_only(1)")
 	if err != nil {
 		w.Close()
@@ -150,11 +275,23 @@ func openSQLite(ctx context.Context, path string) (backend, error) {
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
 	b.r = r
+	ckpt, err := sql.Open("sqlite", "file:"+path+"?"+common)
+	if err != nil {
+		r.Close()
+		w.Close()
+		return nil, err
+	}
+	ckpt.SetMaxOpenConns(1)
+	b.ckpt, b.kick, b.stop, b.ckptDone = ckpt, make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go b.checkpointer()
 	return b, nil
 }
 
 func (b *sqliteBackend) close() error {
-	return errors.Join(b.r.Close(), b.w.Close())
+	close(b.stop)
+	<-b.ckptDone
+	b.stmts.Range(func(_, st any) bool { st.(*sql.Stmt).Close(); return true })
+	return errors.Join(b.r.Close(), b.ckpt.Close(), b.w.Close())
 }
 
 func (b *sqliteBackend) migrate(ctx context.Context) error {
@@ -290,15 +427,12 @@ func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, ps []Pr
 		}
 		return res, err
 	}
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO profiles (iccid, imsi, profile_type, template_id, batch_id,
-		ppk_key_ref, state, created_at, updated_at, sp_name, profile_name, profile_class, icon_type, icon,
-		metadata_der, protected_ppk, segments)
-		VALUES (?, ?, ?, ?, ?, ?, 'Available', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (iccid) DO NOTHING`)
+	ins, err := b.txStmt(ctx, tx, sqlInsertProfile)
 	if err != nil {
 		return res, err
 	}
 	defer ins.Close()
-	owner, err := tx.PrepareContext(ctx, `SELECT batch_id FROM profiles WHERE iccid = ?`)
+	owner, err := b.txStmt(ctx, tx, sqlProfileOwner)
 	if err != nil {
 		return res, err
 	}
@@ -332,7 +466,11 @@ func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, ps []Pr
 		res.Inserted, res.Duplicates, len(res.Conflicts), ts, batchID); err != nil {
 		return res, err
 	}
-	return res, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return res, err
+	}
+	b.afterBulkCommit(ctx)
+	return res, nil
 }
 
 func (b *sqliteBackend) claimChunk(ctx context.Context, batchID, worker string, now, until time.Time) (Chunk, error) {
@@ -438,7 +576,7 @@ func (b *sqliteBackend) getProfile(ctx context.Context, column, value string, fu
 	if full {
 		cols = sqliteFullCols
 	}
-	p, err := scanSQLiteProfile(b.r.QueryRowContext(ctx, `SELECT `+cols+` FROM profiles WHERE `+column+` = ?`, value), full)
+	p, err := scanSQLiteProfile(b.queryRow(ctx, b.r, `SELECT `+cols+` FROM profiles WHERE `+column+` = ?`, value), full)
 	if errors.Is(err, sql.ErrNoRows) {
 		key := "iccid"
 		if column == "matching_id" {
@@ -450,7 +588,7 @@ func (b *sqliteBackend) getProfile(ctx context.Context, column, value string, fu
 }
 
 func (b *sqliteBackend) pendingByEID(ctx context.Context, eid string) (Profile, error) {
-	p, err := scanSQLiteProfile(b.r.QueryRowContext(ctx, `SELECT `+sqliteOrderCols+` FROM profiles
+	p, err := scanSQLiteProfile(b.queryRow(ctx, b.r, `SELECT `+sqliteOrderCols+` FROM profiles
 		WHERE eid = ? AND matching_id IS NULL AND state IN ('Confirmed', 'Released', 'Downloaded')
 		ORDER BY updated_at DESC LIMIT 1`, eid), false)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -472,7 +610,7 @@ func (b *sqliteBackend) allocate(ctx context.Context, profileType, eid string, s
 	// One statement on the single write connection: atomic, and serialised
 	// with every other writer (in this process by the pool of one, across
 	// processes by SQLite's write lock).
-	p, err := scanSQLiteProfile(b.w.QueryRowContext(ctx, `UPDATE profiles SET state = ?, eid = ?, matching_id = NULL,
+	p, err := scanSQLiteProfile(b.queryRow(ctx, b.w, `UPDATE profiles SET state = ?, eid = ?, matching_id = NULL,
 		cc_hash = NULL, download_attempts = 0, cc_attempts = 0, order_expires_at = 0, updated_at = ?
 		WHERE rowid = (SELECT rowid FROM profiles WHERE profile_type = ? AND state = 'Available' LIMIT 1)
 		RETURNING `+sqliteOrderCols, state, nullStr(eid), now.UnixMicro(), profileType), false)
@@ -488,7 +626,11 @@ func (b *sqliteBackend) mutate(ctx context.Context, iccid string, fn func(p *Pro
 		return Profile{}, err
 	}
 	defer tx.Rollback()
-	p, err := scanSQLiteProfile(tx.QueryRowContext(ctx, `SELECT `+sqliteOrderCols+` FROM profiles WHERE iccid = ?`, iccid), false)
+	sel, err := b.txStmt(ctx, tx, sqlMutateSelect)
+	if err != nil {
+		return Profile{}, err
+	}
+	p, err := scanSQLiteProfile(sel.QueryRowContext(ctx, iccid), false)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Profile{}, newErr(KindNotFound, "", "iccid", iccid)
 	}
@@ -502,9 +644,11 @@ func (b *sqliteBackend) mutate(ctx context.Context, iccid string, fn func(p *Pro
 		}
 		return p, nil
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE profiles SET state = ?, eid = ?, matching_id = ?, cc_hash = ?,
-		download_attempts = ?, cc_attempts = ?, order_expires_at = ?, updated_at = ? WHERE iccid = ?`,
-		p.State, nullStr(p.EID), nullStr(p.MatchingID), nullBytes(p.CCHash), p.DownloadAttempts, p.CCAttempts,
+	upd, err := b.txStmt(ctx, tx, sqlMutateUpdate)
+	if err != nil {
+		return Profile{}, err
+	}
+	_, err = upd.ExecContext(ctx, p.State, nullStr(p.EID), nullStr(p.MatchingID), nullBytes(p.CCHash), p.DownloadAttempts, p.CCAttempts,
 		micros(p.OrderExpiresAt), micros(p.UpdatedAt), p.ICCID)
 	if sqliteUnique(err, "matching_id") {
 		return Profile{}, newErr(KindMatchingIDInUse, "", "matchingId", p.MatchingID)
@@ -524,7 +668,7 @@ const sqliteSessionCols = `transaction_id, eid, iccid, matching_id, phase, euicc
 	euicc_otpk, smdp_otpk, ot_key_ref, data, version, created_at, updated_at, expires_at`
 
 func (b *sqliteBackend) putSession(ctx context.Context, s Session) error {
-	_, err := b.w.ExecContext(ctx, `INSERT INTO sessions (`+sqliteSessionCols+`)
+	_, err := b.exec(ctx, `INSERT INTO sessions (`+sqliteSessionCols+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		s.TransactionID, s.EID, s.ICCID, s.MatchingID, s.Phase, nullBytes(s.EUICCChallenge), nullBytes(s.ServerChallenge),
 		nullBytes(s.EUICCOtPK), nullBytes(s.SMDPOtPK), s.OTKeyRef, nullBytes(s.Data), s.Version,
@@ -538,7 +682,7 @@ func (b *sqliteBackend) putSession(ctx context.Context, s Session) error {
 func (b *sqliteBackend) getSession(ctx context.Context, tid string) (Session, error) {
 	var s Session
 	var created, updated, expires int64
-	err := b.r.QueryRowContext(ctx, `SELECT `+sqliteSessionCols+` FROM sessions WHERE transaction_id = ?`, tid).Scan(
+	err := b.queryRow(ctx, b.r, `SELECT `+sqliteSessionCols+` FROM sessions WHERE transaction_id = ?`, tid).Scan(
 		&s.TransactionID, &s.EID, &s.ICCID, &s.MatchingID, &s.Phase, &s.EUICCChallenge, &s.ServerChallenge,
 		&s.EUICCOtPK, &s.SMDPOtPK, &s.OTKeyRef, &s.Data, &s.Version, &created, &updated, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -549,7 +693,7 @@ func (b *sqliteBackend) getSession(ctx context.Context, tid string) (Session, er
 }
 
 func (b *sqliteBackend) updateSession(ctx context.Context, s Session, keepExpiry bool, now time.Time) (bool, error) {
-	r, err := b.w.ExecContext(ctx, `UPDATE sessions SET eid = ?, iccid = ?, matching_id = ?, phase = ?,
+	r, err := b.exec(ctx, `UPDATE sessions SET eid = ?, iccid = ?, matching_id = ?, phase = ?,
 		euicc_challenge = ?, server_challenge = ?, euicc_otpk = ?, smdp_otpk = ?, ot_key_ref = ?, data = ?,
 		version = ?, updated_at = ?, expires_at = CASE WHEN ? THEN expires_at ELSE ? END
 		WHERE transaction_id = ? AND version = ? AND expires_at > ?`,
@@ -564,7 +708,7 @@ func (b *sqliteBackend) updateSession(ctx context.Context, s Session, keepExpiry
 }
 
 func (b *sqliteBackend) deleteSession(ctx context.Context, tid string) (bool, error) {
-	r, err := b.w.ExecContext(ctx, `DELETE FROM sessions WHERE transaction_id = ?`, tid)
+	r, err := b.exec(ctx, `DELETE FROM sessions WHERE transaction_id = ?`, tid)
 	if err != nil {
 		return false, err
 	}

@@ -1,0 +1,105 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/perso-esim/perso/store"
+	"github.com/perso-esim/perso/store/storetest"
+)
+
+const (
+	ts48Segments = 12 * 1024 // ≈ the `86` segments of a TS.48 profile
+	benchChunk   = 1000      // profiles per PutBatch call
+)
+
+type benchBackend struct {
+	name string
+	open func(b *testing.B) store.Store
+}
+
+var benchBackends = []benchBackend{
+	{"sqlite", func(b *testing.B) store.Store {
+		s, err := store.Open(context.Background(), "sqlite", filepath.Join(b.TempDir(), "bench.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}},
+	{"postgres", func(b *testing.B) store.Store {
+		s, err := store.Open(context.Background(), "postgres", pgSchemaDSN(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}},
+}
+
+// BenchmarkBulkInsert: PutBatch of TS.48-size rows (12 KB of segments, a
+// 100-byte protected PPK), 1,000 profiles per call. One op = one call.
+func BenchmarkBulkInsert(b *testing.B) {
+	for _, bb := range benchBackends {
+		b.Run(bb.name, func(b *testing.B) {
+			ctx := context.Background()
+			s := bb.open(b)
+			defer s.Close()
+			if _, err := s.CreateBatch(ctx, store.Batch{ID: "bench"}); err != nil {
+				b.Fatal(err)
+			}
+			chunk := storetest.Profiles("bench", 0, benchChunk, ts48Segments)
+			b.SetBytes(int64(benchChunk * (ts48Segments + 100)))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for j := range chunk {
+					chunk[j].ICCID = storetest.ICCID(i*benchChunk + j)
+				}
+				res, err := s.PutBatch(ctx, "bench", chunk)
+				if err != nil || res.Inserted != benchChunk {
+					b.Fatalf("PutBatch: %+v, %v", res, err)
+				}
+			}
+			b.ReportMetric(float64(b.N*benchChunk)/b.Elapsed().Seconds(), "profiles/s")
+		})
+	}
+}
+
+// BenchmarkOrders: allocate + link + confirm, the ES2+ order path: a
+// DownloadOrder from a profile-type pool with an EID, then a ConfirmOrder
+// that generates the matching ID and releases the profile. Concurrent
+// callers, as a server sees them. One op = one order.
+func BenchmarkOrders(b *testing.B) {
+	for _, bb := range benchBackends {
+		b.Run(bb.name, func(b *testing.B) {
+			ctx := context.Background()
+			s := bb.open(b)
+			defer s.Close()
+			if _, err := s.CreateBatch(ctx, store.Batch{ID: "bench"}); err != nil {
+				b.Fatal(err)
+			}
+			for first := 0; first < b.N; first += 5000 {
+				if _, err := s.PutBatch(ctx, "bench", storetest.Profiles("pool", first, min(5000, b.N-first), 64)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.SetParallelism(8)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					eid := fmt.Sprintf("890490320000000000000000%08d", 1)
+					p, err := s.DownloadOrder(ctx, store.DownloadOrderRequest{ProfileType: "pool", EID: eid})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if _, err := s.ConfirmOrder(ctx, store.ConfirmOrderRequest{ICCID: p.ICCID, EID: eid, ReleaseFlag: true}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "orders/s")
+		})
+	}
+}
