@@ -155,3 +155,38 @@ func BenchmarkGenerate(b *testing.B) {
 	}
 	b.ReportMetric(float64(benchRecords)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
+
+// BenchmarkGenerateCSV measures `perso testdata perso --format csv`:
+// generation plus CSV formatting.
+func BenchmarkGenerateCSV(b *testing.B) {
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	for i := 0; i < b.N; i++ {
+		g, err := NewGenerator(GenOptions{Count: benchRecords, ICCIDStart: "8944150000000000017", IMSIStart: "234150000000001"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		w, err := NewCSVWriter(io.Discard, g.Schema(), ',')
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			rec, err := g.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := w.Write(rec); err != nil {
+				b.Fatal(err)
+			}
+			rec.Release()
+		}
+		w.Close()
+		g.Close()
+	}
+	total := float64(benchRecords) * float64(b.N)
+	b.ReportMetric(total/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(total/(cpuTime()-cpu0).Seconds(), "records/cpu-s")
+}

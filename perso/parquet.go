@@ -320,7 +320,7 @@ func NewParquetWriter(w io.Writer, schema *arrow.Schema) (*ParquetWriter, error)
 		g[l.colName(i)] = n
 	}
 	ps := parquet.NewSchema("perso", g)
-	opts := []parquet.WriterOption{ps, parquet.MaxRowsPerRowGroup(1 << 20)}
+	opts := []parquet.WriterOption{ps, parquet.MaxRowsPerRowGroup(1 << 17)}
 	for _, k := range []string{MetaTransportKey, MetaTransportAlg} {
 		if v, ok := schema.Metadata().GetValue(k); ok && v != "" {
 			opts = append(opts, parquet.KeyValueMetadata(k, v))

@@ -111,7 +111,9 @@ func (c *CSVWriter) Write(rec arrow.Record) error {
 				c.line = append(c.line, c.delim)
 			}
 			f := c.t.field(j)
-			if bytes.IndexByte(f, c.delim) >= 0 || bytes.ContainsAny(f, "\"\r\n") || (len(f) > 0 && (f[0] == ' ' || f[len(f)-1] == ' ')) {
+			// only free-text columns can hold a delimiter, quote or blank;
+			// identifiers, hex and digits never need quoting
+			if j >= cMSISDN && j < nBase && needsQuote(f, c.delim) {
 				c.line = append(c.line, '"')
 				c.line = append(c.line, bytes.ReplaceAll(f, []byte{'"'}, []byte{'"', '"'})...)
 				c.line = append(c.line, '"')
@@ -130,6 +132,18 @@ func (c *CSVWriter) Write(rec arrow.Record) error {
 
 // Close flushes the output.
 func (c *CSVWriter) Close() error { return c.w.Flush() }
+
+func needsQuote(f []byte, delim byte) bool {
+	if len(f) > 0 && (f[0] == ' ' || f[0] == '\t' || f[len(f)-1] == ' ' || f[len(f)-1] == '\t') {
+		return true
+	}
+	for _, c := range f {
+		if c == delim || c == '"' || c == '\n' || c == '\r' {
+			return true
+		}
+	}
+	return false
+}
 
 // OutFileHeader is what NewOutWriter puts in the header of a .out file.
 type OutFileHeader struct {

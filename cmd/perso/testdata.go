@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/spf13/cobra"
 
 	"github.com/perso-esim/perso/perso"
@@ -176,22 +178,57 @@ func runTestdataPerso(cmd *cobra.Command, a *app) error {
 		return err
 	}
 	start := time.Now()
+	// Generation and encoding overlap: the generator fills the next batches
+	// while this goroutine formats and writes the current one.
+	type item struct {
+		rec arrow.Record
+		err error
+	}
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	ch := make(chan item, 2)
+	go func() {
+		defer close(ch)
+		for {
+			rec, err := g.Next()
+			if err == io.EOF {
+				return
+			}
+			select {
+			case ch <- item{rec, err}:
+			case <-ctx.Done():
+				if rec != nil {
+					rec.Release()
+				}
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	drain := func() {
+		cancel()
+		for it := range ch {
+			if it.rec != nil {
+				it.rec.Release()
+			}
+		}
+	}
 	var n int64
-	for {
-		rec, err := g.Next()
-		if err == io.EOF {
-			break
+	for it := range ch {
+		if it.err != nil {
+			drain()
+			return it.err
+		}
+		n += it.rec.NumRows()
+		err := pw.Write(it.rec)
+		it.rec.Release()
+		if err == nil {
+			err = cmd.Context().Err()
 		}
 		if err != nil {
-			return err
-		}
-		n += rec.NumRows()
-		err = pw.Write(rec)
-		rec.Release()
-		if err != nil {
-			return err
-		}
-		if err := cmd.Context().Err(); err != nil {
+			drain()
 			return err
 		}
 	}
