@@ -492,13 +492,37 @@ func (b *pgBackend) allocate(ctx context.Context, profileType, eid string, state
 	return p, err
 }
 
+// mutate runs BEGIN + SELECT … FOR UPDATE in one round trip and UPDATE +
+// COMMIT in a second one (pgx batches), holding the row lock in between
+// while fn decides.
 func (b *pgBackend) mutate(ctx context.Context, iccid string, fn func(p *Profile) error) (Profile, error) {
-	tx, err := b.pool.Begin(ctx)
+	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return Profile{}, err
 	}
-	defer tx.Rollback(ctx)
-	p, err := scanPGProfile(tx.QueryRow(ctx, `SELECT `+sqliteOrderCols+` FROM profiles WHERE iccid = $1 FOR UPDATE`, iccid), false)
+	defer conn.Release()
+	inTx := false
+	defer func() {
+		// Leave the connection idle: roll back whatever is still open (a
+		// refused transition, an error). A connection that cannot is
+		// closed by the pool on release.
+		if inTx || conn.Conn().PgConn().TxStatus() != 'I' {
+			conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+	}()
+	var begin pgx.Batch
+	begin.Queue("BEGIN")
+	begin.Queue(`SELECT `+sqliteOrderCols+` FROM profiles WHERE iccid = $1 FOR UPDATE`, iccid)
+	br := conn.SendBatch(ctx, &begin)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return Profile{}, err
+	}
+	inTx = true
+	p, err := scanPGProfile(br.QueryRow(), false)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Profile{}, newErr(KindNotFound, "", "iccid", iccid)
 	}
@@ -512,19 +536,31 @@ func (b *pgBackend) mutate(ctx context.Context, iccid string, fn func(p *Profile
 		}
 		return p, nil
 	}
-	_, err = tx.Exec(ctx, `UPDATE profiles SET state = $1, eid = $2, matching_id = $3, cc_hash = $4,
+	var commit pgx.Batch
+	commit.Queue(`UPDATE profiles SET state = $1, eid = $2, matching_id = $3, cc_hash = $4,
 		download_attempts = $5, cc_attempts = $6, order_expires_at = $7, updated_at = $8 WHERE iccid = $9`,
 		string(p.State), nullStr(p.EID), nullStr(p.MatchingID), nullBytes(p.CCHash), p.DownloadAttempts, p.CCAttempts,
 		nullTime(p.OrderExpiresAt), p.UpdatedAt, p.ICCID)
+	commit.Queue("COMMIT")
+	br = conn.SendBatch(ctx, &commit)
+	_, err = br.Exec()
+	var tag pgconn.CommandTag
+	if err == nil {
+		tag, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
 	if pgUnique(err, "profiles_matching_id") {
 		return Profile{}, newErr(KindMatchingIDInUse, "", "matchingId", p.MatchingID)
 	}
 	if err != nil {
 		return Profile{}, err
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return Profile{}, err
+	if tag.String() != "COMMIT" {
+		return Profile{}, fmt.Errorf("store: commit of %s answered %q", iccid, tag.String())
 	}
+	inTx = false
 	return p, result
 }
 

@@ -86,6 +86,7 @@ func Run(t *testing.T, open Opener) {
 		{"OneTimeKeys", testOneTimeKeys},
 		{"Sweep", testSweep},
 		{"ConcurrentAllocation", testConcurrentAllocation},
+		{"ConcurrentOrdersOnOneProfile", testConcurrentOrdersOnOneProfile},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
