@@ -311,3 +311,44 @@ func TestPPKFlatForm(t *testing.T) {
 		t.Fatal("two Protect calls share PPK material")
 	}
 }
+
+// Bind is safe for concurrent use with one shared Signer, KeyAgreement and
+// PPP (the live lane binds many downloads of different profiles at once, and
+// nothing stops two of the same); Protect likewise. Run with -race.
+func TestConcurrentBindProtect(t *testing.T) {
+	e := newEnv(t, CurveP256, "NIST")
+	ppp, upp := smallPPP(t)
+	md := fullMetadata(t, "89000123456789012341")
+	errs := make(chan error, 16)
+	for range 8 {
+		go func() {
+			otk, err := GenerateOneTimeKey(CurveP256, nil)
+			if err != nil {
+				errs <- err
+				return
+			}
+			b, err := Bind(context.Background(), e.signer, e.ka, &BindParams{
+				TransactionID: []byte{7}, HostID: []byte{7}, EID: testEID, EUICCOtpk: otk.PublicKey(), Metadata: md,
+			}, ppp)
+			if err == nil {
+				var o *Opened
+				if o, err = Open(b, otk, testEID, e.pub); err == nil && !bytes.Equal(o.UPP, upp) {
+					err = errors.New("UPP differs")
+				}
+			}
+			errs <- err
+		}()
+		go func() {
+			q, err := Protect(upp, nil)
+			if err == nil && q.SegmentCount != ppp.SegmentCount {
+				err = errors.New("segment count differs")
+			}
+			errs <- err
+		}()
+	}
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
