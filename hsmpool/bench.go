@@ -465,7 +465,7 @@ type QoSBenchResult struct {
 	LiveLatencyP99 float64 `json:"live_latency_p99_us"`
 	BatchWaitP50   float64 `json:"batch_wait_p50_us"`
 	BatchOpsPerSec float64 `json:"batch_ops_per_sec"`
-	Saturated      float64 `json:"batch_saturated_fraction"` // of live requests that found every batch session busy
+	Saturated      float64 `json:"batch_saturated_fraction"` // of live requests that found batch requests queued
 }
 
 // BenchQoS saturates the batch lane of p (2 workers per session doing
@@ -502,9 +502,8 @@ func BenchQoS(ctx context.Context, p *Pool, signLabel string, d time.Duration) (
 			}
 		}()
 	}
-	batchMax := p.cfg.Sessions - p.cfg.LiveReserved
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		if _, b := p.sched.inUseCount(); b == batchMax {
+		if p.batchSaturated() {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -518,7 +517,7 @@ func BenchQoS(ctx context.Context, p *Pool, signLabel string, d time.Duration) (
 	start := time.Now()
 	b0 := batchOps.Load()
 	for time.Since(start) < d && ctx.Err() == nil {
-		if _, b := p.sched.inUseCount(); b == batchMax {
+		if p.batchSaturated() {
 			saturated++
 		}
 		t0 := time.Now()

@@ -108,11 +108,15 @@
 // (LiveReserved defaults to max(1, Sessions/4)), so a live request finds a
 // free session even when batch work saturates its share; within a lane,
 // FIFO. Grouped batch work (DecryptTransportBatch) holds one session for
-// many items and yields it whenever a live request is queued. Note that
+// many items and yields it whenever a live request is queued.
+//
 // SoftHSM2 serialises private-key operations inside the process, so a live
-// operation may still wait inside the token for the in-flight batch
-// operations (at most Sessions-LiveReserved of them) — session wait is what
-// the lanes control, and the reserved share bounds the rest.
+// operation that has its session still queues inside the token behind every
+// batch operation in flight. While any live request is in flight, batch may
+// therefore start new operations only up to BatchWhileLive in flight
+// (default 1); it gets its full share back as soon as live is idle. Batch
+// throughput hardly changes (the token is serial anyway), and live latency
+// is bounded by about one batch operation.
 //
 // # Faults
 //

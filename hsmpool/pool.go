@@ -34,6 +34,10 @@ type Config struct {
 	// LiveReserved is the number of sessions batch work may not use
 	// (default max(1, Sessions/4); 0 when Sessions is 1).
 	LiveReserved int
+	// BatchWhileLive caps batch operations in flight while any live request
+	// is in flight (default 1): the token serialises private-key operations,
+	// so each batch operation in flight is queueing delay for live traffic.
+	BatchWhileLive int
 
 	// KEK is the label of the key-encryption key new batch keys are wrapped
 	// under (default "kek-1"). Blobs name their KEK, so older KEKs keep
@@ -72,6 +76,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Sessions == 1 {
 		c.LiveReserved = 0
+	}
+	if c.BatchWhileLive <= 0 {
+		c.BatchWhileLive = 1
 	}
 	if c.KEK == "" {
 		c.KEK = DefaultKEK
@@ -159,7 +166,7 @@ func Open(ctx context.Context, cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Pool{cfg: cfg, be: be, sched: newScheduler(cfg.Sessions, cfg.LiveReserved), m: newMetrics(),
+	return &Pool{cfg: cfg, be: be, sched: newScheduler(cfg.Sessions, cfg.LiveReserved, cfg.BatchWhileLive), m: newMetrics(),
 		cache: newKeyCache(cfg.BatchKeyCache, cfg.BatchKeyTTL)}, nil
 }
 
@@ -279,6 +286,8 @@ func (p *Pool) Stats() Stats {
 // HSMCalls returns the number of PKCS#11 calls (software backend: primitive
 // key operations) that reached the token since Open.
 func (p *Pool) HSMCalls() uint64 { return p.be.calls() }
+
+func (p *Pool) batchSaturated() bool { return p.sched.batchBacklog() }
 
 // hsmOps counts the pool operations that reached the backend (one session
 // acquisition each), across all operations and lanes.

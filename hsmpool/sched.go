@@ -47,13 +47,15 @@ func LaneOf(ctx context.Context, def Lane) Lane {
 
 // scheduler hands out session slots. Live waiters are always served before
 // batch waiters; batch work never holds more than batchMax slots, so
-// n-batchMax slots are reserved for live traffic. Within a lane, FIFO.
+// n-batchMax slots are reserved for live traffic, and no more than batchLive
+// while a live request is in flight. Within a lane, FIFO.
 type scheduler struct {
 	mu         sync.Mutex
 	idle       sync.Cond // signalled when inUse drops to 0 (for Close)
 	free       []int
 	n          int
 	batchMax   int
+	batchLive  int // batch's limit while live requests are in flight
 	batchInUse int
 	inUse      int
 	queues     [laneCount][]*waiter
@@ -65,13 +67,24 @@ type waiter struct {
 	ch chan int // receives a slot, or -1 when the pool closes
 }
 
-func newScheduler(n, reserved int) *scheduler {
-	s := &scheduler{n: n, batchMax: n - reserved}
+func newScheduler(n, reserved, batchWhileLive int) *scheduler {
+	s := &scheduler{n: n, batchMax: n - reserved, batchLive: min(max(batchWhileLive, 1), n-reserved)}
 	s.idle.L = &s.mu
 	for i := n - 1; i >= 0; i-- {
 		s.free = append(s.free, i)
 	}
 	return s
+}
+
+// batchLimit is the number of slots batch may hold now: batchMax, or
+// batchLive while a live request is in flight (the token serialises
+// operations, so every batch operation in flight is queueing delay for the
+// live one). Caller holds mu.
+func (s *scheduler) batchLimit() int {
+	if s.inUse-s.batchInUse > 0 {
+		return s.batchLive
+	}
+	return s.batchMax
 }
 
 // may reports whether lane l may take a free slot now. Caller holds mu.
@@ -80,7 +93,7 @@ func (s *scheduler) may(l Lane) bool {
 		return false
 	}
 	if l == Batch {
-		return s.batchInUse < s.batchMax && len(s.queues[Live]) == 0
+		return s.batchInUse < s.batchLimit() && len(s.queues[Live]) == 0
 	}
 	return true
 }
@@ -172,7 +185,7 @@ func (s *scheduler) dispatch() {
 		case len(s.queues[Live]) > 0:
 			l = Live
 			s.liveWait.Add(-1)
-		case len(s.queues[Batch]) > 0 && s.batchInUse < s.batchMax:
+		case len(s.queues[Batch]) > 0 && s.batchInUse < s.batchLimit():
 			l = Batch
 		default:
 			return
@@ -221,4 +234,12 @@ func (s *scheduler) close(timeout time.Duration) bool {
 	case <-time.After(timeout):
 		return false
 	}
+}
+
+// batchBacklog reports whether batch requests are queued (the batch lane is
+// saturated: more batch demand than it may have in flight).
+func (s *scheduler) batchBacklog() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queues[Batch]) > 0
 }

@@ -16,7 +16,7 @@ func cancelled() context.Context {
 }
 
 func TestSchedulerReservesSessionsForLive(t *testing.T) {
-	s := newScheduler(4, 1) // 3 batch sessions at most, 1 reserved for live
+	s := newScheduler(4, 1, 3) // 3 batch sessions at most, 1 reserved for live
 	var batch []int
 	for range 3 {
 		slot, err := s.acquire(cancelled(), Batch)
@@ -61,7 +61,7 @@ func waitQueued(t *testing.T, s *scheduler, l Lane, n int) {
 }
 
 func TestSchedulerServesLiveBeforeBatch(t *testing.T) {
-	s := newScheduler(1, 0)
+	s := newScheduler(1, 0, 1)
 	held, _ := s.acquire(context.Background(), Batch)
 	order := make(chan Lane, 3)
 	start := func(l Lane) {
@@ -94,7 +94,7 @@ func TestSchedulerServesLiveBeforeBatch(t *testing.T) {
 }
 
 func TestSchedulerCancelAndClose(t *testing.T) {
-	s := newScheduler(1, 0)
+	s := newScheduler(1, 0, 1)
 	held, _ := s.acquire(context.Background(), Live)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
@@ -123,4 +123,40 @@ func TestSchedulerCancelAndClose(t *testing.T) {
 	if _, err := s.acquire(context.Background(), Live); !errors.Is(err, ErrClosed) {
 		t.Fatalf("acquire after close: %v, want ErrClosed", err)
 	}
+}
+
+// While a live request is in flight, batch may start new operations only up
+// to BatchWhileLive in flight; the full batch share returns when live is idle.
+func TestSchedulerThrottlesBatchWhileLiveInFlight(t *testing.T) {
+	s := newScheduler(4, 1, 1)
+	live, err := s.acquire(cancelled(), Live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b1, err := s.acquire(cancelled(), Batch)
+	if err != nil {
+		t.Fatalf("first batch operation while live is in flight: %v", err)
+	}
+	if _, err := s.acquire(cancelled(), Batch); !errors.Is(err, context.Canceled) {
+		t.Fatalf("second batch operation started while live is in flight (err %v)", err)
+	}
+	got := make(chan int, 1)
+	go func() {
+		slot, err := s.acquire(context.Background(), Batch)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- slot
+	}()
+	waitQueued(t, s, Batch, 1)
+	s.release(live, Live) // live idle: batch may use its whole share again
+	b2 := <-got
+	if _, err := s.acquire(cancelled(), Batch); err != nil {
+		t.Fatalf("third batch operation with live idle: %v", err)
+	}
+	if total, b := s.inUseCount(); total != 3 || b != 3 {
+		t.Fatalf("in use %d (batch %d), want 3 (3)", total, b)
+	}
+	s.release(b1, Batch)
+	s.release(b2, Batch)
 }

@@ -43,6 +43,7 @@ session count, and the raw single-session PKCS#11 throughput of the same token f
 
 Operations: ` + strings.Join(hsmpool.BenchOps, ", ") + `, plus
   qos   live-lane session wait and latency while batch work saturates the batch lane
+        (at hsm.sessions sessions, default 4)
   ppk   protect and unprotect --ppk-profiles PPKs with batch keys of --ppk-batch profiles,
         reporting HSM round trips per profile and tamper detection
 
@@ -83,7 +84,7 @@ The HSM is the configured one (hsm.* / PERSO_HSM_*); it needs the keys of ` + "`
 				Host: map[string]any{"cpus": runtime.NumCPU(), "goos": runtime.GOOS, "goarch": runtime.GOARCH, "module": cfg.Module}}
 			showTable := format != "json"
 			const rowFmt = "%-9s %-5s %8v %8v %9v %9v %9v %9v %7v %7v\n"
-			if showTable {
+			if showTable && len(poolOps) > 0 {
 				fmt.Printf(rowFmt, "op", "mode", "sessions", "workers", "ops/s", "p50 µs", "p99 µs", "p99.9 µs", "errors", "vs raw")
 			}
 			if len(poolOps) > 0 {
@@ -105,8 +106,7 @@ The HSM is the configured one (hsm.* / PERSO_HSM_*); it needs the keys of ` + "`
 				}
 			}
 			if doQoS || doPPK {
-				qcfg := cfg
-				qcfg.Sessions = counts[len(counts)-1]
+				qcfg := cfg // hsm.sessions (default 4), as perso serve would run
 				if qcfg.Sessions < 2 {
 					qcfg.Sessions = 4
 				}
