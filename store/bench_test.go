@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/perso-esim/perso/store"
@@ -38,7 +40,9 @@ var benchBackends = []benchBackend{
 }
 
 // BenchmarkBulkInsert: PutBatch of TS.48-size rows (12 KB of segments, a
-// 100-byte protected PPK), 1,000 profiles per call. One op = one call.
+// 100-byte protected PPK), 1,000 profiles per call, from GOMAXPROCS
+// concurrent loaders (the engine's store stage, or several workers). One op
+// = one call.
 func BenchmarkBulkInsert(b *testing.B) {
 	for _, bb := range benchBackends {
 		b.Run(bb.name, func(b *testing.B) {
@@ -48,19 +52,26 @@ func BenchmarkBulkInsert(b *testing.B) {
 			if _, err := s.CreateBatch(ctx, store.Batch{ID: "bench"}); err != nil {
 				b.Fatal(err)
 			}
-			chunk := storetest.Profiles("bench", 0, benchChunk, ts48Segments)
+			var next atomic.Int64
 			b.SetBytes(int64(benchChunk * (ts48Segments + 100)))
+			cpu0 := processCPU()
 			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				for j := range chunk {
-					chunk[j].ICCID = storetest.ICCID(i*benchChunk + j)
+			b.RunParallel(func(pb *testing.PB) {
+				chunk := storetest.Profiles("bench", 0, benchChunk, ts48Segments)
+				for pb.Next() {
+					first := int(next.Add(1)-1) * benchChunk
+					for j := range chunk {
+						chunk[j].ICCID = storetest.ICCID(first + j)
+					}
+					res, err := s.PutBatch(ctx, "bench", chunk)
+					if err != nil || res.Inserted != benchChunk {
+						b.Errorf("PutBatch: %+v, %v", res, err)
+						return
+					}
 				}
-				res, err := s.PutBatch(ctx, "bench", chunk)
-				if err != nil || res.Inserted != benchChunk {
-					b.Fatalf("PutBatch: %+v, %v", res, err)
-				}
-			}
+			})
 			b.ReportMetric(float64(b.N*benchChunk)/b.Elapsed().Seconds(), "profiles/s")
+			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N*benchChunk), "proc-cpu-µs/profile")
 		})
 	}
 }
@@ -84,6 +95,7 @@ func BenchmarkOrders(b *testing.B) {
 				}
 			}
 			b.SetParallelism(8)
+			cpu0 := processCPU()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -100,6 +112,17 @@ func BenchmarkOrders(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "orders/s")
+			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "proc-cpu-µs/order")
 		})
 	}
+}
+
+// processCPU returns the user + system CPU time of this process in µs (for
+// PostgreSQL it leaves out the server's share).
+func processCPU() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano()/1000 + ru.Stime.Nano()/1000
 }
