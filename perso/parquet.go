@@ -284,17 +284,21 @@ func (s *parquetSource) close() error {
 	return nil
 }
 
+// parquetRowsPerGroup bounds the rows buffered per row group (memory).
+var parquetRowsPerGroup = 1 << 17
+
 // ParquetWriter writes perso batches to Parquet: text columns as UTF-8
 // strings, secrets as FIXED_LEN_BYTE_ARRAY, algorithm as UINT_8; nullable
 // columns optional. Transport metadata of the schema is kept as file
 // key/value metadata.
 type ParquetWriter struct {
-	w      *parquet.Writer
-	l      Layout
-	leaf   []int // canonical column -> parquet leaf index
-	opt    []bool
-	row    parquet.Row
-	buffer []parquet.Row
+	w            *parquet.Writer
+	l            Layout
+	leaf         []int // canonical column -> parquet leaf index
+	opt          []bool
+	vals         []parquet.Value
+	rowsPerGroup int
+	inGroup      int
 }
 
 // NewParquetWriter returns a writer for batches of schema.
@@ -320,13 +324,14 @@ func NewParquetWriter(w io.Writer, schema *arrow.Schema) (*ParquetWriter, error)
 		g[l.colName(i)] = n
 	}
 	ps := parquet.NewSchema("perso", g)
-	opts := []parquet.WriterOption{ps, parquet.MaxRowsPerRowGroup(1 << 17)}
+	opts := []parquet.WriterOption{ps}
 	for _, k := range []string{MetaTransportKey, MetaTransportAlg} {
 		if v, ok := schema.Metadata().GetValue(k); ok && v != "" {
 			opts = append(opts, parquet.KeyValueMetadata(k, v))
 		}
 	}
-	pw := &ParquetWriter{w: parquet.NewWriter(w, opts...), l: l, leaf: make([]int, l.numCols()), opt: make([]bool, l.numCols())}
+	pw := &ParquetWriter{w: parquet.NewWriter(w, opts...), l: l, leaf: make([]int, l.numCols()), opt: make([]bool, l.numCols()),
+		rowsPerGroup: parquetRowsPerGroup}
 	for i := 0; i < l.numCols(); i++ {
 		lc, ok := ps.Lookup(l.colName(i))
 		if !ok {
@@ -338,46 +343,61 @@ func NewParquetWriter(w io.Writer, schema *arrow.Schema) (*ParquetWriter, error)
 	return pw, nil
 }
 
-// Write appends the rows of rec.
+// Write appends the rows of rec, column by column.
 func (p *ParquetWriter) Write(rec arrow.Record) error {
-	nc := p.l.numCols()
 	n := int(rec.NumRows())
-	if cap(p.buffer) < n {
-		p.buffer = make([]parquet.Row, n)
-	}
-	rows := p.buffer[:n]
-	for i := 0; i < n; i++ {
-		row := rows[i][:0]
-		if cap(row) < nc {
-			row = make(parquet.Row, 0, nc)
+	for off := 0; off < n; {
+		m := min(n-off, p.rowsPerGroup-p.inGroup)
+		if err := p.writeRange(rec, off, off+m); err != nil {
+			return err
 		}
-		row = row[:nc]
-		for col := 0; col < nc; col++ {
-			a := rec.Column(col)
-			def := 0
-			if p.opt[col] {
-				def = 1
+		off += m
+		p.inGroup += m
+		if p.inGroup == p.rowsPerGroup {
+			if err := p.w.Flush(); err != nil {
+				return err
 			}
+			p.inGroup = 0
+		}
+	}
+	return nil
+}
+
+func (p *ParquetWriter) writeRange(rec arrow.Record, from, to int) error {
+	cws := p.w.ColumnWriters()
+	if cap(p.vals) < to-from {
+		p.vals = make([]parquet.Value, to-from)
+	}
+	vals := p.vals[:to-from]
+	for col := 0; col < p.l.numCols(); col++ {
+		leaf := p.leaf[col]
+		def := 0
+		if p.opt[col] {
+			def = 1
+		}
+		a := rec.Column(col)
+		for i := from; i < to; i++ {
 			var v parquet.Value
-			switch {
-			case a.IsNull(i):
-				v, def = parquet.NullValue(), 0
-			default:
-				switch a := a.(type) {
-				case *array.String:
-					v = parquet.ByteArrayValue(a.ValueBytes()[a.ValueOffset(i):a.ValueOffset(i+1)])
-				case *array.FixedSizeBinary:
-					v = parquet.FixedLenByteArrayValue(a.Value(i))
-				case *array.Uint8:
-					v = parquet.Int32Value(int32(a.Value(i)))
-				}
+			if a.IsNull(i) {
+				vals[i-from] = parquet.NullValue().Level(0, 0, leaf)
+				continue
 			}
-			row[p.leaf[col]] = v.Level(0, def, p.leaf[col])
+			switch a := a.(type) {
+			case *array.String:
+				v = parquet.ByteArrayValue(a.ValueBytes()[a.ValueOffset(i):a.ValueOffset(i+1)])
+			case *array.FixedSizeBinary:
+				v = parquet.FixedLenByteArrayValue(a.Value(i))
+			case *array.Uint8:
+				v = parquet.Int32Value(int32(a.Value(i)))
+			}
+			vals[i-from] = v.Level(0, def, leaf)
 		}
-		rows[i] = row
+		if _, err := cws[leaf].WriteRowValues(vals); err != nil {
+			return err
+		}
 	}
-	_, err := p.w.WriteRows(rows)
-	return err
+	clear(vals)
+	return nil
 }
 
 // Close flushes the file footer.

@@ -3,6 +3,7 @@ package perso
 import (
 	"bytes"
 	"encoding/hex"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -78,4 +79,42 @@ func TestParquetForeignLayout(t *testing.T) {
 		want = append(want, r)
 	}
 	sameRecords(t, got, want)
+}
+
+// TestParquetWriterRowGroups: the writer cuts row groups at the configured
+// size, also inside a batch, and the file reads back whole.
+func TestParquetWriterRowGroups(t *testing.T) {
+	old := parquetRowsPerGroup
+	parquetRowsPerGroup = 300
+	defer func() { parquetRowsPerGroup = old }()
+	g, err := NewGenerator(GenOptions{Count: 1000, ICCIDStart: "8944150000000000017", IMSIStart: "234150000000001",
+		Rand: seeded(5), BatchSize: 256, Layout: Layout{OTAKVNs: []uint8{2}}, SPN: "Acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := writeFile(t, g, FormatParquet, OutFileHeader{})
+	want := generate(t, GenOptions{Count: 1000, ICCIDStart: "8944150000000000017", IMSIStart: "234150000000001",
+		Rand: seeded(5), Layout: Layout{OTAKVNs: []uint8{2}}, SPN: "Acme"})
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	pf, err := parquet.OpenFile(f, st.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int64
+	for _, rg := range pf.RowGroups() {
+		sizes = append(sizes, rg.NumRows())
+	}
+	if len(sizes) != 4 || sizes[0] != 300 || sizes[3] != 100 {
+		t.Fatalf("row groups %v, want [300 300 300 100]", sizes)
+	}
+	r, err := NewParquetReader(f, st.Size(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameRecords(t, readAll(t, r), want)
 }
