@@ -13,7 +13,7 @@ const MaxBPPSize = MaxUPPSize + MaxUPPSize/64 + 64<<10
 
 // Opened is what an eUICC obtains from a BoundProfilePackage.
 type Opened struct {
-	TransactionID []byte // from InitialiseSecureChannelRequest
+	TransactionID []byte // from InitialiseSecureChannelRequest: the caller compares it with its session
 	HostID        []byte // CRT host ID
 	SMDPOtpk      []byte // the SM-DP+ one-time public key
 

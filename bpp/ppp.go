@@ -30,7 +30,10 @@ type PPP struct {
 }
 
 // Protect protects upp under a fresh random PPK (PPK-ENC, PPK-MAC, initial
-// MAC chaining value read from r; nil means crypto/rand).
+// MAC chaining value read from r; nil means crypto/rand). upp must be a
+// complete SAIP stream ending with the end PE: Open rejects anything else
+// (the BSP cannot detect dropped trailing segments otherwise). Protect is
+// safe for concurrent use; the batch hot path is a Protector per worker.
 func Protect(upp []byte, r io.Reader) (*PPP, error) {
 	return NewProtector(r).Protect(upp)
 }
