@@ -90,9 +90,12 @@ func GenerateOneTimeKey(c Curve, r io.Reader) (*OneTimeKey, error) {
 				return nil, fmt.Errorf("bpp: generate brainpool one-time key: %w", err)
 			}
 			if k := new(big.Int).SetBytes(d); k.Sign() > 0 && k.Cmp(n) < 0 {
-				return NewOneTimeKey(c, d)
+				o, err := NewOneTimeKey(c, d)
+				clear(d)
+				return o, err
 			}
 		}
+		clear(d)
 		return nil, errors.New("bpp: generate brainpool one-time key: random source keeps failing")
 	}
 	return nil, fmt.Errorf("%w: curve %v", ErrInvalidParams, c)
