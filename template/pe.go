@@ -139,7 +139,7 @@ func Decode(der []byte) (*Profile, error) {
 	// A TS.48 profile has about one tree element per 14 bytes (FCPs kept
 	// opaque): size the first node chunk for the whole profile.
 	arena := &nodeArena{next: len(src)/12 + 16}
-	tp := &treeParser{b: src, arena: arena, stack: make([]*Node, 0, 128)}
+	tp := &treeParser{b: src, arena: arena}
 	for off, i := 0, 0; off < len(src); i++ {
 		t, hl, vl, terr := readHeader(src, off, len(src))
 		if terr != nil {

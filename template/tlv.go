@@ -264,28 +264,24 @@ func (a *nodeArena) node() *Node {
 	return &a.nodes[len(a.nodes)-1]
 }
 
-func (a *nodeArena) children(kids []*Node) []*Node {
-	if len(kids) == 0 {
+// children returns a zeroed slice of k child pointers.
+func (a *nodeArena) children(k int) []*Node {
+	if k == 0 {
 		return nil
 	}
-	if cap(a.ptrs)-len(a.ptrs) < len(kids) {
-		n := 1024
-		if len(kids) > n {
-			n = len(kids)
-		}
-		a.ptrs = make([]*Node, 0, n)
+	if cap(a.ptrs)-len(a.ptrs) < k {
+		a.ptrs = make([]*Node, 0, max(k, 1024))
 	}
 	start := len(a.ptrs)
-	a.ptrs = append(a.ptrs, kids...)
-	return a.ptrs[start:len(a.ptrs):len(a.ptrs)]
+	a.ptrs = a.ptrs[:start+k]
+	return a.ptrs[start : start+k : start+k]
 }
 
 // treeParser decodes a TLV and, recursively, the content of constructed
-// elements. stack is scratch space reused across calls.
+// elements.
 type treeParser struct {
 	b     []byte
 	arena *nodeArena
-	stack []*Node
 	// Elements with tag opaqueTag at depth opaqueDepth are kept as raw
 	// content (FCPs: see FCP).
 	opaqueDepth int
@@ -308,17 +304,26 @@ func (p *treeParser) parseNode(off, end, depth int) (*Node, *tlvError) {
 	if depth >= MaxDepth {
 		return nil, &tlvError{off, t, fmt.Errorf("tag %s: %w", t, ErrTooDeep)}
 	}
-	base := len(p.stack)
-	for q := vs; q < vs+vl; {
+	// Count the children (headers only), then parse each straight into
+	// its slot: no scratch stack, one pointer store per child. If the count
+	// stops at a bad header, parsing stops at the same one with an error.
+	k := 0
+	for q := vs; q < vs+vl; k++ {
+		_, chl, cvl, err := readHeaderFast(p.b, q, vs+vl)
+		if err != nil {
+			break
+		}
+		q += chl + cvl
+	}
+	kids := p.arena.children(k)
+	for q, i := vs, 0; q < vs+vl; i++ {
 		c, err := p.parseNode(q, vs+vl, depth+1)
 		if err != nil {
-			p.stack = p.stack[:base]
 			return nil, err
 		}
-		p.stack = append(p.stack, c)
+		kids[i] = c
 		q = c.End()
 	}
-	n.Children = p.arena.children(p.stack[base:])
-	p.stack = p.stack[:base]
+	n.Children = kids
 	return n, nil
 }
