@@ -50,27 +50,6 @@ func fileName(t PEType, num int) string {
 	return ""
 }
 
-// fileTagNumber returns the context tag number of a named file field, or -1.
-func fileTagNumber(t PEType, name string) int {
-	for i, n := range fsFields[t] {
-		if n == name {
-			return i + 2
-		}
-	}
-	return -1
-}
-
-// contextTag builds the constructed context-specific tag for number n.
-func contextTag(n int) Tag {
-	if n < 31 {
-		return Tag(0xA0 | n)
-	}
-	if n < 128 {
-		return Tag(0xBF00 | n)
-	}
-	return Tag(0xBF0000 | (0x80|n>>7)<<8 | n&0x7F)
-}
-
 // tagNumber returns the class bits (0x00 universal, 0x40 application,
 // 0x80 context, 0xC0 private) and the tag number.
 func tagNumber(t Tag) (class byte, num int) {
