@@ -479,7 +479,6 @@ func (pe *PE) walkFields(b []byte, base int, fields []fcpField, field func(strin
 		next = i + 1
 		off += hl + vl
 	}
-	_ = a5
 	if a5base < 0 {
 		return -1, 0, nil
 	}
