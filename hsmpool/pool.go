@@ -186,14 +186,17 @@ func (p *Pool) do(ctx context.Context, op string, lane Lane, key string, fn func
 	om := p.m.get(op, lane)
 	t0 := time.Now()
 	err := ctx.Err()
-	slot := -1
 	if err == nil {
-		slot, err = p.sched.acquire(ctx, lane)
-		p.m.wait[lane].Record(time.Since(t0))
-	}
-	if err == nil {
-		err = fn(slot)
-		p.sched.release(slot, lane)
+		var opErr error
+		err = p.sched.submit(ctx, lane, func(slot int) {
+			p.m.wait[lane].Record(time.Since(t0))
+			opErr = fn(slot)
+		})
+		if err == nil {
+			err = opErr
+		} else {
+			p.m.wait[lane].Record(time.Since(t0))
+		}
 	}
 	om.lat.Record(time.Since(t0))
 	if err != nil {

@@ -2,15 +2,19 @@ package hsmpool
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 )
+
+var initTokenRuns int // -count=N reuses the process's token directory
 
 // InitToken creates a token usable with its user PIN, and refuses to
 // initialise a label twice.
 func TestInitToken(t *testing.T) {
 	cfg := testConfig(t)
-	const label = "perso-init-test"
+	initTokenRuns++
+	label := fmt.Sprintf("perso-init-test-%d", initTokenRuns)
 	if err := InitToken(cfg.Module, label, "87654321", "4321"); err != nil {
 		t.Fatalf("InitToken: %v", err)
 	}
