@@ -455,10 +455,6 @@ func TestPlanIsSafeForConcurrentApply(t *testing.T) {
 
 func TestCompileRefusesTemplatesWithoutTheSlotsARecordNeeds(t *testing.T) {
 	der := ts48(t)["TS48V5-SAIP2-3-NOBERTLV-UNIQUE.der"]
-	p, err := Decode(der)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cases := []struct {
 		name   string
 		edit   func(p *Profile)
@@ -508,7 +504,6 @@ func TestCompileRefusesTemplatesWithoutTheSlotsARecordNeeds(t *testing.T) {
 			}
 		})
 	}
-	_ = p
 }
 
 func TestSlotsAreSortedAndDisjoint(t *testing.T) {
