@@ -197,6 +197,7 @@ func personalise(t testing.TB, der []byte, i int) ([]byte, string) {
 // Protect → Bind → Open gives back the identical personalised UPP, the
 // metadata and ConfigureISDP as bound, and no segment exceeds 1020 bytes.
 func TestRoundTripTS48(t *testing.T) {
+	t.Parallel()
 	ts48 := testenv.TS48(t)
 	if len(ts48) != 36 {
 		t.Fatalf("expected the 36 TS.48 profiles, found %d", len(ts48))
@@ -288,6 +289,7 @@ func checkTamperErr(t *testing.T, what string, err error) {
 // every offset) makes Open fail; inside a segment's content the error names
 // that segment and is a MAC failure; inside smdpSign it is ErrSignature.
 func TestTamperEveryByte(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, CurveP256, "NIST")
 	upp, err := os.ReadFile(testenv.SharedPath(t, "ts48", "TS48v5_SAIP2.3_NoBERTLV.der"))
 	if err != nil {
@@ -340,6 +342,7 @@ func appendInt(b []byte, i int) []byte {
 // ~4 ms per Open): the same for the first profile, then a middle byte of
 // each segment and one signature byte; the segment crypto is curve-independent.
 func TestTamperEverySegment(t *testing.T) {
+	t.Parallel()
 	for _, c := range curves {
 		e := newEnv(t, c.curve, c.sgp26)
 		for i, path := range testenv.TS48(t) {
