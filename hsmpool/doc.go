@@ -107,7 +107,11 @@
 // first; batch requests never hold more than Sessions-LiveReserved sessions
 // (LiveReserved defaults to max(1, Sessions/4)), so a live request finds a
 // free session even when batch work saturates its share; within a lane,
-// FIFO. Grouped batch work (DecryptTransportBatch) holds one session for
+// FIFO. A request runs on its caller's goroutine when a session is free;
+// when it had to queue, the goroutine that frees a session hands it to a
+// drain goroutine that runs the queued requests back to back and wakes each
+// caller with its result, so the token never idles while the OS schedules
+// the next caller. Grouped batch work (DecryptTransportBatch) holds one session for
 // many items and yields it whenever a live request is queued.
 //
 // SoftHSM2 serialises private-key operations inside the process, so a live

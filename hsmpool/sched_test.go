@@ -3,6 +3,8 @@ package hsmpool
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -159,4 +161,49 @@ func TestSchedulerThrottlesBatchWhileLiveInFlight(t *testing.T) {
 	}
 	s.release(b1, Batch)
 	s.release(b2, Batch)
+}
+
+// Queued requests run in FIFO order (live first) once a session frees up,
+// each exactly once; a request whose context ends while queued never runs.
+func TestSchedulerSubmitRunsQueuedRequestsOnce(t *testing.T) {
+	s := newScheduler(1, 0, 1)
+	held, _ := s.acquire(context.Background(), Batch)
+	var mu sync.Mutex
+	var ran []string
+	errs := make(chan error, 4)
+	submit := func(ctx context.Context, name string, l Lane) {
+		go func() {
+			errs <- s.submit(ctx, l, func(int) {
+				mu.Lock()
+				ran = append(ran, name)
+				mu.Unlock()
+			})
+		}()
+	}
+	submit(context.Background(), "batch-1", Batch)
+	waitQueued(t, s, Batch, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	submit(ctx, "batch-cancelled", Batch)
+	waitQueued(t, s, Batch, 2)
+	submit(context.Background(), "batch-2", Batch)
+	waitQueued(t, s, Batch, 3)
+	submit(context.Background(), "live-1", Live)
+	waitQueued(t, s, Live, 1)
+	cancel()
+	if err := <-errs; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled queued request: %v, want Canceled", err)
+	}
+	s.release(held, Batch)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"live-1", "batch-1", "batch-2"}
+	if fmt.Sprint(ran) != fmt.Sprint(want) {
+		t.Fatalf("ran %v, want %v", ran, want)
+	}
+	if total, _ := s.inUseCount(); total != 0 {
+		t.Fatalf("%d sessions still in use", total)
+	}
 }
