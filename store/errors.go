@@ -137,7 +137,12 @@ func (e *Error) Error() string {
 	if e.Kind == KindIllegalTransition && e.From != "" {
 		msg += " from " + string(e.From)
 	}
-	if e.Key != "" {
+	switch {
+	case e.Key == "matchingId" && e.Value != "":
+		// An activation-code token is a bearer credential: keep it out of
+		// messages and logs (Value still carries it).
+		msg += " (matchingId)"
+	case e.Key != "":
 		msg += " (" + e.Key + " " + e.Value + ")"
 	}
 	if e.Detail != "" {

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -61,6 +62,10 @@ func TestErrorsIs(t *testing.T) {
 	want := "server: store: ReleaseProfile: illegal transition from Linked (iccid 8988)"
 	if err.Error() != want {
 		t.Fatalf("message %q, want %q", err.Error(), want)
+	}
+	inUse := newErr(KindMatchingIDInUse, EventConfirmOrder, "matchingId", "SECRET-TOKEN")
+	if strings.Contains(inUse.Error(), "SECRET-TOKEN") || inUse.Value != "SECRET-TOKEN" {
+		t.Fatalf("matching ID in the message %q (Value %q)", inUse.Error(), inUse.Value)
 	}
 }
 

@@ -200,8 +200,6 @@ func scanPGBatch(row pgx.Row) (Batch, error) {
 	return b, err
 }
 
-const pgBatchCols = sqliteBatchCols
-
 func (b *pgBackend) createBatch(ctx context.Context, in Batch, now time.Time) (Batch, error) {
 	tx, err := b.pool.Begin(ctx)
 	if err != nil {
@@ -215,7 +213,7 @@ func (b *pgBackend) createBatch(ctx context.Context, in Batch, now time.Time) (B
 		return Batch{}, err
 	}
 	if tag.RowsAffected() == 0 {
-		got, err := scanPGBatch(tx.QueryRow(ctx, `SELECT `+pgBatchCols+` FROM batches WHERE id = $1`, in.ID))
+		got, err := scanPGBatch(tx.QueryRow(ctx, `SELECT `+batchCols+` FROM batches WHERE id = $1`, in.ID))
 		if err != nil {
 			return Batch{}, err
 		}
@@ -235,7 +233,7 @@ func (b *pgBackend) createBatch(ctx context.Context, in Batch, now time.Time) (B
 }
 
 func (b *pgBackend) getBatch(ctx context.Context, id string) (Batch, error) {
-	got, err := scanPGBatch(b.pool.QueryRow(ctx, `SELECT `+pgBatchCols+` FROM batches WHERE id = $1`, id))
+	got, err := scanPGBatch(b.pool.QueryRow(ctx, `SELECT `+batchCols+` FROM batches WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Batch{}, newErr(KindNotFound, "", "batch", id)
 	}
@@ -446,9 +444,9 @@ func scanPGProfile(row pgx.Row, full bool) (Profile, error) {
 }
 
 func (b *pgBackend) getProfile(ctx context.Context, column, value string, full bool) (Profile, error) {
-	cols := sqliteOrderCols
+	cols := orderCols
 	if full {
-		cols = sqliteFullCols
+		cols = fullCols
 	}
 	p, err := scanPGProfile(b.pool.QueryRow(ctx, `SELECT `+cols+` FROM profiles WHERE `+column+` = $1`, value), full)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -462,7 +460,7 @@ func (b *pgBackend) getProfile(ctx context.Context, column, value string, full b
 }
 
 func (b *pgBackend) pendingByEID(ctx context.Context, eid string) (Profile, error) {
-	p, err := scanPGProfile(b.pool.QueryRow(ctx, `SELECT `+sqliteOrderCols+` FROM profiles
+	p, err := scanPGProfile(b.pool.QueryRow(ctx, `SELECT `+orderCols+` FROM profiles
 		WHERE eid = $1 AND matching_id IS NULL AND state IN ('Confirmed', 'Released', 'Downloaded')
 		ORDER BY updated_at DESC LIMIT 1`, eid), false)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -485,7 +483,7 @@ func (b *pgBackend) allocate(ctx context.Context, profileType, eid string, state
 		cc_hash = NULL, download_attempts = 0, cc_attempts = 0, order_expires_at = NULL, updated_at = $3
 		WHERE iccid = (SELECT iccid FROM profiles WHERE profile_type = $4 AND state = 'Available'
 			LIMIT 1 FOR UPDATE SKIP LOCKED)
-		RETURNING `+sqliteOrderCols, string(state), nullStr(eid), now, profileType), false)
+		RETURNING `+orderCols, string(state), nullStr(eid), now, profileType), false)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Profile{}, newErr(KindNoProfileAvailable, "", "profileType", profileType)
 	}
@@ -512,7 +510,7 @@ func (b *pgBackend) mutate(ctx context.Context, iccid string, fn func(p *Profile
 	}()
 	var begin pgx.Batch
 	begin.Queue("BEGIN")
-	begin.Queue(`SELECT `+sqliteOrderCols+` FROM profiles WHERE iccid = $1 FOR UPDATE`, iccid)
+	begin.Queue(`SELECT `+orderCols+` FROM profiles WHERE iccid = $1 FOR UPDATE`, iccid)
 	br := conn.SendBatch(ctx, &begin)
 	if _, err := br.Exec(); err != nil {
 		br.Close()
@@ -567,7 +565,7 @@ func (b *pgBackend) mutate(ctx context.Context, iccid string, fn func(p *Profile
 // --- sessions ---
 
 func (b *pgBackend) putSession(ctx context.Context, s Session) error {
-	_, err := b.pool.Exec(ctx, `INSERT INTO sessions (`+sqliteSessionCols+`)
+	_, err := b.pool.Exec(ctx, `INSERT INTO sessions (`+sessionCols+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 		s.TransactionID, s.EID, s.ICCID, s.MatchingID, s.Phase, nullBytes(s.EUICCChallenge), nullBytes(s.ServerChallenge),
 		nullBytes(s.EUICCOtPK), nullBytes(s.SMDPOtPK), s.OTKeyRef, nullBytes(s.Data), s.Version,
@@ -580,7 +578,7 @@ func (b *pgBackend) putSession(ctx context.Context, s Session) error {
 
 func (b *pgBackend) getSession(ctx context.Context, tid string) (Session, error) {
 	var s Session
-	err := b.pool.QueryRow(ctx, `SELECT `+sqliteSessionCols+` FROM sessions WHERE transaction_id = $1`, tid).Scan(
+	err := b.pool.QueryRow(ctx, `SELECT `+sessionCols+` FROM sessions WHERE transaction_id = $1`, tid).Scan(
 		&s.TransactionID, &s.EID, &s.ICCID, &s.MatchingID, &s.Phase, &s.EUICCChallenge, &s.ServerChallenge,
 		&s.EUICCOtPK, &s.SMDPOtPK, &s.OTKeyRef, &s.Data, &s.Version, &s.CreatedAt, &s.UpdatedAt, &s.ExpiresAt)
 	if errors.Is(err, pgx.ErrNoRows) {

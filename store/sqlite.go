@@ -30,6 +30,8 @@ type sqliteBackend struct {
 	// into the database file overlaps with the next transactions instead
 	// of stalling the commit that crosses the threshold.
 	ckpt      *sql.DB
+	closeOnce sync.Once
+	closeErr  error
 	kick      chan struct{}
 	stop      chan struct{}
 	ckptDone  chan struct{}
@@ -108,7 +110,7 @@ func (b *sqliteBackend) txStmt(ctx context.Context, tx *sql.Tx, q string) (*sql.
 
 // The statements used inside write transactions, prepared at open.
 const (
-	sqlMutateSelect = `SELECT ` + sqliteOrderCols + ` FROM profiles WHERE iccid = ?`
+	sqlMutateSelect = `SELECT ` + orderCols + ` FROM profiles WHERE iccid = ?`
 	sqlMutateUpdate = `UPDATE profiles SET state = ?, eid = ?, matching_id = ?, cc_hash = ?,
 		download_attempts = ?, cc_attempts = ?, order_expires_at = ?, updated_at = ? WHERE iccid = ?`
 	sqlInsertProfile = `INSERT INTO profiles (iccid, imsi, profile_type, template_id, batch_id,
@@ -288,10 +290,13 @@ func openSQLite(ctx context.Context, path string) (backend, error) {
 }
 
 func (b *sqliteBackend) close() error {
-	close(b.stop)
-	<-b.ckptDone
-	b.stmts.Range(func(_, st any) bool { st.(*sql.Stmt).Close(); return true })
-	return errors.Join(b.r.Close(), b.ckpt.Close(), b.w.Close())
+	b.closeOnce.Do(func() {
+		close(b.stop)
+		<-b.ckptDone
+		b.stmts.Range(func(_, st any) bool { st.(*sql.Stmt).Close(); return true })
+		b.closeErr = errors.Join(b.r.Close(), b.ckpt.Close(), b.w.Close())
+	})
+	return b.closeErr
 }
 
 func (b *sqliteBackend) migrate(ctx context.Context) error {
@@ -352,7 +357,7 @@ func nullBytes(b []byte) any {
 
 // --- batches ---
 
-const sqliteBatchCols = `id, profile_type, template_id, key_blob, kek_label, chunks, profiles, duplicates,
+const batchCols = `id, profile_type, template_id, key_blob, kek_label, chunks, profiles, duplicates,
 	conflicts, chunks_done, created_at, updated_at`
 
 func scanSQLiteBatch(row interface{ Scan(...any) error }) (Batch, error) {
@@ -370,7 +375,7 @@ func (b *sqliteBackend) createBatch(ctx context.Context, in Batch, now time.Time
 		return Batch{}, err
 	}
 	defer tx.Rollback()
-	got, err := scanSQLiteBatch(tx.QueryRowContext(ctx, `SELECT `+sqliteBatchCols+` FROM batches WHERE id = ?`, in.ID))
+	got, err := scanSQLiteBatch(tx.QueryRowContext(ctx, `SELECT `+batchCols+` FROM batches WHERE id = ?`, in.ID))
 	switch {
 	case err == nil:
 		return sameBatch(got, in)
@@ -406,7 +411,7 @@ func sameBatch(got, in Batch) (Batch, error) {
 }
 
 func (b *sqliteBackend) getBatch(ctx context.Context, id string) (Batch, error) {
-	got, err := scanSQLiteBatch(b.r.QueryRowContext(ctx, `SELECT `+sqliteBatchCols+` FROM batches WHERE id = ?`, id))
+	got, err := scanSQLiteBatch(b.r.QueryRowContext(ctx, `SELECT `+batchCols+` FROM batches WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Batch{}, newErr(KindNotFound, "", "batch", id)
 	}
@@ -545,10 +550,10 @@ func (b *sqliteBackend) countByState(ctx context.Context, batchID string) (map[S
 
 // --- profiles ---
 
-const sqliteOrderCols = `iccid, imsi, profile_type, template_id, batch_id, ppk_key_ref, state, eid,
+const orderCols = `iccid, imsi, profile_type, template_id, batch_id, ppk_key_ref, state, eid,
 	matching_id, cc_hash, download_attempts, cc_attempts, created_at, updated_at, order_expires_at, swept_at`
 
-const sqliteFullCols = sqliteOrderCols + `, sp_name, profile_name, profile_class, icon_type, icon,
+const fullCols = orderCols + `, sp_name, profile_name, profile_class, icon_type, icon,
 	metadata_der, protected_ppk, segments`
 
 func scanSQLiteProfile(row interface{ Scan(...any) error }, full bool) (Profile, error) {
@@ -572,9 +577,9 @@ func scanSQLiteProfile(row interface{ Scan(...any) error }, full bool) (Profile,
 }
 
 func (b *sqliteBackend) getProfile(ctx context.Context, column, value string, full bool) (Profile, error) {
-	cols := sqliteOrderCols
+	cols := orderCols
 	if full {
-		cols = sqliteFullCols
+		cols = fullCols
 	}
 	p, err := scanSQLiteProfile(b.queryRow(ctx, b.r, `SELECT `+cols+` FROM profiles WHERE `+column+` = ?`, value), full)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -588,7 +593,7 @@ func (b *sqliteBackend) getProfile(ctx context.Context, column, value string, fu
 }
 
 func (b *sqliteBackend) pendingByEID(ctx context.Context, eid string) (Profile, error) {
-	p, err := scanSQLiteProfile(b.queryRow(ctx, b.r, `SELECT `+sqliteOrderCols+` FROM profiles
+	p, err := scanSQLiteProfile(b.queryRow(ctx, b.r, `SELECT `+orderCols+` FROM profiles
 		WHERE eid = ? AND matching_id IS NULL AND state IN ('Confirmed', 'Released', 'Downloaded')
 		ORDER BY updated_at DESC LIMIT 1`, eid), false)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -613,7 +618,7 @@ func (b *sqliteBackend) allocate(ctx context.Context, profileType, eid string, s
 	p, err := scanSQLiteProfile(b.queryRow(ctx, b.w, `UPDATE profiles SET state = ?, eid = ?, matching_id = NULL,
 		cc_hash = NULL, download_attempts = 0, cc_attempts = 0, order_expires_at = 0, updated_at = ?
 		WHERE rowid = (SELECT rowid FROM profiles WHERE profile_type = ? AND state = 'Available' LIMIT 1)
-		RETURNING `+sqliteOrderCols, state, nullStr(eid), now.UnixMicro(), profileType), false)
+		RETURNING `+orderCols, state, nullStr(eid), now.UnixMicro(), profileType), false)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Profile{}, newErr(KindNoProfileAvailable, "", "profileType", profileType)
 	}
@@ -664,11 +669,11 @@ func (b *sqliteBackend) mutate(ctx context.Context, iccid string, fn func(p *Pro
 
 // --- sessions ---
 
-const sqliteSessionCols = `transaction_id, eid, iccid, matching_id, phase, euicc_challenge, server_challenge,
+const sessionCols = `transaction_id, eid, iccid, matching_id, phase, euicc_challenge, server_challenge,
 	euicc_otpk, smdp_otpk, ot_key_ref, data, version, created_at, updated_at, expires_at`
 
 func (b *sqliteBackend) putSession(ctx context.Context, s Session) error {
-	_, err := b.exec(ctx, `INSERT INTO sessions (`+sqliteSessionCols+`)
+	_, err := b.exec(ctx, `INSERT INTO sessions (`+sessionCols+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		s.TransactionID, s.EID, s.ICCID, s.MatchingID, s.Phase, nullBytes(s.EUICCChallenge), nullBytes(s.ServerChallenge),
 		nullBytes(s.EUICCOtPK), nullBytes(s.SMDPOtPK), s.OTKeyRef, nullBytes(s.Data), s.Version,
@@ -682,7 +687,7 @@ func (b *sqliteBackend) putSession(ctx context.Context, s Session) error {
 func (b *sqliteBackend) getSession(ctx context.Context, tid string) (Session, error) {
 	var s Session
 	var created, updated, expires int64
-	err := b.queryRow(ctx, b.r, `SELECT `+sqliteSessionCols+` FROM sessions WHERE transaction_id = ?`, tid).Scan(
+	err := b.queryRow(ctx, b.r, `SELECT `+sessionCols+` FROM sessions WHERE transaction_id = ?`, tid).Scan(
 		&s.TransactionID, &s.EID, &s.ICCID, &s.MatchingID, &s.Phase, &s.EUICCChallenge, &s.ServerChallenge,
 		&s.EUICCOtPK, &s.SMDPOtPK, &s.OTKeyRef, &s.Data, &s.Version, &created, &updated, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -769,7 +774,7 @@ func (b *sqliteBackend) sweep(ctx context.Context, p SweepPolicy, now time.Time)
 	}
 	ts := now.UnixMicro()
 	run := func(action, where string, arg int64, newState string) (int, error) {
-		sel := `SELECT iccid FROM profiles WHERE ` + where + ` LIMIT ?`
+		sel := `SELECT iccid FROM profiles WHERE ` + where + ` ORDER BY iccid LIMIT ?`
 		if _, err := tx.ExecContext(ctx, `INSERT INTO audit (iccid, batch_id, state, eid, action, at)
 			SELECT iccid, batch_id, state, COALESCE(eid, ''), ?, ? FROM profiles WHERE iccid IN (`+sel+`)`,
 			action, ts, arg, limit); err != nil {
