@@ -12,34 +12,81 @@ import (
 const maxLine = 1 << 20
 
 // lineReader returns lines without their line end, counting them, and
-// tells whether the last one was cut short by the end of input.
+// tells whether the last one was cut short by the end of input. It owns its
+// buffer (unlike bufio) so that wipe can clear the input text — hex Ki and
+// OPc of plaintext files — when the reader is closed.
 type lineReader struct {
-	br           *bufio.Reader
+	r            io.Reader
+	buf          []byte
+	start, end   int
+	err          error // sticky read error (io.EOF at the end)
 	line         int64
 	long         []byte
 	unterminated bool
 }
 
+const lineBufSize = 256 << 10
+
 func newLineReader(r io.Reader) *lineReader {
-	return &lineReader{br: bufio.NewReaderSize(r, 256<<10)}
+	return &lineReader{r: r, buf: make([]byte, lineBufSize)}
 }
 
 var errLineTooLong = errors.New("line too long")
 
+// readSlice behaves like bufio.Reader.ReadSlice('\n').
+func (l *lineReader) readSlice() ([]byte, error) {
+	for {
+		if i := bytes.IndexByte(l.buf[l.start:l.end], '\n'); i >= 0 {
+			b := l.buf[l.start : l.start+i+1]
+			l.start += i + 1
+			return b, nil
+		}
+		if l.err != nil {
+			b := l.buf[l.start:l.end]
+			l.start = l.end
+			return b, l.err
+		}
+		if l.start == 0 && l.end == len(l.buf) {
+			l.start = l.end
+			return l.buf, bufio.ErrBufferFull
+		}
+		if l.start > 0 {
+			n := copy(l.buf, l.buf[l.start:l.end])
+			clear(l.buf[n:l.end])
+			l.start, l.end = 0, n
+		}
+		n, err := l.r.Read(l.buf[l.end:])
+		l.end += n
+		if err != nil {
+			l.err = err
+		} else if n == 0 {
+			continue
+		}
+	}
+}
+
+// wipe clears the buffered input.
+func (l *lineReader) wipe() {
+	clear(l.buf)
+	clear(l.long)
+	l.start, l.end = 0, 0
+}
+
 // next returns the next line (valid until the following call). A line
 // longer than maxLine is consumed and reported as errLineTooLong.
 func (l *lineReader) next() ([]byte, error) {
-	b, err := l.br.ReadSlice('\n')
+	b, err := l.readSlice()
 	if err == bufio.ErrBufferFull {
 		l.long = append(l.long[:0], b...)
 		for err == bufio.ErrBufferFull {
-			b, err = l.br.ReadSlice('\n')
+			b, err = l.readSlice()
 			if len(l.long) < maxLine {
 				l.long = append(l.long, b...)
 			}
 		}
 		if len(l.long) >= maxLine {
 			l.line++
+			clear(l.long)
 			l.long = l.long[:0]
 			if err == io.EOF {
 				l.unterminated = true
@@ -273,6 +320,8 @@ func trimLeftBlank(b []byte) []byte {
 func (s *csvSource) finish() []Reject { return nil }
 
 func (s *csvSource) close() error {
+	s.lr.wipe()
+	wipe(s.scratch[:cap(s.scratch)], s.pending[:cap(s.pending)])
 	if s.closer != nil {
 		return s.closer.Close()
 	}

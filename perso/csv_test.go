@@ -112,3 +112,35 @@ func TestCSVHeaderErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestCSVLongLines: lines longer than the read buffer are read whole; lines
+// longer than 1 MiB are rejected and reading goes on with the next line.
+func TestCSVLongLines(t *testing.T) {
+	good := func(n int) string {
+		iccid, _ := ICCIDWithCheck("89441500000000000" + string(rune('0'+n)))
+		return iccid + ",23415000000000" + string(rune('0'+n)) + ",000102030405060708090a0b0c0d0e0f,000102030405060708090a0b0c0d0e0f"
+	}
+	in := "iccid,imsi,ki,opc,profile_name\n" +
+		good(1) + "," + strings.Repeat("x", 300<<10) + "\n" + // 300 KiB: longer than the buffer, metadata too long
+		good(2) + "," + strings.Repeat("y", 2<<20) + "\n" + // 2 MiB: over the line limit
+		good(3) + ",ok\n"
+	var rejects RejectList
+	r, err := NewCSVReader(strings.NewReader(in), Options{Rejects: &rejects})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, r)
+	if len(got) != 1 || got[0].ProfileName != "ok" {
+		t.Fatalf("got %d records, want only the third", len(got))
+	}
+	want := []wantReject{{2, ColProfileName, "at most 256 bytes"}, {3, "", "longer than 1 MiB"}}
+	if len(rejects.Items) != len(want) {
+		t.Fatalf("rejects %v", rejects.Items)
+	}
+	for i, w := range want {
+		g := rejects.Items[i]
+		if g.Line != w.line || g.Column != w.column || !strings.Contains(g.Reason, w.reason) {
+			t.Errorf("reject %s, want %+v", g, w)
+		}
+	}
+}

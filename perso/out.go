@@ -331,6 +331,7 @@ func (s *outSource) finish() []Reject {
 }
 
 func (s *outSource) close() error {
+	s.lr.wipe()
 	if s.closer != nil {
 		return s.closer.Close()
 	}

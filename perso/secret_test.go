@@ -171,3 +171,33 @@ func TestDigitSet(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateHasNoMemory(t *testing.T) {
+	r := Record{ICCID: "8944150000000000017", IMSI: "234150000000001", Ki: make(Secret, 16), OPc: make(Secret, 16), Algorithm: AlgMilenage}
+	for i := 0; i < 2; i++ {
+		if ps := Validate(&r, Rules{MCC: "234", MNC: "15"}); len(ps) != 0 {
+			t.Fatalf("call %d: %v", i, ps)
+		}
+	}
+	if ps := Validate(&r, Rules{MCC: "208", MNC: "01"}); len(ps) != 1 || ps[0].Column != ColIMSI {
+		t.Fatalf("MCC mismatch: %v", ps)
+	}
+}
+
+func TestOutWriterEmpty(t *testing.T) {
+	var buf bytes.Buffer
+	w, err := NewOutWriter(&buf, Layout{}.Schema(), OutFileHeader{Customer: "Acme", Quantity: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewOutReader(&buf, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, r); len(got) != 0 || r.OutHeader().Quantity != 0 {
+		t.Fatalf("empty .out: %d records", len(got))
+	}
+}

@@ -184,6 +184,17 @@ func NewValidator(rules Rules) (*Validator, error) {
 	return &Validator{rules: rules}, nil
 }
 
+// Validate checks one record against the format rules and rules, without
+// the duplicate check (which needs the state of a Validator).
+func Validate(r *Record, rules Rules) []Problem {
+	rules.NoDuplicateCheck = true
+	v, err := NewValidator(rules)
+	if err != nil {
+		return []Problem{{Reason: err.Error()}}
+	}
+	return v.Check(r)
+}
+
 // Check validates a whole record, including duplicates against the records
 // accepted so far; an accepted record (no problems) is remembered.
 func (v *Validator) Check(r *Record) []Problem {

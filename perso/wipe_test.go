@@ -82,4 +82,21 @@ func TestSecretsWiped(t *testing.T) {
 	if rec.NumRows() != 1 || len(ki) < 32 || !allZero(ki[16:]) {
 		t.Fatalf("%d rows; the rejected row's Ki slot is not wiped", rec.NumRows())
 	}
+	// consumed input text is cleared as the buffer is refilled, and Close
+	// wipes what is still buffered
+	if lr := r2.src.(*csvSource).lr; !allZero(lr.buf) {
+		t.Fatal("input text left in the line buffer after reading to the end")
+	}
+	r3, err := NewCSVReader(bytes.NewReader([]byte(in)), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr := r3.src.(*csvSource).lr
+	if allZero(lr.buf) {
+		t.Fatal("line buffer empty before Close")
+	}
+	r3.Close()
+	if !allZero(lr.buf) {
+		t.Fatal("Close left input text in the line buffer")
+	}
 }

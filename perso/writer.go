@@ -194,6 +194,10 @@ func (o *OutWriter) start(rec arrow.Record) error {
 		}
 		o.cols = append(o.cols, col)
 	}
+	return o.writeHeader()
+}
+
+func (o *OutWriter) writeHeader() error {
 	star := strings.Repeat("*", 32) + "\n"
 	var b strings.Builder
 	kv := func(k, v string) { fmt.Fprintf(&b, "%-16s: %s\n", k, v) }
@@ -265,6 +269,13 @@ func (o *OutWriter) Write(rec arrow.Record) error {
 
 // Close flushes the output and checks Quantity against the rows written.
 func (o *OutWriter) Close() error {
+	if !o.started { // no rows: still a well-formed file with the mandatory columns
+		o.started = true
+		o.cols = []int{cICCID, cIMSI, cKi, cOPc}
+		if err := o.writeHeader(); err != nil {
+			return err
+		}
+	}
 	if err := o.w.Flush(); err != nil {
 		return err
 	}
