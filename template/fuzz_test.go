@@ -47,6 +47,9 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("decoded input re-encodes differently")
 		}
 		_ = p.Validate()
+		if _, err := Inspect(in, true); err != nil {
+			t.Fatalf("Inspect fails on a decodable input: %v", err)
+		}
 		pl, err := Compile(in)
 		if err != nil {
 			return
