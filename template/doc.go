@@ -83,7 +83,7 @@
 //
 // Plan.Apply copies the template into the caller's buffer and writes the
 // fixed-size values at their offsets: no decoding, no re-encoding, no
-// allocation when dst has room (≈1 µs for a TS.48 profile). A value whose
+// allocation when dst has room (1–2 µs for a TS.48 profile). A value whose
 // size differs from its slot (K of 32 bytes in a 16-byte slot, an SD key of
 // another length) is refused rather than re-encoded. SMSC and SPN, whose
 // files carry no content in TS.48 templates, replace the File element's
