@@ -166,24 +166,29 @@ func BenchmarkBindNoPK(b *testing.B) {
 	reportRate(b, start, "binds")
 }
 
-// Open (the eUICC side), P-256.
+// Open (the eUICC side: smdpSign verification, ECDH, 12 KB of CMAC and
+// decryption), per curve.
 func BenchmarkOpen(b *testing.B) {
 	upp := benchUPP(b)
 	ppp, err := Protect(upp, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := newEnv(b, CurveP256, "NIST")
-	bpp, otk, _ := e.bind(b, ppp, fullMetadata(b, "8949449999999990023"))
-	b.SetBytes(int64(len(upp)))
-	b.ReportAllocs()
-	start := cpuTime()
-	for b.Loop() {
-		if _, err := Open(bpp, otk, testEID, e.pub); err != nil {
-			b.Fatal(err)
-		}
+	for _, c := range curves {
+		b.Run(c.curve.String(), func(b *testing.B) {
+			e := newEnv(b, c.curve, c.sgp26)
+			bpp, otk, _ := e.bind(b, ppp, fullMetadata(b, "8949449999999990023"))
+			b.SetBytes(int64(len(upp)))
+			b.ReportAllocs()
+			start := cpuTime()
+			for b.Loop() {
+				if _, err := Open(bpp, otk, testEID, e.pub); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportRate(b, start, "opens")
+		})
 	}
-	reportRate(b, start, "opens")
 }
 
 type fixedSigner struct{}
