@@ -78,8 +78,9 @@ func (b *batch) reset() {
 		case c.width > 0:
 			c.buf = memory.NewResizableBuffer(b.mem)
 			c.buf.Resize(b.cap * c.width)
+			// No clear needed: Go's allocator returns zeroed memory, and
+			// memory recycled through zeroingAllocator was wiped on Free.
 			c.data = c.buf.Bytes()
-			clear(c.data)
 		case i == cAlg:
 			c.u8 = make([]uint8, b.cap)
 		default:

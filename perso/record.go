@@ -35,7 +35,14 @@ func (a Algorithm) String() string {
 // ParseAlgorithm accepts the names and numbers operators use:
 // milenage|1, tuak|2, test|xor|usim-test|3 (case-insensitive).
 func ParseAlgorithm(s string) (Algorithm, bool) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
+	s = strings.TrimSpace(s)
+	switch { // fast path for the common spellings, without allocating
+	case s == "1" || strings.EqualFold(s, "milenage"):
+		return AlgMilenage, true
+	case s == "2" || strings.EqualFold(s, "tuak"):
+		return AlgTUAK, true
+	}
+	switch strings.ToLower(s) {
 	case "milenage", "mil", "1":
 		return AlgMilenage, true
 	case "tuak", "2":

@@ -328,9 +328,10 @@ func digitKey(d []byte) setKey {
 // iccidKey drops the check digit (already verified), so 20 digits fit.
 func iccidKey(d []byte) setKey { return digitKey(d[:len(d)-1]) }
 
-// digitSet is a set of digit strings: one compressed integer set per length.
+// digitSet is a set of digit strings (up to 19 digits): one compressed
+// integer set per length.
 type digitSet struct {
-	byLen map[uint8]*u64Set
+	byLen [20]*u64Set
 }
 
 func (s *digitSet) has(k setKey) bool {
@@ -339,9 +340,6 @@ func (s *digitSet) has(k setKey) bool {
 }
 
 func (s *digitSet) add(k setKey) {
-	if s.byLen == nil {
-		s.byLen = make(map[uint8]*u64Set)
-	}
 	t := s.byLen[k.n]
 	if t == nil {
 		t = &u64Set{m: make(map[uint64]*container)}
