@@ -77,7 +77,8 @@
 // number N (HSM label "transport-N", see TransportKeyLabel) with
 // AES-128-ECB, AES-128-CBC (zero IV), 3DES-ECB or 3DES-CBC: from a .out
 // header (Transport_key, Transport_alg), Parquet/Arrow metadata written by
-// perso, or Options.Transport. Decryption goes through the
+// perso, or Options.Transport (whose Columns may add OTA key columns such
+// as kic1 to the default ki/opc/op). Decryption goes through the
 // TransportDecrypter interface (hsmpool.Pool implements it), so the key
 // never leaves the HSM.
 //

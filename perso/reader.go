@@ -164,7 +164,7 @@ func newReader(src source, o Options, kvns []uint8, cols []bool) (*Reader, error
 	if !cols[cOPc] && !cols[cOP] && o.OP == nil && !cols[cAlg] && o.DefaultAlgorithm != AlgTest {
 		return nil, fmt.Errorf("%s: no opc or op column", o.File)
 	}
-	if err := r.tr.setup(&o, cols); err != nil {
+	if err := r.tr.setup(&o, cols, l); err != nil {
 		return nil, fmt.Errorf("%s: %w", o.File, err)
 	}
 	md := map[string]string{MetaSource: o.File}

@@ -159,3 +159,46 @@ func TestTransportKeepEncrypted(t *testing.T) {
 		}
 	}
 }
+
+// TestTransportOTAColumns: OTA key columns named in Transport.Columns are
+// decrypted too; naming a non-key column is an error.
+func TestTransportOTAColumns(t *testing.T) {
+	tkey := mustHex(t, "2b7e151628aed2a6abf7158809cf4f3c")
+	want := generate(t, GenOptions{Count: 40, ICCIDStart: "8944150000000000017", IMSIStart: "234150000000001",
+		Rand: seeded(6), Layout: Layout{OTAKVNs: []uint8{1}}})
+	b, err := NewBuilder(Layout{OTAKVNs: []uint8{1}}, nil, len(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		enc := want[i]
+		for _, p := range []*Secret{&enc.Ki, &enc.OPc} {
+			ct, _ := TransportEncrypt(TransportAES128CBC, tkey, *p, 16)
+			*p = ct
+		}
+		kic, _ := TransportEncrypt(TransportAES128CBC, tkey, enc.OTA[0].KIc, 16)
+		enc.OTA = []OTAKeySet{{KVN: 1, KIc: kic, KID: enc.OTA[0].KID, KIK: enc.OTA[0].KIK}}
+		if err := b.Append(&enc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := b.NewRecord()
+	var buf bytes.Buffer
+	w, _ := NewCSVWriter(&buf, rec.Schema(), ',')
+	w.Write(rec)
+	w.Close()
+	rec.Release()
+	st := NewSoftwareTransport()
+	st.Add(TransportKeyLabel(4), tkey)
+	tr := Transport{Key: 4, Alg: TransportAES128CBC, Columns: []string{"ki", "OPC", "kic1"}}
+	r, err := NewCSVReader(bytes.NewReader(buf.Bytes()), Options{Transport: tr, Decrypter: st, BatchSize: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameRecords(t, readAll(t, r), want)
+
+	tr.Columns = []string{"ki", "pin1"}
+	if _, err := NewCSVReader(bytes.NewReader(buf.Bytes()), Options{Transport: tr, Decrypter: st}); err == nil {
+		t.Fatal("pin1 accepted as a transport column")
+	}
+}

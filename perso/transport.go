@@ -7,6 +7,7 @@ import (
 	"crypto/des"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,10 +30,13 @@ const (
 	Transport3DESCBC   = "3DES-CBC" // zero IV, each value encrypted on its own
 )
 
-// Transport names the transport key protecting the ki/opc/op columns.
+// Transport names the transport key protecting the secret columns.
 type Transport struct {
 	Key int    // transport key number N (HSM label "transport-N"); 0 = plaintext input
 	Alg string // one of the Transport* algorithms (aliases accepted, see ParseTransportAlg)
+	// Columns lists the encrypted columns (default ki, opc, op). Name OTA
+	// key columns (kic1, kid1, ...) here when the vendor encrypted them too.
+	Columns []string
 }
 
 // TransportKeyLabel is the HSM label of transport key number n.
@@ -78,7 +82,7 @@ type transportState struct {
 }
 
 // setup resolves Options.Transport (already merged with a .out header).
-func (t *transportState) setup(o *Options, cols []bool) error {
+func (t *transportState) setup(o *Options, cols []bool, l Layout) error {
 	if o.Transport.Key == 0 {
 		return nil
 	}
@@ -97,8 +101,21 @@ func (t *transportState) setup(o *Options, cols []bool) error {
 	}
 	*t = transportState{active: true, label: TransportKeyLabel(o.Transport.Key), alg: alg,
 		cbc: strings.HasSuffix(alg, "CBC"), dec: o.Decrypter}
-	for _, c := range []int{cKi, cOPc, cOP} {
-		if cols[c] {
+	names := o.Transport.Columns
+	if len(names) == 0 {
+		names = []string{ColKi, ColOPc, ColOP}
+	}
+	for _, n := range names {
+		c := -1
+		for i := 0; i < l.numCols(); i++ {
+			if l.colName(i) == strings.ToLower(n) {
+				c = i
+			}
+		}
+		if c < 0 || l.width(c) == 0 || c == cPIN1 || c == cPUK1 || c == cPIN2 || c == cPUK2 || c == cADM1 {
+			return fmt.Errorf("transport column %q is not a key column of this input", n)
+		}
+		if cols[c] && !slices.Contains(t.cols, c) {
 			t.cols = append(t.cols, c)
 		}
 	}
