@@ -27,11 +27,13 @@ type encoded struct {
 	smscLen        int // record length when SMSC is set, else 0
 	spn            [17]byte
 	hasSPN         bool
+	msisdn         [255]byte
+	msisdnLen      int // record length when MSISDN is set, else 0
 }
 
 // Apply writes one personalised UPP: the template with every slot for which
 // v carries a value overwritten. Fixed-size fields are patched in place (no
-// re-encoding); SMSC and SPN re-encode only the PE that holds them. The
+// re-encoding); SMSC, SPN and MSISDN re-encode only the PE that holds them. The
 // result is appended to dst[:0] (pass a buffer of cap ≥ len(Template()) to
 // avoid an allocation) and returned. Apply is safe for concurrent use.
 //
@@ -45,7 +47,7 @@ func (pl *Plan) Apply(v *Values, dst []byte) ([]byte, error) {
 	var shifts [16]shift
 	ns := 0
 	out := dst[:0]
-	if e.smscLen == 0 && !e.hasSPN {
+	if e.smscLen == 0 && !e.hasSPN && e.msisdnLen == 0 {
 		out = append(out, pl.tmpl...)
 	} else {
 		var err error
@@ -225,23 +227,24 @@ func (pl *Plan) encode(v *Values, e *encoded) error {
 		}
 	}
 	if v.SMSC != "" {
-		if !pl.kinds[SlotSMSC] {
-			return pl.noSlot("SMSC")
-		}
-		recLen := 0
-		for i := range pl.vars {
-			if pl.vars[i].kind == SlotSMSC {
-				if recLen != 0 && recLen != pl.vars[i].recordLength {
-					return &Error{PE: pl.vars[i].pe, Type: PEUSIM.String(), Offset: pl.vars[i].fileStart, Field: "ef-smsp",
-						Err: fmt.Errorf("EF.SMSP record lengths differ between USIMs: %w", ErrStructure)}
-				}
-				recLen = pl.vars[i].recordLength
-			}
+		recLen, err := pl.recordLength(SlotSMSC, "SMSC", "ef-smsp")
+		if err != nil {
+			return err
 		}
 		if err := encodeSMSP(e.smsc[:recLen], v.SMSC); err != nil {
 			return err
 		}
 		e.smscLen = recLen
+	}
+	if v.MSISDN != "" {
+		recLen, err := pl.recordLength(SlotMSISDN, "MSISDN", "ef-msisdn")
+		if err != nil {
+			return err
+		}
+		if err := encodeMSISDN(e.msisdn[:recLen], v.MSISDN); err != nil {
+			return err
+		}
+		e.msisdnLen = recLen
 	}
 	if v.SPN != "" {
 		if !pl.kinds[SlotSPN] {
@@ -253,6 +256,27 @@ func (pl *Plan) encode(v *Values, e *encoded) error {
 		e.hasSPN = true
 	}
 	return nil
+}
+
+// recordLength returns the common record length of a kind's variable
+// slots (every USIM's EF.SMSP, say), refusing templates where they differ.
+func (pl *Plan) recordLength(kind SlotKind, field, file string) (int, error) {
+	if !pl.kinds[kind] {
+		return 0, pl.noSlot(field)
+	}
+	recLen := 0
+	for i := range pl.vars {
+		vs := &pl.vars[i]
+		if vs.kind != kind {
+			continue
+		}
+		if recLen != 0 && recLen != vs.recordLength {
+			return 0, &Error{PE: vs.pe, Type: peTypeOf(vs.peTag).String(), Offset: vs.fileStart, Field: file,
+				Err: fmt.Errorf("record lengths differ between PEs: %w", ErrStructure)}
+		}
+		recLen = vs.recordLength
+	}
+	return recLen, nil
 }
 
 func (pl *Plan) noSlot(field string) error {
@@ -296,6 +320,10 @@ func (pl *Plan) rewriteVars(e *encoded, out []byte, shifts *[16]shift) ([]byte, 
 		case SlotSPN:
 			if e.hasSPN {
 				return e.spn[:]
+			}
+		case SlotMSISDN:
+			if e.msisdnLen > 0 {
+				return e.msisdn[:e.msisdnLen]
 			}
 		}
 		return nil
@@ -400,22 +428,65 @@ func DecodeSMSP(rec []byte) (string, error) {
 	if b[0]&0x02 != 0 {
 		return "", nil
 	}
-	sc := b[13:25]
-	n := int(sc[0])
-	if n < 1 || n > 11 {
-		return "", fmt.Errorf("SC address length %d: %w", n, ErrValue)
+	return decodeAddress(b[13:25])
+}
+
+// encodeMSISDN fills rec (one EF.MSISDN record): alpha identifier empty
+// (FF), then length of the BCD number plus TON/NPI, TON/NPI (0x91 with a
+// leading '+', else 0x81), up to 10 bytes of swapped BCD digits F padded,
+// capability/configuration and extension identifiers FF.
+func encodeMSISDN(rec []byte, msisdn string) error {
+	digits := msisdn
+	ton := byte(0x81)
+	if len(digits) > 0 && digits[0] == '+' {
+		digits, ton = digits[1:], 0x91
+	}
+	if err := checkDigits("MSISDN", digits, 1, 20); err != nil {
+		return err
+	}
+	for i := range rec {
+		rec[i] = 0xFF
+	}
+	b := rec[len(rec)-14:]
+	nb := (len(digits) + 1) / 2
+	b[0] = byte(1 + nb)
+	b[1] = ton
+	for i := 0; i < nb; i++ {
+		b[2+i] = nibble(digits, 2*i+1)<<4 | nibble(digits, 2*i)
+	}
+	return nil
+}
+
+// DecodeMSISDN returns the number of an EF.MSISDN record ("+" prefixed
+// when international), or "" for an empty record.
+func DecodeMSISDN(rec []byte) (string, error) {
+	if len(rec) < 14 {
+		return "", fmt.Errorf("EF.MSISDN record of %d bytes: %w", len(rec), ErrValue)
+	}
+	return decodeAddress(rec[len(rec)-14 : len(rec)-2])
+}
+
+// decodeAddress decodes a length byte (of TON/NPI + digits), TON/NPI and
+// swapped BCD digits; an all-FF address is empty.
+func decodeAddress(a []byte) (string, error) {
+	n := int(a[0])
+	if n == 0xFF {
+		return "", nil
+	}
+	if n < 1 || n > len(a)-1 {
+		return "", fmt.Errorf("address length %d: %w", n, ErrValue)
 	}
 	out := []byte{}
-	if sc[1]&0x70 == 0x10 {
+	if a[1]&0x70 == 0x10 {
 		out = append(out, '+')
 	}
-	for _, c := range sc[2 : 1+n] {
+	for _, c := range a[2 : 1+n] {
 		for _, d := range [2]byte{c & 0x0F, c >> 4} {
 			if d == 0xF {
 				continue
 			}
 			if d > 9 {
-				return "", fmt.Errorf("SC address has a non-decimal nibble: %w", ErrValue)
+				return "", fmt.Errorf("address has a non-decimal nibble: %w", ErrValue)
 			}
 			out = append(out, '0'+d)
 		}

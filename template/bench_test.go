@@ -61,7 +61,8 @@ func BenchmarkApply(b *testing.B) {
 	report(b, start, "profiles")
 }
 
-// BenchmarkApplyVariable adds SMSC and SPN, which re-encode the usim PE.
+// BenchmarkApplyVariable adds SMSC, SPN (re-encoding the usim PE) and
+// MSISDN (re-encoding the opt-usim PE).
 func BenchmarkApplyVariable(b *testing.B) {
 	der := benchTemplate(b)
 	pl, err := Compile(der)
@@ -69,7 +70,7 @@ func BenchmarkApplyVariable(b *testing.B) {
 		b.Fatal(err)
 	}
 	v := benchValues(b, pl)
-	v.SMSC, v.SPN = "+447700900123", "perso"
+	v.SMSC, v.SPN, v.MSISDN = "+447700900123", "perso", "+447700900999"
 	buf := make([]byte, 0, len(der)+256)
 	b.SetBytes(int64(len(der)))
 	b.ReportAllocs()

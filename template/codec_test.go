@@ -124,6 +124,17 @@ func TestSMSPAndSPNCodings(t *testing.T) {
 	if s, err := DecodeSMSP(rec); err != nil || s != "+447700900123" {
 		t.Fatalf("DecodeSMSP = %q, %v", s, err)
 	}
+	msisdn := make([]byte, 39)
+	if err := encodeMSISDN(msisdn, "0170123"); err != nil {
+		t.Fatal(err)
+	}
+	// 25 bytes alpha FF, 05 81 10 07 21 F3, FF padding, CCP FF, Ext FF.
+	if got, want := hex.EncodeToString(msisdn), strings.Repeat("ff", 25)+"0581100721f3"+strings.Repeat("ff", 8); got != want {
+		t.Fatalf("EF.MSISDN record\n got %s\nwant %s", got, want)
+	}
+	if s, err := DecodeMSISDN(msisdn); err != nil || s != "0170123" {
+		t.Fatalf("DecodeMSISDN = %q, %v", s, err)
+	}
 	var spn [17]byte
 	if err := encodeSPN(&spn, "Op$_@", 1); err != nil {
 		t.Fatal(err)

@@ -79,14 +79,14 @@
 //     (0 = MNO-SD), KVN and key identifier (SCP80 KVN 01..03 ID 01..03,
 //     SCP03 KVN 30..32, …);
 //   - variable-size: EF.SMSP (SMSC address in record 1) and EF.SPN of every
-//     usim PE.
+//     usim PE, EF.MSISDN (record 1) of every opt-usim PE.
 //
 // Plan.Apply copies the template into the caller's buffer and writes the
 // fixed-size values at their offsets: no decoding, no re-encoding, no
 // allocation when dst has room (1–2 µs for a TS.48 profile). A value whose
 // size differs from its slot (K of 32 bytes in a 16-byte slot, an SD key of
-// another length) is refused rather than re-encoded. SMSC and SPN, whose
-// files carry no content in TS.48 templates, replace the File element's
+// another length) is refused rather than re-encoded. SMSC, SPN and MSISDN,
+// whose files carry no content in TS.48 templates, replace the File element's
 // fill commands with one fillFileContent (keeping its FCP) and re-encode the
 // length of that File and of its PE only; fixed slots after them are moved
 // by the size difference. Slot offsets are proved by tests that decode every
@@ -140,12 +140,12 @@
 //	}
 //
 // Slot kinds: header-iccid, ef-iccid, ef-imsi, ef-acc, algorithm, k, opc,
-// pin, puk, sd-key, smsc, spn. Secret slots (k, opc, sd-key) carry
+// pin, puk, sd-key, smsc, spn, msisdn. Secret slots (k, opc, sd-key) carry
 // "********" unless secrets are requested.
 //
 // # Limits
 //
-// Not personalised: MSISDN, EF.AD, PLMN lists, ISIM IMPI/IMPU, CSIM
+// Not personalised: EF.AD, PLMN lists, ISIM IMPI/IMPU, CSIM
 // IMSI_M/T, SUCI keys, additional SSDs' keys beyond replacing existing
 // ones, changing a key's type or length, or adding a key object that the
 // template lacks. Elements nested deeper than MaxDepth are refused.

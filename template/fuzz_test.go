@@ -54,7 +54,7 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			return
 		}
-		out, err := pl.Apply(&Values{ICCID: "8949449999999990171", IMSI: "001010123456789", SMSC: "+4912", SPN: "x"}, nil)
+		out, err := pl.Apply(&Values{ICCID: "8949449999999990171", IMSI: "001010123456789", SMSC: "+4912", SPN: "x", MSISDN: "+4917"}, nil)
 		if err != nil {
 			return
 		}
@@ -73,10 +73,10 @@ var (
 // produces a profile that decodes, validates and reads back the record in
 // every copy of every field it set.
 func FuzzApply(f *testing.F) {
-	f.Add(uint8(0), "8949449999999990171", "001010123456789", []byte("0123456789abcdef"), []byte("fedcba9876543210"), "1234", "12345678", "00000000", "+4477", "spn")
-	f.Add(uint8(7), "89000000000000000000", "123456", []byte{}, []byte(nil), "", "", "0123456789ABCDEF", "", "Ünï")
-	f.Add(uint8(35), "8", "x", []byte{1}, []byte{2}, "abc", "1", "g", "+", "this name is far too long")
-	f.Fuzz(func(t *testing.T, tmpl uint8, iccid, imsi string, k, opc []byte, pin1, puk1, adm1, smsc, spn string) {
+	f.Add(uint8(0), "8949449999999990171", "001010123456789", []byte("0123456789abcdef"), []byte("fedcba9876543210"), "1234", "12345678", "00000000", "+4477", "spn", "+4917")
+	f.Add(uint8(7), "89000000000000000000", "123456", []byte{}, []byte(nil), "", "", "0123456789ABCDEF", "", "Ünï", "")
+	f.Add(uint8(35), "8", "x", []byte{1}, []byte{2}, "abc", "1", "g", "+", "this name is far too long", "++1")
+	f.Fuzz(func(t *testing.T, tmpl uint8, iccid, imsi string, k, opc []byte, pin1, puk1, adm1, smsc, spn, msisdn string) {
 		fuzzPlansOnce.Do(func() {
 			for _, der := range ts48Seeds(t) {
 				pl, err := Compile(der)
@@ -87,7 +87,7 @@ func FuzzApply(f *testing.F) {
 			}
 		})
 		pl := fuzzPlans[int(tmpl)%len(fuzzPlans)]
-		v := &Values{ICCID: iccid, IMSI: imsi, K: k, OPc: opc, PIN1: pin1, PUK1: puk1, ADM1: adm1, SMSC: smsc, SPN: spn}
+		v := &Values{ICCID: iccid, IMSI: imsi, K: k, OPc: opc, PIN1: pin1, PUK1: puk1, ADM1: adm1, SMSC: smsc, SPN: spn, MSISDN: msisdn}
 		if len(k) == 0 {
 			v.K = nil
 		}
@@ -146,6 +146,9 @@ func FuzzApply(f *testing.F) {
 		}
 		if spn != "" && len(got["spn"]) == 0 {
 			t.Fatal("SPN set but not read back")
+		}
+		if msisdn != "" {
+			check("msisdn", msisdn)
 		}
 	})
 }

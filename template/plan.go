@@ -22,12 +22,13 @@ const (
 	SlotSDKey                           // keyData of a security-domain key (length of the template key)
 	SlotSMSC                            // EF.SMSP record 1 (variable: re-encodes its PE)
 	SlotSPN                             // EF.SPN content (variable: re-encodes its PE)
+	SlotMSISDN                          // EF.MSISDN record 1 in opt-usim (variable: re-encodes its PE)
 )
 
 var slotKindNames = map[SlotKind]string{
 	SlotHeaderICCID: "header-iccid", SlotEFICCID: "ef-iccid", SlotIMSI: "ef-imsi", SlotACC: "ef-acc",
 	SlotAlgorithm: "algorithm", SlotK: "k", SlotOPc: "opc", SlotPIN: "pin", SlotPUK: "puk",
-	SlotSDKey: "sd-key", SlotSMSC: "smsc", SlotSPN: "spn",
+	SlotSDKey: "sd-key", SlotSMSC: "smsc", SlotSPN: "spn", SlotMSISDN: "msisdn",
 }
 
 func (k SlotKind) String() string {
@@ -82,6 +83,8 @@ func (s Slot) Name() string {
 		return "SMSC (EF.SMSP)"
 	case SlotSPN:
 		return "SPN (EF.SPN)"
+	case SlotMSISDN:
+		return "MSISDN (EF.MSISDN)"
 	}
 	return s.Kind.String()
 }
@@ -156,6 +159,7 @@ type Values struct {
 	SMSC                string // E.164 digits, optional leading '+' (international)
 	SPN                 string // service provider name, up to 16 GSM characters (or 7 UCS-2)
 	SPNDisplayCondition byte   // EF.SPN byte 1, written when SPN is set
+	MSISDN              string // 1–20 digits, optional leading '+' (opt-usim EF.MSISDN record 1)
 }
 
 // Zero overwrites the secret byte slices (K, OPc, SD keys) in place.
@@ -297,6 +301,10 @@ func (p *Profile) compile() (*Plan, error) {
 			if err := pl.addVar(pe, SlotSPN, "ef-spn"); err != nil {
 				return nil, err
 			}
+		case PEOptUSIM:
+			if err := pl.addVar(pe, SlotMSISDN, "ef-msisdn"); err != nil {
+				return nil, err
+			}
 		case PEAKAParameter:
 			if a := pe.AKA.Algo; a != nil {
 				if len(a.algo.Value) == 1 {
@@ -343,6 +351,14 @@ func beUint(b []byte) int {
 	return n
 }
 
+// minRecord is the fixed part of an EF.SMSP (28) or EF.MSISDN (14) record.
+func minRecord(k SlotKind) int {
+	if k == SlotSMSC {
+		return 28
+	}
+	return 14
+}
+
 // addVar records a variable-size slot for a file of a usim PE.
 func (pl *Plan) addVar(pe *PE, kind SlotKind, name string) error {
 	f := pe.FS.File(name)
@@ -359,11 +375,11 @@ func (pl *Plan) addVar(pe *PE, kind SlotKind, name string) error {
 		}
 	}
 	switch kind {
-	case SlotSMSC:
+	case SlotSMSC, SlotMSISDN:
 		// Without a usable record length in the template's file
-		// descriptor there is no SMSC slot (Apply then refuses an SMSC).
+		// descriptor there is no slot (Apply then refuses the value).
 		v.recordLength = f.FCP.RecordLength()
-		if v.recordLength < 28 || v.recordLength > 255 {
+		if v.recordLength < minRecord(kind) || v.recordLength > 255 {
 			return nil
 		}
 	case SlotSPN:

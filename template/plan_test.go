@@ -50,6 +50,10 @@ func readBack(t *testing.T, p *Profile) fields {
 				cond, name, err := DecodeSPN(spn.Content())
 				put("spn", fmt.Sprintf("%02x:%s", cond, must(name, err)))
 			}
+		case PEOptUSIM:
+			if m := pe.FS.File("ef-msisdn"); m != nil && m.Content() != nil {
+				put("msisdn", must(DecodeMSISDN(m.Content()[:m.FCP.RecordLength()])))
+			}
 		case PEAKAParameter:
 			if a := pe.AKA.Algo; a != nil {
 				put("algorithm", a.AlgorithmID.String())
@@ -271,15 +275,15 @@ func TestApplyReusesTheCallersBuffer(t *testing.T) {
 
 func TestVariableFieldsReencodeOnlyTheirPE(t *testing.T) {
 	cases := []struct {
-		smsc, spn string
-		cond      byte
-		wantSMSC  string
-		wantSPN   string
+		smsc, spn, msisdn string
+		cond              byte
+		wantSPN           string
 	}{
-		{"+447700900123", "perso", 0x01, "+447700900123", "01:perso"},
-		{"12345", "", 0, "12345", ""},
-		{"", "Ünïcode", 0x02, "", "02:Ünïcode"},
-		{"+123456789012345678", "16 chars exactly", 0, "+123456789012345678", "00:16 chars exactly"},
+		{"+447700900123", "perso", "+447700900999", 0x01, "01:perso"},
+		{"12345", "", "", 0, ""},
+		{"", "Ünïcode", "0170123456", 0x02, "02:Ünïcode"},
+		{"+123456789012345678", "16 chars exactly", "+12345678901234567890", 0, "00:16 chars exactly"},
+		{"", "", "+49", 0, ""},
 	}
 	for name, der := range ts48(t) {
 		pl, err := Compile(der)
@@ -290,7 +294,7 @@ func TestVariableFieldsReencodeOnlyTheirPE(t *testing.T) {
 		tmplFields := readBack(t, tp)
 		for ci, c := range cases {
 			v := randomValues(seedFor(name), pl)
-			v.SMSC, v.SPN, v.SPNDisplayCondition = c.smsc, c.spn, c.cond
+			v.SMSC, v.SPN, v.SPNDisplayCondition, v.MSISDN = c.smsc, c.spn, c.cond, c.msisdn
 			out, err := pl.Apply(v, nil)
 			if err != nil {
 				t.Fatalf("%s case %d: %v", name, ci, err)
@@ -304,8 +308,11 @@ func TestVariableFieldsReencodeOnlyTheirPE(t *testing.T) {
 			}
 			got := readBack(t, p)
 			want := expected(v, tmplFields)
-			if c.wantSMSC != "" {
-				want["smsc"] = []string{c.wantSMSC}
+			if c.smsc != "" {
+				want["smsc"] = []string{c.smsc}
+			}
+			if c.msisdn != "" {
+				want["msisdn"] = []string{c.msisdn}
 			}
 			if c.wantSPN != "" {
 				want["spn"] = []string{c.wantSPN}
@@ -318,26 +325,26 @@ func TestVariableFieldsReencodeOnlyTheirPE(t *testing.T) {
 			if len(got) != len(want) {
 				t.Fatalf("%s case %d: read back %d fields, want %d", name, ci, len(got), len(want))
 			}
-			// Only the usim PE may differ beyond the fixed slots; inside
-			// it, only EF.SMSP and EF.SPN.
+			// Only the usim and opt-usim PEs may differ beyond the fixed
+			// slots; inside them, only EF.SMSP, EF.SPN and EF.MSISDN.
 			if len(p.PEs) != len(tp.PEs) {
 				t.Fatalf("%s case %d: PE count changed", name, ci)
 			}
 			ref, _ := Decode(mustApply(t, pl, v))
 			for i, pe := range p.PEs {
 				a, b := pe.Node.Encode(), ref.PEs[i].Node.Encode()
-				if pe.Type != PEUSIM {
+				if pe.Type != PEUSIM && pe.Type != PEOptUSIM {
 					if !bytes.Equal(a, b) {
 						t.Fatalf("%s case %d: PE #%d (%s) changed", name, ci, i, pe.Type)
 					}
 					continue
 				}
 				for j, f := range pe.FS.Files {
-					if f.Name == "ef-smsp" || f.Name == "ef-spn" {
+					if f.Name == "ef-smsp" || f.Name == "ef-spn" || f.Name == "ef-msisdn" {
 						continue
 					}
 					if !bytes.Equal(f.Node.Encode(), ref.PEs[i].FS.Files[j].Node.Encode()) {
-						t.Fatalf("%s case %d: usim file %s changed", name, ci, f.Name)
+						t.Fatalf("%s case %d: %s file %s changed", name, ci, pe.Type, f.Name)
 					}
 				}
 			}
@@ -349,7 +356,7 @@ func TestVariableFieldsReencodeOnlyTheirPE(t *testing.T) {
 func mustApply(t *testing.T, pl *Plan, v *Values) []byte {
 	t.Helper()
 	w := *v
-	w.SMSC, w.SPN = "", ""
+	w.SMSC, w.SPN, w.MSISDN = "", "", ""
 	out, err := pl.Apply(&w, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -385,6 +392,7 @@ func TestApplyRejectsBadValuesWithoutEchoingSecrets(t *testing.T) {
 		{"algorithm not declared in the header", Values{Algorithm: AlgorithmMilenage}, ErrValue},
 		{"SMSC with letters", Values{SMSC: "+44ABC"}, ErrValue},
 		{"SPN too long", Values{SPN: "seventeen chars!!"}, ErrValue},
+		{"MSISDN of 21 digits", Values{MSISDN: "+123456789012345678901"}, ErrValue},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -423,7 +431,7 @@ func TestPlanIsSafeForConcurrentApply(t *testing.T) {
 			for i := 0; i < 200; i++ {
 				v := randomValues(r, pl)
 				if i%3 == 0 {
-					v.SMSC, v.SPN = "+4912345", "go"
+					v.SMSC, v.SPN, v.MSISDN = "+4912345", "go", "+49170"
 				}
 				out, err := pl.Apply(v, buf)
 				if err != nil {

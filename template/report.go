@@ -161,6 +161,17 @@ func slotValue(p *Profile, pl *Plan, s Slot) string {
 				return "(undecodable)"
 			}
 			return v
+		case SlotMSISDN:
+			c := f.File("ef-msisdn").Content()
+			rl := f.File("ef-msisdn").FCP.RecordLength()
+			if len(c) < rl {
+				return "(template default)"
+			}
+			v, err := DecodeMSISDN(c[:rl])
+			if err != nil {
+				return "(undecodable)"
+			}
+			return v
 		case SlotSPN:
 			c := f.File("ef-spn").Content()
 			if c == nil {

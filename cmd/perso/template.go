@@ -177,7 +177,7 @@ func newTemplatePersonaliseCmd(a *app) *cobra.Command {
 		Long: `personalise writes one personalised UPP: the template with the given values in
 every copy of every field (header ICCID and EF.ICCID, EF.IMSI and EF.ACC, K,
 OPc and algorithm in every akaParameter, PINs, PUKs, ADMs, SD keys, and
-optionally SMSC and SPN). Fields not given keep the template's value.
+optionally SMSC, SPN and MSISDN). Fields not given keep the template's value.
 
 Every flag can also come from the environment (PERSO_KI, PERSO_OPC, …) or
 perso.yaml; prefer the environment for --ki, --opc, --adm1 and --sd-key so
@@ -205,7 +205,7 @@ first security domain (the MNO-SD).`,
 				PIN1: v.GetString("pin1"), PIN2: v.GetString("pin2"),
 				PUK1: v.GetString("puk1"), PUK2: v.GetString("puk2"),
 				ADM1: v.GetString("adm1"), ADM2: v.GetString("adm2"),
-				SMSC: v.GetString("smsc"), SPN: v.GetString("spn"),
+				SMSC: v.GetString("smsc"), SPN: v.GetString("spn"), MSISDN: v.GetString("msisdn"),
 			}
 			defer vals.Zero()
 			if vals.K, err = hexFlag("ki", v.GetString("ki")); err != nil {
@@ -260,6 +260,7 @@ first security domain (the MNO-SD).`,
 	f.StringSlice("sd-key", nil, "security-domain key KVN:ID:HEX (repeatable)")
 	f.String("smsc", "", "SMS service centre address (EF.SMSP), e.g. +447700900123")
 	f.String("spn", "", "service provider name (EF.SPN)")
+	f.String("msisdn", "", "MSISDN (EF.MSISDN record 1), e.g. +447700900999")
 	return cmd
 }
 

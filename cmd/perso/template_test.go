@@ -96,7 +96,7 @@ func TestTemplatePersonaliseWritesTheValues(t *testing.T) {
 	_, err := runPerso(t, "template", "personalise", "--template", ts48File(t), "-o", outFile,
 		"--iccid", "8949449999999990999", "--imsi", "310150123456789", "--opc", "ffeeddccbbaa99887766554433221100",
 		"--pin1", "2468", "--puk1", "13572468", "--adm1", "0102030405060708",
-		"--sd-key", "02:01:"+strings.Repeat("ab", 16), "--smsc", "+447700900123", "--spn", "perso")
+		"--sd-key", "02:01:"+strings.Repeat("ab", 16), "--smsc", "+447700900123", "--spn", "perso", "--msisdn", "+447700900999")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,6 +130,10 @@ func TestTemplatePersonaliseWritesTheValues(t *testing.T) {
 	}
 	if got := template.DecodePIN(p.PEs[3].PINs.Configs[1].Value); got != "0102030405060708" {
 		t.Fatalf("ADM1 = %s", got)
+	}
+	m := p.First(template.PEOptUSIM).FS.File("ef-msisdn")
+	if got, err := template.DecodeMSISDN(m.Content()[:m.FCP.RecordLength()]); err != nil || got != "+447700900999" {
+		t.Fatalf("MSISDN = %q, %v", got, err)
 	}
 }
 
