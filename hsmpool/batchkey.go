@@ -44,10 +44,9 @@ const (
 // and the batch ID in the blob header are authenticated too; the AAD binds
 // the record to its ICCID. A BatchKey is safe for concurrent use.
 type BatchKey struct {
-	id     string
-	kek    string
-	blob   []byte
-	header []byte
+	id   string
+	kek  string
+	blob []byte
 
 	mu      sync.RWMutex
 	recKey  []byte
@@ -186,7 +185,7 @@ func newBatchKeyFrom(header []byte, kek, id string, blob, dk []byte) (*BatchKey,
 		clear(rk)
 		return nil, err
 	}
-	return &BatchKey{id: id, kek: kek, blob: blob, header: header, recKey: rk, aead: aead}, nil
+	return &BatchKey{id: id, kek: kek, blob: blob, recKey: rk, aead: aead}, nil
 }
 
 // NewBatchKey creates the data key for one batch: one HSM operation

@@ -142,7 +142,7 @@
 // latency (queue wait + HSM time) mean/p50/p99/p99.9/max from a lock-free
 // log-linear histogram; the session-wait distribution per lane; sessions
 // in use (total and batch); sessions replaced; token failures; and the number
-// of PKCS#11 calls. Health(ctx) touches every session.
+// of PKCS#11 calls. Health(ctx) checks the token through the live lane.
 //
 // # Software backend
 //

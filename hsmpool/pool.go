@@ -262,9 +262,9 @@ func (p *Pool) PublicKey(ctx context.Context, label string) (Curve, []byte, erro
 	return c, pt, err
 }
 
-// Health checks every session against the token (one cheap call each,
-// replacing broken sessions) in the live lane. It returns nil when the token
-// answers on all of them.
+// Health checks the token through the pool in the live lane: one cheap call
+// (C_GetSessionInfo) per configured session, on whichever sessions are free,
+// replacing broken sessions it meets. It returns nil when the token answers.
 func (p *Pool) Health(ctx context.Context) error {
 	for range p.cfg.Sessions {
 		if err := p.do(WithLane(ctx, Live), "health", Live, "", func(slot int) error {
