@@ -254,12 +254,9 @@ func outRanges(h *OutHeader, r *Rules) error {
 		if !allDigits([]byte(ser)) || len(ser) < 17 || len(ser) > 20 {
 			return fmt.Errorf("input variable Ser_nb is not 17-20 digits")
 		}
-		payload := ser
-		if len(ser) >= 19 && luhnValid([]byte(ser)) {
-			payload = ser[:len(ser)-1]
-		}
-		last := addDigits(payload, h.Quantity-1)
-		r.ICCIDFirst, r.ICCIDLast = payload, last
+		// Whether Ser_nb carries its check digit is decided per ICCID by
+		// length (see serialRange): a Luhn test could pass by chance.
+		r.serial = &serialRange{start: ser, count: h.Quantity}
 	}
 	return nil
 }

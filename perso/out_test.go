@@ -194,3 +194,46 @@ func TestOutHeaderKeepsNoSecret(t *testing.T) {
 		t.Fatalf("header fields %v: secret-named entries must be redacted, others kept", h.Fields)
 	}
 }
+
+// TestOutSerialRange: Ser_nb may be given with or without its check digit;
+// the ICCIDs' length decides, even when Ser_nb happens to pass Luhn.
+func TestOutSerialRange(t *testing.T) {
+	q, _ := ICCIDWithCheck("894415000000000100") // 19 digits passing Luhn, used as a 19-digit payload
+	row := func(payload string, imsi string) string {
+		iccid, _ := ICCIDWithCheck(payload)
+		return iccid + " " + imsi + " 000102030405060708090A0B0C0D0E0F 000102030405060708090A0B0C0D0E0F\n"
+	}
+	star := strings.Repeat("*", 32) + "\n"
+	head := func(ser string) string {
+		return star + "* HEADER DESCRIPTION\n" + star + "Quantity: 3\n" + star + "* INPUT VARIABLES\n" + star +
+			"Var_In_List:\nIMSI: 234150000000001\nSer_nb: " + ser + "\n" + star + "* OUTPUT VARIABLES\n" + star + "var_out: ICCID/IMSI/KI/OPC\n"
+	}
+	next := func(d string, k int64) string { return addDigits(d, k) }
+	cases := []struct {
+		name    string
+		in      string
+		rejects []int64
+	}{
+		{"Ser_nb as a Luhn-valid 19-digit payload of 20-digit ICCIDs", head(q) +
+			row(q, "234150000000001") + row(next(q, 1), "234150000000002") + row(next(q, 3), "234150000000003"), []int64{17}},
+		{"Ser_nb as a full 19-digit ICCID", head(q) +
+			row(q[:18], "234150000000001") + row(next(q[:18], 1), "234150000000002") + row(next(q[:18], 2), "234150000000004"), []int64{17}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var rejects RejectList
+			r, err := NewOutReader(strings.NewReader(c.in), Options{Rejects: &rejects})
+			if err != nil {
+				t.Fatal(err)
+			}
+			readAll(t, r)
+			var lines []int64
+			for _, rj := range rejects.Items {
+				lines = append(lines, rj.Line)
+			}
+			if fmt.Sprint(lines) != fmt.Sprint(c.rejects) {
+				t.Fatalf("rejects %v, want lines %v", rejects.Items, c.rejects)
+			}
+		})
+	}
+}

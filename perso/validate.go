@@ -135,6 +135,8 @@ type Rules struct {
 	ICCIDFirst, ICCIDLast string
 	// IMSIFirst/IMSILast: inclusive range of IMSIs (same digit count).
 	IMSIFirst, IMSILast string
+	// serial is the .out header's Ser_nb/Quantity range.
+	serial *serialRange
 	// NoDuplicateCheck turns off the duplicate ICCID/IMSI check (which costs
 	// about 1 bit per record for consecutive numbers, more for scattered ones).
 	NoDuplicateCheck bool
@@ -267,6 +269,8 @@ func (v *Validator) checkIdentity(iccid, imsi []byte, ps *[]Problem) {
 			*ps = append(*ps, Problem{Column: ColICCID, Class: classify(iccid), Reason: "does not start with the batch's issuer prefix"})
 		} else if r.ICCIDFirst != "" && !iccidInRange(iccid, r.ICCIDFirst, r.ICCIDLast) {
 			*ps = append(*ps, Problem{Column: ColICCID, Class: classify(iccid), Reason: "outside the batch's ICCID range"})
+		} else if r.serial != nil && !r.serial.contains(iccid) {
+			*ps = append(*ps, Problem{Column: ColICCID, Class: classify(iccid), Reason: "outside the header's Ser_nb range"})
 		}
 	}
 	switch {
@@ -284,6 +288,33 @@ func (v *Validator) checkIdentity(iccid, imsi []byte, ps *[]Problem) {
 			*ps = append(*ps, Problem{Column: ColIMSI, Class: classify(imsi), Reason: "outside the batch's IMSI range"})
 		}
 	}
+}
+
+// serialRange is count consecutive ICCIDs from start, which is a full ICCID
+// or one without its check digit: an ICCID of the same length as start
+// means the former, one digit longer the latter.
+type serialRange struct {
+	start string
+	count int64
+	// payload bounds per ICCID length, computed on first use
+	first, last [21]string
+}
+
+func (s *serialRange) contains(iccid []byte) bool {
+	n := len(iccid)
+	if s.first[n] == "" {
+		var p string
+		switch len(s.start) {
+		case n:
+			p = s.start[:n-1]
+		case n - 1:
+			p = s.start
+		default:
+			return false
+		}
+		s.first[n], s.last[n] = p, addDigits(p, s.count-1)
+	}
+	return string(iccid[:n-1]) >= s.first[n] && string(iccid[:n-1]) <= s.last[n]
 }
 
 // iccidInRange compares ICCID payloads (without check digits) as numbers.
