@@ -25,6 +25,9 @@ type app struct {
 	log *slog.Logger
 }
 
+// defaultConfigFile is read from the working directory when --config is not given.
+const defaultConfigFile = "perso.yaml"
+
 // commands is filled by the init functions of the files that define subcommands.
 var commands []func(*app) *cobra.Command
 
@@ -90,15 +93,12 @@ func (a *app) load(cmd *cobra.Command) error {
 		if err := v.ReadInConfig(); err != nil {
 			return fmt.Errorf("reading config %s: %w", file, err)
 		}
-	} else {
-		v.SetConfigName("perso")
-		v.SetConfigType("yaml")
-		v.AddConfigPath(".")
+	} else if _, err := os.Stat(defaultConfigFile); err == nil {
+		// An explicit file name, not SetConfigName: viper would also match
+		// any extension-less "perso" (e.g. the binary itself) in the directory.
+		v.SetConfigFile(defaultConfigFile)
 		if err := v.ReadInConfig(); err != nil {
-			var nf viper.ConfigFileNotFoundError
-			if !errors.As(err, &nf) {
-				return fmt.Errorf("reading perso.yaml: %w", err)
-			}
+			return fmt.Errorf("reading %s: %w", defaultConfigFile, err)
 		}
 	}
 	return a.setupLogging()
