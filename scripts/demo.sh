@@ -18,7 +18,7 @@ trap 'rm -rf "$work"' EXIT
 export PERSO_HSM_PIN=${PERSO_HSM_PIN:-demo-user-pin}
 export PERSO_HSM_SO_PIN=${PERSO_HSM_SO_PIN:-demo-so-pin}
 
-"$root/bin/perso" hsm init --dir "$work/hsm" --token perso-demo --import-sgp26 "$shared/sgp26"
+"$root/bin/perso" hsm init --dir "$work/hsm" --label perso-demo --import-sgp26 "$shared/sgp26"
 export SOFTHSM2_CONF="$work/hsm/softhsm2.conf"
 "$root/bin/perso" demo --hsm.token perso-demo --template "$template" --count "$count" \
-  --store.dsn "$work/perso.db" --sgp26 "$shared/sgp26"
+  --store.dsn "$work/perso.db"
