@@ -538,10 +538,7 @@ func (p *rowParser) text(col int, v []byte) {
 		if d[0] == '+' {
 			d = d[1:]
 		}
-		max := 15
-		if col == cSMSC {
-			max = 20
-		}
+		max := 20 // EF.MSISDN and SMSP hold up to 20 digits
 		if len(d) == 0 || len(d) > max || !allDigits(d) {
 			p.problem(col, v, false, fmt.Sprintf("want an optional + and 1-%d digits", max))
 			return

@@ -106,6 +106,29 @@ func EncodePIN(digits string) (Secret, error) {
 	return out, nil
 }
 
+// CardValueText turns an 8-byte PIN/PUK/ADM card value back into the text
+// form operators and template.Values use: its digits when it is ASCII
+// digits padded with 0xFF, otherwise 16 upper-case hex digits (a binary
+// ADM key). It returns "" for an empty value.
+func CardValueText(v []byte) string {
+	if len(v) == 0 {
+		return ""
+	}
+	if cardDigits(v, false) {
+		n := 0
+		for n < len(v) && v[n] != 0xFF {
+			n++
+		}
+		return string(v[:n])
+	}
+	const hx = "0123456789ABCDEF"
+	out := make([]byte, 2*len(v))
+	for i, c := range v {
+		out[2*i], out[2*i+1] = hx[c>>4], hx[c&15]
+	}
+	return string(out)
+}
+
 // Column names of the Arrow schema. They are stable: the engine and
 // reports address columns by these names.
 const (

@@ -201,3 +201,34 @@ func TestOutWriterEmpty(t *testing.T) {
 		t.Fatalf("empty .out: %d records", len(got))
 	}
 }
+
+func TestCardValueText(t *testing.T) {
+	cases := []struct {
+		in   []byte
+		want string
+	}{
+		{[]byte("1234\xff\xff\xff\xff"), "1234"},
+		{[]byte("12345678"), "12345678"},
+		{[]byte{0x3b, 0x9f, 0x0e, 0x2d, 0x7c, 0x6a, 0x5b, 0x41}, "3B9F0E2D7C6A5B41"},
+		{[]byte("123\xff\xff\xff\xff\xff"), "313233FFFFFFFFFF"}, // 3 digits is not a PIN: shown as binary
+		{nil, ""},
+	}
+	for _, c := range cases {
+		if got := CardValueText(c.in); got != c.want {
+			t.Errorf("CardValueText(% x) = %q, want %q", c.in, got, c.want)
+		}
+		if len(c.in) == 8 && c.want != "" {
+			// the text form reads back to the same card value
+			in := "iccid,imsi,ki,opc,adm1\n8944150000000000017,234150000000001,000102030405060708090a0b0c0d0e0f,000102030405060708090a0b0c0d0e0f," + c.want + "\n"
+			var rejects RejectList
+			r, err := NewCSVReader(strings.NewReader(in), Options{Rejects: &rejects})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := readAll(t, r)
+			if len(got) != 1 || !bytes.Equal(got[0].ADM1, c.in) {
+				t.Errorf("%q does not read back as % x (rejects %v)", c.want, c.in, rejects.Items)
+			}
+		}
+	}
+}
