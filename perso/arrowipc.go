@@ -100,7 +100,7 @@ func newArrowReader(s *arrowSource, schema *arrow.Schema, o Options) (*Reader, e
 		case arrow.STRING, arrow.LARGE_STRING, arrow.BINARY, arrow.LARGE_BINARY, arrow.FIXED_SIZE_BINARY,
 			arrow.INT8, arrow.INT16, arrow.INT32, arrow.INT64, arrow.UINT8, arrow.UINT16, arrow.UINT32, arrow.UINT64:
 		default:
-			return nil, fmt.Errorf("%s: column %q has unsupported type %s", o.File, f.Name, f.Type)
+			return nil, fmt.Errorf("%s: column %s has unsupported type %s", o.File, safeName(f.Name), f.Type)
 		}
 		raw := secret && (f.Type.ID() == arrow.BINARY || f.Type.ID() == arrow.LARGE_BINARY || f.Type.ID() == arrow.FIXED_SIZE_BINARY)
 		s.get[i] = s.extractor(i, raw)

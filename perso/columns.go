@@ -102,10 +102,31 @@ func mapColumns(names []string) (*columnMap, error) {
 			continue
 		}
 		if prev, dup := seen[c]; dup {
-			return nil, fmt.Errorf("columns %q and %q are the same field", prev, names[i])
+			return nil, fmt.Errorf("columns %s and %s are the same field", safeName(prev), safeName(names[i]))
 		}
 		seen[c] = names[i]
 		m.present[c] = true
 	}
 	return m, nil
+}
+
+// safeName quotes a column name for an error message, unless it looks like
+// data rather than a name (a headerless file's first line could hold a
+// Ki): then only its shape is shown.
+func safeName(n string) string {
+	hexRun := 0
+	for i := 0; i < len(n); i++ {
+		if hexVal[n[i]] != 0xFF {
+			hexRun++
+			if hexRun >= 12 {
+				return "(" + classify([]byte(n)) + ")"
+			}
+		} else {
+			hexRun = 0
+		}
+	}
+	if len(n) > 64 {
+		return "(" + classify([]byte(n)) + ")"
+	}
+	return strconv.Quote(n)
 }

@@ -196,7 +196,7 @@ func (s *outSource) readHeader() (*OutHeader, error) {
 				h.InputVars[key] = val
 			}
 		case secOutput:
-			return nil, fmt.Errorf("line %d: unexpected %q in OUTPUT VARIABLES before var_out", s.lr.line, key)
+			return nil, fmt.Errorf("line %d: unexpected %s in OUTPUT VARIABLES before var_out", s.lr.line, safeName(key))
 		default:
 			if _, secret := aliases[nk]; secret && aliases[nk] >= cKi && aliases[nk] != cAlg {
 				val = Redacted

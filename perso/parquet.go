@@ -77,7 +77,7 @@ func NewParquetReader(r io.ReaderAt, size int64, o Options) (*Reader, error) {
 		names[i] = path[0]
 		leaves[i], _ = schema.Lookup(path...)
 		if leaves[i].MaxRepetitionLevel > 0 {
-			return nil, fmt.Errorf("%s: repeated column %q is not supported", o.File, path[0])
+			return nil, fmt.Errorf("%s: repeated column %s is not supported", o.File, safeName(path[0]))
 		}
 	}
 	cm, err := mapColumns(names)
@@ -99,7 +99,7 @@ func NewParquetReader(r io.ReaderAt, size int64, o Options) (*Reader, error) {
 			col.raw = secret
 		case parquet.Int32, parquet.Int64:
 		default:
-			return nil, fmt.Errorf("%s: column %q has unsupported Parquet type %s", o.File, names[i], typ)
+			return nil, fmt.Errorf("%s: column %s has unsupported Parquet type %s", o.File, safeName(names[i]), typ)
 		}
 		s.cols = append(s.cols, col)
 	}
