@@ -20,27 +20,31 @@ import (
 // across processes by SQLite's lock with a busy timeout; reads use a pool of
 // read-only connections that WAL lets run beside the writer.
 type sqliteBackend struct {
-	w *sql.DB // one connection, BEGIN IMMEDIATE
-	r *sql.DB // readers
+	// Two files: the inventory (4 KiB pages: small rows, cheap order
+	// transactions) and, beside it, the protected material (64 KiB pages:
+	// a 12 KiB profile costs one WAL frame instead of four). Each has one
+	// write connection (BEGIN IMMEDIATE) and a pool of readers.
+	w, r   *sql.DB // inventory
+	bw, br *sql.DB // protected material ("<path>.blobs")
 
 	stmts sync.Map // stmtKey → *sql.Stmt: SQLite parses each statement once
 
-	// Checkpoints run in the background on their own connection (PASSIVE:
+	// Checkpoints run in the background on their own connections (PASSIVE:
 	// they block neither readers nor the writer), so that copying the WAL
 	// into the database file overlaps with the next transactions instead
 	// of stalling the commit that crosses the threshold.
-	ckpt      *sql.DB
+	ckpt      []*sql.DB
 	closeOnce sync.Once
 	closeErr  error
 	kick      chan struct{}
 	stop      chan struct{}
 	ckptDone  chan struct{}
-	walFrames atomic.Int64 // frames in the WAL after the last checkpoint
+	walFrames atomic.Int64 // the most frames left in a WAL after the last checkpoints
 }
 
-// sqliteMaxWALFrames bounds the WAL when the background checkpoints fall
+// sqliteMaxWALFrames bounds a WAL when the background checkpoints fall
 // behind: a bulk load then checkpoints itself (RESTART) after its commit.
-const sqliteMaxWALFrames = 64 * 1024 // × 4 KiB pages = 256 MiB
+const sqliteMaxWALFrames = 16 * 1024 // × 4 or 64 KiB pages
 
 func (b *sqliteBackend) checkpointer() {
 	defer close(b.ckptDone)
@@ -53,25 +57,30 @@ func (b *sqliteBackend) checkpointer() {
 		case <-t.C:
 		case <-b.kick:
 		}
-		var busy, log, done int64
-		if err := b.ckpt.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &done); err == nil {
-			b.walFrames.Store(log - done)
+		var most int64
+		for _, db := range b.ckpt {
+			var busy, log, done int64
+			if err := db.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &done); err == nil {
+				most = max(most, log-done)
+			}
 		}
+		b.walFrames.Store(most)
 	}
 }
 
 // afterBulkCommit wakes the checkpointer and, when it is far behind,
-// checkpoints on the writer's connection.
+// checkpoints on the writers' connections.
 func (b *sqliteBackend) afterBulkCommit(ctx context.Context) {
 	select {
 	case b.kick <- struct{}{}:
 	default:
 	}
 	if b.walFrames.Load() > sqliteMaxWALFrames {
-		var busy, log, done int64
-		if err := b.w.QueryRowContext(ctx, `PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &log, &done); err == nil {
-			b.walFrames.Store(log - done)
+		for _, db := range []*sql.DB{b.bw, b.w} {
+			var busy, log, done int64
+			db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &log, &done)
 		}
+		b.walFrames.Store(0)
 	}
 }
 
@@ -102,7 +111,11 @@ func (b *sqliteBackend) stmt(ctx context.Context, db *sql.DB, q string) (*sql.St
 // (the single write connection is busy with tx, it cannot prepare for the
 // cache now).
 func (b *sqliteBackend) txStmt(ctx context.Context, tx *sql.Tx, q string) (*sql.Stmt, error) {
-	if st, ok := b.stmts.Load(stmtKey{b.w, q}); ok {
+	return b.txStmtOn(ctx, b.w, tx, q)
+}
+
+func (b *sqliteBackend) txStmtOn(ctx context.Context, db *sql.DB, tx *sql.Tx, q string) (*sql.Stmt, error) {
+	if st, ok := b.stmts.Load(stmtKey{db, q}); ok {
 		return tx.StmtContext(ctx, st.(*sql.Stmt)), nil
 	}
 	return tx.PrepareContext(ctx, q)
@@ -115,12 +128,17 @@ const (
 		download_attempts = ?, cc_attempts = ?, order_expires_at = ?, updated_at = ? WHERE iccid = ?`
 	sqlInsertProfile = `INSERT INTO profiles (iccid, imsi, profile_type, template_id, batch_id,
 		ppk_key_ref, state, created_at, updated_at, sp_name, profile_name, profile_class, icon_type, icon,
-		metadata_der, protected_ppk, segments)
-		VALUES (?, ?, ?, ?, ?, ?, 'Available', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (iccid) DO NOTHING`
+		metadata_der)
+		VALUES (?, ?, ?, ?, ?, ?, 'Available', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (iccid) DO NOTHING`
 	sqlProfileOwner = `SELECT batch_id FROM profiles WHERE iccid = ?`
+	sqlInsertBlob   = `INSERT INTO blobs (iccid, batch_id, protected_ppk, segments) VALUES (?, ?, ?, ?)
+		ON CONFLICT (iccid, batch_id) DO NOTHING`
 )
 
-var sqliteTxStmts = []string{sqlMutateSelect, sqlMutateUpdate, sqlInsertProfile, sqlProfileOwner}
+var (
+	sqliteTxStmts     = []string{sqlMutateSelect, sqlMutateUpdate, sqlInsertProfile, sqlProfileOwner}
+	sqliteBlobTxStmts = []string{sqlInsertBlob}
+)
 
 // rowErr is a row whose query could not be prepared.
 type rowErr struct{ err error }
@@ -144,9 +162,9 @@ func (b *sqliteBackend) exec(ctx context.Context, q string, args ...any) (sql.Re
 }
 
 var sqliteMigrations = []string{
-	// 1: the initial schema. The large blobs are the last columns of
-	// profiles: SQLite reads a row's columns in order, so the order columns
-	// never touch the overflow pages holding the segments.
+	// 1: the initial schema. The protected material lives in the blobs
+	// file (sqliteBlobMigrations); purged records that Sweep removed it
+	// there too.
 	`CREATE TABLE batches (
 		id           TEXT PRIMARY KEY,
 		profile_type TEXT NOT NULL DEFAULT '',
@@ -193,9 +211,9 @@ var sqliteMigrations = []string{
 		icon_type         INTEGER NOT NULL DEFAULT 0,
 		icon              BLOB,
 		metadata_der      BLOB,
-		protected_ppk     BLOB,
-		segments          BLOB
+		purged            INTEGER NOT NULL DEFAULT 0
 	);
+	CREATE INDEX profiles_unpurged ON profiles(iccid) WHERE swept_at != 0 AND purged = 0;
 	CREATE UNIQUE INDEX profiles_matching_id ON profiles(matching_id) WHERE matching_id IS NOT NULL;
 	CREATE INDEX profiles_available ON profiles(profile_type) WHERE state = 'Available';
 	CREATE INDEX profiles_eid ON profiles(eid) WHERE eid IS NOT NULL;
@@ -238,6 +256,18 @@ var sqliteMigrations = []string{
 	CREATE INDEX audit_iccid ON audit(iccid);`,
 }
 
+// The blobs file: the protected material, keyed by ICCID and batch so that
+// a batch never overwrites or adopts another batch's material.
+var sqliteBlobMigrations = []string{
+	`CREATE TABLE blobs (
+		iccid         TEXT NOT NULL,
+		batch_id      TEXT NOT NULL,
+		protected_ppk BLOB,
+		segments      BLOB,
+		PRIMARY KEY (iccid, batch_id)
+	);`,
+}
+
 func openSQLite(ctx context.Context, path string) (backend, error) {
 	if path == "" {
 		return nil, errors.New("store: sqlite needs a file path")
@@ -245,48 +275,66 @@ func openSQLite(ctx context.Context, path string) (backend, error) {
 	if strings.HasPrefix(path, "file:") || strings.Contains(path, "?") {
 		return nil, fmt.Errorf("store: sqlite dsn must be a plain file path, got %q", path)
 	}
-	// synchronous=NORMAL in WAL mode: a commit survives a crash of the
-	// process (kill -9); an OS crash or power loss may lose the last commits
-	// but never corrupts the database.
-	common := "_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)" +
-		"&_pragma=cache_size(-65536)"
-	w, err := sql.Open("sqlite", "file:"+path+"?"+common+"&_pragma=wal_autocheckpoint(0)&_journal_mode=WAL&_txlock=immediate")
+	b := &sqliteBackend{kick: make(chan struct{}, 1), stop: make(chan struct{}), ckptDone: make(chan struct{})}
+	var err error
+	b.w, b.r, err = b.openFile(ctx, path, 4096, sqliteMigrations, sqliteTxStmts)
 	if err != nil {
 		return nil, err
+	}
+	b.bw, b.br, err = b.openFile(ctx, path+".blobs", 65536, sqliteBlobMigrations, sqliteBlobTxStmts)
+	if err != nil {
+		b.w.Close()
+		b.r.Close()
+		return nil, err
+	}
+	go b.checkpointer()
+	return b, nil
+}
+
+// openFile opens one database file: a single write connection, migrated,
+// with its transaction statements prepared, a pool of read-only
+// connections, and a connection for the background checkpoints.
+func (b *sqliteBackend) openFile(ctx context.Context, path string, pageSize int, migrations, txStmts []string) (w, r *sql.DB, err error) {
+	// synchronous=NORMAL in WAL mode: a commit survives a crash of the
+	// process (kill -9); an OS crash or power loss may lose the last commits
+	// but never corrupts the database. page_size applies when the file is
+	// created.
+	common := fmt.Sprintf("_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"+
+		"&_pragma=cache_size(-65536)&_pragma=page_size(%d)", pageSize)
+	w, err = sql.Open("sqlite", "file:"+path+"?"+common+"&_pragma=wal_autocheckpoint(0)&_journal_mode=WAL&_txlock=immediate")
+	if err != nil {
+		return nil, nil, err
 	}
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	b := &sqliteBackend{w: w}
-	if err := b.migrate(ctx); err != nil {
+	if err := migrateSQLite(ctx, w, migrations); err != nil {
 		w.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	for _, q := range sqliteTxStmts {
+	for _, q := range txStmts {
 		if _, err := b.stmt(ctx, w, q); err != nil {
 			w.Close()
-			return nil, fmt.Errorf("store: prepare: %w", err)
+			return nil, nil, fmt.Errorf("store: prepare: %w", err)
 		}
 	}
-	r, err := sql.Open("sqlite", "file:"+path+"?"+common+"&_pragma=query_only(1)")
+	r, err = sql.Open("sqlite", "file:"+path+"?"+common+"&_pragma=query_only(1)")
 	if err != nil {
 		w.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
-	b.r = r
 	ckpt, err := sql.Open("sqlite", "file:"+path+"?"+common)
 	if err != nil {
 		r.Close()
 		w.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	ckpt.SetMaxOpenConns(1)
-	b.ckpt, b.kick, b.stop, b.ckptDone = ckpt, make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
-	go b.checkpointer()
-	return b, nil
+	b.ckpt = append(b.ckpt, ckpt)
+	return w, r, nil
 }
 
 func (b *sqliteBackend) close() error {
@@ -294,13 +342,17 @@ func (b *sqliteBackend) close() error {
 		close(b.stop)
 		<-b.ckptDone
 		b.stmts.Range(func(_, st any) bool { st.(*sql.Stmt).Close(); return true })
-		b.closeErr = errors.Join(b.r.Close(), b.ckpt.Close(), b.w.Close())
+		errs := []error{b.r.Close(), b.w.Close(), b.br.Close(), b.bw.Close()}
+		for _, db := range b.ckpt {
+			errs = append(errs, db.Close())
+		}
+		b.closeErr = errors.Join(errs...)
 	})
 	return b.closeErr
 }
 
-func (b *sqliteBackend) migrate(ctx context.Context) error {
-	tx, err := b.w.BeginTx(ctx, nil)
+func migrateSQLite(ctx context.Context, w *sql.DB, migrations []string) error {
+	tx, err := w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
@@ -313,11 +365,11 @@ func (b *sqliteBackend) migrate(ctx context.Context) error {
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
-	if have > len(sqliteMigrations) {
-		return fmt.Errorf("store: database schema version %d is newer than this binary (%d)", have, len(sqliteMigrations))
+	if have > len(migrations) {
+		return fmt.Errorf("store: database schema version %d is newer than this binary (%d)", have, len(migrations))
 	}
-	for v := have + 1; v <= len(sqliteMigrations); v++ {
-		if _, err := tx.ExecContext(ctx, sqliteMigrations[v-1]); err != nil {
+	for v := have + 1; v <= len(migrations); v++ {
+		if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
 			return fmt.Errorf("store: migration %d: %w", v, err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
@@ -418,20 +470,24 @@ func (b *sqliteBackend) getBatch(ctx context.Context, id string) (Batch, error) 
 	return got, err
 }
 
+// putProfiles writes the protected material first (blobs file, keyed by
+// ICCID and batch, insert-if-absent), then the rows. A crash in between
+// leaves material without a row, which the re-run finds and keeps; a row
+// never exists without its material. Material of an ICCID refused as a
+// conflict is removed again.
 func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, ps []Profile, now time.Time) (PutResult, error) {
 	var res PutResult
+	if _, err := b.getBatch(ctx, batchID); err != nil {
+		return res, err
+	}
+	if err := b.putBlobs(ctx, batchID, ps); err != nil {
+		return res, err
+	}
 	tx, err := b.w.BeginTx(ctx, nil)
 	if err != nil {
 		return res, err
 	}
 	defer tx.Rollback()
-	var one int
-	if err := tx.QueryRowContext(ctx, `SELECT 1 FROM batches WHERE id = ?`, batchID).Scan(&one); err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return res, newErr(KindNotFound, "", "batch", batchID)
-		}
-		return res, err
-	}
 	ins, err := b.txStmt(ctx, tx, sqlInsertProfile)
 	if err != nil {
 		return res, err
@@ -448,7 +504,7 @@ func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, ps []Pr
 		m := &p.Metadata
 		r, err := ins.ExecContext(ctx, p.ICCID, p.IMSI, p.ProfileType, p.TemplateID, batchID, p.PPKKeyRef,
 			ts, ts, m.ServiceProviderName, m.ProfileName, m.ProfileClass, m.IconType, nullBytes(m.Icon),
-			nullBytes(m.DER), nullBytes(p.ProtectedPPK), nullBytes(p.Segments))
+			nullBytes(m.DER))
 		if err != nil {
 			return res, fmt.Errorf("store: insert %s: %w", p.ICCID, err)
 		}
@@ -474,8 +530,57 @@ func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, ps []Pr
 	if err := tx.Commit(); err != nil {
 		return res, err
 	}
+	if len(res.Conflicts) > 0 {
+		keys := make([][2]string, len(res.Conflicts))
+		for i, c := range res.Conflicts {
+			keys[i] = [2]string{c.ICCID, batchID}
+		}
+		if err := b.deleteBlobs(ctx, keys); err != nil {
+			return res, err
+		}
+	}
 	b.afterBulkCommit(ctx)
 	return res, nil
+}
+
+func (b *sqliteBackend) putBlobs(ctx context.Context, batchID string, ps []Profile) error {
+	tx, err := b.bw.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	ins, err := b.txStmtOn(ctx, b.bw, tx, sqlInsertBlob)
+	if err != nil {
+		return err
+	}
+	defer ins.Close()
+	for i := range ps {
+		p := &ps[i]
+		if _, err := ins.ExecContext(ctx, p.ICCID, batchID, nullBytes(p.ProtectedPPK), nullBytes(p.Segments)); err != nil {
+			return fmt.Errorf("store: insert material of %s: %w", p.ICCID, err)
+		}
+	}
+	return tx.Commit()
+}
+
+// deleteBlobs removes the material of (ICCID, batch) pairs.
+func (b *sqliteBackend) deleteBlobs(ctx context.Context, keys [][2]string) error {
+	tx, err := b.bw.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	del, err := tx.PrepareContext(ctx, `DELETE FROM blobs WHERE iccid = ? AND batch_id = ?`)
+	if err != nil {
+		return err
+	}
+	defer del.Close()
+	for _, k := range keys {
+		if _, err := del.ExecContext(ctx, k[0], k[1]); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
 }
 
 func (b *sqliteBackend) claimChunk(ctx context.Context, batchID, worker string, now, until time.Time) (Chunk, error) {
@@ -556,6 +661,9 @@ const orderCols = `iccid, imsi, profile_type, template_id, batch_id, ppk_key_ref
 const fullCols = orderCols + `, sp_name, profile_name, profile_class, icon_type, icon,
 	metadata_der, protected_ppk, segments`
 
+// sqliteFullCols: the material is in the blobs file.
+const sqliteFullCols = orderCols + `, sp_name, profile_name, profile_class, icon_type, icon, metadata_der`
+
 func scanSQLiteProfile(row interface{ Scan(...any) error }, full bool) (Profile, error) {
 	var p Profile
 	var eid, mid sql.NullString
@@ -564,8 +672,7 @@ func scanSQLiteProfile(row interface{ Scan(...any) error }, full bool) (Profile,
 		&mid, &p.CCHash, &p.DownloadAttempts, &p.CCAttempts, &created, &updated, &expires, &swept}
 	if full {
 		m := &p.Metadata
-		dst = append(dst, &m.ServiceProviderName, &m.ProfileName, &m.ProfileClass, &m.IconType, &m.Icon,
-			&m.DER, &p.ProtectedPPK, &p.Segments)
+		dst = append(dst, &m.ServiceProviderName, &m.ProfileName, &m.ProfileClass, &m.IconType, &m.Icon, &m.DER)
 	}
 	if err := row.Scan(dst...); err != nil {
 		return Profile{}, err
@@ -579,7 +686,7 @@ func scanSQLiteProfile(row interface{ Scan(...any) error }, full bool) (Profile,
 func (b *sqliteBackend) getProfile(ctx context.Context, column, value string, full bool) (Profile, error) {
 	cols := orderCols
 	if full {
-		cols = fullCols
+		cols = sqliteFullCols
 	}
 	p, err := scanSQLiteProfile(b.queryRow(ctx, b.r, `SELECT `+cols+` FROM profiles WHERE `+column+` = ?`, value), full)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -588,6 +695,14 @@ func (b *sqliteBackend) getProfile(ctx context.Context, column, value string, fu
 			key = "matchingId"
 		}
 		return Profile{}, newErr(KindNotFound, "", key, value)
+	}
+	if err != nil || !full || !p.SweptAt.IsZero() {
+		return p, err
+	}
+	err = b.queryRow(ctx, b.br, `SELECT protected_ppk, segments FROM blobs WHERE iccid = ? AND batch_id = ?`,
+		p.ICCID, p.BatchID).Scan(&p.ProtectedPPK, &p.Segments)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Profile{}, fmt.Errorf("store: protected material of %s (batch %s) is missing", p.ICCID, p.BatchID)
 	}
 	return p, err
 }
@@ -780,7 +895,7 @@ func (b *sqliteBackend) sweep(ctx context.Context, p SweepPolicy, now time.Time)
 			action, ts, arg, limit); err != nil {
 			return 0, err
 		}
-		r, err := tx.ExecContext(ctx, `UPDATE profiles SET segments = NULL, protected_ppk = NULL, ppk_key_ref = '',
+		r, err := tx.ExecContext(ctx, `UPDATE profiles SET ppk_key_ref = '',
 			icon = NULL, metadata_der = NULL, cc_hash = NULL, swept_at = ?, state = `+newState+`
 			WHERE iccid IN (`+sel+`)`, ts, arg, limit)
 		if err != nil {
@@ -803,7 +918,55 @@ func (b *sqliteBackend) sweep(ctx context.Context, p SweepPolicy, now time.Time)
 			return SweepResult{}, err
 		}
 	}
-	return res, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return SweepResult{}, err
+	}
+	return res, b.purge(ctx)
+}
+
+// purge deletes the material of swept profiles from the blobs file, then
+// marks them purged. It also finishes the work of a sweep interrupted
+// between its two commits.
+func (b *sqliteBackend) purge(ctx context.Context) error {
+	for {
+		rows, err := b.r.QueryContext(ctx, `SELECT iccid, batch_id FROM profiles
+			WHERE swept_at != 0 AND purged = 0 ORDER BY iccid LIMIT 1000`)
+		if err != nil {
+			return err
+		}
+		var keys [][2]string
+		for rows.Next() {
+			var k [2]string
+			if err := rows.Scan(&k[0], &k[1]); err != nil {
+				rows.Close()
+				return err
+			}
+			keys = append(keys, k)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(keys) == 0 {
+			return nil
+		}
+		if err := b.deleteBlobs(ctx, keys); err != nil {
+			return err
+		}
+		tx, err := b.w.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if _, err := tx.ExecContext(ctx, `UPDATE profiles SET purged = 1 WHERE iccid = ?`, k[0]); err != nil {
+				tx.Rollback()
+				return err
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
 }
 
 func (b *sqliteBackend) audit(ctx context.Context, iccid string) ([]AuditRecord, error) {

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"testing"
 
@@ -21,4 +22,73 @@ func openSQLite(t *testing.T, opts ...store.Option) store.Store {
 
 func TestSQLite(t *testing.T) {
 	storetest.Run(t, openSQLite)
+}
+
+// TestSQLiteMaterialFile: the protected material lives in "<path>.blobs";
+// a conflicting insert leaves none behind and the sweep removes it there,
+// not just from the view GetProfile gives.
+func TestSQLiteMaterialFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "perso.db")
+	s, err := store.Open(ctx, "sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, id := range []string{"a", "b"} {
+		if _, err := s.CreateBatch(ctx, store.Batch{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.PutBatch(ctx, "a", storetest.Profiles("t", 0, 2, 5000)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.PutBatch(ctx, "b", storetest.Profiles("t", 1, 2, 5000)) // 1 is a's
+	if err != nil || len(res.Conflicts) != 1 || res.Inserted != 1 {
+		t.Fatalf("PutBatch(b) = %+v, %v", res, err)
+	}
+	eid := "89049032123451234512345678901235"
+	steps := []func() error{
+		func() error {
+			_, err := s.DownloadOrder(ctx, store.DownloadOrderRequest{ICCID: storetest.ICCID(0), EID: eid})
+			return err
+		},
+		func() error {
+			_, err := s.ConfirmOrder(ctx, store.ConfirmOrderRequest{ICCID: storetest.ICCID(0), ReleaseFlag: true})
+			return err
+		},
+		func() error { _, err := s.AuthenticateClient(ctx, storetest.ICCID(0), eid); return err },
+		func() error { _, err := s.BPPDelivered(ctx, storetest.ICCID(0)); return err },
+		func() error { _, err := s.InstallResult(ctx, storetest.ICCID(0), true); return err },
+		func() error { _, err := s.Sweep(ctx, store.SweepPolicy{}); return err },
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+
+	blobs, err := sql.Open("sqlite", "file:"+path+".blobs?_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blobs.Close()
+	for _, tc := range []struct {
+		iccid, batch string
+		want         int
+	}{
+		{storetest.ICCID(0), "a", 0}, // installed and swept
+		{storetest.ICCID(1), "a", 1},
+		{storetest.ICCID(1), "b", 0}, // refused as a conflict
+		{storetest.ICCID(2), "b", 1},
+	} {
+		var n int
+		if err := blobs.QueryRow(`SELECT COUNT(*) FROM blobs WHERE iccid = ? AND batch_id = ? AND segments IS NOT NULL`,
+			tc.iccid, tc.batch).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != tc.want {
+			t.Errorf("material of %s in batch %s: %d rows, want %d", tc.iccid, tc.batch, n, tc.want)
+		}
+	}
 }
