@@ -5,9 +5,10 @@
 //
 // Two backends implement one Store interface and pass one conformance suite
 // (store/storetest): an embedded SQLite database (driver "sqlite", the
-// default, dsn = file path; pure Go, no server) and PostgreSQL (driver
-// "postgres", dsn = a libpq URL or key=value string). Open runs the
-// versioned schema migrations.
+// default, dsn = file path; pure Go, no server; the protected material goes
+// to a second file "<path>.blobs" with 64 KiB pages, written before the row
+// that refers to it) and PostgreSQL (driver "postgres", dsn = a libpq URL or
+// key=value string). Open runs the versioned schema migrations.
 //
 // The state machine lives in this package, once, on top of two backend
 // primitives: a locked read-modify-write of one profile row, and a race-free
