@@ -60,8 +60,8 @@ type Options struct {
 	// checking files without an HSM); the schema metadata then names the
 	// transport key and OPc is not derived from OP.
 	KeepEncrypted bool
-	// OP is a batch-wide operator variant for inputs without an opc or op
-	// column: every record gets it in op and OPc = AES_Ki(OP) xor OP.
+	// OP is a batch-wide operator variant (plaintext) for inputs without an
+	// op column: records without OPc get it in op and OPc = AES_Ki(OP) xor OP.
 	OP Secret
 	// Allocator allocates the secret columns' buffers (default Go heap).
 	Allocator memory.Allocator
@@ -181,7 +181,7 @@ func newReader(src source, o Options, kvns []uint8, cols []bool) (*Reader, error
 	r.b = newBatch(l, o.Allocator, o.BatchSize)
 	r.p = rowParser{l: l, b: r.b, v: v, defAlg: o.DefaultAlgorithm,
 		present: make([]bool, l.numCols()), strs: make([][]byte, l.numCols())}
-	if o.OP != nil {
+	if o.OP != nil && !cols[cOP] { // an op column of the input takes precedence
 		r.p.batchOP = append(Secret(nil), o.OP...)
 	}
 	r.row.vals = make([][]byte, l.numCols())

@@ -202,3 +202,20 @@ func TestTransportOTAColumns(t *testing.T) {
 		t.Fatal("pin1 accepted as a transport column")
 	}
 }
+
+// TestBatchOP: a batch-wide OP fills op and derives OPc for records
+// without OPc (3GPP TS 35.208 test set 1), and leaves given OPc alone.
+func TestBatchOP(t *testing.T) {
+	in := "iccid,imsi,ki,opc\n" +
+		"8944150000000000017,234150000000001,465b5ce8b199b49faa5f0a2ee238a6bc,\n" +
+		"8944150000000000025,234150000000002,465b5ce8b199b49faa5f0a2ee238a6bc,00112233445566778899aabbccddeeff\n"
+	r, err := NewCSVReader(bytes.NewReader([]byte(in)), Options{OP: mustHex(t, "cdc202d5123e20f62b6d676ac72cb318")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, r)
+	if len(got) != 2 || !bytes.Equal(got[0].OPc, mustHex(t, "cd63cb71954a9f4e48a5994e37a02baf")) ||
+		!bytes.Equal(got[1].OPc, mustHex(t, "00112233445566778899aabbccddeeff")) {
+		t.Fatalf("batch OP: OPc not derived for the first record or overwritten for the second")
+	}
+}
