@@ -38,13 +38,14 @@ func openHSM(ctx context.Context, a *app) (*hsmpool.Pool, error) {
 func hsmConfig(a *app) hsmpool.Config {
 	v := a.v
 	cfg := hsmpool.Config{
-		Backend:      v.GetString("hsm.backend"),
-		Module:       v.GetString("hsm.module"),
-		TokenLabel:   v.GetString("hsm.token"),
-		PIN:          v.GetString("hsm.pin"),
-		Sessions:     v.GetInt("hsm.sessions"),
-		LiveReserved: v.GetInt("hsm.live_reserved"),
-		KEK:          v.GetString("hsm.kek"),
+		Backend:        v.GetString("hsm.backend"),
+		Module:         v.GetString("hsm.module"),
+		TokenLabel:     v.GetString("hsm.token"),
+		PIN:            v.GetString("hsm.pin"),
+		Sessions:       v.GetInt("hsm.sessions"),
+		LiveReserved:   v.GetInt("hsm.live_reserved"),
+		BatchWhileLive: v.GetInt("hsm.batch_while_live"),
+		KEK:            v.GetString("hsm.kek"),
 	}
 	if cfg.Backend == hsmpool.BackendSoftware {
 		// The software backend is chosen only explicitly. The built-in module
