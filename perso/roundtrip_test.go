@@ -2,6 +2,8 @@ package perso
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -217,5 +219,45 @@ func TestBatchOP(t *testing.T) {
 	if len(got) != 2 || !bytes.Equal(got[0].OPc, mustHex(t, "cd63cb71954a9f4e48a5994e37a02baf")) ||
 		!bytes.Equal(got[1].OPc, mustHex(t, "00112233445566778899aabbccddeeff")) {
 		t.Fatalf("batch OP: OPc not derived for the first record or overwritten for the second")
+	}
+}
+
+// TestRecordReaderAdapter: the array.RecordReader view yields the same
+// batches and reports a reject-threshold abort through Err.
+func TestRecordReaderAdapter(t *testing.T) {
+	want := generate(t, GenOptions{Count: 50, ICCIDStart: "8944150000000000017", IMSIStart: "234150000000001", Rand: seeded(8)})
+	g, _ := NewGenerator(GenOptions{Count: 50, ICCIDStart: "8944150000000000017", IMSIStart: "234150000000001", Rand: seeded(8)})
+	path := writeFile(t, g, FormatArrow, OutFileHeader{})
+	r, _, err := Open(path, Options{BatchSize: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr := r.RecordReader(context.Background())
+	var got []Record
+	batches := 0
+	for rr.Next() {
+		batches++
+		got = append(got, recordsOf(t, rr.Record())...)
+	}
+	if rr.Err() != nil || batches != 4 {
+		t.Fatalf("err %v, %d batches, want nil and 4", rr.Err(), batches)
+	}
+	rr.Release()
+	sameRecords(t, got, want)
+
+	bad, err := os.ReadFile(filepath.Join("testdata", "bad_lines.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := NewCSVReader(bytes.NewReader(bad), Options{MaxRejects: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr2 := r2.RecordReader(context.Background())
+	defer rr2.Release()
+	for rr2.Next() {
+	}
+	if !errors.Is(rr2.Err(), ErrRejectLimit) {
+		t.Fatalf("Err() = %v, want ErrRejectLimit", rr2.Err())
 	}
 }
