@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,7 +51,13 @@ func runChild(role string) error {
 	defer out.Flush()
 	switch role {
 	case "allocate":
-		// Order from the shared pool until it is empty; print each ICCID.
+		// Report ready, wait for the start line on stdin, then order from
+		// the shared pool until it is empty; print each ICCID.
+		fmt.Fprintln(out, "ready")
+		out.Flush()
+		if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+			return fmt.Errorf("waiting for the start: %w", err)
+		}
 		workers, _ := strconv.Atoi(os.Getenv("PERSO_STORE_WORKERS"))
 		var mu sync.Mutex
 		var wg sync.WaitGroup
@@ -135,21 +142,40 @@ func TestTwoProcessAllocation(t *testing.T) {
 			if _, err := s.PutBatch(ctx, "pool", storetest.Profiles("pool", 0, pool, 64)); err != nil {
 				t.Fatal(err)
 			}
-			var outs [2]strings.Builder
+			// Both children open the store, then start ordering together.
 			var cmds [2]*exec.Cmd
+			var outs [2]*bufio.Scanner
+			var starts [2]io.WriteCloser
 			for i := range cmds {
 				cmds[i] = child(t, "allocate", bc.driver, dsn, "PERSO_STORE_WORKERS=32")
-				cmds[i].Stdout = &outs[i]
+				stdout, err := cmds[i].StdoutPipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if starts[i], err = cmds[i].StdinPipe(); err != nil {
+					t.Fatal(err)
+				}
 				if err := cmds[i].Start(); err != nil {
 					t.Fatal(err)
 				}
+				outs[i] = bufio.NewScanner(stdout)
+				if !outs[i].Scan() || outs[i].Text() != "ready" {
+					t.Fatalf("child %d did not get ready: %q", i, outs[i].Text())
+				}
+			}
+			for _, w := range starts {
+				io.WriteString(w, "go\n")
+				w.Close()
 			}
 			var all []string
 			for i, c := range cmds {
+				var got []string
+				for outs[i].Scan() {
+					got = append(got, outs[i].Text())
+				}
 				if err := c.Wait(); err != nil {
 					t.Fatalf("child %d: %v", i, err)
 				}
-				got := strings.Fields(outs[i].String())
 				if len(got) == 0 {
 					t.Errorf("child %d allocated nothing: the processes did not compete", i)
 				}
