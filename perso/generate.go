@@ -85,6 +85,9 @@ func NewGenerator(o GenOptions) (*Generator, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.Algorithm == AlgTUAK && o.OmitOPc {
+		return nil, errors.New("generator: TUAK TOPc cannot be derived from TOP; do not omit OPc")
+	}
 	if o.Algorithm == AlgMilenage && (l.KiBytes != 16 || l.OPcBytes != 16) {
 		return nil, errors.New("generator: Milenage needs 16-byte Ki and OPc")
 	}
@@ -132,7 +135,11 @@ func (g *Generator) Next() (arrow.Record, error) {
 		n = int64(g.o.BatchSize)
 	}
 	// One read of randomness for the whole batch.
-	per := g.l.KiBytes + 4*8 + 8 + 3*g.l.OTAKeyBytes*len(g.l.OTAKVNs)
+	topc := 0 // TUAK: random TOPc (it cannot be derived like Milenage OPc)
+	if g.o.Algorithm == AlgTUAK && !g.o.OmitOPc {
+		topc = g.l.OPcBytes
+	}
+	per := g.l.KiBytes + topc + 4*8 + 8 + 3*g.l.OTAKeyBytes*len(g.l.OTAKVNs)
 	need := int(n) * per
 	if cap(g.rnd) < need {
 		g.rnd = make([]byte, need)
@@ -155,15 +162,14 @@ func (g *Generator) Next() (arrow.Record, error) {
 			if g.o.OmitOPc {
 				copy(g.b.slot(cOP), g.op)
 				g.present[cOP] = true
-			} else if g.l.OPcBytes == 16 && g.l.KiBytes == 16 {
+			} else if g.o.Algorithm == AlgMilenage {
 				if err := deriveOPc(g.b.slot(cOPc), ki, g.op); err != nil {
 					return nil, err
 				}
 				g.present[cOPc] = true
-			} else { // TUAK: a random TOPc
-				if _, err := io.ReadFull(g.o.Rand, g.b.slot(cOPc)); err != nil {
-					return nil, err
-				}
+			} else {
+				copy(g.b.slot(cOPc), r[:topc])
+				r = r[topc:]
 				g.present[cOPc] = true
 			}
 		}

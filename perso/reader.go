@@ -334,7 +334,8 @@ func (r *Reader) flush(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the input and wipes any unfinished batch.
+// Close wipes any unfinished batch and the reader's buffered input, and
+// closes the input when it is an io.Closer (Open's files always are).
 func (r *Reader) Close() error {
 	r.b.release()
 	r.p.batchOP.Wipe()
