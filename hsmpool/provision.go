@@ -289,3 +289,20 @@ func (b *p11Backend) list(ctx context.Context, i int) ([]KeyInfo, error) {
 	})
 	return out, err
 }
+
+// Key labels provisioned by `perso hsm init` (see the package doc).
+const (
+	LabelDPauthNIST = "dpauth-nist"
+	LabelDPauthBRP  = "dpauth-brp"
+	LabelDPpbNIST   = "dppb-nist"
+	LabelDPpbBRP    = "dppb-brp"
+	LabelTransport1 = "transport-1"
+)
+
+// DPauthLabel returns the label of the SM-DP+ authentication key on curve c
+// ("dpauth-nist" or "dpauth-brp").
+func DPauthLabel(c Curve) string { return "dpauth-" + c.Suffix() }
+
+// DPpbLabel returns the label of the SM-DP+ profile-binding key on curve c
+// ("dppb-nist" or "dppb-brp").
+func DPpbLabel(c Curve) string { return "dppb-" + c.Suffix() }

@@ -69,3 +69,22 @@ func TestHistogramQuantiles(t *testing.T) {
 }
 
 func timeUS(n int) time.Duration { return time.Duration(n) * time.Microsecond }
+
+func TestLabels(t *testing.T) {
+	tests := []struct{ got, want string }{
+		{DPauthLabel(P256), LabelDPauthNIST},
+		{DPauthLabel(BrainpoolP256r1), LabelDPauthBRP},
+		{DPpbLabel(P256), LabelDPpbNIST},
+		{DPpbLabel(BrainpoolP256r1), LabelDPpbBRP},
+	}
+	for _, tc := range tests {
+		if tc.got != tc.want {
+			t.Errorf("label %q, want %q", tc.got, tc.want)
+		}
+	}
+	for _, k := range sgp26Keys {
+		if k.label != DPauthLabel(k.curve) && k.label != DPpbLabel(k.curve) {
+			t.Errorf("test key label %q does not follow the convention", k.label)
+		}
+	}
+}
