@@ -179,3 +179,68 @@ func hexBytes(t *testing.T, s string) []byte {
 	}
 	return b
 }
+
+// BenchmarkTransportSoftHSM reads a transport-encrypted .out (AES-128-CBC,
+// ki and opc) through hsmpool on SoftHSM2: with the default batches (one
+// DecryptTransport call per column per 8192 records) and, for comparison,
+// with one-record batches (one call per value, the naive design).
+func BenchmarkTransportSoftHSM(b *testing.B) {
+	tok := testenv.SoftHSM(b)
+	ctx := context.Background()
+	pool, err := hsmpool.Open(ctx, hsmpool.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN, Sessions: 2})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close()
+	n := int(900 + keyNumber.Add(1))
+	key := make([]byte, 16)
+	if err := pool.ImportSecretKey(ctx, perso.TransportKeyLabel(n), hsmpool.KindTransportAES, bytes.Clone(key)); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		records int64
+		batch   int
+	}{{"batch=8192", 100_000, 8192}, {"batch=1", 5_000, 1}} {
+		b.Run(c.name, func(b *testing.B) {
+			g, err := perso.NewGenerator(perso.GenOptions{Count: c.records, ICCIDStart: "8944150000000000017", IMSIStart: "234150000000001",
+				Transport: perso.Transport{Key: n, Alg: perso.TransportAES128CBC}, TransportKey: key})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var buf bytes.Buffer
+			w, _ := perso.NewOutWriter(&buf, g.Schema(), perso.OutFileHeader{Quantity: c.records, Transport: perso.Transport{Key: n, Alg: perso.TransportAES128CBC}})
+			for {
+				rec, err := g.Next()
+				if err == io.EOF {
+					break
+				}
+				w.Write(rec)
+				rec.Release()
+			}
+			w.Close()
+			g.Close()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				r, err := perso.NewOutReader(bytes.NewReader(buf.Bytes()), perso.Options{Decrypter: pool, BatchSize: c.batch})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for {
+					rec, err := r.Next(ctx)
+					if err == io.EOF {
+						break
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+					rec.Release()
+				}
+				if r.Stats().Records != c.records {
+					b.Fatalf("%d records", r.Stats().Records)
+				}
+			}
+			b.ReportMetric(float64(c.records)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
