@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 )
 
 func randomPPK(t testing.TB) []byte {
@@ -243,5 +244,44 @@ func TestAESKeyWrapRFC3394(t *testing.T) {
 		if _, err := aesKeyUnwrap(mustHex(tc.kek), w); !errors.Is(err, ErrIntegrity) {
 			t.Fatalf("tampered wrap: %v, want ErrIntegrity", err)
 		}
+	}
+}
+
+// Cached data keys expire after BatchKeyTTL and are zeroed when evicted.
+func TestBatchKeyCacheZeroesOnEviction(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.BatchKeyTTL = 20 * time.Millisecond
+	p := openPool(t, cfg)
+	ctx := context.Background()
+	bk, err := p.NewBatchKey(ctx, "ttl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := bk.Blob()
+	bk.Close()
+	opened, err := p.OpenBatchKey(ctx, blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened.Close()
+	p.cache.mu.Lock()
+	if p.cache.lru.Len() != 1 {
+		p.cache.mu.Unlock()
+		t.Fatal("data key not cached")
+	}
+	cached := p.cache.lru.Front().Value.(*cacheEntry).key
+	p.cache.mu.Unlock()
+	for deadline := time.Now().Add(5 * time.Second); p.cache.len() > 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("cached data key never expired")
+		}
+	}
+	p.cache.mu.Lock()
+	defer p.cache.mu.Unlock()
+	if !bytes.Equal(cached, make([]byte, len(cached))) {
+		t.Fatal("evicted data key was not zeroed")
+	}
+	if !bytes.Equal(opened.recKey, make([]byte, len(opened.recKey))) {
+		t.Fatal("closed BatchKey still holds its key")
 	}
 }

@@ -6,8 +6,10 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/des"
+	"crypto/sha256"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/miekg/pkcs11"
 )
@@ -98,5 +100,45 @@ func TestDecryptTransportRejects(t *testing.T) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
 		})
+	}
+}
+
+// A grouped batch decryption holds its session across items but yields it
+// to a live request at the next item boundary.
+func TestDecryptTransportBatchYieldsToLive(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Sessions = 1 // no reserved session: live must get the group's session
+	p := openPool(t, cfg)
+	cts := make([][]byte, 5000)
+	for i := range cts {
+		cts[i] = make([]byte, 32)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.DecryptTransportBatch(context.Background(), "transport-1", AlgAES128ECB, cts)
+		done <- err
+	}()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Microsecond) {
+		if total, _ := p.sched.inUseCount(); total == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the grouped decryption never started")
+		}
+	}
+	d := sha256.Sum256(nil)
+	if _, err := p.Sign(context.Background(), "dppb-nist", d[:]); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the live request was served only after the whole group (err %v)", err)
+	default:
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats(); st.Wait["live"].Max > 50*time.Millisecond {
+		t.Logf("live waited %v for the group to yield (loaded machine?)", st.Wait["live"].Max)
 	}
 }
