@@ -114,6 +114,7 @@ type Reader struct {
 	stats   Stats
 	tr      transportState
 	eof     bool
+	closed  bool
 	err     error
 	ignored []string
 	header  *OutHeader
@@ -245,6 +246,7 @@ func (r *Reader) Next(ctx context.Context) (arrow.Record, error) {
 	}
 	if r.b.n == 0 {
 		r.finishLog()
+		r.err = io.EOF // later calls return io.EOF again without logging
 		return nil, io.EOF
 	}
 	if err := r.flush(ctx); err != nil {
@@ -337,9 +339,13 @@ func (r *Reader) flush(ctx context.Context) error {
 // Close wipes any unfinished batch and the reader's buffered input, and
 // closes the input when it is an io.Closer (Open's files always are).
 func (r *Reader) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
 	r.b.release()
 	r.p.batchOP.Wipe()
-	if r.err == nil {
+	if r.err == nil || r.err == io.EOF {
 		r.err = errors.New("reader closed")
 	}
 	return r.src.close()
