@@ -2,7 +2,6 @@ package hsmpool
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/miekg/pkcs11"
 )
@@ -77,7 +76,7 @@ func classify(err error) errClass {
 // describe renders a PKCS#11 error by its CKR name only.
 func describe(err error) string {
 	if c := p11Code(err); c != 0 {
-		return fmt.Sprintf("PKCS#11 %s", pkcs11.Error(c).Error())
+		return pkcs11.Error(c).Error() // "pkcs11: 0x32: CKR_DEVICE_REMOVED"
 	}
 	return err.Error()
 }

@@ -301,7 +301,7 @@ func (b *p11Backend) dropSession(i int) {
 		return
 	}
 	b.mu.Lock()
-	if b.owner[b.sess[i]] == i {
+	if j, ok := b.owner[b.sess[i]]; ok && j == i {
 		delete(b.owner, b.sess[i])
 		b.api.CloseSession(b.sess[i]) // may fail if already invalid; the handle is gone either way
 	}
