@@ -176,7 +176,7 @@ func (s *outSource) readHeader() (*OutHeader, error) {
 		}
 		key, val, ok := strings.Cut(string(t), ":")
 		if !ok {
-			return nil, fmt.Errorf("line %d: header line without ':' before var_out", s.lr.line)
+			continue // free text in the header (some vendors add remarks): not a field
 		}
 		key, val = strings.TrimSpace(key), strings.TrimSpace(val)
 		nk := normName(key)
