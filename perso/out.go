@@ -196,7 +196,7 @@ func (s *outSource) readHeader() (*OutHeader, error) {
 				h.InputVars[key] = val
 			}
 		case secOutput:
-			return nil, fmt.Errorf("line %d: unexpected %s in OUTPUT VARIABLES before var_out", s.lr.line, safeName(key))
+			// other entries before var_out (vendor extras) carry no columns
 		default:
 			if _, secret := aliases[nk]; secret && aliases[nk] >= cKi && aliases[nk] != cAlg {
 				val = Redacted
