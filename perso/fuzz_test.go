@@ -170,3 +170,46 @@ func FuzzOutReader(f *testing.F) {
 		fuzzRead(t, input, NewOutReader)
 	})
 }
+
+// FuzzParquetReader: corrupt Parquet input ends in an error, never a panic,
+// and whatever is accepted is valid.
+func FuzzParquetReader(f *testing.F) {
+	for _, seed := range []byte{1, 2} {
+		g, err := NewGenerator(GenOptions{Count: 20, ICCIDStart: "8944150000000000017", IMSIStart: "234150000000001",
+			Rand: seeded(seed), BatchSize: 8, Layout: Layout{OTAKVNs: []uint8{1}}})
+		if err != nil {
+			f.Fatal(err)
+		}
+		var buf bytes.Buffer
+		w, _ := NewParquetWriter(&buf, g.Schema())
+		for {
+			rec, err := g.Next()
+			if err != nil {
+				break
+			}
+			w.Write(rec)
+			rec.Release()
+		}
+		w.Close()
+		f.Add(buf.Bytes())
+	}
+	f.Fuzz(func(t *testing.T, input []byte) {
+		r, err := NewParquetReader(bytes.NewReader(input), int64(len(input)), Options{BatchSize: 7})
+		if err != nil {
+			return
+		}
+		defer r.Close()
+		for {
+			rec, err := r.Next(context.Background())
+			if err != nil {
+				return
+			}
+			for _, pr := range recordsOf(t, rec) {
+				if !luhnValid([]byte(pr.ICCID)) || len(pr.Ki) != 16 {
+					t.Fatalf("accepted an invalid record")
+				}
+			}
+			rec.Release()
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package perso
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -62,7 +63,7 @@ func NewParquetReader(r io.ReaderAt, size int64, o Options) (*Reader, error) {
 	if err := o.setDefaults(); err != nil {
 		return nil, err
 	}
-	f, err := parquet.OpenFile(r, size)
+	f, err := openParquet(r, size)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.File, err)
 	}
@@ -115,6 +116,20 @@ func NewParquetReader(r io.ReaderAt, size int64, o Options) (*Reader, error) {
 	}
 	rd.ignored = cm.ignored
 	return rd, nil
+}
+
+// errCorruptParquet replaces panics of parquet-go on malformed input.
+var errCorruptParquet = errors.New("corrupt Parquet file")
+
+// openParquet opens the file, turning a parquet-go panic on malformed
+// metadata into an error.
+func openParquet(r io.ReaderAt, size int64) (f *parquet.File, err error) {
+	defer func() {
+		if recover() != nil {
+			f, err = nil, errCorruptParquet
+		}
+	}()
+	return parquet.OpenFile(r, size)
 }
 
 func isUTF8(t parquet.Type) bool {
@@ -253,7 +268,12 @@ func (c *pqCol) next() ([]byte, error) {
 	return c.num, nil
 }
 
-func (s *parquetSource) read(row *rawRow) error {
+func (s *parquetSource) read(row *rawRow) (err error) {
+	defer func() { // parquet-go panics on some malformed pages
+		if recover() != nil {
+			err = fmt.Errorf("row %d: %w", s.rowNum, errCorruptParquet)
+		}
+	}()
 	if s.left == 0 {
 		if err := s.nextGroup(); err != nil {
 			return err
