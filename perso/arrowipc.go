@@ -1,6 +1,7 @@
 package perso
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/apache/arrow/go/v15/arrow/ipc"
+	"github.com/apache/arrow/go/v15/arrow/memory"
 )
 
 // arrowSource reads Arrow IPC record batches (file or stream format), whose
@@ -30,7 +32,7 @@ func NewArrowReader(r io.Reader, o Options) (*Reader, error) {
 	if err := o.setDefaults(); err != nil {
 		return nil, err
 	}
-	ir, err := ipc.NewReader(r)
+	ir, err := guardIPC(func() (*ipc.Reader, error) { return ipc.NewReader(r, ipc.WithAllocator(ipcAllocator)) })
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.File, err)
 	}
@@ -52,7 +54,7 @@ func NewArrowFileReader(r ipc.ReadAtSeeker, o Options) (*Reader, error) {
 	if err := o.setDefaults(); err != nil {
 		return nil, err
 	}
-	fr, err := ipc.NewFileReader(r)
+	fr, err := guardIPC(func() (*ipc.FileReader, error) { return ipc.NewFileReader(r, ipc.WithAllocator(ipcAllocator)) })
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.File, err)
 	}
@@ -67,6 +69,48 @@ func NewArrowFileReader(r ipc.ReadAtSeeker, o Options) (*Reader, error) {
 		return rec, err
 	}
 	return newArrowReader(s, fr.Schema(), o)
+}
+
+// maxIPCBuffer bounds one Arrow buffer read from an IPC input. Arrow's IPC
+// reader trusts the lengths in the file; a corrupt length would otherwise
+// make it allocate without limit and crash the process.
+const maxIPCBuffer = 512 << 20
+
+var errCorruptIPC = errors.New("corrupt Arrow IPC input")
+
+// cappedAllocator refuses allocations above max by panicking with
+// errCorruptIPC; the IPC source recovers that panic into an error.
+type cappedAllocator struct {
+	memory.Allocator
+	max int
+}
+
+func (c cappedAllocator) Allocate(n int) []byte {
+	if n > c.max || n < 0 {
+		panic(errCorruptIPC)
+	}
+	return c.Allocator.Allocate(n)
+}
+
+func (c cappedAllocator) Reallocate(n int, b []byte) []byte {
+	if n > c.max || n < 0 {
+		panic(errCorruptIPC)
+	}
+	return c.Allocator.Reallocate(n, b)
+}
+
+var ipcAllocator = cappedAllocator{memory.DefaultAllocator, maxIPCBuffer}
+
+// guardIPC turns a panic of Arrow's IPC reader on malformed input (or of
+// cappedAllocator) into errCorruptIPC.
+func guardIPC[T any](f func() (T, error)) (v T, err error) {
+	defer func() {
+		if recover() != nil {
+			var zero T
+			v, err = zero, errCorruptIPC
+		}
+	}()
+	return f()
 }
 
 func closeIf(r any) error {
@@ -177,7 +221,12 @@ func (s *arrowSource) extractor(col int, raw bool) func(int) ([]byte, bool, bool
 	}
 }
 
-func (s *arrowSource) read(row *rawRow) error {
+func (s *arrowSource) read(row *rawRow) (err error) {
+	defer func() {
+		if recover() != nil {
+			err = fmt.Errorf("record %d: %w", s.rowNum+1, errCorruptIPC)
+		}
+	}()
 	for s.rec == nil || s.row >= int(s.rec.NumRows()) {
 		if s.rec != nil {
 			s.rec.Release()
