@@ -110,6 +110,15 @@
 // libraries (bufio and Parquet page buffers holding the input text, the AES
 // key schedule) are not under perso's control and are left to the GC.
 //
+// # Untrusted input
+//
+// CSV and .out parsing is perso's own code (fuzzed). Parquet and Arrow IPC
+// are decoded by parquet-go and arrow/go, which trust lengths in the file:
+// perso turns their panics on malformed input into errors and caps Arrow
+// buffer allocations (512 MiB), but a crafted Arrow IPC schema can still
+// make arrow/go allocate without bound. Treat Arrow IPC as an internal
+// format; operators' files should come as CSV, .out or Parquet.
+//
 // # Writing and test data
 //
 // NewCSVWriter, NewOutWriter, NewParquetWriter, NewArrowWriter and

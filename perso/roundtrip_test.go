@@ -261,3 +261,33 @@ func TestRecordReaderAdapter(t *testing.T) {
 		t.Fatalf("Err() = %v, want ErrRejectLimit", rr2.Err())
 	}
 }
+
+// TestIPCAllocationCap: an oversized buffer length in an IPC input ends in
+// errCorruptIPC instead of an unbounded allocation.
+func TestIPCAllocationCap(t *testing.T) {
+	small := cappedAllocator{ipcAllocator.Allocator, 1 << 10}
+	_, err := guardIPC(func() ([]byte, error) { return small.Allocate(1 << 20), nil })
+	if !errors.Is(err, errCorruptIPC) {
+		t.Fatalf("oversized allocation: %v, want errCorruptIPC", err)
+	}
+	b, err := guardIPC(func() ([]byte, error) { return small.Allocate(512), nil })
+	if err != nil || len(b) != 512 {
+		t.Fatalf("allocation within the cap: %v", err)
+	}
+	// a truncated stream is an error, not a panic
+	g, _ := NewGenerator(GenOptions{Count: 10, ICCIDStart: "8944150000000000017", IMSIStart: "234150000000001"})
+	var buf bytes.Buffer
+	w := NewArrowWriter(&buf, g.Schema())
+	rec, _ := g.Next()
+	w.Write(rec)
+	rec.Release()
+	w.Close()
+	in := buf.Bytes()[:buf.Len()-200]
+	r, err := NewArrowReader(bytes.NewReader(in), Options{})
+	if err == nil {
+		_, err = r.Next(context.Background())
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		t.Fatalf("truncated IPC stream: %v, want an error", err)
+	}
+}
