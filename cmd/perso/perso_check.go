@@ -35,6 +35,10 @@ reject threshold aborted a file, 1 on other errors.`,
 	f.String("mcc", "", "every IMSI must start with this MCC")
 	f.String("mnc", "", "... followed by this MNC (2 or 3 digits)")
 	f.String("iccid-prefix", "", "every ICCID must start with this prefix")
+	f.String("iccid-first", "", "ICCID range start (full ICCID or without check digit)")
+	f.String("iccid-last", "", "ICCID range end")
+	f.String("imsi-first", "", "IMSI range start")
+	f.String("imsi-last", "", "IMSI range end")
 	f.Int("ki-bytes", 16, "Ki width: 16, or 32 for TUAK-256")
 	f.Int("opc-bytes", 16, "OPc width: 16, or 32 for TUAK TOPc")
 	f.String("algorithm", "milenage", "algorithm of records without an algorithm column")
@@ -91,8 +95,10 @@ func runCheck(cmd *cobra.Command, a *app, files []string) error {
 	for _, path := range files {
 		o := perso.Options{
 			BatchSize: v.GetInt("batch-size"), Delimiter: rune(delim[0]),
-			Layout:           perso.Layout{KiBytes: v.GetInt("ki-bytes"), OPcBytes: v.GetInt("opc-bytes")},
-			Rules:            perso.Rules{MCC: v.GetString("mcc"), MNC: v.GetString("mnc"), ICCIDPrefix: v.GetString("iccid-prefix")},
+			Layout: perso.Layout{KiBytes: v.GetInt("ki-bytes"), OPcBytes: v.GetInt("opc-bytes")},
+			Rules: perso.Rules{MCC: v.GetString("mcc"), MNC: v.GetString("mnc"), ICCIDPrefix: v.GetString("iccid-prefix"),
+				ICCIDFirst: v.GetString("iccid-first"), ICCIDLast: v.GetString("iccid-last"),
+				IMSIFirst: v.GetString("imsi-first"), IMSILast: v.GetString("imsi-last")},
 			DefaultAlgorithm: alg, Rejects: sink, MaxRejects: v.GetInt("max-rejects"),
 			MaxRejectRate: v.GetFloat64("max-reject-rate"), KeepEncrypted: true, Logger: a.log,
 		}

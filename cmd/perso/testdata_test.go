@@ -47,9 +47,15 @@ func TestTestdataThenCheck(t *testing.T) {
 		t.Fatalf("check of an encrypted .out: %v\n%s", err, out)
 	}
 
+	// an IMSI range narrower than the file rejects the records outside it
+	out, err := runPersoCmd(t, "check", filepath.Join(dir, "a.csv"), "--imsi-first", "234150000000001", "--imsi-last", "234150000002000")
+	if err == nil || !strings.Contains(out, "2000 accepted, 500 rejected") {
+		t.Fatalf("IMSI range: %v\n%s", err, out)
+	}
+
 	bad := filepath.Join("..", "..", "perso", "testdata", "bad_lines.csv")
 	rejects := filepath.Join(dir, "rejects.json")
-	out, err := runPersoCmd(t, "check", bad, "--mcc", "234", "--mnc", "15", "--rejects", rejects, "--reject-format", "json")
+	out, err = runPersoCmd(t, "check", bad, "--mcc", "234", "--mnc", "15", "--rejects", rejects, "--reject-format", "json")
 	var ee exitError
 	if !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(out, "12 rejected") {
 		t.Fatalf("check of bad lines: err %v, output %s", err, out)
