@@ -4,20 +4,10 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"syscall"
 	"testing"
-	"time"
-)
 
-// cpuTime returns the process's user+system CPU time (all threads, so GC
-// work done on other cores is counted too).
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+	"github.com/perso-esim/perso/internal/cputime"
+)
 
 const benchRecords = 100_000
 
@@ -61,7 +51,7 @@ func benchRead(b *testing.B, input []byte, open func(*bytes.Reader) (*Reader, er
 	b.SetBytes(int64(len(input)))
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	for i := 0; i < b.N; i++ {
 		r, err := open(bytes.NewReader(input))
 		if err != nil {
@@ -84,7 +74,7 @@ func benchRead(b *testing.B, input []byte, open func(*bytes.Reader) (*Reader, er
 		}
 		r.Close()
 	}
-	cpu := cpuTime() - cpu0
+	cpu := cputime.Process() - cpu0
 	total := float64(benchRecords) * float64(b.N)
 	b.ReportMetric(total/b.Elapsed().Seconds(), "records/s")
 	// CPU time per record, and the throughput one fully used core gives:
@@ -160,7 +150,7 @@ func BenchmarkGenerate(b *testing.B) {
 // generation plus CSV formatting.
 func BenchmarkGenerateCSV(b *testing.B) {
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	for i := 0; i < b.N; i++ {
 		g, err := NewGenerator(GenOptions{Count: benchRecords, ICCIDStart: "8944150000000000017", IMSIStart: "234150000000001"})
 		if err != nil {
@@ -188,5 +178,5 @@ func BenchmarkGenerateCSV(b *testing.B) {
 	}
 	total := float64(benchRecords) * float64(b.N)
 	b.ReportMetric(total/b.Elapsed().Seconds(), "records/s")
-	b.ReportMetric(total/(cpuTime()-cpu0).Seconds(), "records/cpu-s")
+	b.ReportMetric(total/(cputime.Process()-cpu0).Seconds(), "records/cpu-s")
 }

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"testing"
 
+	"github.com/perso-esim/perso/internal/cputime"
 	"github.com/perso-esim/perso/store"
 	"github.com/perso-esim/perso/store/storetest"
 )
@@ -54,7 +54,7 @@ func BenchmarkBulkInsert(b *testing.B) {
 			}
 			var next atomic.Int64
 			b.SetBytes(int64(benchChunk * (ts48Segments + 100)))
-			cpu0 := processCPU()
+			cpu0 := cputime.Process().Microseconds()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				chunk := storetest.Profiles("bench", 0, benchChunk, ts48Segments)
@@ -71,7 +71,7 @@ func BenchmarkBulkInsert(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(b.N*benchChunk)/b.Elapsed().Seconds(), "profiles/s")
-			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N*benchChunk), "proc-cpu-µs/profile")
+			b.ReportMetric(float64(cputime.Process().Microseconds()-cpu0)/float64(b.N*benchChunk), "proc-cpu-µs/profile")
 		})
 	}
 }
@@ -95,7 +95,7 @@ func BenchmarkOrders(b *testing.B) {
 				}
 			}
 			b.SetParallelism(8)
-			cpu0 := processCPU()
+			cpu0 := cputime.Process().Microseconds()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -112,17 +112,7 @@ func BenchmarkOrders(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "orders/s")
-			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "proc-cpu-µs/order")
+			b.ReportMetric(float64(cputime.Process().Microseconds()-cpu0)/float64(b.N), "proc-cpu-µs/order")
 		})
 	}
-}
-
-// processCPU returns the user + system CPU time of this process in µs (for
-// PostgreSQL it leaves out the server's share).
-func processCPU() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Nano()/1000 + ru.Stime.Nano()/1000
 }

@@ -1,27 +1,16 @@
 package template
 
 import (
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/perso-esim/perso/internal/cputime"
 )
 
-// cpuTime is the CPU time (user + system, all threads) this process has
-// used. On a shared, noisy machine wall-clock throughput swings with the
-// neighbours' load; CPU time per profile does not (much), so every
-// benchmark reports both: profiles/s (wall) and profiles/cpu-s.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// report adds the throughput metrics; start is cpuTime() at ResetTimer.
+// report adds the throughput metrics; start is cputime.Process() at ResetTimer.
 func report(b *testing.B, start time.Duration, unit string) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), unit+"/s")
-	if cpu := cpuTime() - start; cpu > 0 {
+	if cpu := cputime.Process() - start; cpu > 0 {
 		b.ReportMetric(float64(b.N)/cpu.Seconds(), unit+"/cpu-s")
 	}
 }
@@ -52,7 +41,7 @@ func BenchmarkApply(b *testing.B) {
 	b.SetBytes(int64(len(der)))
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := cpuTime()
+	start := cputime.Process()
 	for i := 0; i < b.N; i++ {
 		if _, err = pl.Apply(v, buf); err != nil {
 			b.Fatal(err)
@@ -75,7 +64,7 @@ func BenchmarkApplyVariable(b *testing.B) {
 	b.SetBytes(int64(len(der)))
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := cpuTime()
+	start := cputime.Process()
 	for i := 0; i < b.N; i++ {
 		if _, err = pl.Apply(v, buf); err != nil {
 			b.Fatal(err)
@@ -90,7 +79,7 @@ func BenchmarkDecodeEncode(b *testing.B) {
 	b.SetBytes(int64(len(der)))
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := cpuTime()
+	start := cputime.Process()
 	for i := 0; i < b.N; i++ {
 		p, err := Decode(der)
 		if err != nil {
@@ -105,7 +94,7 @@ func BenchmarkDecodeEncode(b *testing.B) {
 func BenchmarkCompile(b *testing.B) {
 	der := benchTemplate(b)
 	b.ReportAllocs()
-	start := cpuTime()
+	start := cputime.Process()
 	for i := 0; i < b.N; i++ {
 		if _, err := Compile(der); err != nil {
 			b.Fatal(err)
@@ -119,7 +108,7 @@ func BenchmarkDecode(b *testing.B) {
 	der := benchTemplate(b)
 	b.SetBytes(int64(len(der)))
 	b.ReportAllocs()
-	start := cpuTime()
+	start := cputime.Process()
 	for i := 0; i < b.N; i++ {
 		if _, err := Decode(der); err != nil {
 			b.Fatal(err)
@@ -138,7 +127,7 @@ func BenchmarkEncode(b *testing.B) {
 	b.SetBytes(int64(len(der)))
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := cpuTime()
+	start := cputime.Process()
 	for i := 0; i < b.N; i++ {
 		_ = p.Encode()
 	}
