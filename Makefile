@@ -13,9 +13,10 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/perso
 
-# The whole test suite, with SoftHSM2 and a throwaway PostgreSQL cluster.
+# The whole test suite under the race detector, with SoftHSM2 and a throwaway
+# PostgreSQL cluster.
 test: lint
-	scripts/with-services.sh $(GO) test -count=1 -timeout 40m $(PKGS)
+	scripts/with-services.sh $(GO) test -race -count=1 -timeout 40m $(PKGS)
 
 # The core end to end on the embedded defaults: a SoftHSM2 token, a TS.48
 # template, a few personalised, protected, bound and opened profiles, stored.
