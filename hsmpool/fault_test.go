@@ -1,19 +1,24 @@
 package hsmpool
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/miekg/pkcs11"
+
+	"github.com/perso-esim/perso/internal/testenv"
 )
 
 // faultAPI wraps the real PKCS#11 API and fails chosen calls.
@@ -24,6 +29,25 @@ type faultAPI struct {
 	rules   []faultRule
 	down    atomic.Bool // token removed: everything fails
 	signsOK atomic.Int64
+	log     logBuffer // what the pool logged
+}
+
+// logBuffer collects log output from concurrent goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 // faultRule fails calls [from, from+times) to fn with code.
@@ -110,6 +134,14 @@ func openFaultyPool(t *testing.T, rules ...faultRule) (*Pool, *faultAPI) {
 	t.Helper()
 	cfg := testConfig(t)
 	f := &faultAPI{calls: map[string]int{}}
+	// No timestamps: the PIN check below must not match digits of a time.
+	noTime := func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(&f.log, &slog.HandlerOptions{ReplaceAttr: noTime}))
 	cfg.wrapAPI = func(a p11API) p11API {
 		f.p11API = a
 		return f
@@ -219,6 +251,11 @@ func TestFaultsRecoverWithoutLossOrDuplication(t *testing.T) {
 			if err := p.Health(context.Background()); err != nil {
 				t.Fatalf("unhealthy after recovery: %v", err)
 			}
+			if logged := f.log.String(); !strings.Contains(logged, `level=WARN msg="hsmpool:`) {
+				t.Errorf("the recovery was not logged:\n%s", logged)
+			} else if strings.Contains(logged, testenv.SoftHSM(t).PIN) {
+				t.Errorf("the log shows the PIN:\n%s", logged)
+			}
 			t.Logf("sessions replaced %d, token failures %d", st.SessionsReplaced, st.TokenFailures)
 		})
 	}
@@ -257,6 +294,14 @@ func TestContextDeadlinesAreHonoured(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.RetryBackoff, cfg.MaxBackoff, cfg.MaxRetries = 200*time.Millisecond, time.Second, 8
 	f := &faultAPI{calls: map[string]int{}}
+	// No timestamps: the PIN check below must not match digits of a time.
+	noTime := func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(&f.log, &slog.HandlerOptions{ReplaceAttr: noTime}))
 	cfg.wrapAPI = func(a p11API) p11API { f.p11API = a; return f }
 	cfg.Sessions = 2
 	p := openPool(t, cfg)

@@ -336,6 +336,7 @@ func (b *p11Backend) with(ctx context.Context, i int, fn func(sh pkcs11.SessionH
 		}
 		switch classify(err) {
 		case classSession, classLogin:
+			b.cfg.Logger.Warn("hsmpool: replacing a broken PKCS#11 session", "session", i, "error", describe(err))
 			b.dropSession(i)
 			repairs++
 		case classHandle:
@@ -349,6 +350,7 @@ func (b *p11Backend) with(ctx context.Context, i int, fn func(sh pkcs11.SessionH
 			b.flushHandles()
 			b.tokenFails.Add(1)
 			tokenTries++
+			b.cfg.Logger.Warn("hsmpool: token unavailable, retrying", "attempt", tokenTries, "backoff", backoff, "error", describe(err))
 			if tokenTries > b.cfg.MaxRetries {
 				return fmt.Errorf("%w: %s after %d attempts over %s", ErrTokenUnavailable, describe(err), tokenTries, b.cfg.retryBudget())
 			}

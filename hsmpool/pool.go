@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -57,6 +58,10 @@ type Config struct {
 	BatchKeyCache int
 	BatchKeyTTL   time.Duration
 
+	// Logger receives warnings about replaced sessions and token outages
+	// (never key material or PINs); nil means slog.Default().
+	Logger *slog.Logger
+
 	// wrapAPI lets tests interpose on the PKCS#11 API (fault injection).
 	wrapAPI func(p11API) p11API
 }
@@ -64,6 +69,9 @@ type Config struct {
 func (c Config) withDefaults() (Config, error) {
 	if c.Backend == "" {
 		c.Backend = BackendPKCS11
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
 	}
 	if c.Sessions <= 0 {
 		c.Sessions = 4
