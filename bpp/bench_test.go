@@ -58,7 +58,7 @@ func BenchmarkProtectTwoPass(b *testing.B) {
 	b.ReportAllocs()
 	start := cpuTime()
 	for b.Loop() {
-		st.init(&ppk.Enc, &ppk.MAC, &ppk.InitialMCV)
+		st.initImpl(&ppk.Enc, &ppk.MAC, &ppk.InitialMCV, false)
 		buf = buf[:0]
 		for rest := upp; len(rest) > 0; {
 			k := min(len(rest), MaxEncryptedChunk)

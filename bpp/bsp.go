@@ -27,21 +27,48 @@ const (
 	tagSegMACOnly = 0x88 // MAC-only command (StoreMetadata)
 )
 
+// roundKeysSize is the size of an AES-128 schedule: 11 round keys.
+const roundKeysSize = 11 * aes.BlockSize
+
 // bsp is one BSP instance: S-ENC, S-MAC, the MAC chaining value and the
 // block counter (starting at 1). It protects segments in order; every
 // segment, MAC-only ones included, consumes one counter value.
+//
+// Two implementations share it. With the amd64 AES-NI kernels (hw) the
+// schedules are expanded in assembly into encRK, decRK and mac.rk, inside
+// this state, so zero wipes them, and a whole encrypted segment is one
+// sealSegmentAsm call. Otherwise (other architectures, the purego tag, CPUs
+// without AES-NI) everything goes through crypto/aes.
 type bsp struct {
-	enc     cipher.Block
-	decCBC  cbcMode // created on first use (Open only)
+	enc     cipher.Block // !hw
+	decCBC  cbcMode      // !hw: created on first use (Open only)
 	mac     cmac
 	mcv     [aes.BlockSize]byte
 	counter uint64
 	full    [aes.BlockSize]byte // MAC computed on the receiving side
 	icv     [aes.BlockSize]byte // off-stack: slices passed to cipher.Block escape
 	scratch [1024]byte
+
+	hw     bool
+	hasDec bool                // decRK is set (derived on the first decryption)
+	encRK  [roundKeysSize]byte // hw: S-ENC encryption schedule
+	decRK  [roundKeysSize]byte // hw: S-ENC decryption schedule
 }
 
-func (s *bsp) init(enc, mac, mcv *[16]byte) {
+func (s *bsp) init(enc, mac, mcv *[16]byte) { s.initImpl(enc, mac, mcv, haveAsm) }
+
+// initImpl is init with the implementation chosen; the tests use hw=false to
+// check the kernels against the crypto/aes path.
+func (s *bsp) initImpl(enc, mac, mcv *[16]byte, hw bool) {
+	s.hw, s.hasDec = hw, false
+	s.mcv = *mcv
+	s.counter = 1
+	if hw {
+		s.enc, s.decCBC = nil, nil
+		expandKeyAsm(enc, &s.encRK)
+		s.mac.initHW(mac)
+		return
+	}
 	eb, err := aes.NewCipher(enc[:])
 	if err != nil {
 		panic("bpp: AES-128 key rejected: " + err.Error()) // unreachable: the key is 16 bytes
@@ -53,8 +80,6 @@ func (s *bsp) init(enc, mac, mcv *[16]byte) {
 	s.enc = eb
 	s.decCBC = nil
 	s.mac.init(mb)
-	s.mcv = *mcv
-	s.counter = 1
 }
 
 // zero wipes the chaining value, subkeys and scratch and drops the ciphers.
@@ -65,6 +90,9 @@ func (s *bsp) zero() {
 	clear(s.icv[:])
 	clear(s.scratch[:])
 	clear(s.full[:])
+	clear(s.encRK[:])
+	clear(s.decRK[:])
+	s.hasDec = false
 	s.enc, s.decCBC = nil, nil
 	s.counter = 0
 }
@@ -75,7 +103,11 @@ func (s *bsp) nextICV() []byte {
 	icv := s.icv[:]
 	clear(icv[:8])
 	binary.BigEndian.PutUint64(icv[8:], s.counter)
-	s.enc.Encrypt(icv, icv)
+	if s.hw {
+		encryptBlockAsm(&s.encRK, &s.icv, &s.icv)
+	} else {
+		s.enc.Encrypt(icv, icv)
+	}
 	s.counter++
 	return icv
 }
@@ -138,6 +170,14 @@ func (s *bsp) appendEncrypted(dst []byte, tag byte, p []byte) []byte {
 	if len(p) > MaxEncryptedChunk {
 		panic("bpp: internal error: encrypted chunk too large")
 	}
+	if s.hw {
+		return s.appendEncryptedAsm(dst, tag, p)
+	}
+	return s.appendEncryptedGeneric(dst, tag, p)
+}
+
+// appendEncryptedGeneric is appendEncrypted through crypto/aes.
+func (s *bsp) appendEncryptedGeneric(dst []byte, tag byte, p []byte) []byte {
 	padded := (len(p)/aes.BlockSize + 1) * aes.BlockSize
 	start := len(dst)
 	dst = append(dst, tag)
@@ -178,6 +218,56 @@ func (s *bsp) appendEncrypted(dst []byte, tag byte, p []byte) []byte {
 	mac.Encrypt(s.mcv[:], x)
 	return append(dst, s.mcv[:macSize]...)
 }
+
+// appendEncryptedAsm is appendEncrypted as one sealSegmentAsm call, which
+// runs the CBC and CMAC chains with their AES rounds interleaved: per block
+// pair one call's overhead instead of two crypto/aes calls, and the two
+// latencies overlap inside the AES unit. The kernel builds the CMAC input
+// blocks, which straddle ciphertext blocks by the header length h = len(T ||
+// L), from registers with PSHUFB (sealMasks), rather than reloading them
+// from just-stored ciphertext (a store-forwarding stall on every block).
+func (s *bsp) appendEncryptedAsm(dst []byte, tag byte, p []byte) []byte {
+	padded := (len(p)/aes.BlockSize + 1) * aes.BlockSize
+	start := len(dst)
+	dst = append(dst, tag)
+	dst = appendLength(dst, padded+macSize)
+	c := len(dst)
+	h := c - start // 2..4: padded+8 <= 1016 has a 1..3-byte length
+	dst = append(dst, p...)
+	dst = append(dst, 0x80)
+	dst = append(dst, zeroBlock[:padded-len(p)-1]...)
+
+	hdr, fin := &s.mac.x, &s.mac.m // wiped by zero
+	*hdr = zeroBlock
+	copy(hdr[aes.BlockSize-h:], dst[start:c])
+	// The final CMAC block is the last h ciphertext bytes, 80 00.., XOR K2
+	// (never a complete block: h < 16).
+	*fin = s.mac.k2
+	fin[h] ^= 0x80
+	clear(s.icv[:8])
+	binary.BigEndian.PutUint64(s.icv[8:], s.counter)
+	s.counter++
+	sealSegmentAsm(&s.encRK, &s.mac.rk, &s.mcv, &s.icv, hdr, &sealMasks[h-2], fin, dst[c:])
+	return append(dst, s.mcv[:macSize]...)
+}
+
+// sealMasks[h-2] are the PSHUFB masks with which sealSegmentAsm assembles a
+// CMAC input block from two consecutive ciphertext blocks: [0] moves the last
+// h bytes of the earlier block to the front, [1] moves the first 16-h bytes
+// of the later block behind them (0x80 entries give zeros).
+var sealMasks = func() (t [3][2][aes.BlockSize]byte) {
+	for h := 2; h <= 4; h++ {
+		a, b := &t[h-2][0], &t[h-2][1]
+		for k := range aes.BlockSize {
+			if k < h {
+				a[k], b[k] = byte(aes.BlockSize-h+k), 0x80
+			} else {
+				a[k], b[k] = 0x80, byte(k-h)
+			}
+		}
+	}
+	return t
+}()
 
 // macLag is how many cipher blocks the MAC chain trails the CBC chain.
 const macLag = 2
@@ -240,6 +330,16 @@ func (s *bsp) openSegment(dst []byte, seg tlv, decrypt bool) ([]byte, error) {
 		return append(dst, seg.Value[:body]...), nil
 	}
 	icv := s.nextICV()
+	if s.hw {
+		if !s.hasDec {
+			invertKeyAsm(&s.encRK, &s.decRK)
+			s.hasDec = true
+		}
+		off := len(dst)
+		dst = append(dst, seg.Value[:body]...)
+		cbcDecryptAsm(&s.decRK, &s.icv, dst[off:])
+		return s.unpad(dst, off)
+	}
 	if s.decCBC == nil {
 		s.decCBC = newCBC(s.enc, true)
 	}
@@ -247,6 +347,12 @@ func (s *bsp) openSegment(dst []byte, seg tlv, decrypt bool) ([]byte, error) {
 	dst = append(dst, seg.Value[:body]...)
 	s.decCBC.SetIV(icv)
 	s.decCBC.CryptBlocks(dst[off:], dst[off:])
+	return s.unpad(dst, off)
+}
+
+// unpad strips the 80 00.. padding of the plaintext just decrypted into
+// dst[off:], wiping it if the padding is wrong.
+func (s *bsp) unpad(dst []byte, off int) ([]byte, error) {
 	// Strip 80 00..: the padding is 1..16 bytes and lies in the last block.
 	i := len(dst) - 1
 	for i > len(dst)-aes.BlockSize && dst[i] == 0 {

@@ -16,6 +16,10 @@ type cmac struct {
 	// x and m are the working blocks; they live here rather than on the stack
 	// because slices of them passed to cipher.Block's methods would escape.
 	x, m [aes.BlockSize]byte
+	// hw: the AES-NI kernels run the CMAC on rk, the S-MAC schedule kept
+	// here (not inside crypto/aes) so that zero wipes it.
+	hw bool
+	rk [roundKeysSize]byte
 }
 
 var zeroBlock [aes.BlockSize]byte
@@ -60,13 +64,36 @@ func (r *resettableCBC) SetIV(iv []byte) {
 
 func (c *cmac) init(b cipher.Block) {
 	c.b = b
+	c.hw = false
 	c.cbc = nil // created on first use: the interleaved segment path never needs it
+	c.subkeys()
+}
+
+// initHW expands key into c.rk for the AES-NI kernels (haveAsm only).
+func (c *cmac) initHW(key *[aes.BlockSize]byte) {
+	c.b, c.cbc = nil, nil
+	c.hw = true
+	expandKeyAsm(key, &c.rk)
+	c.subkeys()
+}
+
+// subkeys derives K1 and K2 from L = E(0).
+func (c *cmac) subkeys() {
 	l := &c.x
 	*l = zeroBlock
-	b.Encrypt(l[:], l[:])
+	c.encrypt(l, l)
 	dbl(&c.k1, l)
 	dbl(&c.k2, &c.k1)
 	clear(l[:])
+}
+
+// encrypt sets dst = E(src); dst may alias src.
+func (c *cmac) encrypt(dst, src *[aes.BlockSize]byte) {
+	if c.hw {
+		encryptBlockAsm(&c.rk, dst, src)
+		return
+	}
+	c.b.Encrypt(dst[:], src[:])
 }
 
 // dbl is multiplication by x in GF(2^128) (the CMAC subkey doubling).
@@ -83,6 +110,7 @@ func (c *cmac) zero() {
 	clear(c.k2[:])
 	clear(c.x[:])
 	clear(c.m[:])
+	clear(c.rk[:])
 }
 
 // sum writes AES-CMAC(prefix || msg) to out. prefix is an optional complete
@@ -94,10 +122,10 @@ func (c *cmac) sum(out, prefix *[aes.BlockSize]byte, msg []byte, scratch []byte)
 	if prefix != nil {
 		if len(msg) == 0 {
 			subtle.XORBytes(m[:], prefix[:], c.k1[:])
-			c.b.Encrypt(out[:], m[:])
+			c.encrypt(out, m)
 			return
 		}
-		c.b.Encrypt(x[:], prefix[:])
+		c.encrypt(x, prefix)
 	}
 	n := len(msg)
 	lastLen := 0
@@ -105,6 +133,10 @@ func (c *cmac) sum(out, prefix *[aes.BlockSize]byte, msg []byte, scratch []byte)
 		lastLen = n - (n-1)/aes.BlockSize*aes.BlockSize // 1..16
 	}
 	head := msg[:n-lastLen]
+	if c.hw && len(head) > 0 {
+		cbcMACAsm(&c.rk, x, head)
+		head = nil
+	}
 	if len(head) > 0 && c.cbc == nil {
 		c.cbc = newCBC(c.b, false)
 	}
@@ -125,7 +157,7 @@ func (c *cmac) sum(out, prefix *[aes.BlockSize]byte, msg []byte, scratch []byte)
 		subtle.XORBytes(m[:], m[:], c.k2[:])
 	}
 	subtle.XORBytes(m[:], m[:], x[:])
-	c.b.Encrypt(out[:], m[:])
+	c.encrypt(out, m)
 }
 
 // CMAC returns the full 16-byte AES-CMAC of msg under key (16, 24 or 32
