@@ -58,7 +58,15 @@
 // Zero method; errors never contain key material or plaintext. Bind wipes
 // Z (the slice its KeyAgreement returned), the session keys and its BSP
 // state before returning; Open wipes Z, the session keys, the PPK it
-// received and any partial plaintext on failure. The expanded AES key
-// schedules live inside crypto/aes and cannot be wiped from outside the
-// standard library; they become garbage when the call returns.
+// received and any partial plaintext on failure.
+//
+// On amd64 with AES-NI (the default build) the AES-128 key schedules of
+// PPK-ENC/S-ENC and PPK-MAC/S-MAC, the CMAC subkeys and the decryption
+// schedule are expanded in constant time by assembly (AESKEYGENASSIST, no
+// tables) into the BSP state itself, and that state is wiped when
+// Protect, Bind and Open return, schedules included; the kernels also clear
+// the XMM registers that held round keys. With the purego build tag, on other
+// architectures or on CPUs without AES-NI, the AES goes through crypto/aes,
+// whose expanded schedules cannot be wiped from outside the standard library:
+// there they become garbage when the call returns.
 package bpp

@@ -105,9 +105,10 @@ func (p *Protector) NewPPK(k *PPK) error {
 }
 
 // AppendProtected appends the 86 segments of upp under ppk to dst and
-// returns the extended buffer and the number of segments. It allocates only
-// the two AES key schedules, and dst's growth when dst lacks capacity
-// (ProtectedSize gives the exact size).
+// returns the extended buffer and the number of segments. It allocates
+// nothing but dst's growth when dst lacks capacity (ProtectedSize gives the
+// exact size) on amd64 with AES-NI, where the key schedules live in the
+// Protector; elsewhere crypto/aes allocates the two AES key schedules.
 func (p *Protector) AppendProtected(dst, upp []byte, ppk *PPK) ([]byte, int, error) {
 	if len(upp) == 0 {
 		return dst, 0, fmt.Errorf("%w: empty UPP", ErrInvalidParams)
