@@ -90,6 +90,70 @@ func BenchmarkProtect(b *testing.B) {
 	reportRate(b, start, "profiles")
 }
 
+// The batch hot path on the pure-Go interleaved path (crypto/aes), i.e.
+// what other architectures, the purego tag and CPUs without AES-NI run;
+// compare with BenchmarkProtect (the AES-NI kernel on amd64).
+func BenchmarkProtectGeneric(b *testing.B) {
+	upp := benchUPP(b)
+	var st bsp
+	var ppk PPK
+	size, _ := ProtectedSize(len(upp))
+	buf := make([]byte, 0, size)
+	b.SetBytes(int64(len(upp)))
+	b.ReportAllocs()
+	start := cpuTime()
+	for b.Loop() {
+		st.initImpl(&ppk.Enc, &ppk.MAC, &ppk.InitialMCV, false)
+		buf = st.appendSegments(buf[:0], tagSegProfile, upp, true)
+	}
+	reportRate(b, start, "profiles")
+}
+
+// The symmetric part of Open alone: verify and decrypt the 13 segments of a
+// TS.48-size PPP, with the AES-NI kernels (hw, amd64) and through crypto/aes.
+func BenchmarkOpenSegments(b *testing.B) {
+	upp := benchUPP(b)
+	var ppk PPK
+	ppk.Enc[0], ppk.MAC[0], ppk.InitialMCV[0] = 1, 2, 3
+	var st bsp
+	st.initImpl(&ppk.Enc, &ppk.MAC, &ppk.InitialMCV, false)
+	segs := st.appendSegments(nil, tagSegProfile, upp, true)
+	var parsed []tlv
+	for rest := cryptoString(segs); !rest.Empty(); {
+		t, err := readTLV(&rest)
+		if err != nil {
+			b.Fatal(err)
+		}
+		parsed = append(parsed, t)
+	}
+	for _, hw := range []bool{true, false} {
+		name := "generic"
+		if hw {
+			if !haveAsm {
+				continue
+			}
+			name = "hw"
+		}
+		b.Run(name, func(b *testing.B) {
+			dst := make([]byte, 0, len(upp))
+			b.SetBytes(int64(len(upp)))
+			b.ReportAllocs()
+			start := cpuTime()
+			for b.Loop() {
+				st.initImpl(&ppk.Enc, &ppk.MAC, &ppk.InitialMCV, hw)
+				dst = dst[:0]
+				for _, t := range parsed {
+					var err error
+					if dst, err = st.openSegment(dst, t, true); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			reportRate(b, start, "profiles")
+		})
+	}
+}
+
 // Protect as the convenience function: a new PPP and segment buffer per call.
 func BenchmarkProtectAlloc(b *testing.B) {
 	upp := benchUPP(b)
