@@ -82,7 +82,8 @@ func (s *bsp) initImpl(enc, mac, mcv *[16]byte, hw bool) {
 	s.mac.init(mb)
 }
 
-// zero wipes the chaining value, subkeys and scratch and drops the ciphers.
+// zero wipes the chaining value, subkeys, round keys (hw) and scratch and
+// drops the ciphers.
 func (s *bsp) zero() {
 	s.mac.zero()
 	s.mac = cmac{}
@@ -222,8 +223,8 @@ func (s *bsp) appendEncryptedGeneric(dst []byte, tag byte, p []byte) []byte {
 }
 
 // appendEncryptedAsm is appendEncrypted as one sealSegmentAsm call, which
-// runs the CBC and CMAC chains with their AES rounds interleaved: per block
-// pair one call's overhead instead of two crypto/aes calls, and the two
+// runs the CBC and CMAC chains with their AES rounds interleaved: one call
+// per segment instead of two crypto/aes calls per block, and the two
 // latencies overlap inside the AES unit. The kernel builds the CMAC input
 // blocks, which straddle ciphertext blocks by the header length h = len(T ||
 // L), from registers with PSHUFB (sealMasks), rather than reloading them
