@@ -17,6 +17,8 @@ build:
 # PostgreSQL cluster.
 test: lint
 	scripts/with-services.sh $(GO) test -race -count=1 -timeout 40m $(PKGS)
+	# bpp's pure-Go fallback (non-amd64, no AES-NI) must stay byte-exact too.
+	$(GO) test -count=1 -tags purego ./bpp/
 
 # The core end to end on the embedded defaults: a SoftHSM2 token, a TS.48
 # template, a few personalised, protected, bound and opened profiles, stored.
