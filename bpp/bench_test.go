@@ -3,10 +3,10 @@ package bpp
 import (
 	"context"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/perso-esim/perso/internal/cputime"
 	"github.com/perso-esim/perso/internal/testenv"
 )
 
@@ -20,25 +20,13 @@ func benchUPP(b *testing.B) []byte {
 	return upp
 }
 
-// cpuTime is the CPU time (user + system, all threads) this process has
-// used. On the shared, noisy machine wall-clock figures swing with the
-// neighbours' load; CPU time per operation does not (much), so every
-// benchmark reports both.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// reportRate adds unit/s (wall) and cpu-µs/op; start is cpuTime() taken
+// reportRate adds unit/s (wall) and cpu-µs/op; start is cputime.Process() taken
 // just before the timed loop.
 func reportRate(b *testing.B, start time.Duration, unit string) {
 	if s := b.Elapsed().Seconds(); s > 0 {
 		b.ReportMetric(float64(b.N)/s, unit+"/s")
 	}
-	if cpu := cpuTime() - start; cpu > 0 {
+	if cpu := cputime.Process() - start; cpu > 0 {
 		b.ReportMetric(cpu.Seconds()*1e6/float64(b.N), "cpu-µs/op")
 		b.ReportMetric(float64(b.N)/cpu.Seconds(), unit+"/cpu-s")
 	}
@@ -56,7 +44,7 @@ func BenchmarkProtectTwoPass(b *testing.B) {
 	buf := make([]byte, 0, size)
 	b.SetBytes(int64(len(upp)))
 	b.ReportAllocs()
-	start := cpuTime()
+	start := cputime.Process()
 	for b.Loop() {
 		st.initImpl(&ppk.Enc, &ppk.MAC, &ppk.InitialMCV, false)
 		buf = buf[:0]
@@ -77,7 +65,7 @@ func BenchmarkProtect(b *testing.B) {
 	var ppk PPK
 	b.SetBytes(int64(len(upp)))
 	b.ReportAllocs()
-	start := cpuTime()
+	start := cputime.Process()
 	for b.Loop() {
 		if err := p.NewPPK(&ppk); err != nil {
 			b.Fatal(err)
@@ -101,7 +89,7 @@ func BenchmarkProtectGeneric(b *testing.B) {
 	buf := make([]byte, 0, size)
 	b.SetBytes(int64(len(upp)))
 	b.ReportAllocs()
-	start := cpuTime()
+	start := cputime.Process()
 	for b.Loop() {
 		st.initImpl(&ppk.Enc, &ppk.MAC, &ppk.InitialMCV, false)
 		buf = st.appendSegments(buf[:0], tagSegProfile, upp, true)
@@ -138,7 +126,7 @@ func BenchmarkOpenSegments(b *testing.B) {
 			dst := make([]byte, 0, len(upp))
 			b.SetBytes(int64(len(upp)))
 			b.ReportAllocs()
-			start := cpuTime()
+			start := cputime.Process()
 			for b.Loop() {
 				st.initImpl(&ppk.Enc, &ppk.MAC, &ppk.InitialMCV, hw)
 				dst = dst[:0]
@@ -159,7 +147,7 @@ func BenchmarkProtectAlloc(b *testing.B) {
 	upp := benchUPP(b)
 	b.SetBytes(int64(len(upp)))
 	b.ReportAllocs()
-	start := cpuTime()
+	start := cputime.Process()
 	for b.Loop() {
 		if _, err := Protect(upp, nil); err != nil {
 			b.Fatal(err)
@@ -191,7 +179,7 @@ func BenchmarkBind(b *testing.B) {
 			}
 			ctx := context.Background()
 			b.ReportAllocs()
-			start := cpuTime()
+			start := cputime.Process()
 			for b.Loop() {
 				if _, err := Bind(ctx, e.signer, e.ka, p, ppp); err != nil {
 					b.Fatal(err)
@@ -221,7 +209,7 @@ func BenchmarkBindNoPK(b *testing.B) {
 	ka := fixedKA{otpk: otk.PublicKey()}
 	ctx := context.Background()
 	b.ReportAllocs()
-	start := cpuTime()
+	start := cputime.Process()
 	for b.Loop() {
 		if _, err := Bind(ctx, fixedSigner{}, ka, p, ppp); err != nil {
 			b.Fatal(err)
@@ -244,7 +232,7 @@ func BenchmarkOpen(b *testing.B) {
 			bpp, otk, _ := e.bind(b, ppp, fullMetadata(b, "8949449999999990023"))
 			b.SetBytes(int64(len(upp)))
 			b.ReportAllocs()
-			start := cpuTime()
+			start := cputime.Process()
 			for b.Loop() {
 				if _, err := Open(bpp, otk, testEID, e.pub); err != nil {
 					b.Fatal(err)
