@@ -86,6 +86,9 @@ func FuzzApply(f *testing.F) {
 				fuzzPlans = append(fuzzPlans, pl)
 			}
 		})
+		if len(fuzzPlans) == 0 {
+			t.Fatal("no TS.48 plans to fuzz (see the first failure)")
+		}
 		pl := fuzzPlans[int(tmpl)%len(fuzzPlans)]
 		v := &Values{ICCID: iccid, IMSI: imsi, K: k, OPc: opc, PIN1: pin1, PUK1: puk1, ADM1: adm1, SMSC: smsc, SPN: spn, MSISDN: msisdn}
 		if len(k) == 0 {
