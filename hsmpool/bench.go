@@ -45,6 +45,13 @@ type BenchResult struct {
 	// VsRaw is OpsPerSec divided by the raw single-session figure of the
 	// same operation (pool rows only, when Raw was measured).
 	VsRaw float64 `json:"vs_raw,omitempty"`
+	// VsShared is OpsPerSec divided by the "raw-shared" figure: one bare
+	// session shared by Workers goroutines through a sync.Mutex, the
+	// cheapest way for several callers to share a session. It separates
+	// the pool's own cost from what any concurrent caller pays (on a small
+	// machine with an in-process token, waking the next caller competes
+	// with the token's own thread).
+	VsShared float64 `json:"vs_shared,omitempty"`
 }
 
 func (c *BenchConfig) defaults() {
@@ -206,8 +213,9 @@ func result(op, mode string, sessions, workers int, n, errs uint64, el time.Dura
 // between the pool (Workers callers per session) and one bare session driven
 // by one goroutine with the same PKCS#11 call sequence (no scheduler, no
 // metrics, no retry wrapper). Interleaving makes the comparison fair on a
-// shared, noisy machine. The raw row precedes its pool row; VsRaw is their
-// ratio.
+// shared, noisy machine. A third slice drives one bare session from Workers
+// goroutines serialised by a mutex (mode "raw-shared"). The raw rows precede
+// their pool row; VsRaw and VsShared are the ratios.
 func Bench(ctx context.Context, base Config, bc BenchConfig, report func(BenchResult)) ([]BenchResult, error) {
 	bc.defaults()
 	for _, op := range bc.Ops {
@@ -271,20 +279,25 @@ func benchOp(ctx context.Context, p *Pool, bc BenchConfig, op string, sessions i
 		}
 	}
 	workers := sessions * bc.Workers
-	var poolH, rawH Histogram
-	var poolN, poolErr, rawN, rawErr uint64
-	var poolT, rawT time.Duration
+	var poolH, rawH, sharedH Histogram
+	var poolN, poolErr, rawN, rawErr, sharedN, sharedErr uint64
+	var poolT, rawT, sharedT time.Duration
 	nslices := max(1, int((bc.Duration+benchSlice-1)/benchSlice))
 	slice := bc.Duration / time.Duration(nslices)
 	for range nslices {
 		n, e, el := runPoolSlice(ctx, call, workers, slice, &poolH)
 		poolN, poolErr, poolT = poolN+n, poolErr+e, poolT+el
 		if rawCall != nil {
-			n, e, el, err := runRawSlice(ctx, p, rawCall, slice, &rawH)
+			n, e, el, err := runRawSlice(ctx, p, rawCall, 1, slice, &rawH)
 			if err != nil {
 				return nil, err
 			}
 			rawN, rawErr, rawT = rawN+n, rawErr+e, rawT+el
+			n, e, el, err = runRawSlice(ctx, p, rawCall, bc.Workers, slice, &sharedH)
+			if err != nil {
+				return nil, err
+			}
+			sharedN, sharedErr, sharedT = sharedN+n, sharedErr+e, sharedT+el
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -295,10 +308,14 @@ func benchOp(ctx context.Context, p *Pool, bc BenchConfig, op string, sessions i
 		return []BenchResult{pr}, nil
 	}
 	rr := result(op, "raw", 1, 1, rawN, rawErr, rawT, &rawH)
+	sr := result(op, "raw-shared", 1, bc.Workers, sharedN, sharedErr, sharedT, &sharedH)
 	if rr.OpsPerSec > 0 {
 		pr.VsRaw = pr.OpsPerSec / rr.OpsPerSec
 	}
-	return []BenchResult{rr, pr}, nil
+	if sr.OpsPerSec > 0 {
+		pr.VsShared = pr.OpsPerSec / sr.OpsPerSec
+	}
+	return []BenchResult{rr, sr, pr}, nil
 }
 
 func runPoolSlice(ctx context.Context, call func(context.Context) error, workers int, d time.Duration, h *Histogram) (n, errs uint64, el time.Duration) {
@@ -328,7 +345,9 @@ func runPoolSlice(ctx context.Context, call func(context.Context) error, workers
 	return nn.Load(), ee.Load(), time.Since(start)
 }
 
-func runRawSlice(ctx context.Context, p *Pool, call func(pkcs11.SessionHandle) error, d time.Duration, h *Histogram) (n, errs uint64, el time.Duration, err error) {
+// runRawSlice drives one bare session for d from workers goroutines (one:
+// a plain loop; more: serialised by a mutex).
+func runRawSlice(ctx context.Context, p *Pool, call func(pkcs11.SessionHandle) error, workers int, d time.Duration, h *Histogram) (n, errs uint64, el time.Duration, err error) {
 	b := p.be.(*p11Backend)
 	slot, err := p.sched.acquire(ctx, Live)
 	if err != nil {
@@ -341,17 +360,41 @@ func runRawSlice(ctx context.Context, p *Pool, call func(pkcs11.SessionHandle) e
 	}
 	start := time.Now()
 	deadline := start.Add(d)
-	for t0 := start; t0.Before(deadline) && ctx.Err() == nil; {
-		if err := call(sh); err != nil {
-			errs++
-		} else {
-			n++
+	if workers <= 1 {
+		for t0 := start; t0.Before(deadline) && ctx.Err() == nil; {
+			if err := call(sh); err != nil {
+				errs++
+			} else {
+				n++
+			}
+			t1 := time.Now()
+			h.Record(t1.Sub(t0))
+			t0 = t1
 		}
-		t1 := time.Now()
-		h.Record(t1.Sub(t0))
-		t0 = t1
+		return n, errs, time.Since(start), nil
 	}
-	return n, errs, time.Since(start), nil
+	var mu sync.Mutex
+	var nn, ee atomic.Uint64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for t0 := time.Now(); t0.Before(deadline) && ctx.Err() == nil; t0 = time.Now() {
+				mu.Lock()
+				err := call(sh)
+				mu.Unlock()
+				if err != nil {
+					ee.Add(1)
+				} else {
+					nn.Add(1)
+				}
+				h.Record(time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	return nn.Load(), ee.Load(), time.Since(start), nil
 }
 
 // PPKBenchResult reports the batch key-protection benchmark.

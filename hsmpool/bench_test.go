@@ -19,16 +19,24 @@ func TestBenchHarness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 5*2*2 {
-		t.Fatalf("%d rows, want 20 (5 ops x 2 session counts, raw and pool)", len(rows))
+	if len(rows) != 5*2*3 {
+		t.Fatalf("%d rows, want 30 (5 ops x 2 session counts, raw, raw-shared and pool)", len(rows))
 	}
+	modes := map[string]int{}
 	for _, r := range rows {
 		if r.Ops == 0 || r.Errors != 0 || r.P50 <= 0 || r.P99 < r.P50 {
 			t.Errorf("row %+v", r)
 		}
-		if r.Mode == "pool" && r.VsRaw == 0 {
-			t.Errorf("pool row without a raw ratio: %+v", r)
+		if r.Mode == "pool" && (r.VsRaw == 0 || r.VsShared == 0) {
+			t.Errorf("pool row without its ratios: %+v", r)
 		}
+		if r.Mode == "raw-shared" && r.Workers != 2 {
+			t.Errorf("raw-shared row with %d workers, want the default 2: %+v", r.Workers, r)
+		}
+		modes[r.Mode]++
+	}
+	if modes["raw"] != 10 || modes["raw-shared"] != 10 || modes["pool"] != 10 {
+		t.Errorf("rows per mode %v, want 10 each", modes)
 	}
 	if _, err := Bench(context.Background(), cfg, BenchConfig{Ops: []string{"nope"}}, nil); err == nil {
 		t.Fatal("unknown op accepted")

@@ -83,21 +83,24 @@ The HSM is the configured one (hsm.* / PERSO_HSM_*); it needs the keys of ` + "`
 			rep := benchHSMReport{Time: time.Now().UTC(), Backend: cfg.Backend, Duration: duration.String(),
 				Host: map[string]any{"cpus": runtime.NumCPU(), "goos": runtime.GOOS, "goarch": runtime.GOARCH, "module": cfg.Module}}
 			showTable := format != "json"
-			const rowFmt = "%-9s %-5s %8v %8v %9v %9v %9v %9v %7v %7v\n"
+			const rowFmt = "%-9s %-10s %8v %8v %9v %9v %9v %9v %7v %7v %9v\n"
 			if showTable && len(poolOps) > 0 {
-				fmt.Printf(rowFmt, "op", "mode", "sessions", "workers", "ops/s", "p50 µs", "p99 µs", "p99.9 µs", "errors", "vs raw")
+				fmt.Printf(rowFmt, "op", "mode", "sessions", "workers", "ops/s", "p50 µs", "p99 µs", "p99.9 µs", "errors", "vs raw", "vs shared")
 			}
 			if len(poolOps) > 0 {
 				bc := hsmpool.BenchConfig{Ops: poolOps, Sessions: counts, Duration: duration, Workers: workers,
 					Raw: raw && cfg.Backend != hsmpool.BackendSoftware}
 				res, err := hsmpool.Bench(ctx, cfg, bc, func(r hsmpool.BenchResult) {
 					if showTable {
-						vs := "-"
-						if r.VsRaw > 0 {
-							vs = fmt.Sprintf("%.0f%%", 100*r.VsRaw)
+						pct := func(x float64) string {
+							if x <= 0 {
+								return "-"
+							}
+							return fmt.Sprintf("%.0f%%", 100*x)
 						}
 						f0 := func(x float64) string { return strconv.FormatFloat(x, 'f', 0, 64) }
-						fmt.Printf(rowFmt, r.Op, r.Mode, r.Sessions, r.Workers, f0(r.OpsPerSec), f0(r.P50), f0(r.P99), f0(r.P999), r.Errors, vs)
+						fmt.Printf(rowFmt, r.Op, r.Mode, r.Sessions, r.Workers, f0(r.OpsPerSec), f0(r.P50), f0(r.P99), f0(r.P999), r.Errors,
+							pct(r.VsRaw), pct(r.VsShared))
 					}
 				})
 				rep.Results = res

@@ -101,7 +101,7 @@ func TestHSMInitStatusBench(t *testing.T) {
 	if err := json.Unmarshal([]byte(bench), &rep); err != nil {
 		t.Fatalf("bench JSON: %v\n%s", err, bench)
 	}
-	if len(rep.Results) != 3*2*2 || rep.QoS == nil || rep.PPK == nil {
+	if len(rep.Results) != 3*2*3 || rep.QoS == nil || rep.PPK == nil {
 		t.Fatalf("bench report incomplete: %d rows, qos %v, ppk %v", len(rep.Results), rep.QoS != nil, rep.PPK != nil)
 	}
 	if rep.PPK.RoundTripsPerProfile > 0.01 || rep.PPK.TamperedRecordsDetected != rep.PPK.TamperChecks {
