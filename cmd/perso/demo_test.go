@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,14 +14,8 @@ func provisionedToken(t *testing.T) []string {
 	t.Helper()
 	tok := testenv.SoftHSM(t) // SoftHSM2 must be installed (fails in CI, skips by hand)
 	env := []string{"PERSO_HSM_PIN=4711", "PERSO_HSM_SO_PIN=47114711", "PERSO_HSM_MODULE=" + tok.Module}
-	out, _ := runPersoChild(t, env, "hsm", "init", "--dir", filepath.Join(t.TempDir(), "hsm"),
+	_, env = runHSMInit(t, env, "--dir", filepath.Join(t.TempDir(), "hsm"),
 		"--label", "perso-demo", "--import-sgp26", testenv.SharedPath(t, "sgp26"))
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		if line, ok := strings.CutPrefix(sc.Text(), "export "); ok {
-			env = append(env, line)
-		}
-	}
 	return env
 }
 

@@ -43,6 +43,23 @@ func runPersoChild(t *testing.T, env []string, args ...string) (stdout, stderr s
 	return out.String(), errb.String()
 }
 
+// runHSMInit runs `perso hsm init args…` with env and returns its stdout and
+// env extended by the exports it printed (stdout must hold nothing else).
+func runHSMInit(t *testing.T, env []string, args ...string) (stdout string, withExports []string) {
+	t.Helper()
+	out, _ := runPersoChild(t, env, append([]string{"hsm", "init"}, args...)...)
+	withExports = append([]string(nil), env...)
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "export ")
+		if !ok {
+			t.Fatalf("unexpected stdout line %q", sc.Text())
+		}
+		withExports = append(withExports, line)
+	}
+	return out, withExports
+}
+
 // `perso hsm init` provisions a fresh SoftHSM2 token non-interactively and
 // prints the exports later commands need; `perso hsm status` and
 // `perso bench hsm` then work from those exports alone.
@@ -51,17 +68,7 @@ func TestHSMInitStatusBench(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "hsm")
 	pins := []string{"PERSO_HSM_PIN=4711", "PERSO_HSM_SO_PIN=47114711", "PERSO_HSM_MODULE=" + tok.Module,
 		"PERSO_HSM_TRANSPORT_KEY=000102030405060708090a0b0c0d0e0f"}
-	out, _ := runPersoChild(t, pins, "hsm", "init", "--dir", dir, "--import-sgp26", testenv.SharedPath(t, "sgp26"))
-
-	env := append([]string(nil), pins...)
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		line, ok := strings.CutPrefix(sc.Text(), "export ")
-		if !ok {
-			t.Fatalf("unexpected stdout line %q", sc.Text())
-		}
-		env = append(env, line)
-	}
+	out, env := runHSMInit(t, pins, "--dir", dir, "--import-sgp26", testenv.SharedPath(t, "sgp26"))
 	if want := "SOFTHSM2_CONF=" + filepath.Join(dir, "softhsm2.conf"); !strings.Contains(out, want) {
 		t.Fatalf("stdout lacks %q:\n%s", want, out)
 	}
