@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -212,13 +213,24 @@ func demoDownload(ctx context.Context, pool *hsmpool.Pool, st store.Store, batch
 	eid, _ := hex.DecodeString(demoEID)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ICCID\tIMSI\tcurve\tUPP\t86 segments\tBPP\tbind\topened\tstate")
+	// The eUICC verifies smdpSign with the DPpb public key of each curve.
+	pubs := map[hsmpool.Curve]*ecdsa.PublicKey{}
+	for _, c := range []hsmpool.Curve{hsmpool.P256, hsmpool.BrainpoolP256r1} {
+		_, point, err := pool.PublicKey(ctx, "dppb-"+c.Suffix())
+		if err != nil {
+			return fmt.Errorf("demo: DPpb public key (%s): %w", c, err)
+		}
+		if pubs[c], err = hsmpool.PublicKeyECDSA(c, point); err != nil {
+			return err
+		}
+	}
 	calls0 := pool.HSMCalls()
 	for i, m := range made {
 		curve := hsmpool.P256
 		if i%2 == 1 {
 			curve = hsmpool.BrainpoolP256r1
 		}
-		row, err := demoBindOpen(ctx, pool, st, m.iccid, eid, curve, m.digest)
+		row, err := demoBindOpen(ctx, pool, st, m.iccid, eid, curve, pubs[curve], m.digest)
 		if err != nil {
 			tw.Flush()
 			return err
@@ -231,13 +243,13 @@ func demoDownload(ctx context.Context, pool *hsmpool.Pool, st store.Store, batch
 		return err
 	}
 	fmt.Fprintf(out, "\nbatch %s: %d profiles, states %v\n", batchID, len(made), counts)
-	fmt.Fprintf(out, "PKCS#11 calls for %d downloads: %d (one-time key pair, ECDH derive, DPpb signature, batch key unwrap, public key look-up)\n",
+	fmt.Fprintf(out, "PKCS#11 calls for %d downloads: %d (one-time key pair, ECDH derive, DPpb signature, batch key unwrap)\n",
 		len(made), pool.HSMCalls()-calls0)
 	fmt.Fprintln(out, "every opened UPP equals the personalised one: OK")
 	return nil
 }
 
-func demoBindOpen(ctx context.Context, pool *hsmpool.Pool, st store.Store, iccid string, eid []byte, curve hsmpool.Curve, want [32]byte) (string, error) {
+func demoBindOpen(ctx context.Context, pool *hsmpool.Pool, st store.Store, iccid string, eid []byte, curve hsmpool.Curve, dppb *ecdsa.PublicKey, want [32]byte) (string, error) {
 	eidHex := hex.EncodeToString(eid)
 	if _, err := st.DownloadOrder(ctx, store.DownloadOrderRequest{ICCID: iccid, EID: eidHex}); err != nil {
 		return "", fmt.Errorf("demo: DownloadOrder %s: %w", iccid, err)
@@ -293,15 +305,7 @@ func demoBindOpen(ctx context.Context, pool *hsmpool.Pool, st store.Store, iccid
 	}
 
 	// The eUICC side: verify with the DPpb public key, decrypt, compare.
-	_, point, err := pool.PublicKey(ctx, signLabel)
-	if err != nil {
-		return "", err
-	}
-	pub, err := hsmpool.PublicKeyECDSA(curve, point)
-	if err != nil {
-		return "", err
-	}
-	opened, err := bpp.Open(pkg, euicc, eid, pub)
+	opened, err := bpp.Open(pkg, euicc, eid, dppb)
 	if err != nil {
 		return "", fmt.Errorf("demo: the eUICC rejected the package of %s: %w", iccid, err)
 	}
