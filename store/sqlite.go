@@ -381,7 +381,7 @@ func migrateSQLite(ctx context.Context, w *sql.DB, migrations []string) error {
 	return tx.Commit()
 }
 
-// isUniqueViolation reports a UNIQUE constraint failure on the column.
+// sqliteUnique reports a UNIQUE constraint failure on the column.
 func sqliteUnique(err error, column string) bool {
 	var se *sqlite.Error
 	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE &&
