@@ -109,8 +109,11 @@ func newBenchInputs(ctx context.Context, p *Pool, bc BenchConfig, op string) (*b
 	return in, nil
 }
 
-// poolOp returns the pool call measured for op. unwrap bypasses the data-key
-// cache so that every call reaches the token.
+// poolOp returns the pool call measured for op: the PKCS#11 work of rawOp,
+// through the pool. wrap and unwrap are the token's part of NewBatchKey and
+// OpenBatchKey (the software key schedule NewBatchKey adds is not PKCS#11
+// work, and unwrap bypasses the data-key cache so that every call reaches
+// the token).
 func poolOp(p *Pool, bc BenchConfig, op string, in *benchInputs) (func(ctx context.Context) error, error) {
 	switch op {
 	case "sign":
@@ -129,11 +132,11 @@ func poolOp(p *Pool, bc BenchConfig, op string, in *benchInputs) (func(ctx conte
 		}, nil
 	case "wrap":
 		return func(ctx context.Context) error {
-			bk, err := p.NewBatchKey(ctx, "bench")
-			if err == nil {
-				bk.Close()
-			}
-			return err
+			return p.do(ctx, "wrap", LaneOf(ctx, Batch), p.cfg.KEK, func(slot int) error {
+				k, _, err := p.be.newDataKey(ctx, slot, p.cfg.KEK)
+				clear(k)
+				return err
+			})
 		}, nil
 	case "unwrap":
 		return func(ctx context.Context) error {
@@ -564,13 +567,14 @@ func BenchQoS(ctx context.Context, p *Pool, signLabel string, d time.Duration) (
 			saturated++
 		}
 		t0 := time.Now()
-		slot, err := p.sched.acquire(ctx, Live)
-		if err != nil {
+		var err error
+		serr := p.sched.submit(ctx, Live, func(slot int) {
+			wait.Record(time.Since(t0))
+			_, err = p.be.sign(ctx, slot, signLabel, in.digest)
+		})
+		if serr != nil {
 			break
 		}
-		wait.Record(time.Since(t0))
-		_, err = p.be.sign(ctx, slot, signLabel, in.digest)
-		p.sched.release(slot, Live)
 		if err != nil {
 			stop()
 			wg.Wait()

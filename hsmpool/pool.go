@@ -40,6 +40,14 @@ type Config struct {
 	// so each batch operation in flight is queueing delay for live traffic.
 	BatchWhileLive int
 
+	// SpinWait bounds how long a caller waiting for its result, and an idle
+	// session worker waiting for work, poll (on a spare CPU) before they
+	// sleep (default 200µs; negative: never poll). Waking a sleeping thread
+	// costs as much as a fast PKCS#11 call; they poll only while requests
+	// hold a session for less than SpinWait on average, so a slow (network)
+	// HSM never makes them poll.
+	SpinWait time.Duration
+
 	// KEK is the label of the key-encryption key new batch keys are wrapped
 	// under (default "kek-1"). Blobs name their KEK, so older KEKs keep
 	// opening their blobs after rotation.
@@ -87,6 +95,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.BatchWhileLive <= 0 {
 		c.BatchWhileLive = 1
+	}
+	if c.SpinWait == 0 {
+		c.SpinWait = 200 * time.Microsecond
 	}
 	if c.KEK == "" {
 		c.KEK = DefaultKEK
@@ -174,7 +185,7 @@ func Open(ctx context.Context, cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Pool{cfg: cfg, be: be, sched: newScheduler(cfg.Sessions, cfg.LiveReserved, cfg.BatchWhileLive), m: newMetrics(),
+	return &Pool{cfg: cfg, be: be, sched: newScheduler(cfg.Sessions, cfg.LiveReserved, cfg.BatchWhileLive, cfg.SpinWait, spareCPUs()), m: newMetrics(),
 		cache: newKeyCache(cfg.BatchKeyCache, cfg.BatchKeyTTL)}, nil
 }
 
