@@ -107,12 +107,17 @@
 // first; batch requests never hold more than Sessions-LiveReserved sessions
 // (LiveReserved defaults to max(1, Sessions/4)), so a live request finds a
 // free session even when batch work saturates its share; within a lane,
-// FIFO. A request runs on its caller's goroutine when a session is free;
-// when it had to queue, the goroutine that frees a session hands it to a
-// drain goroutine that runs the queued requests back to back and wakes each
-// caller with its result, so the token never idles while the OS schedules
-// the next caller. Grouped batch work (DecryptTransportBatch) holds one session for
-// many items and yields it whenever a live request is queued.
+// FIFO. Each session has a worker goroutine: a request that has to queue
+// is run by the worker of the session that frees up, which takes the next
+// queued request itself as soon as it finishes, so a busy session is driven
+// back to back from one goroutine and the token never idles while the OS
+// schedules the next caller. While sessions are held for less than
+// Config.SpinWait (200µs) on average, waiting callers and idle workers poll
+// for up to SpinWait on a spare CPU before they sleep: on a virtual machine,
+// waking a sleeping thread costs as much as a fast PKCS#11 call. A request
+// that finds a free session whose worker sleeps runs on its caller's own
+// goroutine. Grouped batch work (DecryptTransportBatch) holds one session
+// for many items and yields it whenever a live request is queued.
 //
 // SoftHSM2 serialises private-key operations inside the process, so a live
 // operation that has its session still queues inside the token behind every

@@ -16,6 +16,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("hsm.sessions", 4)
 	v.SetDefault("hsm.live_reserved", 0)        // 0: max(1, sessions/4)
 	v.SetDefault("hsm.batch_while_live", 1)     // batch ops in flight while live requests run
+	v.SetDefault("hsm.spin_wait", "200us")      // how long waiting callers poll before sleeping; negative: never
 	v.SetDefault("hsm.kek", "kek-1")            // KEK for new batch keys
 	v.SetDefault("hsm.software.file", "")       // software backend key file (development only)
 	v.SetDefault("hsm.software.passphrase", "") // PERSO_HSM_SOFTWARE_PASSPHRASE

@@ -45,6 +45,7 @@ func hsmConfig(a *app) hsmpool.Config {
 		Sessions:       v.GetInt("hsm.sessions"),
 		LiveReserved:   v.GetInt("hsm.live_reserved"),
 		BatchWhileLive: v.GetInt("hsm.batch_while_live"),
+		SpinWait:       v.GetDuration("hsm.spin_wait"),
 		KEK:            v.GetString("hsm.kek"),
 	}
 	if cfg.Backend == hsmpool.BackendSoftware {
