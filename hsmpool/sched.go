@@ -247,9 +247,9 @@ func (s *scheduler) next() *request {
 }
 
 // submit runs fn on a slot of lane l and returns when it has run: on the
-// slot's worker if that is awake, else on the caller's goroutine. If ctx ends while the request is still queued, it is
-// dropped and ctx.Err() returned; once started, it completes. A panic in fn
-// is re-raised here.
+// slot's worker if that is awake, else on the caller's goroutine. If ctx
+// ends while the request is still queued, it is dropped and ctx.Err()
+// returned; once started, it completes. A panic in fn is re-raised here.
 func (s *scheduler) submit(ctx context.Context, l Lane, fn func(slot int)) error {
 	r := newRequest(l, fn)
 	s.mu.Lock()
@@ -292,9 +292,9 @@ func (r *request) reraise() error {
 
 // wait returns once r has run, or ctx.Err() if ctx ends while r is queued.
 // It polls first (see pollWorth), yielding its P to other goroutines
-// between polls: a caller that sleeps is woken onto the worker's P, where it
-// may wait for the worker's next PKCS#11 call to end before it can submit
-// its next request, and the worker idles meanwhile.
+// between polls: a caller that sleeps has to be woken, and the worker that
+// wakes it then yields its own P so that the caller does not wait out the
+// worker's next PKCS#11 call (see finish); both cost a rescheduling.
 func (s *scheduler) wait(ctx context.Context, r *request) error {
 	if s.pollWorth(&s.callersPolling, s.maxCallers) {
 		r.polling.Store(true)
