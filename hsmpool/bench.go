@@ -52,6 +52,9 @@ type BenchResult struct {
 	// machine with an in-process token, waking the next caller competes
 	// with the token's own thread).
 	VsShared float64 `json:"vs_shared,omitempty"`
+	// Handover is how the pool row's requests reached their sessions and
+	// their results their callers (pool rows only).
+	Handover *Handover `json:"handover,omitempty"`
 }
 
 func (c *BenchConfig) defaults() {
@@ -285,6 +288,7 @@ func benchOp(ctx context.Context, p *Pool, bc BenchConfig, op string, sessions i
 	var poolH, rawH, sharedH Histogram
 	var poolN, poolErr, rawN, rawErr, sharedN, sharedErr uint64
 	var poolT, rawT, sharedT time.Duration
+	h0 := p.sched.counts.snapshot()
 	nslices := max(1, int((bc.Duration+benchSlice-1)/benchSlice))
 	slice := bc.Duration / time.Duration(nslices)
 	for range nslices {
@@ -307,6 +311,8 @@ func benchOp(ctx context.Context, p *Pool, bc BenchConfig, op string, sessions i
 		}
 	}
 	pr := result(op, "pool", sessions, workers, poolN, poolErr, poolT, &poolH)
+	h := p.sched.counts.snapshot().since(h0)
+	pr.Handover = &h
 	if rawCall == nil {
 		return []BenchResult{pr}, nil
 	}

@@ -30,6 +30,9 @@ func TestBenchHarness(t *testing.T) {
 		if r.Mode == "pool" && (r.VsRaw == 0 || r.VsShared == 0) {
 			t.Errorf("pool row without its ratios: %+v", r)
 		}
+		if h := r.Handover; r.Mode == "pool" && (h == nil || h.Inline+h.Posted+h.Queued < r.Ops) {
+			t.Errorf("pool row's handover counts %+v do not cover its %d ops", h, r.Ops)
+		}
 		if r.Mode == "raw-shared" && r.Workers != 2 {
 			t.Errorf("raw-shared row with %d workers, want the default 2: %+v", r.Workers, r)
 		}

@@ -190,6 +190,7 @@ type Stats struct {
 	HSMCalls         uint64             `json:"hsm_calls"` // PKCS#11 calls reaching the token
 	Ops              []OpStats          `json:"ops"`
 	Wait             map[string]Latency `json:"wait"` // time to obtain a session, per lane
+	Handover         Handover           `json:"handover"`
 }
 
 func (m *metrics) snapshot() (ops []OpStats, wait map[string]Latency) {

@@ -302,7 +302,7 @@ func (p *Pool) Stats() Stats {
 	rep, tok := p.be.faults()
 	return Stats{Backend: p.be.name(), Uptime: time.Since(p.m.start), Sessions: p.cfg.Sessions,
 		LiveReserved: p.cfg.LiveReserved, SessionsInUse: inUse, BatchInUse: batch, SessionsReplaced: rep,
-		TokenFailures: tok, HSMCalls: p.be.calls(), Ops: ops, Wait: wait}
+		TokenFailures: tok, HSMCalls: p.be.calls(), Ops: ops, Wait: wait, Handover: p.sched.counts.snapshot()}
 }
 
 // HSMCalls returns the number of PKCS#11 calls (software backend: primitive

@@ -97,6 +97,38 @@ type scheduler struct {
 	callersPolling atomic.Int32
 	workersPolling atomic.Int32
 	holdNS         atomic.Int64
+
+	counts handoverCounts
+}
+
+// handoverCounts counts how requests reached a session and how their
+// results reached their callers (Stats.Handover).
+type handoverCounts struct {
+	inline, posted, queued, polled, woken, workerWakeups atomic.Uint64
+}
+
+// Handover reports how requests reached a session and how their results
+// reached their callers: what Config.SpinWait is tuned by. Many Woken and
+// WorkerWakeups against Polled and Posted, with fast operations, mean the
+// callers or workers gave up polling too early.
+type Handover struct {
+	Inline        uint64 `json:"inline"`         // ran on the caller's goroutine (session free, its worker asleep)
+	Posted        uint64 `json:"posted"`         // handed to a free session's polling worker
+	Queued        uint64 `json:"queued"`         // waited for a session, then run by its worker
+	Polled        uint64 `json:"polled"`         // results their waiting caller found by polling
+	Woken         uint64 `json:"woken"`          // results whose waiting caller slept and was woken
+	WorkerWakeups uint64 `json:"worker_wakeups"` // requests that had to wake a sleeping worker
+}
+
+// since returns the counts from h0 to h.
+func (h Handover) since(h0 Handover) Handover {
+	return Handover{Inline: h.Inline - h0.Inline, Posted: h.Posted - h0.Posted, Queued: h.Queued - h0.Queued,
+		Polled: h.Polled - h0.Polled, Woken: h.Woken - h0.Woken, WorkerWakeups: h.WorkerWakeups - h0.WorkerWakeups}
+}
+
+func (c *handoverCounts) snapshot() Handover {
+	return Handover{Inline: c.inline.Load(), Posted: c.posted.Load(), Queued: c.queued.Load(),
+		Polled: c.polled.Load(), Woken: c.woken.Load(), WorkerWakeups: c.workerWakeups.Load()}
 }
 
 // request is a queued or running unit of work (fn != nil), or a queued
@@ -261,6 +293,7 @@ func (s *scheduler) submit(ctx context.Context, l Lane, fn func(slot int)) error
 		slot := s.take(l)
 		s.mu.Unlock()
 		if w := s.workers[slot]; w.polling.Load() {
+			s.counts.posted.Add(1)
 			w.post(r)
 		} else {
 			// The worker sleeps: waking it would cost more than
@@ -268,11 +301,13 @@ func (s *scheduler) submit(ctx context.Context, l Lane, fn func(slot int)) error
 			// already. The worker leaves the session alone meanwhile
 			// (it runs only what is posted to it or queued behind
 			// its own requests).
+			s.counts.inline.Add(1)
 			s.run(slot, r)
 			s.release(slot, l)
 			return r.reraise()
 		}
 	} else {
+		s.counts.queued.Add(1)
 		s.enqueue(r)
 		s.mu.Unlock()
 	}
@@ -297,13 +332,22 @@ func (r *request) reraise() error {
 // worker's next PKCS#11 call (see finish); both cost a rescheduling.
 func (s *scheduler) wait(ctx context.Context, r *request) error {
 	if s.pollWorth(&s.callersPolling, s.maxCallers) {
+		// A queued caller waits for the operation in flight and then its
+		// own, each shorter than spinMax when polling is worth it.
 		r.polling.Store(true)
-		s.poll(ctx, r.done.Load, r.ch, true)
+		polled := s.poll(ctx, r.done.Load, r.ch, 2*s.spinMax, true)
 		r.polling.Store(false)
 		s.callersPolling.Add(-1)
+		if polled {
+			s.counts.polled.Add(1)
+			return nil
+		}
 	}
 	select {
 	case <-r.ch:
+		if !r.closed {
+			s.counts.woken.Add(1)
+		}
 	case <-ctx.Done():
 		s.mu.Lock()
 		removed := s.remove(r)
@@ -336,8 +380,8 @@ func (s *scheduler) pollWorth(n *atomic.Int32, max int32) bool {
 // poll calls ready until it returns true, for at most spinMax, or until
 // ctx ends or stop is closed. With yield, it lets the other goroutines of
 // its P run between calls.
-func (s *scheduler) poll(ctx context.Context, ready func() bool, stop chan struct{}, yield bool) bool {
-	deadline := nanotime() + int64(s.spinMax)
+func (s *scheduler) poll(ctx context.Context, ready func() bool, stop chan struct{}, budget time.Duration, yield bool) bool {
+	deadline := nanotime() + int64(budget)
 	for i := 1; ; i++ {
 		if ready() {
 			return true
@@ -375,12 +419,13 @@ func (w *worker) post(r *request) {
 	}
 }
 
-// receive returns the next request posted to w, polling briefly before it
-// sleeps, or nil when the scheduler stops.
-func (s *scheduler) receive(w *worker) *request {
-	if s.pollWorth(&s.workersPolling, s.maxWorkers) {
+// receive returns the next request posted to w, or nil when the scheduler
+// stops. With busy set (w has just run requests: traffic is flowing) it
+// polls briefly before it sleeps.
+func (s *scheduler) receive(w *worker, busy bool) *request {
+	if busy && s.pollWorth(&s.workersPolling, s.maxWorkers) {
 		w.polling.Store(true)
-		s.poll(context.Background(), func() bool { return w.mail.Load() != nil }, s.stop, false)
+		s.poll(context.Background(), func() bool { return w.mail.Load() != nil }, s.stop, s.spinMax, false)
 		w.polling.Store(false)
 		s.workersPolling.Add(-1)
 	}
@@ -400,6 +445,7 @@ func (s *scheduler) receive(w *worker) *request {
 		}
 		w.parked.Store(false)
 		if r := w.mail.Swap(nil); r != nil {
+			s.counts.workerWakeups.Add(1)
 			return r
 		}
 	}
@@ -409,8 +455,8 @@ func (s *scheduler) receive(w *worker) *request {
 // queued requests that may run next, until the scheduler stops.
 func (s *scheduler) work(w *worker) {
 	defer s.exited.Done()
-	for {
-		r := s.receive(w)
+	for busy := false; ; busy = true {
+		r := s.receive(w, busy)
 		if r == nil {
 			return
 		}

@@ -302,11 +302,18 @@ func TestSchedulerRunsRequestsOnTheSlotsWorker(t *testing.T) {
 			t.Fatalf("%d sessions still in use", total)
 		}
 
+		c0 := s.counts.snapshot()
+		if c0.Inline+c0.Posted+c0.Queued != 8*50 {
+			t.Errorf("handover counts %+v do not add up to the 400 requests", c0)
+		}
 		held, _ := s.acquire(context.Background(), Live)
 		other, _ := s.acquire(context.Background(), Live)
 		ran := make(chan string, 3)
+		var returned sync.WaitGroup
 		for i := range 3 {
+			returned.Add(1)
 			go func() {
+				defer returned.Done()
 				caller := goid()
 				_ = s.submit(context.Background(), Live, func(slot int) {
 					if slot != held {
@@ -327,6 +334,14 @@ func TestSchedulerRunsRequestsOnTheSlotsWorker(t *testing.T) {
 			t.Errorf("queued requests ran on goroutines %s, %s, %s; want the slot's worker for all", g0, g1, g2)
 		}
 		s.release(other, Live)
+		returned.Wait()
+		c := s.counts.snapshot()
+		if q := c.Queued - c0.Queued; q != 3 {
+			t.Errorf("%d requests counted as queued, want 3", q)
+		}
+		if r := (c.Polled - c0.Polled) + (c.Woken - c0.Woken); r != 3 {
+			t.Errorf("%d results counted as polled or woken, want the 3 queued ones", r)
+		}
 	})
 }
 

@@ -42,6 +42,15 @@ func TestStatsAndHealth(t *testing.T) {
 	if st.Wait["live"].Count < 5 || st.SessionsInUse != 0 || st.Sessions != 4 || st.LiveReserved != 1 || st.HSMCalls == 0 {
 		t.Fatalf("stats: %+v", st)
 	}
+	// Sequential calls (the signs and Health's) on an idle pool find a free
+	// session and a sleeping worker: they run on the caller's goroutine.
+	var calls uint64
+	for _, o := range st.Ops {
+		calls += o.Latency.Count
+	}
+	if h := st.Handover; calls < 6 || h.Inline != calls || h.Posted+h.Queued+h.Polled+h.Woken+h.WorkerWakeups != 0 {
+		t.Fatalf("handover %+v, want all %d sequential calls inline", h, calls)
+	}
 	if _, err := json.Marshal(st); err != nil {
 		t.Fatal(err)
 	}
