@@ -112,9 +112,11 @@
 // queued request itself as soon as it finishes, so a busy session is driven
 // back to back from one goroutine and the token never idles while the OS
 // schedules the next caller. While sessions are held for less than
-// Config.SpinWait (200µs) on average, waiting callers and idle workers poll
-// for up to SpinWait on a spare CPU before they sleep: on a virtual machine,
-// waking a sleeping thread costs as much as a fast PKCS#11 call. A request
+// Config.SpinWait (200µs) on average, idle workers poll for work for up to
+// SpinWait, and waiting callers for their result for up to twice that, on
+// a spare CPU before they sleep: on a virtual machine, waking a sleeping
+// thread costs as much as a fast PKCS#11 call (Stats.Handover counts how
+// results reached their callers, polled or woken). A request
 // that finds a free session whose worker sleeps runs on its caller's own
 // goroutine. Grouped batch work (DecryptTransportBatch) holds one session
 // for many items and yields it whenever a live request is queued.

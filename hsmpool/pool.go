@@ -40,12 +40,13 @@ type Config struct {
 	// so each batch operation in flight is queueing delay for live traffic.
 	BatchWhileLive int
 
-	// SpinWait bounds how long a caller waiting for its result, and an idle
-	// session worker waiting for work, poll (on a spare CPU) before they
-	// sleep (default 200µs; negative: never poll). Waking a sleeping thread
-	// costs as much as a fast PKCS#11 call; they poll only while requests
-	// hold a session for less than SpinWait on average, so a slow (network)
-	// HSM never makes them poll.
+	// SpinWait bounds how long an idle session worker waiting for work (one
+	// SpinWait) and a caller waiting for its result (two: the operation in
+	// flight and its own) poll, on a spare CPU, before they sleep (default
+	// 200µs; negative: never poll). Waking a sleeping thread costs as much
+	// as a fast PKCS#11 call; they poll only while requests hold a session
+	// for less than SpinWait on average, so a slow (network) HSM never makes
+	// them poll. Stats.Handover shows how often they had to sleep.
 	SpinWait time.Duration
 
 	// KEK is the label of the key-encryption key new batch keys are wrapped

@@ -86,11 +86,12 @@ type scheduler struct {
 	exited  sync.WaitGroup
 
 	// Polling instead of sleeping: at most maxCallers callers and
-	// maxWorkers idle workers poll at a time, each for at most spinMax, and
-	// only while requests hold a session for less than spinMax on average
-	// (holdNS, an estimate), so that a slow, networked HSM never makes
-	// anyone poll. Callers yield their P between polls; a polling worker
-	// holds its P, so at most one per spare CPU polls.
+	// maxWorkers idle workers poll at a time, workers for at most spinMax
+	// and callers for at most twice that (see wait), and only while
+	// requests hold a session for less than spinMax on average (holdNS, an
+	// estimate), so that a slow, networked HSM never makes anyone poll.
+	// Callers yield their P between polls; a polling worker holds its P,
+	// so at most one per spare CPU polls.
 	spinMax        time.Duration
 	maxCallers     int32
 	maxWorkers     int32
