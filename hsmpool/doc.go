@@ -116,10 +116,10 @@
 // SpinWait, and waiting callers for their result for up to twice that, on
 // a spare CPU before they sleep: on a virtual machine, waking a sleeping
 // thread costs as much as a fast PKCS#11 call (Stats.Handover counts how
-// results reached their callers, polled or woken). A request
-// that finds a free session whose worker sleeps runs on its caller's own
-// goroutine. Grouped batch work (DecryptTransportBatch) holds one session
-// for many items and yields it whenever a live request is queued.
+// results reached their callers, polled or woken). A request that finds a
+// free session whose worker sleeps runs on its caller's own goroutine.
+// Grouped batch work (DecryptTransportBatch) holds one session for many
+// items and yields it whenever a live request is queued.
 //
 // SoftHSM2 serialises private-key operations inside the process, so a live
 // operation that has its session still queues inside the token behind every

@@ -378,7 +378,7 @@ func (s *scheduler) pollWorth(n *atomic.Int32, max int32) bool {
 	return true
 }
 
-// poll calls ready until it returns true, for at most spinMax, or until
+// poll calls ready until it returns true, for at most budget, or until
 // ctx ends or stop is closed. With yield, it lets the other goroutines of
 // its P run between calls.
 func (s *scheduler) poll(ctx context.Context, ready func() bool, stop chan struct{}, budget time.Duration, yield bool) bool {
@@ -502,11 +502,12 @@ func (s *scheduler) finish(slot int, r *request) *request {
 		}
 	}
 	s.mu.Unlock()
+	sleeping := !r.polling.Load()
 	r.complete()
-	if !r.polling.Load() {
-		// Its caller slept and was just readied onto this goroutine's P,
-		// where it would wait out our next PKCS#11 call (or longer, until
-		// the runtime takes the P from the call): let it run first.
+	if sleeping {
+		// Its caller was just readied onto this goroutine's P, where it
+		// would wait out our next PKCS#11 call (or longer, until the
+		// runtime takes the P from the call): let it run first.
 		runtime.Gosched()
 	}
 	if next != nil && next.lease != nil {
