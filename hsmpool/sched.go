@@ -144,6 +144,7 @@ type request struct {
 	ch      chan struct{} // closed after done is set, or on close while queued
 	closed  bool          // the pool closed while the request was queued
 	panic   any           // recovered from fn, re-raised on the caller
+	goexit  bool          // fn called runtime.Goexit (t.FailNow in a test): repeated on the caller
 }
 
 func newRequest(l Lane, fn func(slot int)) *request {
@@ -185,7 +186,7 @@ func newScheduler(n, reserved, batchWhileLive int, spinMax time.Duration, spare 
 		w := &worker{slot: i, wake: make(chan struct{}, 1)}
 		s.workers[i] = w
 		s.exited.Add(1)
-		go s.work(w)
+		go s.work(w, nil)
 	}
 	return s
 }
@@ -303,8 +304,10 @@ func (s *scheduler) submit(ctx context.Context, l Lane, fn func(slot int)) error
 			// (it runs only what is posted to it or queued behind
 			// its own requests).
 			s.counts.inline.Add(1)
-			s.run(slot, r)
-			s.release(slot, l)
+			func() {
+				defer s.release(slot, l) // even if fn calls runtime.Goexit
+				s.run(slot, r)
+			}()
 			return r.reraise()
 		}
 	} else {
@@ -320,6 +323,9 @@ func (s *scheduler) submit(ctx context.Context, l Lane, fn func(slot int)) error
 
 // reraise re-raises on the caller a panic recovered from r.fn.
 func (r *request) reraise() error {
+	if r.goexit {
+		runtime.Goexit() // as if fn had run on this goroutine
+	}
 	if r.panic != nil {
 		panic(fmt.Sprintf("hsmpool: panic in a PKCS#11 request: %v", r.panic))
 	}
@@ -452,19 +458,31 @@ func (s *scheduler) receive(w *worker, busy bool) *request {
 	}
 }
 
-// work is a slot's worker: it runs each request posted to it, then the
-// queued requests that may run next, until the scheduler stops.
-func (s *scheduler) work(w *worker) {
-	defer s.exited.Done()
-	for busy := false; ; busy = true {
-		r := s.receive(w, busy)
-		if r == nil {
-			return
+// work is a slot's worker: it runs r (if any), then each request posted to
+// it and the queued requests that may run next, until the scheduler stops.
+func (s *scheduler) work(w *worker, r *request) {
+	busy := r != nil
+	defer func() {
+		if r != nil {
+			// r's fn called runtime.Goexit (t.FailNow in a test), which
+			// cannot be stopped: complete r (its caller repeats the
+			// Goexit) and carry on in a new goroutine, so nothing hangs.
+			r.goexit = true
+			next := s.finish(w.slot, r)
+			s.exited.Add(1)
+			go s.work(w, next)
 		}
+		s.exited.Done()
+	}()
+	for {
 		for r != nil {
 			s.run(w.slot, r)
 			r = s.finish(w.slot, r)
 		}
+		if r = s.receive(w, busy); r == nil {
+			return
+		}
+		busy = true
 	}
 }
 

@@ -426,3 +426,55 @@ func TestSchedulerDoesNotPollForSlowSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A request whose fn calls runtime.Goexit (t.FailNow in a test callback)
+// ends its caller's goroutine as if fn had run there, whether it ran inline
+// or on the worker; the session is not lost and the requests queued behind
+// it still run.
+func TestSchedulerSurvivesGoexitInRequest(t *testing.T) {
+	modes(t, 1, 0, 1, func(t *testing.T, s *scheduler) {
+		submitGoexit := func() <-chan bool {
+			returned := make(chan bool, 1)
+			go func() {
+				normal := false
+				defer func() { returned <- normal }()
+				_ = s.submit(context.Background(), Live, func(int) { runtime.Goexit() })
+				normal = true
+			}()
+			return returned
+		}
+		if <-submitGoexit() {
+			t.Fatal("submit returned normally after an inline request called Goexit")
+		}
+
+		held, _ := s.acquire(context.Background(), Live)
+		exited := submitGoexit()
+		waitQueued(t, s, Live, 1)
+		after := make(chan error, 1)
+		go func() { after <- s.submit(context.Background(), Live, func(int) {}) }()
+		waitQueued(t, s, Live, 2)
+		s.release(held, Live)
+		select {
+		case normal := <-exited:
+			if normal {
+				t.Fatal("submit returned normally after a queued request called Goexit on the worker")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the caller of a request that called Goexit on the worker hangs")
+		}
+		select {
+		case err := <-after:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the request queued behind a Goexit never ran")
+		}
+		if err := s.submit(context.Background(), Live, func(int) {}); err != nil {
+			t.Fatal(err)
+		}
+		if total, _ := s.inUseCount(); total != 0 {
+			t.Fatalf("%d sessions still in use", total)
+		}
+	})
+}
