@@ -520,12 +520,17 @@ func (s *scheduler) finish(slot int, r *request) *request {
 		}
 	}
 	s.mu.Unlock()
-	sleeping := !r.polling.Load()
 	r.complete()
-	if sleeping {
-		// Its caller was just readied onto this goroutine's P, where it
+	if !r.polling.Load() {
+		// The caller is not polling (any more): it slept and was just
+		// readied onto this goroutine's P, or it already has its result
+		// and its next request may be waiting for this P. Either way it
 		// would wait out our next PKCS#11 call (or longer, until the
 		// runtime takes the P from the call): let it run first.
+		// Measured at 1 session with 2 callers: yielding also while the
+		// caller still polls cost 5–10 % of throughput; reading polling
+		// before complete() (yielding only for sleepers) cost as much and
+		// took p99.9 from ~3 ms to 11–17 ms.
 		runtime.Gosched()
 	}
 	if next != nil && next.lease != nil {
