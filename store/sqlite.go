@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -132,7 +133,7 @@ const (
 		metadata_der)
 		VALUES (?, ?, ?, ?, ?, ?, 'Available', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (iccid) DO NOTHING`
 	sqlProfileOwner = `SELECT batch_id FROM profiles WHERE iccid = ?`
-	sqlInsertBlob   = `INSERT INTO blobs (iccid, batch_id, protected_ppk, segments) VALUES (?, ?, ?, ?)
+	sqlInsertBlob   = `INSERT INTO blobs (iccid, batch_id, protected_ppk, segments, created_at) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (iccid, batch_id) DO NOTHING`
 )
 
@@ -267,6 +268,14 @@ var sqliteBlobMigrations = []string{
 		segments      BLOB,
 		PRIMARY KEY (iccid, batch_id)
 	);`,
+	// 2: when material was written (0 before this migration), so that the
+	// sweep can collect material whose profile row never followed (a
+	// PutBatch interrupted between its two commits and never re-run), and
+	// how far that collection has got.
+	`ALTER TABLE blobs ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;
+	CREATE INDEX blobs_created ON blobs(created_at);
+	CREATE TABLE orphan_scan (id INTEGER PRIMARY KEY CHECK (id = 1), checked_until INTEGER NOT NULL);
+	INSERT INTO orphan_scan (id, checked_until) VALUES (1, -1);`,
 }
 
 func openSQLite(ctx context.Context, path string) (backend, error) {
@@ -481,7 +490,7 @@ func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, ps []Pr
 	if _, err := b.getBatch(ctx, batchID); err != nil {
 		return res, err
 	}
-	if err := b.putBlobs(ctx, batchID, ps); err != nil {
+	if err := b.putBlobs(ctx, batchID, ps, now); err != nil {
 		return res, err
 	}
 	tx, err := b.w.BeginTx(ctx, nil)
@@ -544,7 +553,7 @@ func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, ps []Pr
 	return res, nil
 }
 
-func (b *sqliteBackend) putBlobs(ctx context.Context, batchID string, ps []Profile) error {
+func (b *sqliteBackend) putBlobs(ctx context.Context, batchID string, ps []Profile, now time.Time) error {
 	tx, err := b.bw.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -557,7 +566,7 @@ func (b *sqliteBackend) putBlobs(ctx context.Context, batchID string, ps []Profi
 	defer ins.Close()
 	for i := range ps {
 		p := &ps[i]
-		if _, err := ins.ExecContext(ctx, p.ICCID, batchID, nullBytes(p.ProtectedPPK), nullBytes(p.Segments)); err != nil {
+		if _, err := ins.ExecContext(ctx, p.ICCID, batchID, nullBytes(p.ProtectedPPK), nullBytes(p.Segments), now.UnixMicro()); err != nil {
 			return fmt.Errorf("store: insert material of %s: %w", p.ICCID, err)
 		}
 	}
@@ -922,7 +931,81 @@ func (b *sqliteBackend) sweep(ctx context.Context, p SweepPolicy, now time.Time)
 	if err := tx.Commit(); err != nil {
 		return SweepResult{}, err
 	}
-	return res, b.purge(ctx)
+	if err := b.purge(ctx); err != nil {
+		return res, err
+	}
+	if p.OrphanAfter < 0 {
+		return res, nil
+	}
+	res.Orphans, err = b.collectOrphans(ctx, now.Add(-cmp.Or(p.OrphanAfter, DefaultOrphanAfter)))
+	return res, err
+}
+
+// collectOrphans deletes material written up to horizon that has no
+// profile row of its batch: material of a PutBatch interrupted between its
+// two commits and never re-run, or of an ICCID refused as a conflict when
+// the process died before removing it. Each piece of material is checked
+// once: the scan resumes where the previous one stopped.
+func (b *sqliteBackend) collectOrphans(ctx context.Context, horizon time.Time) (int, error) {
+	var from int64
+	if err := b.br.QueryRowContext(ctx, `SELECT checked_until FROM orphan_scan WHERE id = 1`).Scan(&from); err != nil {
+		return 0, err
+	}
+	until := horizon.UnixMicro()
+	if until <= from {
+		return 0, nil
+	}
+	n := 0
+	for lastRow := int64(0); ; {
+		keys, last, err := b.orphansAfter(ctx, from, until, lastRow)
+		if err != nil {
+			return n, err
+		}
+		if last == 0 {
+			break
+		}
+		if err := b.deleteBlobs(ctx, keys); err != nil {
+			return n, err
+		}
+		n += len(keys)
+		lastRow = last
+	}
+	_, err := b.bw.ExecContext(ctx, `UPDATE orphan_scan SET checked_until = ? WHERE id = 1`, until)
+	return n, err
+}
+
+// orphansAfter examines up to 1000 pieces of material written in
+// (from, until] with a rowid above lastRow and returns those without a
+// profile row of their batch, and the last rowid examined (0: none left).
+func (b *sqliteBackend) orphansAfter(ctx context.Context, from, until, lastRow int64) (keys [][2]string, last int64, err error) {
+	rows, err := b.br.QueryContext(ctx, `SELECT rowid, iccid, batch_id FROM blobs
+		WHERE created_at > ? AND created_at <= ? AND rowid > ? ORDER BY rowid LIMIT 1000`, from, until, lastRow)
+	if err != nil {
+		return nil, 0, err
+	}
+	var all [][2]string
+	for rows.Next() {
+		var k [2]string
+		if err := rows.Scan(&last, &k[0], &k[1]); err != nil {
+			rows.Close()
+			return nil, 0, err
+		}
+		all = append(all, k)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, 0, err
+	}
+	for _, k := range all {
+		var one int
+		err := b.r.QueryRowContext(ctx, `SELECT 1 FROM profiles WHERE iccid = ? AND batch_id = ?`, k[0], k[1]).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			keys = append(keys, k)
+		} else if err != nil {
+			return nil, 0, err
+		}
+	}
+	return keys, last, nil
 }
 
 // purge deletes the material of swept profiles from the blobs file, then

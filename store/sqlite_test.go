@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/perso-esim/perso/store"
 	"github.com/perso-esim/perso/store/storetest"
@@ -90,5 +91,79 @@ func TestSQLiteMaterialFile(t *testing.T) {
 		if n != tc.want {
 			t.Errorf("material of %s in batch %s: %d rows, want %d", tc.iccid, tc.batch, n, tc.want)
 		}
+	}
+}
+
+// TestSQLiteSweepCollectsOrphanedMaterial: material stored without its
+// profile row (a PutBatch that crashed between its two commits and was
+// never re-run; written here straight into the blobs file) is deleted by
+// the sweep once older than OrphanAfter, and only then; material that has
+// its row is kept, and each piece is examined once.
+func TestSQLiteSweepCollectsOrphanedMaterial(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "perso.db")
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	s, err := store.Open(ctx, "sqlite", path, store.WithClock(func() time.Time { return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.CreateBatch(ctx, store.Batch{ID: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutBatch(ctx, "a", storetest.Profiles("t", 0, 3, 2000)); err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := sql.Open("sqlite", "file:"+path+".blobs?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blobs.Close()
+	orphan := func(iccid, batch string, at time.Time) {
+		t.Helper()
+		if _, err := blobs.Exec(`INSERT INTO blobs (iccid, batch_id, protected_ppk, segments, created_at)
+			VALUES (?, ?, x'01', x'02', ?)`, iccid, batch, at.UnixMicro()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func() (n int) {
+		t.Helper()
+		if err := blobs.QueryRow(`SELECT COUNT(*) FROM blobs`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	orphan(storetest.ICCID(7), "a", now)                  // crashed batch a: row never written
+	orphan(storetest.ICCID(1), "gone", now)               // ICCID held by a, material of another batch
+	orphan(storetest.ICCID(8), "a", now.Add(2*time.Hour)) // written after the horizon: kept for now
+	policy := store.SweepPolicy{InstalledFor: -1, OrphanAfter: time.Hour}
+
+	for _, step := range []struct {
+		at          time.Time
+		wantOrphans int
+		wantLeft    int
+	}{
+		{now.Add(30 * time.Minute), 0, 6}, // younger than OrphanAfter
+		{now.Add(61 * time.Minute), 2, 4}, // the first two
+		{now.Add(62 * time.Minute), 0, 4}, // nothing new to examine
+		{now.Add(4 * time.Hour), 1, 3},    // the late one; a's three profiles keep theirs
+	} {
+		now = step.at
+		res, err := s.Sweep(ctx, policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Orphans != step.wantOrphans || count() != step.wantLeft {
+			t.Fatalf("sweep at %v: %d orphans collected, %d pieces left; want %d and %d",
+				step.at, res.Orphans, count(), step.wantOrphans, step.wantLeft)
+		}
+	}
+	for i := range 3 {
+		if p, err := s.GetProfile(ctx, storetest.ICCID(i)); err != nil || len(p.Segments) == 0 {
+			t.Fatalf("profile %d after the sweeps: %v, %d segment bytes", i, err, len(p.Segments))
+		}
+	}
+	if res, err := s.Sweep(ctx, store.SweepPolicy{InstalledFor: -1, OrphanAfter: -1}); err != nil || res.Orphans != 0 {
+		t.Fatalf("sweep with orphan collection disabled: %+v, %v", res, err)
 	}
 }

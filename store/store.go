@@ -7,7 +7,8 @@
 // (store/storetest): an embedded SQLite database (driver "sqlite", the
 // default, dsn = file path; pure Go, no server; the protected material goes
 // to a second file "<path>.blobs" with 64 KiB pages, written before the row
-// that refers to it) and PostgreSQL (driver "postgres", dsn = a libpq URL or
+// that refers to it; Sweep collects material whose row never followed) and
+// PostgreSQL (driver "postgres", dsn = a libpq URL or
 // key=value string). Open runs the versioned schema migrations.
 //
 // The state machine lives in this package, once, on top of two backend
@@ -251,12 +252,24 @@ type SweepPolicy struct {
 	// Limit bounds the profiles swept per call (0: no limit); call again
 	// until the result is empty.
 	Limit int
+	// OrphanAfter: protected material stored at least this long ago
+	// without its profile row (a PutBatch interrupted by a crash and never
+	// re-run) is deleted (SQLite; PostgreSQL writes both in one
+	// transaction). 0 means DefaultOrphanAfter; negative disables. It must
+	// exceed the longest PutBatch call, or material about to get its row
+	// would be taken for an orphan.
+	OrphanAfter time.Duration
 }
 
-// SweepResult counts the profiles swept.
+// DefaultOrphanAfter is SweepPolicy.OrphanAfter's default.
+const DefaultOrphanAfter = time.Hour
+
+// SweepResult counts the profiles swept, and the orphaned material
+// collected.
 type SweepResult struct {
 	Installed int
 	Expired   int
+	Orphans   int
 }
 
 // AuditRecord is a row kept after the sweep removed a profile's material.
