@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -956,45 +957,47 @@ func (b *sqliteBackend) collectOrphans(ctx context.Context, horizon time.Time) (
 		return 0, nil
 	}
 	n := 0
-	for lastRow := int64(0); ; {
-		keys, last, err := b.orphansAfter(ctx, from, until, lastRow)
+	for at, row := from, int64(math.MaxInt64); ; {
+		keys, lastAt, lastRow, err := b.orphansAfter(ctx, at, row, until)
 		if err != nil {
 			return n, err
 		}
-		if last == 0 {
+		if lastRow == 0 {
 			break
 		}
 		if err := b.deleteBlobs(ctx, keys); err != nil {
 			return n, err
 		}
 		n += len(keys)
-		lastRow = last
+		at, row = lastAt, lastRow
 	}
 	_, err := b.bw.ExecContext(ctx, `UPDATE orphan_scan SET checked_until = ? WHERE id = 1`, until)
 	return n, err
 }
 
-// orphansAfter examines up to 1000 pieces of material written in
-// (from, until] with a rowid above lastRow and returns those without a
-// profile row of their batch, and the last rowid examined (0: none left).
-func (b *sqliteBackend) orphansAfter(ctx context.Context, from, until, lastRow int64) (keys [][2]string, last int64, err error) {
-	rows, err := b.br.QueryContext(ctx, `SELECT rowid, iccid, batch_id FROM blobs
-		WHERE created_at > ? AND created_at <= ? AND rowid > ? ORDER BY rowid LIMIT 1000`, from, until, lastRow)
+// orphansAfter examines the next (up to) 1000 pieces of material in
+// (created_at, rowid) order after (at, row), written no later than until,
+// and returns those without a profile row of their batch and the position
+// of the last one examined (lastRow 0: none left). The order is the
+// created_at index's, so each page is a seek, not a scan.
+func (b *sqliteBackend) orphansAfter(ctx context.Context, at, row, until int64) (keys [][2]string, lastAt, lastRow int64, err error) {
+	rows, err := b.br.QueryContext(ctx, `SELECT created_at, rowid, iccid, batch_id FROM blobs
+		WHERE (created_at, rowid) > (?, ?) AND created_at <= ? ORDER BY created_at, rowid LIMIT 1000`, at, row, until)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	var all [][2]string
 	for rows.Next() {
 		var k [2]string
-		if err := rows.Scan(&last, &k[0], &k[1]); err != nil {
+		if err := rows.Scan(&lastAt, &lastRow, &k[0], &k[1]); err != nil {
 			rows.Close()
-			return nil, 0, err
+			return nil, 0, 0, err
 		}
 		all = append(all, k)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	for _, k := range all {
 		var one int
@@ -1002,10 +1005,10 @@ func (b *sqliteBackend) orphansAfter(ctx context.Context, from, until, lastRow i
 		if errors.Is(err, sql.ErrNoRows) {
 			keys = append(keys, k)
 		} else if err != nil {
-			return nil, 0, err
+			return nil, 0, 0, err
 		}
 	}
-	return keys, last, nil
+	return keys, lastAt, lastRow, nil
 }
 
 // purge deletes the material of swept profiles from the blobs file, then

@@ -136,6 +136,19 @@ func TestSQLiteSweepCollectsOrphanedMaterial(t *testing.T) {
 	orphan(storetest.ICCID(7), "a", now)                  // crashed batch a: row never written
 	orphan(storetest.ICCID(1), "gone", now)               // ICCID held by a, material of another batch
 	orphan(storetest.ICCID(8), "a", now.Add(2*time.Hour)) // written after the horizon: kept for now
+	tx, err := blobs.Begin()                              // a whole crashed batch: more than one page of the scan
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2500 {
+		if _, err := tx.Exec(`INSERT INTO blobs (iccid, batch_id, segments, created_at) VALUES (?, 'crashed', x'02', ?)`,
+			storetest.ICCID(100+i), now.UnixMicro()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
 	policy := store.SweepPolicy{InstalledFor: -1, OrphanAfter: time.Hour}
 
 	for _, step := range []struct {
@@ -143,10 +156,10 @@ func TestSQLiteSweepCollectsOrphanedMaterial(t *testing.T) {
 		wantOrphans int
 		wantLeft    int
 	}{
-		{now.Add(30 * time.Minute), 0, 6}, // younger than OrphanAfter
-		{now.Add(61 * time.Minute), 2, 4}, // the first two
-		{now.Add(62 * time.Minute), 0, 4}, // nothing new to examine
-		{now.Add(4 * time.Hour), 1, 3},    // the late one; a's three profiles keep theirs
+		{now.Add(30 * time.Minute), 0, 2506}, // younger than OrphanAfter
+		{now.Add(61 * time.Minute), 2502, 4}, // the first two and the crashed batch
+		{now.Add(62 * time.Minute), 0, 4},    // nothing new to examine
+		{now.Add(4 * time.Hour), 1, 3},       // the late one; a's three profiles keep theirs
 	} {
 		now = step.at
 		res, err := s.Sweep(ctx, policy)
