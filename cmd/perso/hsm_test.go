@@ -66,13 +66,13 @@ func runHSMInit(t *testing.T, env []string, args ...string) (stdout string, with
 func TestHSMInitStatusBench(t *testing.T) {
 	tok := testenv.SoftHSM(t) // SoftHSM2 must be installed (fails in CI, skips by hand)
 	dir := filepath.Join(t.TempDir(), "hsm")
-	pins := []string{"PERSO_HSM_PIN=4711", "PERSO_HSM_SO_PIN=47114711", "PERSO_HSM_MODULE=" + tok.Module,
+	pins := []string{"PERSO_HSM_PIN=" + testPIN, "PERSO_HSM_SO_PIN=" + testSOPIN, "PERSO_HSM_MODULE=" + tok.Module,
 		"PERSO_HSM_TRANSPORT_KEY=000102030405060708090a0b0c0d0e0f"}
 	out, env := runHSMInit(t, pins, "--dir", dir, "--import-sgp26", testenv.SharedPath(t, "sgp26"))
 	if want := "SOFTHSM2_CONF=" + filepath.Join(dir, "softhsm2.conf"); !strings.Contains(out, want) {
 		t.Fatalf("stdout lacks %q:\n%s", want, out)
 	}
-	if strings.Contains(out, "4711") {
+	if strings.Contains(out, pinMark) {
 		t.Fatal("hsm init printed a PIN")
 	}
 	saved, err := os.ReadFile(filepath.Join(dir, "perso-hsm.env"))
