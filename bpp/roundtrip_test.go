@@ -177,9 +177,9 @@ func personalise(t testing.TB, der []byte, i int) ([]byte, string) {
 		IMSI:  fmt.Sprintf("0010112345%05d", i),
 		K:     bytes.Repeat([]byte{0x11 + byte(i)}, 16),
 		OPc:   bytes.Repeat([]byte{0x22 + byte(i)}, 16),
-		PIN1:  "2468",
-		PUK1:  "13572468",
-		ADM1:  "75318642",
+		PIN1:  cardCode(t, "2468"),
+		PUK1:  cardCode(t, "13572468"),
+		ADM1:  cardCode(t, "75318642"),
 		SPN:   "perso",
 	}
 	upp, err := plan.Apply(v, nil)
@@ -456,4 +456,14 @@ func TestTamperSegmentContentExhaustive(t *testing.T) {
 			}
 		}
 	}
+}
+
+// cardCode encodes digits as the template's card-form PIN/PUK/ADM value.
+func cardCode(t testing.TB, digits string) []byte {
+	t.Helper()
+	b, err := template.EncodePIN("code", digits, 4, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b[:]
 }

@@ -34,8 +34,8 @@ func Values(rec *perso.Record, keepAlgorithm bool) (template.Values, error) {
 	if !keepAlgorithm {
 		v.Algorithm = template.Algorithm(rec.Algorithm)
 	}
-	// perso holds PIN/PUK/ADM in card form (ASCII digits padded with FF, or
-	// an 8-byte binary ADM); the template takes digits or 16 hex digits.
+	// perso and the template both hold PIN/PUK/ADM in card form (ASCII
+	// digits padded with FF, or an 8-byte binary ADM).
 	v.PIN1 = cardCode(rec.PIN1)
 	v.PIN2 = cardCode(rec.PIN2)
 	v.PUK1 = cardCode(rec.PUK1)
@@ -60,11 +60,11 @@ func Values(rec *perso.Record, keepAlgorithm bool) (template.Values, error) {
 	return v, nil
 }
 
-// cardCode turns a card-form code back into the template's input form; an
-// absent code stays empty so that the template keeps its value.
-func cardCode(s perso.Secret) string {
+// cardCode returns a card-form code (aliased); an absent code is nil so
+// that the template keeps its value.
+func cardCode(s perso.Secret) []byte {
 	if s.Len() == 0 {
-		return ""
+		return nil
 	}
-	return template.DecodePIN(s.Bytes())
+	return s.Bytes()
 }

@@ -155,18 +155,18 @@ func (pl *Plan) encode(v *Values, e *encoded) error {
 	if err := pl.checkSecret("OPc", v.OPc, SlotOPc); err != nil {
 		return err
 	}
-	pin := func(field, code string, ref, minDigits int, hexOK bool) error {
-		if code == "" {
+	pin := func(field string, code []byte, ref, minDigits int, binaryOK bool) error {
+		if code == nil {
 			return nil
 		}
 		if !pl.pins[ref] {
 			return pl.noSlot(field)
 		}
-		val, err := EncodePIN(field, code, minDigits, hexOK)
-		if err != nil {
+		if err := CheckCardPIN(field, code, minDigits, binaryOK); err != nil {
 			return err
 		}
-		e.pinRef[e.npin], e.pinVal[e.npin] = ref, val
+		e.pinRef[e.npin] = ref
+		copy(e.pinVal[e.npin][:], code)
 		e.npin++
 		return nil
 	}
@@ -183,29 +183,31 @@ func (pl *Plan) encode(v *Values, e *encoded) error {
 		return err
 	}
 	for i, code := range v.OtherADM {
-		if code == "" {
+		if code == nil {
 			continue
 		}
 		if err := pin(fmt.Sprintf("ADM%d", i+3), code, admRef(i+3), 4, true); err != nil {
 			return err
 		}
 	}
-	if v.PUK1 != "" {
+	if v.PUK1 != nil {
 		if !pl.puks[0x01] {
 			return pl.noSlot("PUK1")
 		}
-		if e.puk1, err = EncodePIN("PUK1", v.PUK1, 8, false); err != nil {
+		if err := CheckCardPIN("PUK1", v.PUK1, 8, false); err != nil {
 			return err
 		}
+		copy(e.puk1[:], v.PUK1)
 		e.hasPUK1 = true
 	}
-	if v.PUK2 != "" {
+	if v.PUK2 != nil {
 		if !pl.puks[0x81] {
 			return pl.noSlot("PUK2")
 		}
-		if e.puk2, err = EncodePIN("PUK2", v.PUK2, 8, false); err != nil {
+		if err := CheckCardPIN("PUK2", v.PUK2, 8, false); err != nil {
 			return err
 		}
+		copy(e.puk2[:], v.PUK2)
 		e.hasPUK2 = true
 	}
 	for i := range v.SDKeys {

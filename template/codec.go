@@ -184,6 +184,31 @@ func EncodePIN(field, code string, minDigits int, allowHex bool) ([8]byte, error
 	return out, nil
 }
 
+// CheckCardPIN validates a code in card form (see EncodePIN): 8 bytes,
+// minDigits–8 ASCII digits padded with FF, or with binaryOK (ADM keys) any
+// 8 bytes. Errors never echo the code.
+func CheckCardPIN(field string, b []byte, minDigits int, binaryOK bool) error {
+	if len(b) != 8 {
+		return valueErr(field, "%d bytes, want the 8-byte card form", len(b))
+	}
+	if binaryOK {
+		return nil
+	}
+	n := 0
+	for n < 8 && b[n] >= '0' && b[n] <= '9' {
+		n++
+	}
+	for i := n; i < 8; i++ {
+		if b[i] != 0xFF {
+			return valueErr(field, "byte %d is neither a decimal digit nor FF padding", i+1)
+		}
+	}
+	if n < minDigits {
+		return valueErr(field, "%d digits, want %d–8", n, minDigits)
+	}
+	return nil
+}
+
 func hexVal(c byte) (byte, bool) {
 	switch {
 	case c >= '0' && c <= '9':

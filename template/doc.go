@@ -100,13 +100,15 @@
 //
 // Values holds one record. Zero values (empty strings, nil slices,
 // AlgorithmKeep) leave the template's value. ICCIDs (18–20 digits) are
-// written as given — the record source checks Luhn digits. PINs are 4–8
-// digits, PUKs 8 digits (ASCII, FF padded); ADM keys may also be given as
-// 16 hex digits for an 8-byte binary value. The algorithm may only be set
-// to one the header declares in eUICC-Mandatory-services (otherwise the
-// profile would ask the eUICC for an algorithm it was not told to
-// provide). K, OPc and SD keys are byte slices that Apply reads but never
-// retains; call Values.Zero to wipe them after use.
+// written as given — the record source checks Luhn digits. PIN, PUK and
+// ADM codes are given in card form, the 8-byte value the card stores
+// (EncodePIN turns digits into it; CheckCardPIN states the rules): PINs
+// 4–8 ASCII digits and PUKs 8, padded with FF; an ADM key may also be any
+// 8 binary bytes. The algorithm may only be set to one the header declares
+// in eUICC-Mandatory-services (otherwise the profile would ask the eUICC
+// for an algorithm it was not told to provide). K, OPc, the codes and SD
+// keys are byte slices that Apply reads but never retains; call
+// Values.Zero to wipe them after use.
 //
 // # Codings
 //

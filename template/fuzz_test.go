@@ -90,7 +90,8 @@ func FuzzApply(f *testing.F) {
 			t.Fatal("no TS.48 plans to fuzz (see the first failure)")
 		}
 		pl := fuzzPlans[int(tmpl)%len(fuzzPlans)]
-		v := &Values{ICCID: iccid, IMSI: imsi, K: k, OPc: opc, PIN1: pin1, PUK1: puk1, ADM1: adm1, SMSC: smsc, SPN: spn, MSISDN: msisdn}
+		v := &Values{ICCID: iccid, IMSI: imsi, K: k, OPc: opc, PIN1: fuzzCode(pin1), PUK1: fuzzCode(puk1), ADM1: fuzzCode(adm1),
+			SMSC: smsc, SPN: spn, MSISDN: msisdn}
 		if len(k) == 0 {
 			v.K = nil
 		}
@@ -191,4 +192,17 @@ func TestDecodeMemoryIsBoundedByInputSize(t *testing.T) {
 	if perByte > 80 {
 		t.Fatalf("Decode allocated %.0f bytes per input byte, want ≤ 80", perByte)
 	}
+}
+
+// fuzzCode turns a fuzzed PIN/PUK/ADM string into the Values' card form: a
+// string of up to 8 digits is padded as EncodePIN would, anything else
+// goes in as raw bytes (exercising the card-form checks); "" is none.
+func fuzzCode(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	if b, err := EncodePIN("fuzz", s, 1, false); err == nil {
+		return b[:]
+	}
+	return []byte(s)
 }

@@ -148,10 +148,14 @@ type Values struct {
 	K, OPc    []byte
 	Algorithm Algorithm
 
-	PIN1, PIN2 string // 4–8 digits
-	PUK1, PUK2 string // 8 digits
-	ADM1, ADM2 string // 4–8 digits, or 16 hex digits for a binary 8-byte key
-	OtherADM   [8]string
+	// PIN, PUK and ADM codes in card form, the 8-byte pinValue/pukValue
+	// (EncodePIN): 4–8 ASCII digits padded with FF (PUKs: 8 digits), or any
+	// 8 bytes for an ADM key. Card form rather than strings so that they
+	// can be wiped like the other secrets.
+	PIN1, PIN2 []byte
+	PUK1, PUK2 []byte
+	ADM1, ADM2 []byte
+	OtherADM   [8][]byte // ADM3..ADM10
 
 	SDKeys []SDKey
 
@@ -162,10 +166,15 @@ type Values struct {
 	MSISDN              string // 1–20 digits, optional leading '+' (opt-usim EF.MSISDN record 1)
 }
 
-// Zero overwrites the secret byte slices (K, OPc, SD keys) in place.
+// Zero overwrites the secret byte slices (K, OPc, PIN/PUK/ADM codes, SD
+// keys) in place.
 func (v *Values) Zero() {
-	clear(v.K)
-	clear(v.OPc)
+	for _, b := range [][]byte{v.K, v.OPc, v.PIN1, v.PIN2, v.PUK1, v.PUK2, v.ADM1, v.ADM2} {
+		clear(b)
+	}
+	for _, b := range v.OtherADM {
+		clear(b)
+	}
 	for i := range v.SDKeys {
 		clear(v.SDKeys[i].Key)
 	}

@@ -99,18 +99,18 @@ func randomValues(r *rand.Rand, pl *Plan) *Values {
 		ICCID:     "89" + digits(16+r.IntN(3)),
 		IMSI:      digits(6 + r.IntN(10)),
 		Algorithm: AlgorithmKeep,
-		PIN1:      digits(4 + r.IntN(5)),
-		PIN2:      digits(4 + r.IntN(5)),
-		PUK1:      digits(8),
-		PUK2:      digits(8),
+		PIN1:      card(digits(4 + r.IntN(5))),
+		PIN2:      card(digits(4 + r.IntN(5))),
+		PUK1:      card(digits(8)),
+		PUK2:      card(digits(8)),
 	}
 	if algos := pl.Algorithms(); len(algos) > 0 && r.IntN(4) != 0 {
 		v.Algorithm = algos[r.IntN(len(algos))]
 	}
 	if r.IntN(2) == 0 {
-		v.ADM1 = digits(8)
+		v.ADM1 = card(digits(8))
 	} else {
-		v.ADM1 = fmt.Sprintf("%X", bytesN(8))
+		v.ADM1 = bytesN(8) // a binary ADM key
 	}
 	for _, s := range pl.Slots() {
 		switch {
@@ -118,8 +118,8 @@ func randomValues(r *rand.Rand, pl *Plan) *Values {
 			v.K = bytesN(s.Len)
 		case s.Kind == SlotOPc && v.OPc == nil:
 			v.OPc = bytesN(s.Len)
-		case s.Kind == SlotPIN && s.KeyRef == admRef(2) && v.ADM2 == "":
-			v.ADM2 = digits(4 + r.IntN(5))
+		case s.Kind == SlotPIN && s.KeyRef == admRef(2) && v.ADM2 == nil:
+			v.ADM2 = card(digits(4 + r.IntN(5)))
 		case s.Kind == SlotSDKey:
 			v.SDKeys = append(v.SDKeys, SDKey{KVN: s.KVN, ID: s.KeyID, SD: s.SD, Key: bytesN(s.Len)})
 		}
@@ -149,12 +149,12 @@ func expected(v *Values, tmpl fields) fields {
 	}
 	set("k", fmt.Sprintf("%x", v.K))
 	set("opc", fmt.Sprintf("%x", v.OPc))
-	set("pin/0x01", v.PIN1)
-	set("pin/0x81", v.PIN2)
-	set("pin/0x0a", strings.ToLower(v.ADM1))
-	set("pin/0x0b", v.ADM2)
-	set("puk/0x01", v.PUK1)
-	set("puk/0x81", v.PUK2)
+	set("pin/0x01", code(v.PIN1))
+	set("pin/0x81", code(v.PIN2))
+	set("pin/0x0a", code(v.ADM1))
+	set("pin/0x0b", code(v.ADM2))
+	set("puk/0x01", code(v.PUK1))
+	set("puk/0x81", code(v.PUK2))
 	for _, k := range v.SDKeys {
 		set(fmt.Sprintf("sd%d/kvn%02x/id%02x", k.SD, k.KVN, k.ID), fmt.Sprintf("%x", k.Key))
 	}
@@ -381,11 +381,13 @@ func TestApplyRejectsBadValuesWithoutEchoingSecrets(t *testing.T) {
 		{"IMSI too long", Values{IMSI: "0010101234567890"}, ErrValue},
 		{"K of the wrong length", Values{K: secret[:15]}, ErrValue},
 		{"OPc of the wrong length", Values{OPc: append(secret, 1)}, ErrValue},
-		{"PIN1 too short", Values{PIN1: "123"}, ErrValue},
-		{"PIN1 as hex is not allowed", Values{PIN1: "0123456789ABCDEF"}, ErrValue},
-		{"PUK1 not 8 digits", Values{PUK1: "1234567"}, ErrValue},
-		{"ADM1 bad hex", Values{ADM1: "0123456789ABCDEG"}, ErrValue},
-		{"ADM3 absent from template", Values{OtherADM: [8]string{"12345678"}}, ErrNoSlot},
+		{"PIN1 of 3 digits", Values{PIN1: []byte{'1', '2', '3', 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}}, ErrValue},
+		{"PIN1 not in card form", Values{PIN1: []byte("1234")}, ErrValue},
+		{"PIN1 as a binary key is not allowed", Values{PIN1: secret[:8]}, ErrValue},
+		{"PIN1 with a gap in its padding", Values{PIN1: []byte{'1', '2', '3', '4', 0xFF, '5', 0xFF, 0xFF}}, ErrValue},
+		{"PUK1 not 8 digits", Values{PUK1: card("1234567")}, ErrValue},
+		{"ADM1 of 7 bytes", Values{ADM1: secret[:7]}, ErrValue},
+		{"ADM3 absent from template", Values{OtherADM: [8][]byte{card("12345678")}}, ErrNoSlot},
 		{"unknown SD key", Values{SDKeys: []SDKey{{KVN: 0x30, ID: 1, Key: secret}}}, ErrNoSlot},
 		{"SD key of the wrong length", Values{SDKeys: []SDKey{{KVN: 1, ID: 1, Key: secret[:8]}}}, ErrValue},
 		{"unknown algorithm", Values{Algorithm: 9}, ErrValue},
@@ -405,7 +407,8 @@ func TestApplyRejectsBadValuesWithoutEchoingSecrets(t *testing.T) {
 				t.Fatalf("error %T is not a *template.Error", err)
 			}
 			msg := err.Error()
-			for _, s := range []string{string(secret), fmt.Sprintf("%x", secret), fmt.Sprintf("%X", secret[:8]), c.v.PIN1, c.v.ADM1, c.v.PUK1} {
+			for _, s := range []string{string(secret), fmt.Sprintf("%x", secret), fmt.Sprintf("%X", secret[:8]),
+				code(c.v.PIN1), code(c.v.ADM1), code(c.v.PUK1)} {
 				if len(s) >= 4 && strings.Contains(msg, s) {
 					t.Fatalf("error message %q contains the value", msg)
 				}
@@ -627,4 +630,21 @@ func TestOptionalVariableSlotsDoNotBlockCompilation(t *testing.T) {
 	if _, err := pl.Apply(&Values{SPN: "still fine"}, nil); err != nil {
 		t.Fatalf("Apply with an SPN: %v", err)
 	}
+}
+
+// card returns digits in card form (ASCII, FF-padded to 8 bytes), as
+// EncodePIN does but without its length rules, so that tests can build
+// invalid codes too.
+func card(digits string) []byte {
+	b := []byte{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}
+	copy(b, digits)
+	return b
+}
+
+// code is the readable form of a card-form code ("" for none).
+func code(b []byte) string {
+	if b == nil {
+		return ""
+	}
+	return DecodePIN(b)
 }

@@ -202,12 +202,23 @@ first security domain (the MNO-SD).`,
 			}
 			vals := &template.Values{
 				ICCID: v.GetString("iccid"), IMSI: v.GetString("imsi"),
-				PIN1: v.GetString("pin1"), PIN2: v.GetString("pin2"),
-				PUK1: v.GetString("puk1"), PUK2: v.GetString("puk2"),
-				ADM1: v.GetString("adm1"), ADM2: v.GetString("adm2"),
 				SMSC: v.GetString("smsc"), SPN: v.GetString("spn"), MSISDN: v.GetString("msisdn"),
 			}
 			defer vals.Zero()
+			for _, c := range []struct {
+				flag      string
+				dst       *[]byte
+				minDigits int
+				hexOK     bool
+			}{
+				{"pin1", &vals.PIN1, 4, false}, {"pin2", &vals.PIN2, 4, false},
+				{"puk1", &vals.PUK1, 8, false}, {"puk2", &vals.PUK2, 8, false},
+				{"adm1", &vals.ADM1, 4, true}, {"adm2", &vals.ADM2, 4, true},
+			} {
+				if *c.dst, err = codeFlag(c.flag, v.GetString(c.flag), c.minDigits, c.hexOK); err != nil {
+					return invalid(err)
+				}
+			}
 			if vals.K, err = hexFlag("ki", v.GetString("ki")); err != nil {
 				return invalid(err)
 			}
@@ -262,6 +273,19 @@ first security domain (the MNO-SD).`,
 	f.String("spn", "", "service provider name (EF.SPN)")
 	f.String("msisdn", "", "MSISDN (EF.MSISDN record 1), e.g. +447700900999")
 	return cmd
+}
+
+// codeFlag encodes a PIN/PUK/ADM flag (digits, or 16 hex digits for an
+// ADM key) into the template's card form; empty leaves the template's.
+func codeFlag(name, s string, minDigits int, hexOK bool) ([]byte, error) {
+	if s == "" {
+		return nil, nil
+	}
+	b, err := template.EncodePIN("--"+name, s, minDigits, hexOK)
+	if err != nil {
+		return nil, err
+	}
+	return b[:], nil
 }
 
 func hexFlag(name, s string) ([]byte, error) {
