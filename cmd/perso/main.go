@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -41,21 +40,8 @@ func main() {
 		return
 	}
 	fmt.Fprintln(os.Stderr, "perso:", err)
-	var ee exitError
-	if errors.As(err, &ee) {
-		os.Exit(ee.code)
-	}
-	os.Exit(1)
+	os.Exit(exitCode(err))
 }
-
-// exitError lets a subcommand choose its exit status (e.g. 2 for invalid input).
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e exitError) Error() string { return e.err.Error() }
-func (e exitError) Unwrap() error { return e.err }
 
 func newRootCmd() *cobra.Command {
 	a := &app{v: viper.New()}
