@@ -21,7 +21,7 @@ type BindParams struct {
 	MetadataDER []byte
 
 	// DPOID, if set, is sent as ConfigureISDPRequest's dpProprietaryData
-	// (B8 { 06 dpOid }); otherwise ConfigureISDPRequest is empty (BF24 00).
+	// (B8 { 80 dpOid }); otherwise ConfigureISDPRequest is empty (BF24 00).
 	DPOID asn1.ObjectIdentifier
 }
 
@@ -49,6 +49,14 @@ type ConfigureISDP struct {
 	DPOID asn1.ObjectIdentifier // dpProprietaryData.dpOid, nil when absent
 }
 
+// maxDPProprietaryData is the largest dpProprietaryData element, tag and
+// length included (SGP.22 ASN.1 comment on DpProprietaryData).
+const maxDPProprietaryData = 128
+
+// marshalConfigureISDP encodes ConfigureISDPRequest. The SGP.22 module has
+// AUTOMATIC TAGS and DpProprietaryData's components carry no tag of their
+// own, so dpOid is [0] IMPLICIT: B8 { 80 <OID contents> }, not 06.
+// Independent decoders (an ASN.1 compiler over the module, lpac) refuse 06.
 func marshalConfigureISDP(oid asn1.ObjectIdentifier) ([]byte, error) {
 	if len(oid) == 0 {
 		return []byte{0xBF, 0x24, 0x00}, nil
@@ -57,11 +65,24 @@ func marshalConfigureISDP(oid asn1.ObjectIdentifier) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: dpOid: %v", ErrInvalidParams, err)
 	}
-	b := appendHeader(nil, tagConfigureISDP, tlvSize(tagDPPropData, len(o)))
-	return appendTLV(b, tagDPPropData, o), nil
+	var rv asn1.RawValue
+	if _, err := asn1.Unmarshal(o, &rv); err != nil {
+		return nil, fmt.Errorf("%w: dpOid: %v", ErrInvalidParams, err)
+	}
+	dpLen := tlvSize(tagDPOID, len(rv.Bytes))
+	if n := tlvSize(tagDPPropData, dpLen); n > maxDPProprietaryData {
+		return nil, fmt.Errorf("%w: dpProprietaryData would be %d bytes, the maximum is %d: use a shorter dpOid", ErrInvalidParams, n, maxDPProprietaryData)
+	}
+	b := appendHeader(nil, tagConfigureISDP, tlvSize(tagDPPropData, dpLen))
+	b = appendHeader(b, tagDPPropData, dpLen)
+	return appendTLV(b, tagDPOID, rv.Bytes), nil
 }
 
-// ParseConfigureISDP decodes a DER ConfigureISDPRequest (BF24).
+// ParseConfigureISDP decodes a DER ConfigureISDPRequest (BF24). dpOid must
+// carry its automatic tag [0] (80); the universal form B8 { 06 … } that bpp
+// emitted before is refused, as other SGP.22 decoders refuse it. Data objects
+// that the SM-DP+ may add after dpOid are checked for well-formedness and
+// ignored.
 func ParseConfigureISDP(der []byte) (*ConfigureISDP, error) {
 	s := cryptoString(der)
 	top, err := expectTLV(&s, tagConfigureISDP, "ConfigureISDPRequest")
@@ -83,15 +104,24 @@ func ParseConfigureISDP(der []byte) (*ConfigureISDP, error) {
 	if !in.Empty() {
 		return nil, fmt.Errorf("%w: ConfigureISDPRequest: unexpected element after dpProprietaryData", ErrMalformed)
 	}
+	if len(dp.Raw) > maxDPProprietaryData {
+		return nil, fmt.Errorf("%w: dpProprietaryData is %d bytes, the maximum is %d", ErrMalformed, len(dp.Raw), maxDPProprietaryData)
+	}
 	ds := cryptoString(dp.Value)
-	o, err := expectTLV(&ds, tagOID, "dpProprietaryData.dpOid")
+	if t, ok := peekTag(ds); ok && t == tagOID {
+		return nil, fmt.Errorf("%w: dpProprietaryData.dpOid has the universal tag 06; SGP.22 (AUTOMATIC TAGS) requires [0] IMPLICIT, tag 80", ErrMalformed)
+	}
+	o, err := expectTLV(&ds, tagDPOID, "dpProprietaryData.dpOid")
 	if err != nil {
 		return nil, err
 	}
-	if !ds.Empty() {
-		return nil, fmt.Errorf("%w: dpProprietaryData: unexpected element after dpOid", ErrMalformed)
+	for !ds.Empty() { // SM-DP+ specific data objects may follow dpOid
+		if _, err := readTLV(&ds); err != nil {
+			return nil, fmt.Errorf("dpProprietaryData: %w", err)
+		}
 	}
-	if rest, err := asn1.Unmarshal(o.Raw, &c.DPOID); err != nil || len(rest) != 0 {
+	full := appendTLV(make([]byte, 0, tlvSize(tagOID, len(o.Value))), tagOID, o.Value)
+	if rest, err := asn1.Unmarshal(full, &c.DPOID); err != nil || len(rest) != 0 {
 		return nil, fmt.Errorf("%w: dpProprietaryData.dpOid is not an OBJECT IDENTIFIER", ErrMalformed)
 	}
 	return c, nil

@@ -18,7 +18,8 @@ const (
 	tagSMDPSign      = 0x5F37 // smdpSign
 	tagConfigureISDP = 0xBF24 // ConfigureISDPRequest
 	tagDPPropData    = 0xB8   // dpProprietaryData
-	tagOID           = 0x06
+	tagDPOID         = 0x80   // DpProprietaryData.dpOid, [0] IMPLICIT by AUTOMATIC TAGS
+	tagOID           = 0x06   // universal OBJECT IDENTIFIER
 	tagStoreMetadata = 0xBF25 // StoreMetadataRequest
 	tagReplaceKeys   = 0xBF26 // ReplaceSessionKeysRequest
 	tagRSKInitialMCV = 0x80
