@@ -19,18 +19,18 @@ const (
 
 type benchBackend struct {
 	name string
-	open func(b *testing.B) store.Store
+	open func(b *testing.B) *store.DB
 }
 
 var benchBackends = []benchBackend{
-	{"sqlite", func(b *testing.B) store.Store {
+	{"sqlite", func(b *testing.B) *store.DB {
 		s, err := store.Open(context.Background(), "sqlite", filepath.Join(b.TempDir(), "bench.db"))
 		if err != nil {
 			b.Fatal(err)
 		}
 		return s
 	}},
-	{"postgres", func(b *testing.B) store.Store {
+	{"postgres", func(b *testing.B) *store.DB {
 		s, err := store.Open(context.Background(), "postgres", pgSchemaDSN(b))
 		if err != nil {
 			b.Fatal(err)

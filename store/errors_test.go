@@ -7,46 +7,31 @@ import (
 	"testing"
 )
 
-// TestErrorCodes pins the SGP.22 subject/reason of every error the store
-// returns (es2-es10-codes.md §3).
-func TestErrorCodes(t *testing.T) {
-	for _, tc := range []struct {
-		err  *Error
-		want string
-	}{
-		{newErr(KindNotFound, EventDownloadOrder, "iccid", "1"), "8.2.1/3.9"},
-		{newErr(KindNotFound, EventAuthenticateClient, "matchingId", "x"), "8.2.6/3.8"},
-		{newErr(KindNotFound, EventAuthenticateClient, "eid", "e"), "8.1.1/3.8"},
-		{newErr(KindNotFound, EventSession, "transactionId", "t"), "8.10.1/3.9"},
-		{newErr(KindConflict, EventDownloadOrder, "iccid", "1"), "8.2.1/3.3"},
-		{illegal(EventConfirmOrder, StateAvailable, "1"), "8.2.1/3.3"},
-		{illegal(EventCancelOrder, StateDownloaded, "1"), "8.2.1/3.3"},
-		{illegal(EventReleaseProfile, StateLinked, "1"), "8.2.1/3.5"},
-		{illegal(EventAuthenticateClient, StateConfirmed, "1"), "8.2/1.2"},
-		{illegal(EventBPPDelivered, StateConfirmed, "1"), "8.2/1.2"},
-		{newErr(KindNoProfileAvailable, EventDownloadOrder, "profileType", "p"), "8.2.5/3.7"},
-		{newErr(KindUnknownProfileType, EventDownloadOrder, "profileType", "p"), "8.2.5/3.9"},
-		{newErr(KindProfileTypeMismatch, EventDownloadOrder, "iccid", "1"), "8.2.5/3.8"},
-		{newErr(KindEIDMismatch, EventConfirmOrder, "eid", "e"), "8.1.1/3.10"},
-		{newErr(KindEIDMismatch, EventCancelOrder, "eid", "e"), "8.1.1/3.10"},
-		{newErr(KindEIDMismatch, EventAuthenticateClient, "eid", "e"), "8.1.1/3.8"},
-		{newErr(KindEIDRequired, EventConfirmOrder, "eid", ""), "8.1.1/2.2"},
-		{newErr(KindMatchingIDInUse, EventConfirmOrder, "matchingId", "m"), "8.2.6/3.3"},
-		{newErr(KindMatchingIDMismatch, EventCancelOrder, "matchingId", "m"), "8.2.6/3.10"},
-		{newErr(KindRetryLimit, EventAuthenticateClient, "iccid", "1"), "8.8.5/6.4"},
-		{newErr(KindCCRetryLimit, EventCCFailure, "iccid", "1"), "8.2.7/6.4"},
-		{newErr(KindOrderExpired, EventAuthenticateClient, "iccid", "1"), "8.8.5/4.10"},
-		{newErr(KindInvalid, EventConfirmOrder, "iccid", ""), "8.2.1/2.2"},
-		{newErr(KindInvalid, EventCancelOrder, "finalProfileStatusIndicator", "X"), "8.2/2.1"},
-		{newErr(KindStale, EventSession, "transactionId", "t"), "/"},
-		{newErr(KindNoChunkAvailable, EventBatch, "batch", "b"), "/"},
-		{newErr(KindLeaseLost, EventBatch, "chunk", "b/1"), "/"},
-	} {
-		t.Run(tc.err.Error(), func(t *testing.T) {
-			if s, r := tc.err.Code(); s+"/"+r != tc.want {
-				t.Fatalf("Code() = %s/%s, want %s", s, r, tc.want)
+// kinds lists every domain error kind.
+var kinds = []Kind{ErrNotFound, ErrConflict, ErrIllegalTransition, ErrNoProfileAvailable,
+	ErrUnknownProfileType, ErrProfileTypeMismatch, ErrEIDMismatch, ErrEIDRequired, ErrMatchingIDInUse,
+	ErrMatchingIDMismatch, ErrRetryLimit, ErrCCRetryLimit, ErrOrderExpired, ErrInvalid, ErrStale,
+	ErrNoChunkAvailable, ErrLeaseLost}
+
+// TestKindsAreDistinct: a wrapped *Error matches its own sentinel and no
+// other, and every kind has its own message (two kinds with one string
+// would be one sentinel).
+func TestKindsAreDistinct(t *testing.T) {
+	seen := map[string]bool{}
+	for _, k := range kinds {
+		if seen[k.Error()] {
+			t.Fatalf("two kinds share the message %q", k.Error())
+		}
+		seen[k.Error()] = true
+		err := fmt.Errorf("caller: %w", newErr(k, EventDownloadOrder, KeyICCID, "1"))
+		for _, other := range kinds {
+			if got := errors.Is(err, other); got != (other == k) {
+				t.Errorf("errors.Is(%v, %v) = %v", err, other, got)
 			}
-		})
+		}
+		if !errors.Is(k, k) {
+			t.Errorf("errors.Is(%v, itself) is false", k)
+		}
 	}
 }
 
@@ -63,7 +48,7 @@ func TestErrorsIs(t *testing.T) {
 	if err.Error() != want {
 		t.Fatalf("message %q, want %q", err.Error(), want)
 	}
-	inUse := newErr(KindMatchingIDInUse, EventConfirmOrder, "matchingId", "SECRET-TOKEN")
+	inUse := newErr(ErrMatchingIDInUse, EventConfirmOrder, KeyMatchingID, "SECRET-TOKEN")
 	if strings.Contains(inUse.Error(), "SECRET-TOKEN") || inUse.Value != "SECRET-TOKEN" {
 		t.Fatalf("matching ID in the message %q (Value %q)", inUse.Error(), inUse.Value)
 	}

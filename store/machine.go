@@ -6,17 +6,16 @@ import (
 	"time"
 )
 
-// backend is what a database provides; the state machine above it is shared.
-// Errors of the domain are *Error values (Event may be left empty: the
-// caller fills it in).
+// backend is what a database provides, like a database/sql/driver.Driver
+// below *sql.DB: the state machine above it (DB) is shared. Errors of the
+// domain are *Error values (Event may be left empty: DB fills it in).
 type backend interface {
+	chunkBackend // chunk.go
 	close() error
 
 	createBatch(ctx context.Context, b Batch, now time.Time) (Batch, error)
 	getBatch(ctx context.Context, id string) (Batch, error)
 	putProfiles(ctx context.Context, batchID string, ps []Profile, now time.Time) (PutResult, error)
-	claimChunk(ctx context.Context, batchID, worker string, now, until time.Time) (Chunk, error)
-	completeChunk(ctx context.Context, c Chunk, now time.Time) error
 	countByState(ctx context.Context, batchID string) (map[State]int64, error)
 
 	// getProfile loads one profile by "iccid" or "matching_id"; full adds
@@ -54,42 +53,55 @@ type commitErr struct{ err error }
 
 func (c commitErr) Error() string { return c.err.Error() }
 
-// db implements Store on a backend.
-type db struct {
+// DB is the SM-DP+ inventory, opened by Open: the state machine on top of
+// a backend (SQLite or PostgreSQL). Every method is safe for concurrent use
+// by several goroutines, processes and (PostgreSQL) hosts. Callers declare
+// the small interfaces they need (an order desk, a session keeper, a batch
+// loader) and pass a *DB where they are wired.
+type DB struct {
 	b backend
 	o options
 }
 
-func (d *db) now() time.Time { return d.o.now().UTC().Truncate(time.Microsecond) }
+func (d *DB) now() time.Time { return d.o.now().UTC().Truncate(time.Microsecond) }
 
-func (d *db) Close() error { return d.b.close() }
+// Close closes the database.
+func (d *DB) Close() error { return d.b.close() }
 
 // --- batches ---
 
-func (d *db) CreateBatch(ctx context.Context, b Batch) (Batch, error) {
+// CreateBatch records a batch (with Chunks chunk rows). Re-creating an
+// existing batch with the same KeyBlob returns the stored record; with
+// another key blob it is ErrConflict.
+func (d *DB) CreateBatch(ctx context.Context, b Batch) (Batch, error) {
 	if b.ID == "" {
-		return Batch{}, newErr(KindInvalid, EventBatch, "batch", "")
+		return Batch{}, newErr(ErrInvalid, EventBatch, KeyBatch, "")
 	}
 	if b.Chunks < 0 {
-		return Batch{}, &Error{Kind: KindInvalid, Event: EventBatch, Key: "batch", Value: b.ID, Detail: "negative chunk count"}
+		return Batch{}, &Error{Kind: ErrInvalid, Event: EventBatch, Key: KeyBatch, Value: b.ID, Detail: "negative chunk count"}
 	}
 	got, err := d.b.createBatch(ctx, b, d.now())
 	return got, withEvent(err, EventBatch)
 }
 
-func (d *db) GetBatch(ctx context.Context, id string) (Batch, error) {
+// GetBatch returns a batch record and its counters; ErrNotFound when unknown.
+func (d *DB) GetBatch(ctx context.Context, id string) (Batch, error) {
 	b, err := d.b.getBatch(ctx, id)
 	return b, withEvent(err, EventBatch)
 }
 
-func (d *db) PutBatch(ctx context.Context, batchID string, ps []Profile) (PutResult, error) {
+// PutBatch inserts profiles into an existing batch, state Available.
+// Idempotent: an ICCID already stored under the same batch is a no-op
+// (Duplicates); under another batch it is reported in Conflicts and not
+// touched. Each call is atomic.
+func (d *DB) PutBatch(ctx context.Context, batchID string, ps []Profile) (PutResult, error) {
 	for i := range ps {
 		p := &ps[i]
 		if p.ICCID == "" {
-			return PutResult{}, &Error{Kind: KindInvalid, Event: EventBatch, Key: "iccid", Detail: "profile without ICCID"}
+			return PutResult{}, &Error{Kind: ErrInvalid, Event: EventBatch, Key: KeyICCID, Detail: "profile without ICCID"}
 		}
 		if p.BatchID != "" && p.BatchID != batchID {
-			return PutResult{}, &Error{Kind: KindInvalid, Event: EventBatch, Key: "iccid", Value: p.ICCID,
+			return PutResult{}, &Error{Kind: ErrInvalid, Event: EventBatch, Key: KeyICCID, Value: p.ICCID,
 				Detail: "profile of batch " + p.BatchID + " put into batch " + batchID}
 		}
 	}
@@ -103,41 +115,35 @@ func (d *db) PutBatch(ctx context.Context, batchID string, ps []Profile) (PutRes
 	return r, withEvent(err, EventBatch)
 }
 
-func (d *db) ClaimChunk(ctx context.Context, batchID, worker string, lease time.Duration) (Chunk, error) {
-	if worker == "" || lease <= 0 {
-		return Chunk{}, &Error{Kind: KindInvalid, Event: EventBatch, Key: "chunk", Detail: "worker and a positive lease are required"}
-	}
-	now := d.now()
-	c, err := d.b.claimChunk(ctx, batchID, worker, now, now.Add(lease))
-	return c, withEvent(err, EventBatch)
-}
-
-func (d *db) CompleteChunk(ctx context.Context, c Chunk) error {
-	return withEvent(d.b.completeChunk(ctx, c, d.now()), EventBatch)
-}
-
-func (d *db) CountByState(ctx context.Context, batchID string) (map[State]int64, error) {
+// CountByState counts a batch's profiles per state ("" = all batches).
+func (d *DB) CountByState(ctx context.Context, batchID string) (map[State]int64, error) {
 	return d.b.countByState(ctx, batchID)
 }
 
 // --- lookups ---
 
-func (d *db) GetProfile(ctx context.Context, iccid string) (Profile, error) {
+// GetProfile returns a profile with its protected material and metadata.
+func (d *DB) GetProfile(ctx context.Context, iccid string) (Profile, error) {
 	p, err := d.b.getProfile(ctx, "iccid", iccid, true)
 	return p, withEvent(err, EventGetProfile)
 }
 
-func (d *db) ProfileByMatchingID(ctx context.Context, matchingID string) (Profile, error) {
+// ProfileByMatchingID finds the order of an activation-code token (ES9+
+// AuthenticateClient); ErrNotFound with KeyMatchingID when there is none.
+func (d *DB) ProfileByMatchingID(ctx context.Context, matchingID string) (Profile, error) {
 	if matchingID == "" {
-		return Profile{}, newErr(KindNotFound, EventAuthenticateClient, "matchingId", "")
+		return Profile{}, newErr(ErrNotFound, EventAuthenticateClient, KeyMatchingID, "")
 	}
 	p, err := d.b.getProfile(ctx, "matching_id", matchingID, false)
 	return p, withEvent(err, EventAuthenticateClient)
 }
 
-func (d *db) PendingOrderByEID(ctx context.Context, eid string) (Profile, error) {
+// PendingOrderByEID finds the latest Confirmed or Released order bound to
+// the EID without matching ID (SM-DS / default SM-DP+ use case); ErrNotFound
+// with KeyEID when there is none.
+func (d *DB) PendingOrderByEID(ctx context.Context, eid string) (Profile, error) {
 	if eid == "" {
-		return Profile{}, newErr(KindInvalid, EventAuthenticateClient, "eid", "")
+		return Profile{}, newErr(ErrInvalid, EventAuthenticateClient, KeyEID, "")
 	}
 	p, err := d.b.pendingByEID(ctx, eid)
 	return p, withEvent(err, EventAuthenticateClient)
@@ -145,7 +151,10 @@ func (d *db) PendingOrderByEID(ctx context.Context, eid string) (Profile, error)
 
 // --- ES2+ ---
 
-func (d *db) DownloadOrder(ctx context.Context, r DownloadOrderRequest) (Profile, error) {
+// DownloadOrder is ES2+ DownloadOrder: it reserves the given ICCID, or
+// allocates one Available profile of the type, bound to the EID if given. A
+// resent identical call succeeds again.
+func (d *DB) DownloadOrder(ctx context.Context, r DownloadOrderRequest) (Profile, error) {
 	const ev = EventDownloadOrder
 	state := StateAllocated
 	if r.EID != "" {
@@ -154,7 +163,7 @@ func (d *db) DownloadOrder(ctx context.Context, r DownloadOrderRequest) (Profile
 	now := d.now()
 	if r.ICCID == "" {
 		if r.ProfileType == "" {
-			return Profile{}, &Error{Kind: KindInvalid, Event: ev, Key: "profileType", Detail: "neither iccid nor profileType given"}
+			return Profile{}, &Error{Kind: ErrInvalid, Event: ev, Key: KeyProfileType, Detail: "neither iccid nor profileType given"}
 		}
 		p, err := d.b.allocate(ctx, r.ProfileType, r.EID, state, now)
 		if errors.Is(err, ErrNoProfileAvailable) {
@@ -163,15 +172,15 @@ func (d *db) DownloadOrder(ctx context.Context, r DownloadOrderRequest) (Profile
 				return Profile{}, xerr
 			}
 			if !exists {
-				return Profile{}, newErr(KindUnknownProfileType, ev, "profileType", r.ProfileType)
+				return Profile{}, newErr(ErrUnknownProfileType, ev, KeyProfileType, r.ProfileType)
 			}
-			return Profile{}, newErr(KindNoProfileAvailable, ev, "profileType", r.ProfileType)
+			return Profile{}, newErr(ErrNoProfileAvailable, ev, KeyProfileType, r.ProfileType)
 		}
 		return p, withEvent(err, ev)
 	}
 	p, err := d.b.mutate(ctx, r.ICCID, func(p *Profile) error {
 		if r.ProfileType != "" && p.ProfileType != r.ProfileType {
-			return &Error{Kind: KindProfileTypeMismatch, Event: ev, Key: "iccid", Value: p.ICCID,
+			return &Error{Kind: ErrProfileTypeMismatch, Event: ev, Key: KeyICCID, Value: p.ICCID,
 				Detail: "profile is of type " + p.ProfileType}
 		}
 		switch p.State {
@@ -184,7 +193,7 @@ func (d *db) DownloadOrder(ctx context.Context, r DownloadOrderRequest) (Profile
 			if p.EID == r.EID {
 				return errNoWrite // a resent call: same parameters, same answer
 			}
-			return &Error{Kind: KindConflict, Event: ev, From: p.State, Key: "iccid", Value: p.ICCID,
+			return &Error{Kind: ErrConflict, Event: ev, From: p.State, Key: KeyICCID, Value: p.ICCID,
 				Detail: "already reserved by a different order"}
 		}
 		return illegal(ev, p.State, p.ICCID)
@@ -202,10 +211,12 @@ func resetOrder(p *Profile, keepEID bool) {
 	p.OrderExpiresAt = time.Time{}
 }
 
-func (d *db) ConfirmOrder(ctx context.Context, r ConfirmOrderRequest) (Profile, error) {
+// ConfirmOrder is ES2+ ConfirmOrder: it sets the matching ID and the
+// confirmation code hash, and releases the order when ReleaseFlag is set.
+func (d *DB) ConfirmOrder(ctx context.Context, r ConfirmOrderRequest) (Profile, error) {
 	const ev = EventConfirmOrder
 	if r.ICCID == "" {
-		return Profile{}, newErr(KindInvalid, ev, "iccid", "")
+		return Profile{}, newErr(ErrInvalid, ev, KeyICCID, "")
 	}
 	now := d.now()
 	p, err := d.b.mutate(ctx, r.ICCID, func(p *Profile) error {
@@ -214,7 +225,7 @@ func (d *db) ConfirmOrder(ctx context.Context, r ConfirmOrderRequest) (Profile, 
 		}
 		if r.EID != "" {
 			if p.EID != "" && p.EID != r.EID {
-				return newErr(KindEIDMismatch, ev, "eid", r.EID)
+				return newErr(ErrEIDMismatch, ev, KeyEID, r.EID)
 			}
 			p.EID = r.EID
 		}
@@ -223,7 +234,7 @@ func (d *db) ConfirmOrder(ctx context.Context, r ConfirmOrderRequest) (Profile, 
 			p.MatchingID = newMatchingID()
 		case *r.MatchingID == "":
 			if p.EID == "" {
-				return &Error{Kind: KindEIDRequired, Event: ev, Key: "eid", Detail: "an empty matchingId needs an EID"}
+				return &Error{Kind: ErrEIDRequired, Event: ev, Key: KeyEID, Detail: "an empty matchingId needs an EID"}
 			}
 			p.MatchingID = ""
 		default:
@@ -248,13 +259,15 @@ func (d *db) ConfirmOrder(ctx context.Context, r ConfirmOrderRequest) (Profile, 
 	return p, withEvent(err, ev)
 }
 
-func (d *db) CancelOrder(ctx context.Context, r CancelOrderRequest) (Profile, error) {
+// CancelOrder is ES2+ CancelOrder: the order ends and the profile becomes
+// r.Final (Available or Unavailable).
+func (d *DB) CancelOrder(ctx context.Context, r CancelOrderRequest) (Profile, error) {
 	const ev = EventCancelOrder
 	if r.ICCID == "" {
-		return Profile{}, newErr(KindInvalid, ev, "iccid", "")
+		return Profile{}, newErr(ErrInvalid, ev, KeyICCID, "")
 	}
 	if r.Final != StateAvailable && r.Final != StateUnavailable {
-		return Profile{}, newErr(KindInvalid, ev, "finalProfileStatusIndicator", string(r.Final))
+		return Profile{}, newErr(ErrInvalid, ev, KeyFinalState, string(r.Final))
 	}
 	now := d.now()
 	p, err := d.b.mutate(ctx, r.ICCID, func(p *Profile) error {
@@ -264,13 +277,13 @@ func (d *db) CancelOrder(ctx context.Context, r CancelOrderRequest) (Profile, er
 			return illegal(ev, p.State, p.ICCID)
 		}
 		if p.EID != "" && r.EID == "" {
-			return &Error{Kind: KindEIDRequired, Event: ev, Key: "eid", Detail: "the order is bound to an EID"}
+			return &Error{Kind: ErrEIDRequired, Event: ev, Key: KeyEID, Detail: "the order is bound to an EID"}
 		}
 		if r.EID != "" && r.EID != p.EID {
-			return newErr(KindEIDMismatch, ev, "eid", r.EID)
+			return newErr(ErrEIDMismatch, ev, KeyEID, r.EID)
 		}
 		if r.MatchingID != "" && r.MatchingID != p.MatchingID {
-			return newErr(KindMatchingIDMismatch, ev, "matchingId", r.MatchingID)
+			return newErr(ErrMatchingIDMismatch, ev, KeyMatchingID, r.MatchingID)
 		}
 		p.State = r.Final
 		resetOrder(p, false)
@@ -280,10 +293,11 @@ func (d *db) CancelOrder(ctx context.Context, r CancelOrderRequest) (Profile, er
 	return p, withEvent(err, ev)
 }
 
-func (d *db) ReleaseProfile(ctx context.Context, iccid string) (Profile, error) {
+// ReleaseProfile is ES2+ ReleaseProfile: Confirmed → Released.
+func (d *DB) ReleaseProfile(ctx context.Context, iccid string) (Profile, error) {
 	const ev = EventReleaseProfile
 	if iccid == "" {
-		return Profile{}, newErr(KindInvalid, ev, "iccid", "")
+		return Profile{}, newErr(ErrInvalid, ev, KeyICCID, "")
 	}
 	now := d.now()
 	p, err := d.b.mutate(ctx, iccid, func(p *Profile) error {
@@ -298,27 +312,30 @@ func (d *db) ReleaseProfile(ctx context.Context, iccid string) (Profile, error) 
 
 // --- ES9+ download events ---
 
-func (d *db) AuthenticateClient(ctx context.Context, iccid, eid string) (Profile, error) {
+// AuthenticateClient records an ES9+ AuthenticateClient on a Released
+// order: one download attempt, binding the EID if the order had none.
+// Beyond the attempt limit the profile goes to Error (ErrRetryLimit).
+func (d *DB) AuthenticateClient(ctx context.Context, iccid, eid string) (Profile, error) {
 	const ev = EventAuthenticateClient
 	if eid == "" {
-		return Profile{}, newErr(KindInvalid, ev, "eid", "")
+		return Profile{}, newErr(ErrInvalid, ev, KeyEID, "")
 	}
 	now := d.now()
 	p, err := d.b.mutate(ctx, iccid, func(p *Profile) error {
 		// Check order of es2-es10-codes.md §3.3 rows 16–19.
 		if p.EID != "" && p.EID != eid {
-			return newErr(KindEIDMismatch, ev, "eid", eid)
+			return newErr(ErrEIDMismatch, ev, KeyEID, eid)
 		}
 		if p.State != StateReleased {
 			return illegal(ev, p.State, p.ICCID)
 		}
 		if !p.OrderExpiresAt.IsZero() && !now.Before(p.OrderExpiresAt) {
-			return newErr(KindOrderExpired, ev, "iccid", p.ICCID)
+			return newErr(ErrOrderExpired, ev, KeyICCID, p.ICCID)
 		}
 		p.UpdatedAt = now
 		if p.DownloadAttempts >= d.o.maxDownloadAttempts {
 			p.State = StateError
-			return commitErr{newErr(KindRetryLimit, ev, "iccid", p.ICCID)}
+			return commitErr{newErr(ErrRetryLimit, ev, KeyICCID, p.ICCID)}
 		}
 		p.DownloadAttempts++
 		p.EID = eid
@@ -327,7 +344,9 @@ func (d *db) AuthenticateClient(ctx context.Context, iccid, eid string) (Profile
 	return p, withEvent(err, ev)
 }
 
-func (d *db) ConfirmationCodeFailed(ctx context.Context, iccid string) (Profile, error) {
+// ConfirmationCodeFailed counts a wrong or missing hashCc; at the limit the
+// profile goes to Error and the error is ErrCCRetryLimit.
+func (d *DB) ConfirmationCodeFailed(ctx context.Context, iccid string) (Profile, error) {
 	const ev = EventCCFailure
 	now := d.now()
 	p, err := d.b.mutate(ctx, iccid, func(p *Profile) error {
@@ -338,14 +357,15 @@ func (d *db) ConfirmationCodeFailed(ctx context.Context, iccid string) (Profile,
 		p.UpdatedAt = now
 		if p.CCAttempts >= d.o.maxCCAttempts {
 			p.State = StateError
-			return commitErr{newErr(KindCCRetryLimit, ev, "iccid", p.ICCID)}
+			return commitErr{newErr(ErrCCRetryLimit, ev, KeyICCID, p.ICCID)}
 		}
 		return nil
 	})
 	return p, withEvent(err, ev)
 }
 
-func (d *db) BPPDelivered(ctx context.Context, iccid string) (Profile, error) {
+// BPPDelivered records the BPP served: Released → Downloaded.
+func (d *DB) BPPDelivered(ctx context.Context, iccid string) (Profile, error) {
 	const ev = EventBPPDelivered
 	now := d.now()
 	p, err := d.b.mutate(ctx, iccid, func(p *Profile) error {
@@ -361,7 +381,10 @@ func (d *db) BPPDelivered(ctx context.Context, iccid string) (Profile, error) {
 	return p, withEvent(err, ev)
 }
 
-func (d *db) InstallResult(ctx context.Context, iccid string, success bool) (Profile, error) {
+// InstallResult records a ProfileInstallationResult: Downloaded →
+// Installed on success; on failure back to Released for a re-download, or
+// Error once the attempts are used up.
+func (d *DB) InstallResult(ctx context.Context, iccid string, success bool) (Profile, error) {
 	const ev = EventInstallResult
 	now := d.now()
 	p, err := d.b.mutate(ctx, iccid, func(p *Profile) error {
@@ -381,7 +404,9 @@ func (d *db) InstallResult(ctx context.Context, iccid string, success bool) (Pro
 	return p, withEvent(err, ev)
 }
 
-func (d *db) SessionCancelled(ctx context.Context, iccid string) (Profile, error) {
+// SessionCancelled records an ES9+ CancelSession: Released or Downloaded →
+// Released (re-download possible), or Error once the attempts are used up.
+func (d *DB) SessionCancelled(ctx context.Context, iccid string) (Profile, error) {
 	const ev = EventSessionCancelled
 	now := d.now()
 	p, err := d.b.mutate(ctx, iccid, func(p *Profile) error {
@@ -396,7 +421,7 @@ func (d *db) SessionCancelled(ctx context.Context, iccid string) (Profile, error
 
 // afterFailedAttempt: back to Released for a re-download while attempts
 // remain, else Error.
-func (d *db) afterFailedAttempt(p *Profile) State {
+func (d *DB) afterFailedAttempt(p *Profile) State {
 	if p.DownloadAttempts >= d.o.maxDownloadAttempts {
 		return StateError
 	}
@@ -405,9 +430,11 @@ func (d *db) afterFailedAttempt(p *Profile) State {
 
 // --- sessions ---
 
-func (d *db) PutSession(ctx context.Context, s Session) (Session, error) {
+// PutSession stores a new ES9+ session (version 1); a zero ExpiresAt means
+// now + the session TTL. ErrConflict when the transaction ID exists.
+func (d *DB) PutSession(ctx context.Context, s Session) (Session, error) {
 	if s.TransactionID == "" {
-		return Session{}, newErr(KindInvalid, EventSession, "transactionId", "")
+		return Session{}, newErr(ErrInvalid, EventSession, KeyTransactionID, "")
 	}
 	now := d.now()
 	s.CreatedAt, s.UpdatedAt, s.Version = now, now, 1
@@ -421,18 +448,22 @@ func (d *db) PutSession(ctx context.Context, s Session) (Session, error) {
 	return s, nil
 }
 
-func (d *db) GetSession(ctx context.Context, tid string) (Session, error) {
+// GetSession returns a session; ErrNotFound when unknown or expired.
+func (d *DB) GetSession(ctx context.Context, tid string) (Session, error) {
 	s, err := d.b.getSession(ctx, tid)
 	if err != nil {
 		return Session{}, withEvent(err, EventSession)
 	}
 	if !d.now().Before(s.ExpiresAt) {
-		return Session{}, &Error{Kind: KindNotFound, Event: EventSession, Key: "transactionId", Value: tid, Detail: "session expired"}
+		return Session{}, &Error{Kind: ErrNotFound, Event: EventSession, Key: KeyTransactionID, Value: tid, Detail: "session expired"}
 	}
 	return s, nil
 }
 
-func (d *db) UpdateSession(ctx context.Context, s Session) (Session, error) {
+// UpdateSession stores s if the stored version is s.Version and returns it
+// with the next version (ErrStale otherwise); a zero ExpiresAt keeps the
+// stored expiry.
+func (d *DB) UpdateSession(ctx context.Context, s Session) (Session, error) {
 	now := d.now()
 	s.UpdatedAt = now
 	s.Version++
@@ -446,7 +477,7 @@ func (d *db) UpdateSession(ctx context.Context, s Session) (Session, error) {
 		if _, err := d.GetSession(ctx, s.TransactionID); err != nil {
 			return Session{}, err // gone or expired
 		}
-		return Session{}, &Error{Kind: KindStale, Event: EventSession, Key: "transactionId", Value: s.TransactionID,
+		return Session{}, &Error{Kind: ErrStale, Event: EventSession, Key: KeyTransactionID, Value: s.TransactionID,
 			Detail: "stored version differs"}
 	}
 	if keep {
@@ -455,20 +486,23 @@ func (d *db) UpdateSession(ctx context.Context, s Session) (Session, error) {
 	return s, nil
 }
 
-func (d *db) DeleteSession(ctx context.Context, tid string) error {
+// DeleteSession removes a session; ErrNotFound when there is none.
+func (d *DB) DeleteSession(ctx context.Context, tid string) error {
 	ok, err := d.b.deleteSession(ctx, tid)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		return newErr(KindNotFound, EventSession, "transactionId", tid)
+		return newErr(ErrNotFound, EventSession, KeyTransactionID, tid)
 	}
 	return nil
 }
 
-func (d *db) PutOneTimeKey(ctx context.Context, k OneTimeKey) error {
+// PutOneTimeKey records the SM-DP+ one-time key a BPP was bound with, for
+// the eUICC one-time key it was bound to.
+func (d *DB) PutOneTimeKey(ctx context.Context, k OneTimeKey) error {
 	if len(k.EUICCOtPK) == 0 {
-		return newErr(KindInvalid, EventSession, "euiccOtpk", "")
+		return newErr(ErrInvalid, EventSession, KeyEUICCOtPK, "")
 	}
 	if k.ExpiresAt.IsZero() {
 		k.ExpiresAt = d.now().Add(d.o.sessionTTL)
@@ -477,29 +511,34 @@ func (d *db) PutOneTimeKey(ctx context.Context, k OneTimeKey) error {
 	return withEvent(d.b.putOneTimeKey(ctx, k), EventSession)
 }
 
-func (d *db) GetOneTimeKey(ctx context.Context, euiccOtPK []byte) (OneTimeKey, error) {
+// GetOneTimeKey finds the binding of an eUICC one-time key; ErrNotFound when unknown or expired.
+func (d *DB) GetOneTimeKey(ctx context.Context, euiccOtPK []byte) (OneTimeKey, error) {
 	k, err := d.b.getOneTimeKey(ctx, euiccOtPK)
 	if err != nil {
 		return OneTimeKey{}, withEvent(err, EventSession)
 	}
 	if !d.now().Before(k.ExpiresAt) {
-		return OneTimeKey{}, &Error{Kind: KindNotFound, Event: EventSession, Key: "euiccOtpk", Detail: "expired"}
+		return OneTimeKey{}, &Error{Kind: ErrNotFound, Event: EventSession, Key: KeyEUICCOtPK, Detail: "expired"}
 	}
 	return k, nil
 }
 
-func (d *db) DeleteExpired(ctx context.Context) (int, error) {
+// DeleteExpired removes expired sessions and one-time keys.
+func (d *DB) DeleteExpired(ctx context.Context) (int, error) {
 	return d.b.deleteExpired(ctx, d.now())
 }
 
 // --- retention ---
 
-func (d *db) Sweep(ctx context.Context, p SweepPolicy) (SweepResult, error) {
+// Sweep removes the protected material of installed and expired
+// profiles, keeping the row as a tombstone and an audit record.
+func (d *DB) Sweep(ctx context.Context, p SweepPolicy) (SweepResult, error) {
 	r, err := d.b.sweep(ctx, p, d.now())
 	return r, withEvent(err, EventSweep)
 }
 
-func (d *db) Audit(ctx context.Context, iccid string) ([]AuditRecord, error) {
+// Audit returns the audit records the sweep left for an ICCID.
+func (d *DB) Audit(ctx context.Context, iccid string) ([]AuditRecord, error) {
 	return d.b.audit(ctx, iccid)
 }
 

@@ -235,7 +235,7 @@ func (b *pgBackend) createBatch(ctx context.Context, in Batch, now time.Time) (B
 func (b *pgBackend) getBatch(ctx context.Context, id string) (Batch, error) {
 	got, err := scanPGBatch(b.pool.QueryRow(ctx, `SELECT `+batchCols+` FROM batches WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Batch{}, newErr(KindNotFound, "", "batch", id)
+		return Batch{}, newErr(ErrNotFound, "", KeyBatch, id)
 	}
 	return got, err
 }
@@ -259,7 +259,7 @@ func (b *pgBackend) putProfiles(ctx context.Context, batchID string, ps []Profil
 	var one int
 	if err := tx.QueryRow(ctx, `SELECT 1 FROM batches WHERE id = $1 FOR KEY SHARE`, batchID).Scan(&one); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
-			return res, newErr(KindNotFound, "", "batch", batchID)
+			return res, newErr(ErrNotFound, "", KeyBatch, batchID)
 		}
 		return res, err
 	}
@@ -357,7 +357,7 @@ func (b *pgBackend) claimChunk(ctx context.Context, batchID, worker string, now,
 		if _, err := b.getBatch(ctx, batchID); err != nil {
 			return Chunk{}, err
 		}
-		return Chunk{}, newErr(KindNoChunkAvailable, "", "batch", batchID)
+		return Chunk{}, newErr(ErrNoChunkAvailable, "", KeyBatch, batchID)
 	}
 	return c, err
 }
@@ -373,13 +373,13 @@ func (b *pgBackend) completeChunk(ctx context.Context, c Chunk, now time.Time) e
 	err = tx.QueryRow(ctx, `SELECT worker, done FROM chunks WHERE batch_id = $1 AND idx = $2 FOR UPDATE`,
 		c.BatchID, c.Index).Scan(&worker, &done)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return newErr(KindNotFound, "", "chunk", fmt.Sprintf("%s/%d", c.BatchID, c.Index))
+		return newErr(ErrNotFound, "", KeyChunk, fmt.Sprintf("%s/%d", c.BatchID, c.Index))
 	}
 	if err != nil {
 		return err
 	}
 	if worker != c.Worker {
-		return &Error{Kind: KindLeaseLost, Key: "chunk", Value: fmt.Sprintf("%s/%d", c.BatchID, c.Index), Detail: "held by " + worker}
+		return &Error{Kind: ErrLeaseLost, Key: KeyChunk, Value: fmt.Sprintf("%s/%d", c.BatchID, c.Index), Detail: "held by " + worker}
 	}
 	if done {
 		return nil
@@ -450,11 +450,11 @@ func (b *pgBackend) getProfile(ctx context.Context, column, value string, full b
 	}
 	p, err := scanPGProfile(b.pool.QueryRow(ctx, `SELECT `+cols+` FROM profiles WHERE `+column+` = $1`, value), full)
 	if errors.Is(err, pgx.ErrNoRows) {
-		key := "iccid"
+		key := KeyICCID
 		if column == "matching_id" {
-			key = "matchingId"
+			key = KeyMatchingID
 		}
-		return Profile{}, newErr(KindNotFound, "", key, value)
+		return Profile{}, newErr(ErrNotFound, "", key, value)
 	}
 	return p, err
 }
@@ -464,7 +464,7 @@ func (b *pgBackend) pendingByEID(ctx context.Context, eid string) (Profile, erro
 		WHERE eid = $1 AND matching_id IS NULL AND state IN ('Confirmed', 'Released', 'Downloaded')
 		ORDER BY updated_at DESC LIMIT 1`, eid), false)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Profile{}, newErr(KindNotFound, "", "eid", eid)
+		return Profile{}, newErr(ErrNotFound, "", KeyEID, eid)
 	}
 	return p, err
 }
@@ -485,7 +485,7 @@ func (b *pgBackend) allocate(ctx context.Context, profileType, eid string, state
 			LIMIT 1 FOR UPDATE SKIP LOCKED)
 		RETURNING `+orderCols, string(state), nullStr(eid), now, profileType), false)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Profile{}, newErr(KindNoProfileAvailable, "", "profileType", profileType)
+		return Profile{}, newErr(ErrNoProfileAvailable, "", KeyProfileType, profileType)
 	}
 	return p, err
 }
@@ -522,7 +522,7 @@ func (b *pgBackend) mutate(ctx context.Context, iccid string, fn func(p *Profile
 		err = cerr
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Profile{}, newErr(KindNotFound, "", "iccid", iccid)
+		return Profile{}, newErr(ErrNotFound, "", KeyICCID, iccid)
 	}
 	if err != nil {
 		return Profile{}, err
@@ -550,7 +550,7 @@ func (b *pgBackend) mutate(ctx context.Context, iccid string, fn func(p *Profile
 		err = cerr
 	}
 	if pgUnique(err, "profiles_matching_id") {
-		return Profile{}, newErr(KindMatchingIDInUse, "", "matchingId", p.MatchingID)
+		return Profile{}, newErr(ErrMatchingIDInUse, "", KeyMatchingID, p.MatchingID)
 	}
 	if err != nil {
 		return Profile{}, err
@@ -571,7 +571,7 @@ func (b *pgBackend) putSession(ctx context.Context, s Session) error {
 		nullBytes(s.EUICCOtPK), nullBytes(s.SMDPOtPK), s.OTKeyRef, nullBytes(s.Data), s.Version,
 		s.CreatedAt, s.UpdatedAt, s.ExpiresAt)
 	if pgUnique(err, "") {
-		return newErr(KindConflict, "", "transactionId", s.TransactionID)
+		return newErr(ErrConflict, "", KeyTransactionID, s.TransactionID)
 	}
 	return err
 }
@@ -582,7 +582,7 @@ func (b *pgBackend) getSession(ctx context.Context, tid string) (Session, error)
 		&s.TransactionID, &s.EID, &s.ICCID, &s.MatchingID, &s.Phase, &s.EUICCChallenge, &s.ServerChallenge,
 		&s.EUICCOtPK, &s.SMDPOtPK, &s.OTKeyRef, &s.Data, &s.Version, &s.CreatedAt, &s.UpdatedAt, &s.ExpiresAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Session{}, newErr(KindNotFound, "", "transactionId", tid)
+		return Session{}, newErr(ErrNotFound, "", KeyTransactionID, tid)
 	}
 	s.CreatedAt, s.UpdatedAt, s.ExpiresAt = utc(s.CreatedAt), utc(s.UpdatedAt), utc(s.ExpiresAt)
 	return s, err
@@ -620,7 +620,7 @@ func (b *pgBackend) getOneTimeKey(ctx context.Context, otpk []byte) (OneTimeKey,
 	err := b.pool.QueryRow(ctx, `SELECT euicc_otpk, iccid, smdp_otpk, key_ref, expires_at FROM one_time_keys
 		WHERE euicc_otpk = $1`, otpk).Scan(&k.EUICCOtPK, &k.ICCID, &k.SMDPOtPK, &k.KeyRef, &k.ExpiresAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return OneTimeKey{}, newErr(KindNotFound, "", "euiccOtpk", "")
+		return OneTimeKey{}, newErr(ErrNotFound, "", KeyEUICCOtPK, "")
 	}
 	k.ExpiresAt = utc(k.ExpiresAt)
 	return k, err

@@ -54,7 +54,7 @@ func withSearchPath(dsn, schema string) string {
 	}
 }
 
-func openPG(t *testing.T, opts ...store.Option) store.Store {
+func openPG(t *testing.T, opts ...store.Option) *store.DB {
 	t.Helper()
 	s, err := store.Open(context.Background(), "postgres", pgSchemaDSN(t), opts...)
 	if err != nil {

@@ -273,7 +273,7 @@ func TestCrashDuringBulkInsert(t *testing.T) {
 	}
 }
 
-func countAll(t *testing.T, s store.Store) int64 {
+func countAll(t *testing.T, s *store.DB) int64 {
 	t.Helper()
 	c, err := s.CountByState(context.Background(), "crash")
 	if err != nil {

@@ -468,7 +468,7 @@ func (b *sqliteBackend) createBatch(ctx context.Context, in Batch, now time.Time
 func sameBatch(got, in Batch) (Batch, error) {
 	if string(got.KeyBlob) != string(in.KeyBlob) || got.Chunks != in.Chunks ||
 		got.ProfileType != in.ProfileType || got.TemplateID != in.TemplateID || got.KEKLabel != in.KEKLabel {
-		return Batch{}, &Error{Kind: KindConflict, Key: "batch", Value: in.ID, Detail: "batch exists with other parameters"}
+		return Batch{}, &Error{Kind: ErrConflict, Key: KeyBatch, Value: in.ID, Detail: "batch exists with other parameters"}
 	}
 	return got, nil
 }
@@ -476,7 +476,7 @@ func sameBatch(got, in Batch) (Batch, error) {
 func (b *sqliteBackend) getBatch(ctx context.Context, id string) (Batch, error) {
 	got, err := scanSQLiteBatch(b.r.QueryRowContext(ctx, `SELECT `+batchCols+` FROM batches WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Batch{}, newErr(KindNotFound, "", "batch", id)
+		return Batch{}, newErr(ErrNotFound, "", KeyBatch, id)
 	}
 	return got, err
 }
@@ -604,7 +604,7 @@ func (b *sqliteBackend) claimChunk(ctx context.Context, batchID, worker string, 
 		if _, err := b.getBatch(ctx, batchID); err != nil {
 			return Chunk{}, err
 		}
-		return Chunk{}, newErr(KindNoChunkAvailable, "", "batch", batchID)
+		return Chunk{}, newErr(ErrNoChunkAvailable, "", KeyBatch, batchID)
 	}
 	return c, err
 }
@@ -619,13 +619,13 @@ func (b *sqliteBackend) completeChunk(ctx context.Context, c Chunk, now time.Tim
 	var done bool
 	err = tx.QueryRowContext(ctx, `SELECT worker, done FROM chunks WHERE batch_id = ? AND idx = ?`, c.BatchID, c.Index).Scan(&worker, &done)
 	if errors.Is(err, sql.ErrNoRows) {
-		return newErr(KindNotFound, "", "chunk", fmt.Sprintf("%s/%d", c.BatchID, c.Index))
+		return newErr(ErrNotFound, "", KeyChunk, fmt.Sprintf("%s/%d", c.BatchID, c.Index))
 	}
 	if err != nil {
 		return err
 	}
 	if worker != c.Worker {
-		return &Error{Kind: KindLeaseLost, Key: "chunk", Value: fmt.Sprintf("%s/%d", c.BatchID, c.Index), Detail: "held by " + worker}
+		return &Error{Kind: ErrLeaseLost, Key: KeyChunk, Value: fmt.Sprintf("%s/%d", c.BatchID, c.Index), Detail: "held by " + worker}
 	}
 	if done {
 		return nil
@@ -701,11 +701,11 @@ func (b *sqliteBackend) getProfile(ctx context.Context, column, value string, fu
 	}
 	p, err := scanSQLiteProfile(b.queryRow(ctx, b.r, `SELECT `+cols+` FROM profiles WHERE `+column+` = ?`, value), full)
 	if errors.Is(err, sql.ErrNoRows) {
-		key := "iccid"
+		key := KeyICCID
 		if column == "matching_id" {
-			key = "matchingId"
+			key = KeyMatchingID
 		}
-		return Profile{}, newErr(KindNotFound, "", key, value)
+		return Profile{}, newErr(ErrNotFound, "", key, value)
 	}
 	if err != nil || !full || !p.SweptAt.IsZero() {
 		return p, err
@@ -723,7 +723,7 @@ func (b *sqliteBackend) pendingByEID(ctx context.Context, eid string) (Profile, 
 		WHERE eid = ? AND matching_id IS NULL AND state IN ('Confirmed', 'Released', 'Downloaded')
 		ORDER BY updated_at DESC LIMIT 1`, eid), false)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Profile{}, newErr(KindNotFound, "", "eid", eid)
+		return Profile{}, newErr(ErrNotFound, "", KeyEID, eid)
 	}
 	return p, err
 }
@@ -746,7 +746,7 @@ func (b *sqliteBackend) allocate(ctx context.Context, profileType, eid string, s
 		WHERE rowid = (SELECT rowid FROM profiles WHERE profile_type = ? AND state = 'Available' LIMIT 1)
 		RETURNING `+orderCols, state, nullStr(eid), now.UnixMicro(), profileType), false)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Profile{}, newErr(KindNoProfileAvailable, "", "profileType", profileType)
+		return Profile{}, newErr(ErrNoProfileAvailable, "", KeyProfileType, profileType)
 	}
 	return p, err
 }
@@ -763,7 +763,7 @@ func (b *sqliteBackend) mutate(ctx context.Context, iccid string, fn func(p *Pro
 	}
 	p, err := scanSQLiteProfile(sel.QueryRowContext(ctx, iccid), false)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Profile{}, newErr(KindNotFound, "", "iccid", iccid)
+		return Profile{}, newErr(ErrNotFound, "", KeyICCID, iccid)
 	}
 	if err != nil {
 		return Profile{}, err
@@ -782,7 +782,7 @@ func (b *sqliteBackend) mutate(ctx context.Context, iccid string, fn func(p *Pro
 	_, err = upd.ExecContext(ctx, p.State, nullStr(p.EID), nullStr(p.MatchingID), nullBytes(p.CCHash), p.DownloadAttempts, p.CCAttempts,
 		micros(p.OrderExpiresAt), micros(p.UpdatedAt), p.ICCID)
 	if sqliteUnique(err, "matching_id") {
-		return Profile{}, newErr(KindMatchingIDInUse, "", "matchingId", p.MatchingID)
+		return Profile{}, newErr(ErrMatchingIDInUse, "", KeyMatchingID, p.MatchingID)
 	}
 	if err != nil {
 		return Profile{}, err
@@ -805,7 +805,7 @@ func (b *sqliteBackend) putSession(ctx context.Context, s Session) error {
 		nullBytes(s.EUICCOtPK), nullBytes(s.SMDPOtPK), s.OTKeyRef, nullBytes(s.Data), s.Version,
 		micros(s.CreatedAt), micros(s.UpdatedAt), micros(s.ExpiresAt))
 	if sqliteUniqueAny(err) {
-		return newErr(KindConflict, "", "transactionId", s.TransactionID)
+		return newErr(ErrConflict, "", KeyTransactionID, s.TransactionID)
 	}
 	return err
 }
@@ -817,7 +817,7 @@ func (b *sqliteBackend) getSession(ctx context.Context, tid string) (Session, er
 		&s.TransactionID, &s.EID, &s.ICCID, &s.MatchingID, &s.Phase, &s.EUICCChallenge, &s.ServerChallenge,
 		&s.EUICCOtPK, &s.SMDPOtPK, &s.OTKeyRef, &s.Data, &s.Version, &created, &updated, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Session{}, newErr(KindNotFound, "", "transactionId", tid)
+		return Session{}, newErr(ErrNotFound, "", KeyTransactionID, tid)
 	}
 	s.CreatedAt, s.UpdatedAt, s.ExpiresAt = timeOrZero(created), timeOrZero(updated), timeOrZero(expires)
 	return s, err
@@ -861,7 +861,7 @@ func (b *sqliteBackend) getOneTimeKey(ctx context.Context, otpk []byte) (OneTime
 	err := b.r.QueryRowContext(ctx, `SELECT euicc_otpk, iccid, smdp_otpk, key_ref, expires_at FROM one_time_keys
 		WHERE euicc_otpk = ?`, otpk).Scan(&k.EUICCOtPK, &k.ICCID, &k.SMDPOtPK, &k.KeyRef, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
-		return OneTimeKey{}, newErr(KindNotFound, "", "euiccOtpk", "")
+		return OneTimeKey{}, newErr(ErrNotFound, "", KeyEUICCOtPK, "")
 	}
 	k.ExpiresAt = timeOrZero(expires)
 	return k, err

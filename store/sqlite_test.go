@@ -11,7 +11,7 @@ import (
 	"github.com/perso-esim/perso/store/storetest"
 )
 
-func openSQLite(t *testing.T, opts ...store.Option) store.Store {
+func openSQLite(t *testing.T, opts ...store.Option) *store.DB {
 	t.Helper()
 	s, err := store.Open(context.Background(), "sqlite", filepath.Join(t.TempDir(), "perso.db"), opts...)
 	if err != nil {

@@ -3,7 +3,9 @@
 // shared by several server replicas, batch records with chunk claims for
 // several batch workers, and a retention sweep.
 //
-// Two backends implement one Store interface and pass one conformance suite
+// Open returns a *DB (as database/sql returns *sql.DB): the state machine,
+// on one of two backends behind an unexported interface (as
+// database/sql/driver is behind *sql.DB); both pass one conformance suite
 // (store/storetest): an embedded SQLite database (driver "sqlite", the
 // default, dsn = file path; pure Go, no server; the protected material goes
 // to a second file "<path>.blobs" with 64 KiB pages, written before the row
@@ -58,8 +60,8 @@ const (
 var States = []State{StateAvailable, StateAllocated, StateLinked, StateConfirmed, StateReleased,
 	StateDownloaded, StateInstalled, StateError, StateUnavailable}
 
-// Event names an operation on the store; it appears in errors and decides
-// which SGP.22 code an error maps to.
+// Event names an operation on the store; it appears in errors (Error.Event)
+// and their messages.
 type Event string
 
 // Events. The ES2+ ones are the operator's functions; the ES9+ ones are the
@@ -81,15 +83,6 @@ const (
 	EventBatch Event = "Batch"
 	EventSweep Event = "Sweep"
 )
-
-func (e Event) isES9() bool {
-	switch e {
-	case EventAuthenticateClient, EventCCFailure, EventBPPDelivered, EventInstallResult,
-		EventSessionCancelled, EventSession:
-		return true
-	}
-	return false
-}
 
 // Metadata holds the StoreMetadata (BF25) fields of a profile. DER, when
 // set, carries pre-encoded BF25 content (e.g. notification configuration,
@@ -165,16 +158,6 @@ type PutResult struct {
 	Inserted   int
 	Duplicates int
 	Conflicts  []Conflict
-}
-
-// Chunk is one unit of batch input claimed by a worker until LeaseUntil.
-type Chunk struct {
-	BatchID    string
-	Index      int
-	Worker     string
-	LeaseUntil time.Time
-	Done       bool
-	Claims     int // how many times the chunk was claimed (>1: a worker died or gave up)
 }
 
 // DownloadOrderRequest is ES2+ DownloadOrder: the given ICCID, or one
@@ -283,79 +266,6 @@ type AuditRecord struct {
 	At      time.Time
 }
 
-// Store is the SM-DP+ inventory. Every method is safe for concurrent use by
-// several goroutines, processes and (PostgreSQL) hosts.
-type Store interface {
-	// CreateBatch records a batch (with Chunks chunk rows). Re-creating an
-	// existing batch with the same KeyBlob returns the stored record; with
-	// another key blob it is ErrConflict.
-	CreateBatch(ctx context.Context, b Batch) (Batch, error)
-	GetBatch(ctx context.Context, id string) (Batch, error)
-	// PutBatch inserts profiles into an existing batch, state Available.
-	// Idempotent: an ICCID already stored under the same batch is a no-op
-	// (Duplicates); under another batch it is reported in Conflicts and
-	// not touched. Each call is atomic.
-	PutBatch(ctx context.Context, batchID string, profiles []Profile) (PutResult, error)
-	// ClaimChunk leases the lowest chunk that is not done and not leased
-	// (or whose lease expired) to worker; ErrNoChunkAvailable when none.
-	ClaimChunk(ctx context.Context, batchID, worker string, lease time.Duration) (Chunk, error)
-	// CompleteChunk marks a claimed chunk done; ErrLeaseLost when another
-	// worker holds it now.
-	CompleteChunk(ctx context.Context, c Chunk) error
-	// CountByState counts a batch's profiles per state ("" = all batches).
-	CountByState(ctx context.Context, batchID string) (map[State]int64, error)
-
-	GetProfile(ctx context.Context, iccid string) (Profile, error)
-	// ProfileByMatchingID finds the order of an activation-code token
-	// (ES9+ AuthenticateClient); not found → 8.2.6/3.8.
-	ProfileByMatchingID(ctx context.Context, matchingID string) (Profile, error)
-	// PendingOrderByEID finds the latest Confirmed or Released order bound
-	// to the EID without matching ID (SM-DS / default SM-DP+ use case);
-	// not found → 8.1.1/3.8.
-	PendingOrderByEID(ctx context.Context, eid string) (Profile, error)
-
-	// ES2+.
-	DownloadOrder(ctx context.Context, r DownloadOrderRequest) (Profile, error)
-	ConfirmOrder(ctx context.Context, r ConfirmOrderRequest) (Profile, error)
-	CancelOrder(ctx context.Context, r CancelOrderRequest) (Profile, error)
-	ReleaseProfile(ctx context.Context, iccid string) (Profile, error)
-
-	// ES9+ download events. AuthenticateClient counts a download attempt on
-	// a Released order and binds the EID if the order had none.
-	AuthenticateClient(ctx context.Context, iccid, eid string) (Profile, error)
-	// ConfirmationCodeFailed counts a wrong or missing hashCc; at the limit
-	// the profile goes to Error and the error is ErrCCRetryLimit.
-	ConfirmationCodeFailed(ctx context.Context, iccid string) (Profile, error)
-	// BPPDelivered: Released → Downloaded.
-	BPPDelivered(ctx context.Context, iccid string) (Profile, error)
-	// InstallResult: Downloaded → Installed on success; on failure back to
-	// Released for a re-download, or Error once the attempts are used up.
-	InstallResult(ctx context.Context, iccid string, success bool) (Profile, error)
-	// SessionCancelled: Released or Downloaded → Released (re-download
-	// possible), or Error once the attempts are used up.
-	SessionCancelled(ctx context.Context, iccid string) (Profile, error)
-
-	// ES9+ sessions. GetSession of an expired session is ErrNotFound.
-	PutSession(ctx context.Context, s Session) (Session, error)
-	GetSession(ctx context.Context, transactionID string) (Session, error)
-	// UpdateSession stores s if the stored version is s.Version and returns
-	// it with the next version (ErrStale otherwise); a zero ExpiresAt keeps
-	// the stored expiry.
-	UpdateSession(ctx context.Context, s Session) (Session, error)
-	DeleteSession(ctx context.Context, transactionID string) error
-	PutOneTimeKey(ctx context.Context, k OneTimeKey) error
-	GetOneTimeKey(ctx context.Context, euiccOtPK []byte) (OneTimeKey, error)
-	// DeleteExpired removes expired sessions and one-time keys.
-	DeleteExpired(ctx context.Context) (int, error)
-
-	// Sweep removes the protected material of installed and expired
-	// profiles, keeping the row as a tombstone and an audit record.
-	Sweep(ctx context.Context, p SweepPolicy) (SweepResult, error)
-	Audit(ctx context.Context, iccid string) ([]AuditRecord, error)
-
-	Close() error
-}
-
 // Option configures Open.
 type Option func(*options)
 
@@ -399,7 +309,7 @@ func WithMaxConns(n int) Option { return func(o *options) { o.pgMaxConns = int32
 
 // Open opens (creating if needed) a store and runs its migrations. driver
 // is "sqlite" (default when empty; dsn = a file path) or "postgres".
-func Open(ctx context.Context, driver, dsn string, opts ...Option) (Store, error) {
+func Open(ctx context.Context, driver, dsn string, opts ...Option) (*DB, error) {
 	o := defaultOptions()
 	for _, f := range opts {
 		f(&o)
@@ -419,7 +329,7 @@ func Open(ctx context.Context, driver, dsn string, opts ...Option) (Store, error
 	if err != nil {
 		return nil, err
 	}
-	return &db{b: b, o: o}, nil
+	return &DB{b: b, o: o}, nil
 }
 
 // HashConfirmationCode returns the value to store as ConfirmOrderRequest.

@@ -104,10 +104,29 @@ func runDemo(ctx context.Context, a *app, o demoOptions, out io.Writer) error {
 	return demoDownload(ctx, pool, st, batchID, made, out)
 }
 
+// demoBatches is the part of the store the demo's batch half uses.
+type demoBatches interface {
+	CreateBatch(ctx context.Context, b store.Batch) (store.Batch, error)
+	PutBatch(ctx context.Context, batchID string, profiles []store.Profile) (store.PutResult, error)
+}
+
+// demoOrders is the part of the store the demo's live half uses: the ES2+
+// order, the ES9+ steps a server records, and the stored material.
+type demoOrders interface {
+	DownloadOrder(ctx context.Context, r store.DownloadOrderRequest) (store.Profile, error)
+	ConfirmOrder(ctx context.Context, r store.ConfirmOrderRequest) (store.Profile, error)
+	AuthenticateClient(ctx context.Context, iccid, eid string) (store.Profile, error)
+	BPPDelivered(ctx context.Context, iccid string) (store.Profile, error)
+	InstallResult(ctx context.Context, iccid string, success bool) (store.Profile, error)
+	GetProfile(ctx context.Context, iccid string) (store.Profile, error)
+	GetBatch(ctx context.Context, id string) (store.Batch, error)
+	CountByState(ctx context.Context, batchID string) (map[store.State]int64, error)
+}
+
 // demoPrepare is the batch half: generate, personalise, protect, seal the
 // PPKs under one HSM batch key and store the profiles. It returns the
 // SHA-256 of every personalised UPP, to check what the eUICC opens.
-func demoPrepare(ctx context.Context, plan *template.Plan, pool *hsmpool.Pool, st store.Store, batchID string, o demoOptions) ([]demoProfile, error) {
+func demoPrepare(ctx context.Context, plan *template.Plan, pool *hsmpool.Pool, st demoBatches, batchID string, o demoOptions) ([]demoProfile, error) {
 	gen, err := perso.NewGenerator(perso.GenOptions{
 		Count: int64(o.count), ICCIDStart: o.iccidStart, IMSIStart: o.imsiStart,
 		Layout:    perso.Layout{OTAKVNs: []uint8{1, 2}},
@@ -209,7 +228,7 @@ func demoProtect(plan *template.Plan, protector *bpp.Protector, bk *hsmpool.Batc
 }
 
 // demoDownload is the live half: order, bind and open every stored profile.
-func demoDownload(ctx context.Context, pool *hsmpool.Pool, st store.Store, batchID string, made []demoProfile, out io.Writer) error {
+func demoDownload(ctx context.Context, pool *hsmpool.Pool, st demoOrders, batchID string, made []demoProfile, out io.Writer) error {
 	eid, _ := hex.DecodeString(demoEID)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ICCID\tIMSI\tcurve\tUPP\t86 segments\tBPP\tbind\topened\tstate")
@@ -249,7 +268,7 @@ func demoDownload(ctx context.Context, pool *hsmpool.Pool, st store.Store, batch
 	return nil
 }
 
-func demoBindOpen(ctx context.Context, pool *hsmpool.Pool, st store.Store, iccid string, eid []byte, curve hsmpool.Curve, dppb *ecdsa.PublicKey, want [32]byte) (string, error) {
+func demoBindOpen(ctx context.Context, pool *hsmpool.Pool, st demoOrders, iccid string, eid []byte, curve hsmpool.Curve, dppb *ecdsa.PublicKey, want [32]byte) (string, error) {
 	eidHex := hex.EncodeToString(eid)
 	if _, err := st.DownloadOrder(ctx, store.DownloadOrderRequest{ICCID: iccid, EID: eidHex}); err != nil {
 		return "", fmt.Errorf("demo: DownloadOrder %s: %w", iccid, err)

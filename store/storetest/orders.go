@@ -14,7 +14,7 @@ import (
 
 // bring moves profile iccid (Available) into state, the way real traffic
 // does. Orders from Linked on are bound to eid1.
-func bring(t *testing.T, s store.Store, iccid string, state store.State) {
+func bring(t *testing.T, s *store.DB, iccid string, state store.State) {
 	t.Helper()
 	ctx := context.Background()
 	step := func(_ store.Profile, err error) {
@@ -75,44 +75,44 @@ func eidFor(state store.State) string {
 type event struct {
 	name  string
 	ev    store.Event
-	apply func(ctx context.Context, s store.Store, iccid, eid string) (store.Profile, error)
+	apply func(ctx context.Context, s *store.DB, iccid, eid string) (store.Profile, error)
 }
 
 var events = []event{
-	{"DownloadOrder", store.EventDownloadOrder, func(ctx context.Context, s store.Store, iccid, eid string) (store.Profile, error) {
+	{"DownloadOrder", store.EventDownloadOrder, func(ctx context.Context, s *store.DB, iccid, eid string) (store.Profile, error) {
 		return s.DownloadOrder(ctx, store.DownloadOrderRequest{ICCID: iccid, EID: eid, ProfileType: ptype})
 	}},
-	{"ConfirmOrder", store.EventConfirmOrder, func(ctx context.Context, s store.Store, iccid, eid string) (store.Profile, error) {
+	{"ConfirmOrder", store.EventConfirmOrder, func(ctx context.Context, s *store.DB, iccid, eid string) (store.Profile, error) {
 		return s.ConfirmOrder(ctx, store.ConfirmOrderRequest{ICCID: iccid, EID: eid})
 	}},
-	{"ConfirmOrder+release", store.EventConfirmOrder, func(ctx context.Context, s store.Store, iccid, eid string) (store.Profile, error) {
+	{"ConfirmOrder+release", store.EventConfirmOrder, func(ctx context.Context, s *store.DB, iccid, eid string) (store.Profile, error) {
 		return s.ConfirmOrder(ctx, store.ConfirmOrderRequest{ICCID: iccid, EID: eid, ReleaseFlag: true})
 	}},
-	{"CancelOrder→Available", store.EventCancelOrder, func(ctx context.Context, s store.Store, iccid, eid string) (store.Profile, error) {
+	{"CancelOrder→Available", store.EventCancelOrder, func(ctx context.Context, s *store.DB, iccid, eid string) (store.Profile, error) {
 		return s.CancelOrder(ctx, store.CancelOrderRequest{ICCID: iccid, EID: eid, Final: store.StateAvailable})
 	}},
-	{"CancelOrder→Unavailable", store.EventCancelOrder, func(ctx context.Context, s store.Store, iccid, eid string) (store.Profile, error) {
+	{"CancelOrder→Unavailable", store.EventCancelOrder, func(ctx context.Context, s *store.DB, iccid, eid string) (store.Profile, error) {
 		return s.CancelOrder(ctx, store.CancelOrderRequest{ICCID: iccid, EID: eid, Final: store.StateUnavailable})
 	}},
-	{"ReleaseProfile", store.EventReleaseProfile, func(ctx context.Context, s store.Store, iccid, _ string) (store.Profile, error) {
+	{"ReleaseProfile", store.EventReleaseProfile, func(ctx context.Context, s *store.DB, iccid, _ string) (store.Profile, error) {
 		return s.ReleaseProfile(ctx, iccid)
 	}},
-	{"AuthenticateClient", store.EventAuthenticateClient, func(ctx context.Context, s store.Store, iccid, _ string) (store.Profile, error) {
+	{"AuthenticateClient", store.EventAuthenticateClient, func(ctx context.Context, s *store.DB, iccid, _ string) (store.Profile, error) {
 		return s.AuthenticateClient(ctx, iccid, eid1)
 	}},
-	{"ConfirmationCodeFailed", store.EventCCFailure, func(ctx context.Context, s store.Store, iccid, _ string) (store.Profile, error) {
+	{"ConfirmationCodeFailed", store.EventCCFailure, func(ctx context.Context, s *store.DB, iccid, _ string) (store.Profile, error) {
 		return s.ConfirmationCodeFailed(ctx, iccid)
 	}},
-	{"BPPDelivered", store.EventBPPDelivered, func(ctx context.Context, s store.Store, iccid, _ string) (store.Profile, error) {
+	{"BPPDelivered", store.EventBPPDelivered, func(ctx context.Context, s *store.DB, iccid, _ string) (store.Profile, error) {
 		return s.BPPDelivered(ctx, iccid)
 	}},
-	{"InstallResult(ok)", store.EventInstallResult, func(ctx context.Context, s store.Store, iccid, _ string) (store.Profile, error) {
+	{"InstallResult(ok)", store.EventInstallResult, func(ctx context.Context, s *store.DB, iccid, _ string) (store.Profile, error) {
 		return s.InstallResult(ctx, iccid, true)
 	}},
-	{"InstallResult(failed)", store.EventInstallResult, func(ctx context.Context, s store.Store, iccid, _ string) (store.Profile, error) {
+	{"InstallResult(failed)", store.EventInstallResult, func(ctx context.Context, s *store.DB, iccid, _ string) (store.Profile, error) {
 		return s.InstallResult(ctx, iccid, false)
 	}},
-	{"SessionCancelled", store.EventSessionCancelled, func(ctx context.Context, s store.Store, iccid, _ string) (store.Profile, error) {
+	{"SessionCancelled", store.EventSessionCancelled, func(ctx context.Context, s *store.DB, iccid, _ string) (store.Profile, error) {
 		return s.SessionCancelled(ctx, iccid)
 	}},
 }
@@ -166,18 +166,6 @@ var legal = map[store.State]map[string]store.State{
 	store.StateUnavailable: {},
 }
 
-// illegalCode is the SGP.22 code of an illegal transition per event.
-func illegalCode(ev store.Event) string {
-	switch ev {
-	case store.EventReleaseProfile:
-		return "8.2.1/3.5"
-	case store.EventAuthenticateClient, store.EventCCFailure, store.EventBPPDelivered,
-		store.EventInstallResult, store.EventSessionCancelled:
-		return "8.2/1.2"
-	}
-	return "8.2.1/3.3"
-}
-
 func testTransitions(t *testing.T, open Opener) {
 	ctx := context.Background()
 	s := open(t)
@@ -205,7 +193,7 @@ func testTransitions(t *testing.T, open Opener) {
 					}
 					return
 				}
-				wantErr(t, err, store.ErrIllegalTransition, illegalCode(e.ev))
+				wantErr(t, err, store.ErrIllegalTransition, store.KeyICCID)
 				var se *store.Error
 				errors.As(err, &se)
 				if se.From != from || se.Event != e.ev || se.Value != iccid {
@@ -217,11 +205,11 @@ func testTransitions(t *testing.T, open Opener) {
 			})
 		}
 	}
-	// Unknown ICCIDs: 8.2.1/3.9 for every event.
+	// Unknown ICCIDs: ErrNotFound on the ICCID for every event.
 	for _, e := range events {
 		t.Run("unknown ICCID/"+e.name, func(t *testing.T) {
 			_, err := e.apply(ctx, s, "8988000000000000999F", eid1)
-			wantErr(t, err, store.ErrNotFound, "8.2.1/3.9")
+			wantErr(t, err, store.ErrNotFound, store.KeyICCID)
 		})
 	}
 }
@@ -251,23 +239,23 @@ func testDownloadOrder(t *testing.T, open Opener) {
 		name string
 		r    store.DownloadOrderRequest
 		want error
-		code string
+		key  store.Key
 	}{
-		{"ICCID reserved by a different order", store.DownloadOrderRequest{ICCID: p.ICCID, EID: eid2}, store.ErrConflict, "8.2.1/3.3"},
-		{"ICCID reserved, now without EID", store.DownloadOrderRequest{ICCID: p.ICCID}, store.ErrConflict, "8.2.1/3.3"},
-		{"unknown ICCID", store.DownloadOrderRequest{ICCID: "89880000000000000999"}, store.ErrNotFound, "8.2.1/3.9"},
-		{"ICCID not of the profile type", store.DownloadOrderRequest{ICCID: ICCID(10), ProfileType: ptype}, store.ErrProfileTypeMismatch, "8.2.5/3.8"},
-		{"unknown profile type", store.DownloadOrderRequest{ProfileType: "nope"}, store.ErrUnknownProfileType, "8.2.5/3.9"},
+		{"ICCID reserved by a different order", store.DownloadOrderRequest{ICCID: p.ICCID, EID: eid2}, store.ErrConflict, store.KeyICCID},
+		{"ICCID reserved, now without EID", store.DownloadOrderRequest{ICCID: p.ICCID}, store.ErrConflict, store.KeyICCID},
+		{"unknown ICCID", store.DownloadOrderRequest{ICCID: "89880000000000000999"}, store.ErrNotFound, store.KeyICCID},
+		{"ICCID not of the profile type", store.DownloadOrderRequest{ICCID: ICCID(10), ProfileType: ptype}, store.ErrProfileTypeMismatch, store.KeyICCID},
+		{"unknown profile type", store.DownloadOrderRequest{ProfileType: "nope"}, store.ErrUnknownProfileType, store.KeyProfileType},
 		{"neither ICCID nor profile type", store.DownloadOrderRequest{EID: eid1}, store.ErrInvalid, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := s.DownloadOrder(ctx, tc.r)
-			wantErr(t, err, tc.want, tc.code)
+			wantErr(t, err, tc.want, tc.key)
 		})
 	}
 	must(s.DownloadOrder(ctx, store.DownloadOrderRequest{ProfileType: ptype}))(t)
 	_, err := s.DownloadOrder(ctx, store.DownloadOrderRequest{ProfileType: ptype})
-	wantErr(t, err, store.ErrNoProfileAvailable, "8.2.5/3.7")
+	wantErr(t, err, store.ErrNoProfileAvailable, store.KeyProfileType)
 }
 
 var matchingIDFormat = regexp.MustCompile(`^[A-Z2-7]{5}(-[A-Z2-7]{5}){3}$`)
@@ -315,18 +303,18 @@ func testConfirmOrder(t *testing.T, open Opener) {
 		name string
 		r    store.ConfirmOrderRequest
 		want error
-		code string
+		key  store.Key
 	}{
-		{"matchingId already used", store.ConfirmOrderRequest{ICCID: ICCID(5), MatchingID: ptr("MY-TOKEN-1")}, store.ErrMatchingIDInUse, "8.2.6/3.3"},
-		{"generated matchingId reused", store.ConfirmOrderRequest{ICCID: ICCID(5), MatchingID: ptr(generated.MatchingID)}, store.ErrMatchingIDInUse, "8.2.6/3.3"},
-		{"EID differs from the order's", store.ConfirmOrderRequest{ICCID: ICCID(5), EID: eid2}, store.ErrEIDMismatch, "8.1.1/3.10"},
-		{"empty matchingId without any EID", store.ConfirmOrderRequest{ICCID: ICCID(6), MatchingID: ptr("")}, store.ErrEIDRequired, "8.1.1/2.2"},
-		{"already confirmed", store.ConfirmOrderRequest{ICCID: ICCID(0)}, store.ErrIllegalTransition, "8.2.1/3.3"},
-		{"no ICCID", store.ConfirmOrderRequest{}, store.ErrInvalid, "8.2.1/2.2"},
+		{"matchingId already used", store.ConfirmOrderRequest{ICCID: ICCID(5), MatchingID: ptr("MY-TOKEN-1")}, store.ErrMatchingIDInUse, store.KeyMatchingID},
+		{"generated matchingId reused", store.ConfirmOrderRequest{ICCID: ICCID(5), MatchingID: ptr(generated.MatchingID)}, store.ErrMatchingIDInUse, store.KeyMatchingID},
+		{"EID differs from the order's", store.ConfirmOrderRequest{ICCID: ICCID(5), EID: eid2}, store.ErrEIDMismatch, store.KeyEID},
+		{"empty matchingId without any EID", store.ConfirmOrderRequest{ICCID: ICCID(6), MatchingID: ptr("")}, store.ErrEIDRequired, store.KeyEID},
+		{"already confirmed", store.ConfirmOrderRequest{ICCID: ICCID(0)}, store.ErrIllegalTransition, store.KeyICCID},
+		{"no ICCID", store.ConfirmOrderRequest{}, store.ErrInvalid, store.KeyICCID},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := s.ConfirmOrder(ctx, tc.r)
-			wantErr(t, err, tc.want, tc.code)
+			wantErr(t, err, tc.want, tc.key)
 		})
 	}
 	if p := must(s.GetProfile(ctx, ICCID(5)))(t); p.State != store.StateLinked || p.MatchingID != "" {
@@ -345,18 +333,18 @@ func testCancelOrder(t *testing.T, open Opener) {
 		name string
 		r    store.CancelOrderRequest
 		want error
-		code string
+		key  store.Key
 	}{
-		{"order bound to an EID, none given", store.CancelOrderRequest{ICCID: ICCID(0), Final: store.StateAvailable}, store.ErrEIDRequired, "8.1.1/2.2"},
-		{"another EID", store.CancelOrderRequest{ICCID: ICCID(0), EID: eid2, Final: store.StateAvailable}, store.ErrEIDMismatch, "8.1.1/3.10"},
-		{"matchingId does not match", store.CancelOrderRequest{ICCID: ICCID(0), EID: eid1, MatchingID: "TOKEN-X", Final: store.StateAvailable}, store.ErrMatchingIDMismatch, "8.2.6/3.10"},
-		{"invalid final status", store.CancelOrderRequest{ICCID: ICCID(0), EID: eid1, Final: store.StateReleased}, store.ErrInvalid, "8.2/2.1"},
-		{"never ordered", store.CancelOrderRequest{ICCID: ICCID(1), Final: store.StateAvailable}, store.ErrIllegalTransition, "8.2.1/3.3"},
-		{"unknown ICCID", store.CancelOrderRequest{ICCID: "89880000000000000999", Final: store.StateAvailable}, store.ErrNotFound, "8.2.1/3.9"},
+		{"order bound to an EID, none given", store.CancelOrderRequest{ICCID: ICCID(0), Final: store.StateAvailable}, store.ErrEIDRequired, store.KeyEID},
+		{"another EID", store.CancelOrderRequest{ICCID: ICCID(0), EID: eid2, Final: store.StateAvailable}, store.ErrEIDMismatch, store.KeyEID},
+		{"matchingId does not match", store.CancelOrderRequest{ICCID: ICCID(0), EID: eid1, MatchingID: "TOKEN-X", Final: store.StateAvailable}, store.ErrMatchingIDMismatch, store.KeyMatchingID},
+		{"invalid final status", store.CancelOrderRequest{ICCID: ICCID(0), EID: eid1, Final: store.StateReleased}, store.ErrInvalid, store.KeyFinalState},
+		{"never ordered", store.CancelOrderRequest{ICCID: ICCID(1), Final: store.StateAvailable}, store.ErrIllegalTransition, store.KeyICCID},
+		{"unknown ICCID", store.CancelOrderRequest{ICCID: "89880000000000000999", Final: store.StateAvailable}, store.ErrNotFound, store.KeyICCID},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := s.CancelOrder(ctx, tc.r)
-			wantErr(t, err, tc.want, tc.code)
+			wantErr(t, err, tc.want, tc.key)
 		})
 	}
 
@@ -378,7 +366,7 @@ func testCancelOrder(t *testing.T, open Opener) {
 		t.Fatalf("allocated %s, want the only Available profile %s", got.ICCID, ICCID(1))
 	}
 	_, err := s.DownloadOrder(ctx, store.DownloadOrderRequest{ProfileType: ptype})
-	wantErr(t, err, store.ErrNoProfileAvailable, "8.2.5/3.7")
+	wantErr(t, err, store.ErrNoProfileAvailable, store.KeyProfileType)
 }
 
 func testDownloadAttempts(t *testing.T, open Opener) {
@@ -406,7 +394,7 @@ func testDownloadAttempts(t *testing.T, open Opener) {
 		}
 	}
 	_, err := s.AuthenticateClient(ctx, ICCID(0), eid1)
-	wantErr(t, err, store.ErrIllegalTransition, "8.2/1.2")
+	wantErr(t, err, store.ErrIllegalTransition, store.KeyICCID)
 
 	// Profile 1: attempts used up by cancelled sessions; the next one is the
 	// retry limit and moves the profile to Error.
@@ -424,7 +412,7 @@ func testDownloadAttempts(t *testing.T, open Opener) {
 	must(s.AuthenticateClient(ctx, ICCID(1), eid1))(t)
 	must(s.AuthenticateClient(ctx, ICCID(1), eid1))(t)
 	_, err = s.AuthenticateClient(ctx, ICCID(1), eid1)
-	wantErr(t, err, store.ErrRetryLimit, "8.8.5/6.4")
+	wantErr(t, err, store.ErrRetryLimit, store.KeyICCID)
 	if p := must(s.GetProfile(ctx, ICCID(1)))(t); p.State != store.StateError {
 		t.Fatalf("after the retry limit: %s, want Error", p.State)
 	}
@@ -435,7 +423,7 @@ func testDownloadAttempts(t *testing.T, open Opener) {
 		t.Fatalf("first wrong code: %+v", p)
 	}
 	_, err = s.ConfirmationCodeFailed(ctx, ICCID(2))
-	wantErr(t, err, store.ErrCCRetryLimit, "8.2.7/6.4")
+	wantErr(t, err, store.ErrCCRetryLimit, store.KeyICCID)
 	if p := must(s.GetProfile(ctx, ICCID(2)))(t); p.State != store.StateError || p.CCAttempts != 2 {
 		t.Fatalf("after the CC retry limit: %+v", p)
 	}
@@ -458,20 +446,20 @@ func testAuthenticateClient(t *testing.T, open Opener) {
 	for _, tc := range []struct {
 		name, iccid, eid string
 		want             error
-		code             string
+		key              store.Key
 	}{
-		{"now bound to another eUICC", ICCID(0), eid1, store.ErrEIDMismatch, "8.1.1/3.8"},
-		{"order bound to another EID", ICCID(1), eid2, store.ErrEIDMismatch, "8.1.1/3.8"},
-		{"no EID", ICCID(1), "", store.ErrInvalid, "8.1.1/2.2"},
+		{"now bound to another eUICC", ICCID(0), eid1, store.ErrEIDMismatch, store.KeyEID},
+		{"order bound to another EID", ICCID(1), eid2, store.ErrEIDMismatch, store.KeyEID},
+		{"no EID", ICCID(1), "", store.ErrInvalid, store.KeyEID},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := s.AuthenticateClient(ctx, tc.iccid, tc.eid)
-			wantErr(t, err, tc.want, tc.code)
+			wantErr(t, err, tc.want, tc.key)
 		})
 	}
 	clock.Advance(time.Hour)
 	_, err := s.AuthenticateClient(ctx, ICCID(2), eid1)
-	wantErr(t, err, store.ErrOrderExpired, "8.8.5/4.10")
+	wantErr(t, err, store.ErrOrderExpired, store.KeyICCID)
 }
 
 func testLookups(t *testing.T, open Opener) {
@@ -493,13 +481,13 @@ func testLookups(t *testing.T, open Opener) {
 		name string
 		fn   func() error
 		want error
-		code string
+		key  store.Key
 	}{
-		{"unknown matchingId", func() error { _, err := s.ProfileByMatchingID(ctx, "NOPE"); return err }, store.ErrNotFound, "8.2.6/3.8"},
-		{"empty matchingId", func() error { _, err := s.ProfileByMatchingID(ctx, ""); return err }, store.ErrNotFound, "8.2.6/3.8"},
-		{"EID without pending order", func() error { _, err := s.PendingOrderByEID(ctx, eid2); return err }, store.ErrNotFound, "8.1.1/3.8"},
-		{"unknown ICCID", func() error { _, err := s.GetProfile(ctx, "89880000000000000999"); return err }, store.ErrNotFound, "8.2.1/3.9"},
+		{"unknown matchingId", func() error { _, err := s.ProfileByMatchingID(ctx, "NOPE"); return err }, store.ErrNotFound, store.KeyMatchingID},
+		{"empty matchingId", func() error { _, err := s.ProfileByMatchingID(ctx, ""); return err }, store.ErrNotFound, store.KeyMatchingID},
+		{"EID without pending order", func() error { _, err := s.PendingOrderByEID(ctx, eid2); return err }, store.ErrNotFound, store.KeyEID},
+		{"unknown ICCID", func() error { _, err := s.GetProfile(ctx, "89880000000000000999"); return err }, store.ErrNotFound, store.KeyICCID},
 	} {
-		t.Run(tc.name, func(t *testing.T) { wantErr(t, tc.fn(), tc.want, tc.code) })
+		t.Run(tc.name, func(t *testing.T) { wantErr(t, tc.fn(), tc.want, tc.key) })
 	}
 }

@@ -43,7 +43,7 @@ func testConcurrentAllocation(t *testing.T, open Opener) {
 	wg.Wait()
 	CheckAllocation(t, got, pool)
 	for _, err := range errs {
-		wantErr(t, err, store.ErrNoProfileAvailable, "8.2.5/3.7")
+		wantErr(t, err, store.ErrNoProfileAvailable, store.KeyProfileType)
 	}
 	if c := must(s.CountByState(ctx, "b1"))(t); c[store.StateLinked] != pool || c[store.StateAvailable] != 0 {
 		t.Fatalf("states after the race: %v", c)
@@ -87,7 +87,7 @@ func testConcurrentOrdersOnOneProfile(t *testing.T, open Opener) {
 		t.Fatalf("%d DownloadOrders for one ICCID succeeded, want 1", wins)
 	}
 	for _, err := range losses {
-		wantErr(t, err, store.ErrConflict, "8.2.1/3.3")
+		wantErr(t, err, store.ErrConflict, store.KeyICCID)
 	}
 
 	for i := 0; i < n; i++ {
@@ -101,7 +101,7 @@ func testConcurrentOrdersOnOneProfile(t *testing.T, open Opener) {
 		t.Fatalf("%d ConfirmOrders with one matching ID succeeded, want 1", wins)
 	}
 	for _, err := range losses {
-		wantErr(t, err, store.ErrMatchingIDInUse, "8.2.6/3.3")
+		wantErr(t, err, store.ErrMatchingIDInUse, store.KeyMatchingID)
 	}
 }
 

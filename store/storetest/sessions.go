@@ -60,19 +60,19 @@ func testSessions(t *testing.T, open Opener) {
 		name string
 		fn   func() error
 		want error
-		code string
+		key  store.Key
 	}{
-		{"expired", func() error { _, err := s.GetSession(ctx, "short"); return err }, store.ErrNotFound, "8.10.1/3.9"},
+		{"expired", func() error { _, err := s.GetSession(ctx, "short"); return err }, store.ErrNotFound, store.KeyTransactionID},
 		{"update of an expired session", func() error {
 			_, err := s.UpdateSession(ctx, store.Session{TransactionID: "short", Version: 1})
 			return err
-		}, store.ErrNotFound, "8.10.1/3.9"},
-		{"cancelled", func() error { _, err := s.GetSession(ctx, "cancelled"); return err }, store.ErrNotFound, "8.10.1/3.9"},
-		{"unknown", func() error { _, err := s.GetSession(ctx, "nope"); return err }, store.ErrNotFound, "8.10.1/3.9"},
-		{"delete unknown", func() error { return s.DeleteSession(ctx, "nope") }, store.ErrNotFound, "8.10.1/3.9"},
-		{"no transaction id", func() error { _, err := s.PutSession(ctx, store.Session{}); return err }, store.ErrInvalid, "8.10.1/2.2"},
+		}, store.ErrNotFound, store.KeyTransactionID},
+		{"cancelled", func() error { _, err := s.GetSession(ctx, "cancelled"); return err }, store.ErrNotFound, store.KeyTransactionID},
+		{"unknown", func() error { _, err := s.GetSession(ctx, "nope"); return err }, store.ErrNotFound, store.KeyTransactionID},
+		{"delete unknown", func() error { return s.DeleteSession(ctx, "nope") }, store.ErrNotFound, store.KeyTransactionID},
+		{"no transaction id", func() error { _, err := s.PutSession(ctx, store.Session{}); return err }, store.ErrInvalid, store.KeyTransactionID},
 	} {
-		t.Run(tc.name, func(t *testing.T) { wantErr(t, tc.fn(), tc.want, tc.code) })
+		t.Run(tc.name, func(t *testing.T) { wantErr(t, tc.fn(), tc.want, tc.key) })
 	}
 
 	n := must(s.DeleteExpired(ctx))(t)

@@ -18,7 +18,7 @@ import (
 
 // Opener opens a fresh, empty store with the given options and arranges for
 // it to be closed when t ends.
-type Opener func(t *testing.T, opts ...store.Option) store.Store
+type Opener func(t *testing.T, opts ...store.Option) *store.DB
 
 // Clock is a settable clock for store.WithClock.
 type Clock struct {
@@ -100,7 +100,7 @@ const (
 )
 
 // fill creates batch "b1" and n profiles of ptype.
-func fill(t *testing.T, s store.Store, n int) []store.Profile {
+func fill(t *testing.T, s *store.DB, n int) []store.Profile {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := s.CreateBatch(ctx, store.Batch{ID: "b1", ProfileType: ptype, KeyBlob: []byte("wrapped-key")}); err != nil {
@@ -113,22 +113,23 @@ func fill(t *testing.T, s store.Store, n int) []store.Profile {
 	return ps
 }
 
-// wantErr checks err against a sentinel and, when code is not empty, the
-// SGP.22 subject/reason it maps to.
-func wantErr(t *testing.T, err error, want error, code string) {
+// wantErr checks err against a sentinel and, when key is not empty, the
+// identifier the error concerns (which, with the kind, decides the SGP.22
+// code the protocol layer answers).
+func wantErr(t *testing.T, err error, want error, key store.Key) {
 	t.Helper()
 	if !errors.Is(err, want) {
 		t.Fatalf("error = %v, want %v", err, want)
 	}
-	if code == "" {
+	if key == "" {
 		return
 	}
 	var se *store.Error
 	if !errors.As(err, &se) {
 		t.Fatalf("error %v is not a *store.Error", err)
 	}
-	if s, r := se.Code(); s+"/"+r != code {
-		t.Fatalf("error %v: code %s/%s, want %s", err, s, r, code)
+	if se.Key != key {
+		t.Fatalf("error %v concerns %q, want %q", err, se.Key, key)
 	}
 }
 
