@@ -6,7 +6,7 @@ PKGS    := ./...
 BENCH   ?= .
 BENCHTIME ?= 1s
 
-.PHONY: all build test demo bench lint fuzz clean
+.PHONY: all build test demo bench lint fuzz clean testdata-check
 
 all: build
 
@@ -33,6 +33,11 @@ lint:
 	$(GO) vet $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# testdata/ts48, sgp26 and vectors must equal the shared reference library when
+# ../shared sits beside the repository (skipped when it does not); see testdata/README.md.
+testdata-check:
+	$(GO) test -count=1 -run '^TestTestdata' -v ./internal/testenv/
 
 # Short runs of every fuzz target (FUZZTIME each); CI runs the seed corpora via `make test`.
 FUZZTIME ?= 20s

@@ -13,7 +13,7 @@ import (
 // benchUPP is the TS.48 v5 SAIP 2.3 generic profile (12 163 bytes), the
 // "TS.48-size UPP" of the performance targets.
 func benchUPP(b *testing.B) []byte {
-	upp, err := os.ReadFile(testenv.SharedPath(b, "ts48", "TS48v5_SAIP2.3_NoBERTLV.der"))
+	upp, err := os.ReadFile(testenv.Path(b, "ts48", "TS48v5_SAIP2.3_NoBERTLV.der"))
 	if err != nil {
 		b.Fatal(err)
 	}

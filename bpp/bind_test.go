@@ -22,7 +22,7 @@ var (
 
 func smallPPP(t testing.TB) (*PPP, []byte) {
 	t.Helper()
-	upp, err := os.ReadFile(testenv.SharedPath(t, "ts48", "TS48v2_SAIP2.1_NoBERTLV.der"))
+	upp, err := os.ReadFile(testenv.Path(t, "ts48", "TS48v2_SAIP2.1_NoBERTLV.der"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ import (
 // Every SGP.26 private key (SK_*.pem, both curves, SEC1 with an EC
 // PARAMETERS block) parses and matches its published public key (PK_*.pem).
 func TestParseSGP26Keys(t *testing.T) {
-	sks, err := filepath.Glob(testenv.SharedPath(t, "sgp26", "*", "SK_*.pem"))
+	sks, err := filepath.Glob(testenv.Path(t, "sgp26", "*", "SK_*.pem"))
 	if err != nil || len(sks) < 10 {
 		t.Fatalf("SGP.26 keys: %v (%d files)", err, len(sks))
 	}

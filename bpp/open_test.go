@@ -73,7 +73,7 @@ func (p *parts) clone() *parts {
 // Each kind of damage is rejected with the error that names it.
 func TestOpenRejects(t *testing.T) {
 	e := newEnv(t, CurveP256, "NIST")
-	upp, err := os.ReadFile(testenv.SharedPath(t, "ts48", "TS48v5_SAIP2.3_NoBERTLV.der"))
+	upp, err := os.ReadFile(testenv.Path(t, "ts48", "TS48v5_SAIP2.3_NoBERTLV.der"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestOpenRejects(t *testing.T) {
 	}
 
 	t.Run("other SM-DP+ public key", func(t *testing.T) {
-		pem, err := os.ReadFile(testenv.SharedPath(t, "sgp26", "DPpb", "PK_S_SM_DP2pb_ECDSA_NIST.pem"))
+		pem, err := os.ReadFile(testenv.Path(t, "sgp26", "DPpb", "PK_S_SM_DP2pb_ECDSA_NIST.pem"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -235,7 +235,7 @@ func TestOpenRejects(t *testing.T) {
 func TestSessionKeyMode(t *testing.T) {
 	for _, c := range curves {
 		e := newEnv(t, c.curve, c.sgp26)
-		upp, err := os.ReadFile(testenv.SharedPath(t, "ts48", "TS48v4_SAIP2.3_BERTLV.der"))
+		upp, err := os.ReadFile(testenv.Path(t, "ts48", "TS48v4_SAIP2.3_BERTLV.der"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -269,7 +269,7 @@ func TestSessionKeyMode(t *testing.T) {
 // the input size once, and oversize input is refused before any work.
 func TestOpenBoundedMemory(t *testing.T) {
 	e := newEnv(t, CurveP256, "NIST")
-	upp, _ := os.ReadFile(testenv.SharedPath(t, "ts48", "TS48v1_A.der"))
+	upp, _ := os.ReadFile(testenv.Path(t, "ts48", "TS48v1_A.der"))
 	ppp, err := Protect(upp, nil)
 	if err != nil {
 		t.Fatal(err)

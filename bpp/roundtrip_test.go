@@ -39,11 +39,11 @@ func mustDecode(s string) []byte {
 // the published public key.
 func dppb(t testing.TB, suffix string) (*SoftwareSigner, *ecdsa.PublicKey) {
 	t.Helper()
-	skPEM, err := os.ReadFile(testenv.SharedPath(t, "sgp26", "DPpb", "SK_S_SM_DPpb_ECDSA_"+suffix+".pem"))
+	skPEM, err := os.ReadFile(testenv.Path(t, "sgp26", "DPpb", "SK_S_SM_DPpb_ECDSA_"+suffix+".pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	pkPEM, err := os.ReadFile(testenv.SharedPath(t, "sgp26", "DPpb", "PK_S_SM_DPpb_ECDSA_"+suffix+".pem"))
+	pkPEM, err := os.ReadFile(testenv.Path(t, "sgp26", "DPpb", "PK_S_SM_DPpb_ECDSA_"+suffix+".pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +291,7 @@ func checkTamperErr(t *testing.T, what string, err error) {
 func TestTamperEveryByte(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, CurveP256, "NIST")
-	upp, err := os.ReadFile(testenv.SharedPath(t, "ts48", "TS48v5_SAIP2.3_NoBERTLV.der"))
+	upp, err := os.ReadFile(testenv.Path(t, "ts48", "TS48v5_SAIP2.3_NoBERTLV.der"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,7 +65,7 @@ type bspVectors struct {
 
 func loadVectors(t testing.TB) *bspVectors {
 	t.Helper()
-	raw, err := os.ReadFile(testenv.SharedPath(t, "vectors", "bsp.json"))
+	raw, err := os.ReadFile(testenv.Path(t, "vectors", "bsp.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

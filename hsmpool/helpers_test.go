@@ -68,7 +68,7 @@ func testConfig(t testing.TB) Config {
 		for _, k := range sgp26Keys {
 			k := k
 			steps = append(steps, func() error {
-				pemData, err := os.ReadFile(testenv.SharedPath(t, "sgp26", k.dir, k.file))
+				pemData, err := os.ReadFile(testenv.Path(t, "sgp26", k.dir, k.file))
 				if err != nil {
 					return err
 				}

@@ -26,7 +26,7 @@ func TestSignVerifiesWithSGP26PublicKeys(t *testing.T) {
 		for _, lane := range []Lane{Live, Batch} {
 			t.Run(k.label+"/"+lane.String(), func(t *testing.T) {
 				pkFile := strings.Replace(k.file, "SK_", "PK_", 1)
-				pemData, err := os.ReadFile(testenv.SharedPath(t, "sgp26", k.dir, pkFile))
+				pemData, err := os.ReadFile(testenv.Path(t, "sgp26", k.dir, pkFile))
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -28,7 +28,7 @@ func openSoftPool(t *testing.T) (*Pool, string) {
 	p := openPool(t, Config{Backend: BackendSoftware, SoftwareFile: path, SoftwarePassphrase: "dev passphrase"})
 	ctx := context.Background()
 	for _, k := range sgp26Keys {
-		pemData, err := os.ReadFile(testenv.SharedPath(t, "sgp26", k.dir, k.file))
+		pemData, err := os.ReadFile(testenv.Path(t, "sgp26", k.dir, k.file))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,10 +7,12 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/install-deps.sh"
 
-shared=${PERSO_SHARED:-$root/../shared}
-template=${DEMO_TEMPLATE:-$shared/ts48/TS48v5_SAIP2.3_NoBERTLV.der}
+# The TS.48 template and the SGP.26 test PKI come from the repository's testdata/.
+testdata=$root/testdata
+template=${DEMO_TEMPLATE:-$testdata/ts48/TS48v5_SAIP2.3_NoBERTLV.der}
 count=${DEMO_COUNT:-5}
-[ -f "$template" ] || { echo "demo: template $template not found (set DEMO_TEMPLATE or PERSO_SHARED)" >&2; exit 1; }
+[ -f "$template" ] || { echo "demo: template $template not found (set DEMO_TEMPLATE to a SAIP DER file)" >&2; exit 1; }
+[ -d "$testdata/sgp26/DPpb" ] || { echo "demo: SGP.26 test PKI missing at $testdata/sgp26 (see testdata/README.md)" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/perso-demo.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -18,7 +20,7 @@ trap 'rm -rf "$work"' EXIT
 export PERSO_HSM_PIN=${PERSO_HSM_PIN:-demo-user-pin}
 export PERSO_HSM_SO_PIN=${PERSO_HSM_SO_PIN:-demo-so-pin}
 
-"$root/bin/perso" hsm init --dir "$work/hsm" --label perso-demo --import-sgp26 "$shared/sgp26"
+"$root/bin/perso" hsm init --dir "$work/hsm" --label perso-demo --import-sgp26 "$testdata/sgp26"
 export SOFTHSM2_CONF="$work/hsm/softhsm2.conf"
 "$root/bin/perso" demo --hsm.token perso-demo --template "$template" --count "$count" \
   --store.dsn "$work/perso.db"

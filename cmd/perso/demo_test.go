@@ -15,7 +15,7 @@ func provisionedToken(t *testing.T) []string {
 	tok := testenv.SoftHSM(t) // SoftHSM2 must be installed (fails in CI, skips by hand)
 	env := []string{"PERSO_HSM_PIN=" + testPIN, "PERSO_HSM_SO_PIN=" + testSOPIN, "PERSO_HSM_MODULE=" + tok.Module}
 	_, env = runHSMInit(t, env, "--dir", filepath.Join(t.TempDir(), "hsm"),
-		"--label", "perso-demo", "--import-sgp26", testenv.SharedPath(t, "sgp26"))
+		"--label", "perso-demo", "--import-sgp26", testenv.Path(t, "sgp26"))
 	return env
 }
 
@@ -33,7 +33,7 @@ const (
 func TestDemoRunsTheCoreEndToEnd(t *testing.T) {
 	env := provisionedToken(t)
 	const count = 4
-	out, stderr := runPersoChild(t, env, "demo", "--template", testenv.SharedPath(t, "ts48", "TS48v5_SAIP2.3_NoBERTLV.der"),
+	out, stderr := runPersoChild(t, env, "demo", "--template", testenv.Path(t, "ts48", "TS48v5_SAIP2.3_NoBERTLV.der"),
 		"--count", "4", "--store.dsn", filepath.Join(t.TempDir(), "perso.db"))
 	if !strings.Contains(out, "every opened UPP equals the personalised one: OK") {
 		t.Fatalf("demo did not confirm the round trip:\n%s\n%s", out, stderr)

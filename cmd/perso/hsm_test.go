@@ -68,7 +68,7 @@ func TestHSMInitStatusBench(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "hsm")
 	pins := []string{"PERSO_HSM_PIN=" + testPIN, "PERSO_HSM_SO_PIN=" + testSOPIN, "PERSO_HSM_MODULE=" + tok.Module,
 		"PERSO_HSM_TRANSPORT_KEY=000102030405060708090a0b0c0d0e0f"}
-	out, env := runHSMInit(t, pins, "--dir", dir, "--import-sgp26", testenv.SharedPath(t, "sgp26"))
+	out, env := runHSMInit(t, pins, "--dir", dir, "--import-sgp26", testenv.Path(t, "sgp26"))
 	if want := "SOFTHSM2_CONF=" + filepath.Join(dir, "softhsm2.conf"); !strings.Contains(out, want) {
 		t.Fatalf("stdout lacks %q:\n%s", want, out)
 	}

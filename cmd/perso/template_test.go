@@ -29,7 +29,7 @@ func runPerso(t *testing.T, args ...string) (string, error) {
 }
 
 func ts48File(t *testing.T) string {
-	return testenv.SharedPath(t, "ts48", "TS48V5-SAIP2-3-NOBERTLV-UNIQUE.der")
+	return testenv.Path(t, "ts48", "TS48V5-SAIP2-3-NOBERTLV-UNIQUE.der")
 }
 
 func TestTemplateInspectJSONMasksSecretsUnlessAsked(t *testing.T) {

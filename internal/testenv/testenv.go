@@ -1,5 +1,5 @@
-// Package testenv locates the shared reference data and the external services
-// (SoftHSM2, PostgreSQL) that perso's tests use.
+// Package testenv locates the repository's test data (testdata/) and the
+// external services (SoftHSM2, PostgreSQL) that perso's tests use.
 //
 // Tests that need a service call SoftHSM or PostgresDSN. Under `make test` and
 // in CI the services are always present (scripts/with-services.sh starts
@@ -9,6 +9,7 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,54 +37,57 @@ func unavailable(t testing.TB, what string) {
 }
 
 var (
-	sharedOnce sync.Once
-	sharedDir  string
+	rootOnce sync.Once
+	rootDir  string
+	rootErr  error
 )
 
-// SharedDir returns the path of the ../shared reference directory that sits
-// beside the repository (override with PERSO_SHARED).
-func SharedDir(t testing.TB) string {
+// Root returns the module root: the nearest directory at or above the test's
+// working directory (its package directory under `go test`) that holds go.mod.
+func Root(t testing.TB) string {
 	t.Helper()
-	sharedOnce.Do(func() {
-		if d := os.Getenv("PERSO_SHARED"); d != "" {
-			sharedDir = d
-			return
-		}
+	rootOnce.Do(func() {
 		wd, err := os.Getwd()
 		if err != nil {
+			rootErr = err
 			return
 		}
 		for d := wd; ; d = filepath.Dir(d) {
 			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				sharedDir = filepath.Join(filepath.Dir(d), "shared")
+				rootDir = d
 				return
 			}
 			if filepath.Dir(d) == d {
+				rootErr = fmt.Errorf("no go.mod in %s or any parent", wd)
 				return
 			}
 		}
 	})
-	if sharedDir == "" {
-		t.Fatal("cannot find ../shared beside the repository; set PERSO_SHARED")
+	if rootErr != nil {
+		t.Fatalf("cannot find the module root: %v", rootErr)
 	}
-	if _, err := os.Stat(filepath.Join(sharedDir, "ts48")); err != nil {
-		t.Fatalf("shared reference data missing at %s: %v", sharedDir, err)
-	}
-	return sharedDir
+	return rootDir
 }
 
-// SharedPath joins elements onto SharedDir.
-func SharedPath(t testing.TB, elem ...string) string {
+// Path joins elem onto the repository's testdata directory, which holds the
+// reference data the tests read (TS.48 profiles in ts48/, the SGP.26 test PKI
+// in sgp26/, the BSP vectors in vectors/; see testdata/README.md). The result
+// may be a glob pattern; only testdata itself must exist.
+func Path(t testing.TB, elem ...string) string {
 	t.Helper()
-	return filepath.Join(append([]string{SharedDir(t)}, elem...)...)
+	dir := filepath.Join(Root(t), "testdata")
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("repository test data missing: %v", err)
+	}
+	return filepath.Join(append([]string{dir}, elem...)...)
 }
 
-// TS48 returns the paths of every TS.48 profile in ../shared/ts48, sorted.
+// TS48 returns the paths of every TS.48 profile in testdata/ts48, sorted.
 func TS48(t testing.TB) []string {
 	t.Helper()
-	files, err := filepath.Glob(SharedPath(t, "ts48", "*.der"))
+	files, err := filepath.Glob(Path(t, "ts48", "*.der"))
 	if err != nil || len(files) == 0 {
-		t.Fatalf("no TS.48 profiles in %s", SharedPath(t, "ts48"))
+		t.Fatalf("no TS.48 profiles in %s", Path(t, "ts48"))
 	}
 	sort.Strings(files)
 	return files
