@@ -93,7 +93,7 @@ PINs come from $PERSO_HSM_PIN and $PERSO_HSM_SO_PIN. When unset, the demo PINs 1
 12345678 are used and a warning is printed: for demos and tests only.
 
 stdout receives shell exports for later commands, e.g.
-  eval "$(perso hsm init --dir /tmp/hsm --import-sgp26 ../shared/sgp26)"
+  eval "$(perso hsm init --dir /tmp/hsm --import-sgp26 testdata/sgp26)"
 and the same lines are written to DIR/perso-hsm.env.
 
 With --software, creates DIR/keys.json for the development-only software backend instead
