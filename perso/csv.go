@@ -3,35 +3,101 @@ package perso
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 )
 
-// maxLine bounds one input line (and one multi-line quoted record).
-const maxLine = 1 << 20
+// DefaultMaxLine bounds one input line (and one multi-line quoted record)
+// when Options.MaxLine is zero.
+const DefaultMaxLine = 1 << 20
+
+// maxHeaderBytes bounds what may precede and make up a header (the CSV
+// header row, the whole .out header): a file that has not shown its header
+// within it is not a personalisation file.
+const maxHeaderBytes = 1 << 20
 
 // lineReader returns lines without their line end, counting them, and
 // tells whether the last one was cut short by the end of input. It owns its
 // buffer (unlike bufio) so that wipe can clear the input text — hex Ki and
 // OPc of plaintext files — when the reader is closed.
+//
+// Memory is bounded by the line limit: a longer line is skipped, not
+// buffered, and skipping gives up (errNoLineEnd) when no line end comes
+// within skipLimit bytes, so /dev/zero or a sparse file of zeros ends with
+// an error instead of running for as long as the input lasts. The context
+// is checked at every buffer refill, so a cancelled caller is never held up
+// by skipping.
 type lineReader struct {
 	r            io.Reader
+	ctx          context.Context // nil: not cancellable
 	buf          []byte
 	start, end   int
 	err          error // sticky read error (io.EOF at the end)
 	line         int64
 	long         []byte
 	unterminated bool
+	max          int   // line limit
+	setting      string
+	consumed     int64 // bytes returned so far
+	noSkip       bool  // an overlong line is reported at once, not skipped (headers)
 }
 
 const lineBufSize = 256 << 10
 
-func newLineReader(r io.Reader) *lineReader {
-	return &lineReader{r: r, buf: make([]byte, lineBufSize)}
+func newLineReader(r io.Reader, o *Options) *lineReader {
+	max := o.MaxLine
+	if max <= 0 {
+		max = DefaultMaxLine
+	}
+	return &lineReader{r: r, buf: make([]byte, lineBufSize), max: max, setting: o.MaxLineSetting}
 }
 
 var errLineTooLong = errors.New("line too long")
+
+// LimitError reports input that exceeds one of the reader's size limits.
+// It names the limit and, when the caller said how (Options.MaxLineSetting),
+// the setting that raises it.
+type LimitError struct {
+	Line    int64  // the line where the limit was hit
+	What    string // e.g. "no line end"
+	Limit   int64  // bytes
+	Setting string
+}
+
+func (e *LimitError) Error() string {
+	s := fmt.Sprintf("line %d: %s within %s", e.Line, e.What, sizeText(e.Limit))
+	if e.Setting != "" {
+		s += " (raise the line limit with " + e.Setting + ")"
+	}
+	return s
+}
+
+// sizeText prints a byte count for errors.
+func sizeText(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// skipLimit is how far an overlong line is skipped looking for its end.
+func (l *lineReader) skipLimit() int64 {
+	return max(64<<20, 4*int64(l.max))
+}
+
+// tooLong is the reject reason for a line over the limit.
+func (l *lineReader) tooLong(what string) string {
+	s := fmt.Sprintf("%s longer than %s (the line limit", what, sizeText(int64(l.max)))
+	if l.setting != "" {
+		s += "; raise it with " + l.setting
+	}
+	return s + ")"
+}
 
 // readSlice behaves like bufio.Reader.ReadSlice('\n').
 func (l *lineReader) readSlice() ([]byte, error) {
@@ -39,21 +105,29 @@ func (l *lineReader) readSlice() ([]byte, error) {
 		if i := bytes.IndexByte(l.buf[l.start:l.end], '\n'); i >= 0 {
 			b := l.buf[l.start : l.start+i+1]
 			l.start += i + 1
+			l.consumed += int64(len(b))
 			return b, nil
 		}
 		if l.err != nil {
 			b := l.buf[l.start:l.end]
 			l.start = l.end
+			l.consumed += int64(len(b))
 			return b, l.err
 		}
 		if l.start == 0 && l.end == len(l.buf) {
 			l.start = l.end
+			l.consumed += int64(len(l.buf))
 			return l.buf, bufio.ErrBufferFull
 		}
 		if l.start > 0 {
 			n := copy(l.buf, l.buf[l.start:l.end])
 			clear(l.buf[n:l.end])
 			l.start, l.end = 0, n
+		}
+		if l.ctx != nil {
+			if err := l.ctx.Err(); err != nil {
+				return nil, context.Cause(l.ctx)
+			}
 		}
 		n, err := l.r.Read(l.buf[l.end:])
 		l.end += n
@@ -73,21 +147,32 @@ func (l *lineReader) wipe() {
 }
 
 // next returns the next line (valid until the following call). A line
-// longer than maxLine is consumed and reported as errLineTooLong.
+// longer than the limit is skipped and reported as errLineTooLong; one
+// without a line end within skipLimit ends the input with a *LimitError.
 func (l *lineReader) next() ([]byte, error) {
 	b, err := l.readSlice()
 	if err == bufio.ErrBufferFull {
 		l.long = append(l.long[:0], b...)
-		for err == bufio.ErrBufferFull {
+		for err == bufio.ErrBufferFull && len(l.long) <= l.max {
 			b, err = l.readSlice()
-			if len(l.long) < maxLine {
-				l.long = append(l.long, b...)
-			}
+			l.long = append(l.long, b...)
 		}
-		if len(l.long) >= maxLine {
+		if n := len(bytes.TrimSuffix(l.long, []byte{'\n'})); n > l.max {
 			l.line++
+			skipped := int64(len(l.long))
 			clear(l.long)
 			l.long = l.long[:0]
+			if l.noSkip {
+				return nil, errLineTooLong
+			}
+			for err == bufio.ErrBufferFull {
+				if skipped > l.skipLimit() {
+					return nil, &LimitError{Line: l.line, What: "no line end", Limit: l.skipLimit(), Setting: l.setting}
+				}
+				b, err = l.readSlice()
+				skipped += int64(len(b))
+				clear(b)
+			}
 			if err == io.EOF {
 				l.unterminated = true
 				err = nil
@@ -137,15 +222,22 @@ func NewCSVReader(r io.Reader, o Options) (*Reader, error) {
 	if err := o.setDefaults(); err != nil {
 		return nil, err
 	}
-	s := &csvSource{lr: newLineReader(r), delim: byte(o.Delimiter)}
+	s := &csvSource{lr: newLineReader(r, &o), delim: byte(o.Delimiter)}
 	if c, ok := r.(io.Closer); ok {
 		s.closer = c
 	}
 	var header [][]byte
+	s.lr.noSkip = true
 	for {
+		if s.lr.consumed > maxHeaderBytes {
+			return nil, fmt.Errorf("%s: no header row in the first %s", o.File, sizeText(maxHeaderBytes))
+		}
 		line, err := s.lr.next()
 		if err == io.EOF {
 			return nil, fmt.Errorf("%s: no header row", o.File)
+		}
+		if err == errLineTooLong {
+			return nil, fmt.Errorf("%s: header: %s", o.File, s.lr.tooLong("header row"))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: header: %w", o.File, err)
@@ -160,6 +252,7 @@ func NewCSVReader(r io.Reader, o Options) (*Reader, error) {
 		header = s.fields
 		break
 	}
+	s.lr.noSkip = false
 	names := make([]string, len(header))
 	for i, h := range header {
 		names[i] = string(h)
@@ -182,7 +275,7 @@ func (s *csvSource) read(row *rawRow) error {
 		line, err := s.lr.next()
 		if err == errLineTooLong {
 			row.line = s.lr.line
-			row.bad = &Problem{Reason: "line longer than 1 MiB"}
+			row.bad = &Problem{Reason: s.lr.tooLong("line")}
 			row.unterminated = s.lr.unterminated
 			return nil
 		}
@@ -195,10 +288,17 @@ func (s *csvSource) read(row *rawRow) error {
 		row.line = s.lr.line
 		if !s.split(line) {
 			// A quoted field continues on the next line(s).
+			// Only a line holding a quote can close the field, so only
+			// such lines trigger a new split of the whole record, and at
+			// most maxQuotedSplits times: re-splitting a growing record
+			// per line would make a file of "" lines quadratic.
 			acc := append(s.pending[:0], line...)
-			for !s.split(acc) {
-				if len(acc) > maxLine {
-					row.bad = &Problem{Reason: "quoted field longer than 1 MiB"}
+			for splits := 0; ; {
+				if len(acc) > s.lr.max || splits > maxQuotedSplits {
+					row.bad = &Problem{Reason: s.lr.tooLong("quoted field")}
+					if splits > maxQuotedSplits {
+						row.bad = &Problem{Reason: fmt.Sprintf("quoted field open over more than %d lines with quotes", maxQuotedSplits)}
+					}
 					s.pending = acc[:0]
 					return nil
 				}
@@ -215,6 +315,12 @@ func (s *csvSource) read(row *rawRow) error {
 					return err
 				}
 				acc = append(append(acc, '\n'), next...)
+				if bytes.IndexByte(next, '"') >= 0 {
+					splits++
+					if s.split(acc) {
+						break
+					}
+				}
 			}
 			s.pending = acc[:0]
 		}
@@ -231,6 +337,9 @@ func (s *csvSource) read(row *rawRow) error {
 		return nil
 	}
 }
+
+// maxQuotedSplits bounds the lines with quotes in one multi-line record.
+const maxQuotedSplits = 256
 
 // split splits one line into s.fields. It returns false when a quoted
 // field is still open at the end of the line.
@@ -318,6 +427,8 @@ func trimLeftBlank(b []byte) []byte {
 }
 
 func (s *csvSource) finish() []Reject { return nil }
+
+func (s *csvSource) setContext(ctx context.Context) { s.lr.ctx = ctx }
 
 func (s *csvSource) close() error {
 	s.lr.wipe()

@@ -2,6 +2,7 @@ package perso
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -87,7 +88,7 @@ func NewOutReader(r io.Reader, o Options) (*Reader, error) {
 	if err := o.setDefaults(); err != nil {
 		return nil, err
 	}
-	s := &outSource{lr: newLineReader(r), file: o.File}
+	s := &outSource{lr: newLineReader(r, &o), file: o.File}
 	if c, ok := r.(io.Closer); ok {
 		s.closer = c
 	}
@@ -144,13 +145,18 @@ const (
 func (s *outSource) readHeader() (*OutHeader, error) {
 	h := &OutHeader{Fields: map[string]string{}, InputVars: map[string]string{}, Quantity: -1}
 	sec := secNone
+	s.lr.noSkip = true
+	defer func() { s.lr.noSkip = false }()
 	for {
+		if s.lr.consumed > maxHeaderBytes {
+			return nil, fmt.Errorf("no var_out line (OUTPUT VARIABLES) in the first %s", sizeText(maxHeaderBytes))
+		}
 		line, err := s.lr.next()
 		if err == io.EOF {
 			return nil, fmt.Errorf("no var_out line (OUTPUT VARIABLES)")
 		}
 		if err == errLineTooLong {
-			return nil, fmt.Errorf("line %d: header line too long", s.lr.line)
+			return nil, fmt.Errorf("line %d: header %s", s.lr.line, s.lr.tooLong("line"))
 		}
 		if err != nil {
 			return nil, err
@@ -276,13 +282,15 @@ func addDigits(d string, n int64) string {
 	return string(b)
 }
 
+func (s *outSource) setContext(ctx context.Context) { s.lr.ctx = ctx }
+
 func (s *outSource) read(row *rawRow) error {
 	for {
 		line, err := s.lr.next()
 		if err == errLineTooLong {
 			s.lines++
 			row.line = s.lr.line
-			row.bad = &Problem{Reason: "line longer than 1 MiB"}
+			row.bad = &Problem{Reason: s.lr.tooLong("line")}
 			row.unterminated = s.lr.unterminated
 			return nil
 		}

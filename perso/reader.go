@@ -67,6 +67,12 @@ type Options struct {
 	Allocator memory.Allocator
 	// Logger receives a summary per input (counts only, never values).
 	Logger *slog.Logger
+	// MaxLine bounds one line of a text input (CSV, .out) in bytes
+	// (default DefaultMaxLine). A longer line is rejected, never buffered.
+	MaxLine int
+	// MaxLineSetting names how the caller's user raises MaxLine (e.g. a
+	// flag); errors and reject reasons mention it.
+	MaxLineSetting string
 }
 
 func (o *Options) setDefaults() error {
@@ -128,6 +134,14 @@ type source interface {
 	finish() []Reject
 	close() error
 }
+
+// contextSource is a source whose reads can be cancelled.
+type contextSource interface {
+	setContext(ctx context.Context)
+}
+
+// ctxCheckRows is how often (in rows) Next checks its context.
+const ctxCheckRows = 1024
 
 // rawRow is one data row before validation.
 type rawRow struct {
@@ -214,9 +228,20 @@ func (r *Reader) Next(ctx context.Context) (arrow.Record, error) {
 		return nil, r.err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, r.fail(err)
+		return nil, r.fail(context.Cause(ctx))
 	}
-	for r.b.n < r.o.BatchSize && !r.eof {
+	// Text sources check ctx while they read (skipping an overlong line,
+	// blank lines); the row loop checks it every ctxCheckRows rows so that
+	// a large batch of rejects does not delay a cancellation either.
+	if cs, ok := r.src.(contextSource); ok {
+		cs.setContext(ctx)
+	}
+	for rows := 0; r.b.n < r.o.BatchSize && !r.eof; rows++ {
+		if rows%ctxCheckRows == ctxCheckRows-1 {
+			if err := ctx.Err(); err != nil {
+				return nil, r.fail(context.Cause(ctx))
+			}
+		}
 		r.row.reset()
 		err := r.src.read(&r.row)
 		if err == io.EOF {
@@ -230,6 +255,9 @@ func (r *Reader) Next(ctx context.Context) (arrow.Record, error) {
 			break
 		}
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil, r.fail(context.Cause(ctx))
+			}
 			return nil, r.fail(fmt.Errorf("%s: %w", r.o.File, err))
 		}
 		r.stats.Rows++
