@@ -38,7 +38,7 @@ type lineReader struct {
 	line         int64
 	long         []byte
 	unterminated bool
-	max          int   // line limit
+	max          int // line limit
 	setting      string
 	consumed     int64 // bytes returned so far
 	noSkip       bool  // an overlong line is reported at once, not skipped (headers)
