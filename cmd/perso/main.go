@@ -7,12 +7,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
@@ -20,8 +19,9 @@ import (
 
 // app carries what every subcommand needs: the merged configuration and a logger.
 type app struct {
-	v   *viper.Viper
-	log *slog.Logger
+	v    *viper.Viper
+	log  *slog.Logger
+	conf configSources // where each value came from (config.go)
 }
 
 // defaultConfigFile is read from the working directory when --config is not given.
@@ -33,9 +33,21 @@ var commands []func(*app) *cobra.Command
 func register(f func(*app) *cobra.Command) { commands = append(commands, f) }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, stop := watchSignals()
 	err := newRootCmd().ExecuteContext(ctx)
+	if sig := stop.received(); sig != nil {
+		// Whatever the command returned, it was cut short: say so and exit
+		// as shells expect of a process stopped by sig (128+n).
+		switch {
+		case err == nil:
+			fmt.Fprintf(os.Stderr, "perso: stopped by %s after the command completed\n", signalName(sig))
+		case errors.Is(err, context.Canceled):
+			fmt.Fprintf(os.Stderr, "perso: stopped by %s\n", signalName(sig))
+		default:
+			fmt.Fprintf(os.Stderr, "perso: stopped by %s: %v\n", signalName(sig), err)
+		}
+		os.Exit(signalExitCode(sig))
+	}
 	if err == nil {
 		return
 	}
@@ -46,14 +58,26 @@ func main() {
 func newRootCmd() *cobra.Command {
 	a := &app{v: viper.New()}
 	root := &cobra.Command{
-		Use:           "perso",
-		Short:         "eSIM data preparation: personalise, protect and serve SGP.22 profiles",
+		Use:   "perso",
+		Short: "eSIM data preparation: personalise, protect and serve SGP.22 profiles",
+		Long: `perso turns personalisation records and profile templates into protected SGP.22
+profile packages and serves them.
+
+` + exitCodesHelp,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			// Checked here, before cobra does it, so that a missing flag is
+			// a usage error (exit status 2) like every other one.
+			if err := cmd.ValidateRequiredFlags(); err != nil {
+				return usageError(fmt.Errorf("%s: %w", cmd.CommandPath(), err))
+			}
 			return a.load(cmd)
 		},
 	}
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usageError(fmt.Errorf("%s: %w", cmd.CommandPath(), err))
+	})
 	pf := root.PersistentFlags()
 	pf.String("config", "", "configuration file (default: ./perso.yaml if present)")
 	pf.String("log-level", "info", "log level: debug, info, warn, error")
@@ -61,49 +85,47 @@ func newRootCmd() *cobra.Command {
 	for _, f := range commands {
 		root.AddCommand(f(a))
 	}
+	strictArgs(root)
 	return root
 }
 
-// load merges configuration sources and sets up logging.
-func (a *app) load(cmd *cobra.Command) error {
-	v := a.v
-	setDefaults(v)
-	v.SetEnvPrefix("PERSO")
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_", "-", "_"))
-	v.AutomaticEnv()
-	if err := v.BindPFlags(cmd.Flags()); err != nil {
-		return err
+// strictArgs makes every command of the tree refuse what it does not
+// understand with a usage error (exit status 2): a command group (hsm,
+// template, testdata, bench, the root) run with an unknown or missing
+// subcommand, and stray arguments anywhere. Cobra would print the group's
+// help and exit 0, so a typo in a script would "succeed".
+func strictArgs(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		strictArgs(sub)
 	}
-	if file := v.GetString("config"); file != "" {
-		v.SetConfigFile(file)
-		if err := v.ReadInConfig(); err != nil {
-			return fmt.Errorf("reading config %s: %w", file, err)
+	if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			var names []string
+			for _, s := range cmd.Commands() {
+				if s.IsAvailableCommand() {
+					names = append(names, s.Name())
+				}
+			}
+			if len(args) == 0 {
+				return usagef("%s: missing subcommand (one of: %s; see %s --help)", cmd.CommandPath(), strings.Join(names, ", "), cmd.CommandPath())
+			}
+			hint := ""
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				hint = "; did you mean " + strings.Join(s, " or ") + "?"
+			}
+			return usagef("unknown command %q for %q (one of: %s)%s", args[0], cmd.CommandPath(), strings.Join(names, ", "), hint)
 		}
-	} else if _, err := os.Stat(defaultConfigFile); err == nil {
-		// An explicit file name, not SetConfigName: viper would also match
-		// any extension-less "perso" (e.g. the binary itself) in the directory.
-		v.SetConfigFile(defaultConfigFile)
-		if err := v.ReadInConfig(); err != nil {
-			return fmt.Errorf("reading %s: %w", defaultConfigFile, err)
+		return
+	}
+	check := c.Args
+	if check == nil {
+		check = cobra.NoArgs
+	}
+	c.Args = func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return usageError(fmt.Errorf("%s: %w", cmd.CommandPath(), err))
 		}
+		return nil
 	}
-	return a.setupLogging()
-}
-
-func (a *app) setupLogging() error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(a.v.GetString("log-level"))); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch f := a.v.GetString("log-format"); f {
-	case "text":
-		a.log = slog.New(slog.NewTextHandler(os.Stderr, opts))
-	case "json":
-		a.log = slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	default:
-		return fmt.Errorf("--log-format %q: want text or json", f)
-	}
-	slog.SetDefault(a.log)
-	return nil
 }
