@@ -97,3 +97,49 @@ func TestQuotedFieldOfManyLines(t *testing.T) {
 		t.Fatalf("rejects %v", rejects.Items)
 	}
 }
+
+// ParseText applies the reader's rules to one record given as text.
+func TestParseText(t *testing.T) {
+	good := map[string]string{"iccid": "8944150000000000017", "imsi": "234150000000001",
+		"ki": "000102030405060708090a0b0c0d0e0f", "opc": "0f0e0d0c0b0a09080706050403020100", "pin1": "1234", "spn": "Op"}
+	for _, c := range []struct {
+		name    string
+		change  map[string]string
+		keysOpt bool
+		want    string // column of the problem, "" for none
+	}{
+		{"good", nil, false, ""},
+		{"bad Luhn", map[string]string{"iccid": "8944150000000000018"}, false, ColICCID},
+		{"SPN not UTF-8", map[string]string{"spn": "\xff\xfe"}, false, ColSPN},
+		{"PUK of 7 digits", map[string]string{"puk1": "1234567"}, false, ColPUK1},
+		{"no keys", map[string]string{"ki": "", "opc": ""}, false, ColKi},
+		{"no keys, optional", map[string]string{"ki": "", "opc": ""}, true, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := map[string]string{}
+			for k, v := range good {
+				f[k] = v
+			}
+			for k, v := range c.change {
+				f[k] = v
+			}
+			rec, probs, err := ParseText(f, Options{}, c.keysOpt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rec.Wipe()
+			if c.want == "" {
+				if len(probs) > 0 || rec.ICCID != f["iccid"] || rec.SPN != f["spn"] {
+					t.Fatalf("problems %v, record %s %q", probs, rec.ICCID, rec.SPN)
+				}
+				if (len(rec.Ki) == 16) == c.keysOpt {
+					t.Fatalf("Ki of %d bytes", len(rec.Ki))
+				}
+				return
+			}
+			if len(probs) == 0 || probs[0].Column != c.want {
+				t.Fatalf("problems %v, want one on %s", probs, c.want)
+			}
+		})
+	}
+}

@@ -284,6 +284,71 @@ func (r *Reader) Next(ctx context.Context) (arrow.Record, error) {
 	return r.b.build(r.schema), nil
 }
 
+// ParseText validates one record given as text fields — column name to
+// value, with the names and forms of a CSV input (iccid, imsi, ki, opc,
+// pin1, adm1, spn, ...) — by exactly the rules a Reader applies to a row
+// (o.Rules, o.Layout, o.DefaultAlgorithm), and returns it as a Record (wipe
+// it after use). Empty values are absent. With keysOptional, a record
+// without Ki and OPc passes (a caller that keeps a template's keys); the
+// caller must then say so itself. Problems name the column, never the value.
+func ParseText(fields map[string]string, o Options, keysOptional bool) (Record, []Problem, error) {
+	if err := o.setDefaults(); err != nil {
+		return Record{}, nil, err
+	}
+	names := make([]string, 0, len(fields))
+	for n, v := range fields {
+		if v != "" {
+			names = append(names, n)
+		}
+	}
+	cm, err := mapColumns(names)
+	if err != nil {
+		return Record{}, nil, err
+	}
+	if len(cm.ignored) > 0 {
+		return Record{}, nil, fmt.Errorf("unknown field %s", safeName(cm.ignored[0]))
+	}
+	o.Layout.OTAKVNs = cm.kvns
+	l, err := o.Layout.normalized()
+	if err != nil {
+		return Record{}, nil, err
+	}
+	v, err := NewValidator(o.Rules)
+	if err != nil {
+		return Record{}, nil, err
+	}
+	b := newBatch(l, o.Allocator, 1)
+	defer b.release()
+	p := rowParser{l: l, b: b, v: v, defAlg: o.DefaultAlgorithm, keysOptional: keysOptional,
+		present: make([]bool, l.numCols()), strs: make([][]byte, l.numCols())}
+	row := rawRow{line: 1, vals: make([][]byte, l.numCols()), raw: make([]bool, l.numCols())}
+	texts := make([][]byte, len(names))
+	defer func() {
+		for _, t := range texts {
+			clear(t)
+		}
+	}()
+	for i, c := range cm.idx {
+		texts[i] = []byte(fields[names[i]])
+		if c >= 0 {
+			row.vals[c] = texts[i]
+		}
+	}
+	if !p.parse(&row) {
+		return Record{}, p.probs, nil
+	}
+	if p.sawOPOnly {
+		if err := deriveOPcColumn(b); err != nil {
+			return Record{}, nil, err
+		}
+	}
+	meta := arrow.MetadataFrom(map[string]string{MetaSource: o.File})
+	rec := b.build(l.schema(&meta))
+	defer rec.Release()
+	r, err := RecordAt(rec, 0)
+	return r, nil, err
+}
+
 // rejectRow reports the current row's problems and applies MaxRejects.
 func (r *Reader) rejectRow() error {
 	r.stats.Rejected++
@@ -390,6 +455,9 @@ type rowParser struct {
 	strs      [][]byte
 	sawOPOnly bool // some row of this batch has OP but no OPc
 	batchOP   Secret
+	// keysOptional accepts a record without Ki and OPc (ParseText for a
+	// caller that keeps a template's keys on purpose).
+	keysOptional bool
 }
 
 func (p *rowParser) problem(col int, v []byte, raw bool, reason string) {
@@ -434,13 +502,13 @@ func (p *rowParser) parse(row *rawRow) bool {
 		}
 	}
 
-	if !p.present[cKi] && len(v[cKi]) == 0 {
+	if !p.present[cKi] && len(v[cKi]) == 0 && !p.keysOptional {
 		p.probs = append(p.probs, Problem{Column: ColKi, Class: "empty", Reason: "missing"})
 	}
 	opOnly := false
 	switch alg {
 	case AlgMilenage, AlgTUAK:
-		if len(v[cOPc]) == 0 && len(v[cOP]) == 0 {
+		if len(v[cOPc]) == 0 && len(v[cOP]) == 0 && !p.keysOptional {
 			p.probs = append(p.probs, Problem{Column: ColOPc, Class: "empty", Reason: "missing: " + alg.String() + " needs OPc or OP"})
 		}
 		opOnly = len(v[cOPc]) == 0 && len(v[cOP]) > 0
