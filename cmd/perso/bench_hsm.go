@@ -75,10 +75,9 @@ The HSM is the configured one (hsm.* / PERSO_HSM_*); it needs the keys of ` + "`
 			if format != "table" && format != "json" && format != "both" {
 				return exitError{2, fmt.Errorf("--format %q: want table, json or both", format)}
 			}
-			cfg := hsmConfig(a)
-			if cfg.Backend != hsmpool.BackendSoftware && cfg.PIN == "" {
-				a.log.Warn("hsm.pin / PERSO_HSM_PIN not set: using the demo PIN")
-				cfg.PIN = demoPIN
+			cfg, err := hsmConfig(a, false)
+			if err != nil {
+				return err
 			}
 			rep := benchHSMReport{Time: time.Now().UTC(), Backend: cfg.Backend, Duration: duration.String(),
 				Host: map[string]any{"cpus": runtime.NumCPU(), "goos": runtime.GOOS, "goarch": runtime.GOARCH, "module": cfg.Module}}

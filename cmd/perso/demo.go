@@ -33,6 +33,7 @@ type demoOptions struct {
 	count      int
 	iccidStart string
 	imsiStart  string
+	demoPINs   bool // hsm.pin unset: log in with the demo PIN
 }
 
 func newDemoCmd(a *app) *cobra.Command {
@@ -62,6 +63,7 @@ It needs a provisioned token (perso hsm init) and uses the embedded store
 	f.StringVar(&o.imsiStart, "imsi-start", "001010000000001", "first IMSI")
 	f.String("hsm.token", "", "HSM token label (default from config: hsm.token)")
 	f.String("store.dsn", "", "store DSN (default from config: store.dsn)")
+	f.BoolVar(&o.demoPINs, "demo-pins", false, "when hsm.pin is unset, log in with the demo PIN 1234 (a token made by hsm init --demo-pins)")
 	_ = cmd.MarkFlagRequired("template")
 	return cmd
 }
@@ -78,20 +80,21 @@ func runDemo(ctx context.Context, a *app, o demoOptions, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("demo: template %s: %w", o.template, err)
 	}
-	pool, err := hsmpool.Open(ctx, hsmConfig(a))
+	pool, err := openHSM(ctx, a, o.demoPINs)
 	if err != nil {
 		return fmt.Errorf("demo: opening the HSM: %w (run `perso hsm init` first, see scripts/demo.sh)", err)
 	}
 	defer pool.Close()
-	st, err := store.Open(ctx, a.v.GetString("store.driver"), a.v.GetString("store.dsn"))
+	dsn := a.v.GetString("store.dsn")
+	st, err := store.Open(ctx, a.v.GetString("store.driver"), dsn)
 	if err != nil {
-		return fmt.Errorf("demo: opening the store: %w", err)
+		return fmt.Errorf("demo: opening the store %s: %w", redactDSN(dsn), scrubDSN(err, dsn))
 	}
 	defer st.Close()
 
 	fmt.Fprintf(out, "template  %s (%d bytes, %d slots)\nhsm       %s token %q\nstore     %s %s\n\n",
 		o.template, len(der), len(plan.Slots()), pool.Backend(), a.v.GetString("hsm.token"),
-		a.v.GetString("store.driver"), a.v.GetString("store.dsn"))
+		a.v.GetString("store.driver"), redactDSN(dsn))
 
 	batchID := "demo-" + time.Now().UTC().Format("20060102T150405.000")
 	calls0, start := pool.HSMCalls(), time.Now()
