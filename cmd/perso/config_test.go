@@ -70,12 +70,12 @@ func TestConfigurationLayers(t *testing.T) {
 		"config", "--log-format", "text")
 	for key, want := range map[string]string{
 		"hsm.sessions": "hsm.sessions: 16 # env PERSO_HSM_SESSIONS", // env beats file
-		"hsm.token":    "hsm.token: from-file # file perso.yaml:3",   // file beats default
+		"hsm.token":    "hsm.token: from-file # file perso.yaml:3",  // file beats default
 		"store.driver": "store.driver: postgres # file perso.yaml:6",
 		"store.dsn":    "store.dsn: perso.db # default",
 		"hsm.pin":      "hsm.pin: (set, redacted) # file perso.yaml:4", // never the value
 		"hsm.so_pin":   "hsm.so_pin: (unset) # default",
-		"hsm.module":   `hsm.module: "" # default`, // no development module by default
+		"hsm.module":   `hsm.module: "" # default`,             // no development module by default
 		"log-format":   "log-format: text # flag --log-format", // flag beats env
 	} {
 		if got := configLine(out, key); got != want {
