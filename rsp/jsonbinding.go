@@ -1,0 +1,620 @@
+package rsp
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+)
+
+// The JSON binding (SGP.22 §6.5; es2-es10-codes.md §1): POST a JSON object
+// to Function.Path(). Binary values are standard base64 of the DER
+// elements, transactionId is hex. Requests may carry
+// header {functionRequesterIdentifier, functionCallIdentifier} (lpac and
+// pySim send none); answers carry header.functionExecutionStatus, and on
+// failure nothing else.
+//
+// Key policy. Objects are matched key by key, case-sensitively (not with
+// encoding/json's case-insensitive struct matching):
+//   - Request decoders accept and ignore keys they do not know: a v3 LPA
+//     may add members a v2 SM-DP+ does not use, and refusing the download
+//     for that helps nobody. Missing mandatory keys are ErrMissingField.
+//   - Response decoders are strict, as the conformance suite's client is:
+//     an unknown key, a missing mandatory key, statusCodeData on success or
+//     any status other than Executed-Success on success is an error. The
+//     virtual eUICC decodes with them, so an extra key the server emits
+//     fails the end-to-end tests rather than a customer's device.
+//   - Encoders emit exactly the keys SGP.22 defines for the function.
+
+// JSON binding constants.
+const (
+	// JSONContentType is what the SM-DP+ answers with; requests need only
+	// start with application/json.
+	JSONContentType = "application/json;charset=UTF-8"
+
+	StatusExecutedSuccess     = "Executed-Success"
+	StatusExecutedWithWarning = "Executed-WithWarning"
+	StatusFailed              = "Failed"
+	StatusExpired             = "Expired"
+)
+
+// ErrMissingField is wrapped (with ErrMalformed) when a mandatory JSON
+// member is absent, so that a handler can answer "mandatory element
+// missing" (x/2.2) rather than "invalid format" (x/2.1).
+var ErrMissingField = errors.New("rsp: mandatory member missing")
+
+// RequestHeader is the optional request header.
+type RequestHeader struct {
+	FunctionRequesterIdentifier string `json:"functionRequesterIdentifier"`
+	FunctionCallIdentifier      string `json:"functionCallIdentifier"`
+}
+
+// jsonObject is one decoded JSON object, keyed exactly.
+type jsonObject struct {
+	m    map[string]json.RawMessage
+	what string
+}
+
+func parseObject(b []byte, what string) (*jsonObject, error) {
+	var m map[string]json.RawMessage
+	d := json.NewDecoder(bytes.NewReader(b))
+	if err := d.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%w: %s: not a JSON object: %v", ErrMalformed, what, err)
+	}
+	if m == nil {
+		return nil, fmt.Errorf("%w: %s: null instead of an object", ErrMalformed, what)
+	}
+	if d.More() {
+		return nil, fmt.Errorf("%w: %s: data after the JSON object", ErrMalformed, what)
+	}
+	return &jsonObject{m: m, what: what}, nil
+}
+
+// only fails if the object has a key outside allowed.
+func (o *jsonObject) only(allowed ...string) error {
+	var extra []string
+	for k := range o.m {
+		found := false
+		for _, a := range allowed {
+			found = found || a == k
+		}
+		if !found {
+			extra = append(extra, k)
+		}
+	}
+	if len(extra) > 0 {
+		sort.Strings(extra)
+		return fmt.Errorf("%w: %s: unknown member %q", ErrMalformed, o.what, extra[0])
+	}
+	return nil
+}
+
+func (o *jsonObject) has(key string) bool { _, ok := o.m[key]; return ok }
+
+func (o *jsonObject) str(key string) (string, error) {
+	raw, ok := o.m[key]
+	if !ok {
+		return "", fmt.Errorf("%w: %w: %s.%s", ErrMalformed, ErrMissingField, o.what, key)
+	}
+	var s *string
+	if err := json.Unmarshal(raw, &s); err != nil || s == nil {
+		return "", fmt.Errorf("%w: %s.%s is not a JSON string", ErrMalformed, o.what, key)
+	}
+	return *s, nil
+}
+
+// binary decodes a base64 member. Standard base64 with padding is what
+// SGP.22 specifies; unpadded input is accepted too, as the bytes are
+// unambiguous.
+func (o *jsonObject) binary(key string) ([]byte, error) {
+	s, err := o.str(key)
+	if err != nil {
+		return nil, err
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		if b, err = base64.RawStdEncoding.DecodeString(s); err != nil {
+			return nil, fmt.Errorf("%w: %s.%s is not base64", ErrMalformed, o.what, key)
+		}
+	}
+	return b, nil
+}
+
+func (o *jsonObject) transactionID(key string) (TransactionID, error) {
+	s, err := o.str(key)
+	if err != nil {
+		return nil, err
+	}
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) < 1 || len(b) > MaxTransactionIDSize {
+		return nil, fmt.Errorf("%w: %s.%s is not 1..%d bytes of hex", ErrMalformed, o.what, key, MaxTransactionIDSize)
+	}
+	return TransactionID(b), nil
+}
+
+func (o *jsonObject) object(key string) (*jsonObject, error) {
+	raw, ok := o.m[key]
+	if !ok {
+		return nil, fmt.Errorf("%w: %w: %s.%s", ErrMalformed, ErrMissingField, o.what, key)
+	}
+	return parseObject(raw, o.what+"."+key)
+}
+
+// DecodeJSONRequest decodes the JSON body of a request to f. The header is
+// nil when the client sent none.
+func DecodeJSONRequest(f Function, body []byte) (Request, *RequestHeader, error) {
+	o, err := parseObject(body, f.String()+" request")
+	if err != nil {
+		return nil, nil, err
+	}
+	var hdr *RequestHeader
+	if o.has("header") {
+		h, err := o.object("header")
+		if err != nil {
+			return nil, nil, err
+		}
+		hdr = new(RequestHeader)
+		// Both members are mandatory in a header, but ES9+ does not act on
+		// them: an incomplete header is accepted, as lpac-style clients
+		// omit the whole header anyway.
+		if h.has("functionRequesterIdentifier") {
+			if hdr.FunctionRequesterIdentifier, err = h.str("functionRequesterIdentifier"); err != nil {
+				return nil, nil, err
+			}
+		}
+		if h.has("functionCallIdentifier") {
+			if hdr.FunctionCallIdentifier, err = h.str("functionCallIdentifier"); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	req, err := decodeJSONRequestBody(f, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return req, hdr, nil
+}
+
+func decodeJSONRequestBody(f Function, o *jsonObject) (Request, error) {
+	switch f {
+	case InitiateAuthentication:
+		m := new(InitiateAuthenticationRequest)
+		ch, err := o.binary("euiccChallenge")
+		if err != nil {
+			return nil, err
+		}
+		if len(ch) != ChallengeSize {
+			return nil, sizeError("euiccChallenge", len(ch), ChallengeSize, ChallengeSize)
+		}
+		m.EUICCChallenge = [ChallengeSize]byte(ch)
+		info, err := o.binary("euiccInfo1")
+		if err != nil {
+			return nil, err
+		}
+		i1, err := ParseEUICCInfo1(info)
+		if err != nil {
+			return nil, err
+		}
+		m.EUICCInfo1 = *i1
+		if m.SMDPAddress, err = o.str("smdpAddress"); err != nil {
+			return nil, err
+		}
+		return m, nil
+	case AuthenticateClient:
+		m := new(AuthenticateClientRequest)
+		var err error
+		if m.TransactionID, err = o.transactionID("transactionId"); err != nil {
+			return nil, err
+		}
+		b, err := o.binary("authenticateServerResponse")
+		if err != nil {
+			return nil, err
+		}
+		asr, err := ParseAuthenticateServerResponse(b)
+		if err != nil {
+			return nil, err
+		}
+		m.AuthenticateServerResponse = *asr
+		return m, nil
+	case GetBoundProfilePackage:
+		m := new(GetBoundProfilePackageRequest)
+		var err error
+		if m.TransactionID, err = o.transactionID("transactionId"); err != nil {
+			return nil, err
+		}
+		b, err := o.binary("prepareDownloadResponse")
+		if err != nil {
+			return nil, err
+		}
+		pdr, err := ParsePrepareDownloadResponse(b)
+		if err != nil {
+			return nil, err
+		}
+		m.PrepareDownloadResponse = *pdr
+		return m, nil
+	case HandleNotificationFunction:
+		b, err := o.binary("pendingNotification")
+		if err != nil {
+			return nil, err
+		}
+		pn, err := ParsePendingNotification(b)
+		if err != nil {
+			return nil, err
+		}
+		return &HandleNotification{PendingNotification: *pn}, nil
+	case CancelSession:
+		m := new(CancelSessionRequestEs9)
+		var err error
+		if m.TransactionID, err = o.transactionID("transactionId"); err != nil {
+			return nil, err
+		}
+		b, err := o.binary("cancelSessionResponse")
+		if err != nil {
+			return nil, err
+		}
+		csr, err := ParseCancelSessionResponse(b)
+		if err != nil {
+			return nil, err
+		}
+		m.CancelSessionResponse = *csr
+		return m, nil
+	}
+	return nil, fmt.Errorf("%w: no ES9+ function %v", ErrInvalid, f)
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// EncodeJSONRequest returns the JSON body of req; hdr may be nil (no header
+// member, as lpac and pySim send).
+func EncodeJSONRequest(req Request, hdr *RequestHeader) ([]byte, error) {
+	type header struct {
+		Header *RequestHeader `json:"header,omitempty"`
+	}
+	var v any
+	switch m := req.(type) {
+	case *InitiateAuthenticationRequest:
+		info, err := m.EUICCInfo1.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		v = struct {
+			header
+			EUICCChallenge string `json:"euiccChallenge"`
+			EUICCInfo1     string `json:"euiccInfo1"`
+			SMDPAddress    string `json:"smdpAddress"`
+		}{header{hdr}, b64(m.EUICCChallenge[:]), b64(info), m.SMDPAddress}
+	case *AuthenticateClientRequest:
+		if err := m.TransactionID.check("transactionId"); err != nil {
+			return nil, err
+		}
+		asr, err := m.AuthenticateServerResponse.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		v = struct {
+			header
+			TransactionID              string `json:"transactionId"`
+			AuthenticateServerResponse string `json:"authenticateServerResponse"`
+		}{header{hdr}, m.TransactionID.String(), b64(asr)}
+	case *GetBoundProfilePackageRequest:
+		if err := m.TransactionID.check("transactionId"); err != nil {
+			return nil, err
+		}
+		pdr, err := m.PrepareDownloadResponse.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		v = struct {
+			header
+			TransactionID           string `json:"transactionId"`
+			PrepareDownloadResponse string `json:"prepareDownloadResponse"`
+		}{header{hdr}, m.TransactionID.String(), b64(pdr)}
+	case *HandleNotification:
+		pn, err := m.PendingNotification.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		v = struct {
+			header
+			PendingNotification string `json:"pendingNotification"`
+		}{header{hdr}, b64(pn)}
+	case *CancelSessionRequestEs9:
+		if err := m.TransactionID.check("transactionId"); err != nil {
+			return nil, err
+		}
+		csr, err := m.CancelSessionResponse.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		v = struct {
+			header
+			TransactionID         string `json:"transactionId"`
+			CancelSessionResponse string `json:"cancelSessionResponse"`
+		}{header{hdr}, m.TransactionID.String(), b64(csr)}
+	default:
+		return nil, fmt.Errorf("%w: %T is not an ES9+ request", ErrInvalid, req)
+	}
+	return json.Marshal(v)
+}
+
+// Response header wire types.
+type jsonStatusCodeData struct {
+	SubjectCode string `json:"subjectCode"`
+	ReasonCode  string `json:"reasonCode"`
+	Message     string `json:"message,omitempty"`
+}
+
+type jsonExecutionStatus struct {
+	Status         string              `json:"status"`
+	StatusCodeData *jsonStatusCodeData `json:"statusCodeData,omitempty"`
+}
+
+type jsonResponseHeader struct {
+	FunctionExecutionStatus jsonExecutionStatus `json:"functionExecutionStatus"`
+}
+
+var successHeader = jsonResponseHeader{jsonExecutionStatus{Status: StatusExecutedSuccess}}
+
+// EncodeJSONResponse returns the JSON body of a successful answer: the
+// header with status Executed-Success and no statusCodeData, then exactly
+// the members SGP.22 defines for the function.
+func EncodeJSONResponse(resp Response) ([]byte, error) {
+	var v any
+	switch m := resp.(type) {
+	case *InitiateAuthenticationResponse:
+		if err := m.TransactionID.check("transactionId"); err != nil {
+			return nil, err
+		}
+		s1, err := m.ServerSigned1.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		if err := m.ServerSignature1.check("serverSignature1"); err != nil {
+			return nil, err
+		}
+		if err := checkElement(m.ServerCertificate, tagSequence, "serverCertificate"); err != nil {
+			return nil, err
+		}
+		v = struct {
+			Header              jsonResponseHeader `json:"header"`
+			TransactionID       string             `json:"transactionId"`
+			ServerSigned1       string             `json:"serverSigned1"`
+			ServerSignature1    string             `json:"serverSignature1"`
+			EUICCCIPKIDToBeUsed string             `json:"euiccCiPKIdToBeUsed"`
+			ServerCertificate   string             `json:"serverCertificate"`
+		}{successHeader, m.TransactionID.String(), b64(s1), b64(m.ServerSignature1),
+			b64(tlv(tagOctetString, m.EUICCCIPKIDToBeUsed)), b64(m.ServerCertificate)}
+	case *AuthenticateClientResponse:
+		if _, err := m.okContents(); err != nil {
+			return nil, err
+		}
+		s2, err := m.SmdpSigned2.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		v = struct {
+			Header          jsonResponseHeader `json:"header"`
+			TransactionID   string             `json:"transactionId"`
+			ProfileMetadata string             `json:"profileMetadata"`
+			SmdpSigned2     string             `json:"smdpSigned2"`
+			SmdpSignature2  string             `json:"smdpSignature2"`
+			SmdpCertificate string             `json:"smdpCertificate"`
+		}{successHeader, m.TransactionID.String(), b64(m.ProfileMetadata), b64(s2), b64(m.SmdpSignature2), b64(m.SmdpCertificate)}
+	case *GetBoundProfilePackageResponse:
+		if _, err := m.okContents(); err != nil {
+			return nil, err
+		}
+		v = struct {
+			Header              jsonResponseHeader `json:"header"`
+			TransactionID       string             `json:"transactionId"`
+			BoundProfilePackage string             `json:"boundProfilePackage"`
+		}{successHeader, m.TransactionID.String(), b64(m.BoundProfilePackage)}
+	case *CancelSessionResponseEs9:
+		// Header only: pySim's extra transactionId breaks strict clients.
+		v = struct {
+			Header jsonResponseHeader `json:"header"`
+		}{successHeader}
+	default:
+		return nil, fmt.Errorf("%w: %T is not an ES9+ response", ErrInvalid, resp)
+	}
+	return json.Marshal(v)
+}
+
+// EncodeJSONStatus returns the JSON body of a failed function: the header
+// alone, status Failed with st's codes.
+func EncodeJSONStatus(st Status) ([]byte, error) {
+	if st.IsZero() || st.Subject == "" || st.Reason == "" {
+		return nil, fmt.Errorf("%w: a failure needs a subject and a reason code, got %q", ErrInvalid, st.Code())
+	}
+	return json.Marshal(struct {
+		Header jsonResponseHeader `json:"header"`
+	}{jsonResponseHeader{jsonExecutionStatus{
+		Status:         StatusFailed,
+		StatusCodeData: &jsonStatusCodeData{SubjectCode: string(st.Subject), ReasonCode: string(st.Reason), Message: st.Message},
+	}}})
+}
+
+// decodeResponseHeader reads header.functionExecutionStatus strictly and
+// returns the failure status, zero on Executed-Success.
+func decodeResponseHeader(o *jsonObject) (Status, error) {
+	h, err := o.object("header")
+	if err != nil {
+		return Status{}, err
+	}
+	if err := h.only("functionExecutionStatus"); err != nil {
+		return Status{}, err
+	}
+	es, err := h.object("functionExecutionStatus")
+	if err != nil {
+		return Status{}, err
+	}
+	if err := es.only("status", "statusCodeData"); err != nil {
+		return Status{}, err
+	}
+	status, err := es.str("status")
+	if err != nil {
+		return Status{}, err
+	}
+	switch status {
+	case StatusExecutedSuccess:
+		if es.has("statusCodeData") {
+			return Status{}, fmt.Errorf("%w: statusCodeData on %s", ErrMalformed, status)
+		}
+		return Status{}, nil
+	case StatusFailed, StatusExpired:
+	case StatusExecutedWithWarning:
+		return Status{}, fmt.Errorf("%w: %s where a strict client expects Executed-Success", ErrMalformed, status)
+	default:
+		return Status{}, fmt.Errorf("%w: unknown functionExecutionStatus.status %q", ErrMalformed, status)
+	}
+	sc, err := es.object("statusCodeData")
+	if err != nil {
+		return Status{}, err
+	}
+	if err := sc.only("subjectCode", "reasonCode", "subjectIdentifier", "message"); err != nil {
+		return Status{}, err
+	}
+	var st Status
+	subj, err := sc.str("subjectCode")
+	if err != nil {
+		return Status{}, err
+	}
+	reason, err := sc.str("reasonCode")
+	if err != nil {
+		return Status{}, err
+	}
+	st.Subject, st.Reason = SubjectCode(subj), ReasonCode(reason)
+	if sc.has("message") {
+		if st.Message, err = sc.str("message"); err != nil {
+			return Status{}, err
+		}
+	}
+	if sc.has("subjectIdentifier") {
+		if _, err := sc.str("subjectIdentifier"); err != nil {
+			return Status{}, err
+		}
+	}
+	if st.Subject == "" || st.Reason == "" {
+		return Status{}, fmt.Errorf("%w: %s with an empty subject or reason code", ErrMalformed, status)
+	}
+	return st, nil
+}
+
+// DecodeJSONResponse decodes the JSON answer of f strictly (see the key
+// policy above): the ok answer, or a non-zero Status for Failed or Expired.
+func DecodeJSONResponse(f Function, body []byte) (Response, Status, error) {
+	o, err := parseObject(body, f.String()+" response")
+	if err != nil {
+		return nil, Status{}, err
+	}
+	st, err := decodeResponseHeader(o)
+	if err != nil {
+		return nil, Status{}, err
+	}
+	if !st.IsZero() {
+		if err := o.only("header"); err != nil {
+			return nil, Status{}, err
+		}
+		return nil, st, nil
+	}
+	switch f {
+	case InitiateAuthentication:
+		if err := o.only("header", "transactionId", "serverSigned1", "serverSignature1", "euiccCiPKIdToBeUsed", "serverCertificate"); err != nil {
+			return nil, Status{}, err
+		}
+		m := new(InitiateAuthenticationResponse)
+		if m.TransactionID, err = o.transactionID("transactionId"); err != nil {
+			return nil, Status{}, err
+		}
+		b, err := o.binary("serverSigned1")
+		if err != nil {
+			return nil, Status{}, err
+		}
+		s1, err := ParseServerSigned1(b)
+		if err != nil {
+			return nil, Status{}, err
+		}
+		m.ServerSigned1 = *s1
+		if b, err = o.binary("serverSignature1"); err != nil {
+			return nil, Status{}, err
+		}
+		if m.ServerSignature1, err = ParseSignature(b); err != nil {
+			return nil, Status{}, err
+		}
+		if b, err = o.binary("euiccCiPKIdToBeUsed"); err != nil {
+			return nil, Status{}, err
+		}
+		e, err := parseTop(b, tagOctetString, "euiccCiPKIdToBeUsed")
+		if err != nil {
+			return nil, Status{}, err
+		}
+		m.EUICCCIPKIDToBeUsed = e.value
+		if m.ServerCertificate, err = o.element("serverCertificate", tagSequence); err != nil {
+			return nil, Status{}, err
+		}
+		return m, Status{}, nil
+	case AuthenticateClient:
+		if err := o.only("header", "transactionId", "profileMetadata", "smdpSigned2", "smdpSignature2", "smdpCertificate"); err != nil {
+			return nil, Status{}, err
+		}
+		m := new(AuthenticateClientResponse)
+		if m.TransactionID, err = o.transactionID("transactionId"); err != nil {
+			return nil, Status{}, err
+		}
+		if m.ProfileMetadata, err = o.element("profileMetadata", tagMetadata); err != nil {
+			return nil, Status{}, err
+		}
+		b, err := o.binary("smdpSigned2")
+		if err != nil {
+			return nil, Status{}, err
+		}
+		s2, err := ParseSmdpSigned2(b)
+		if err != nil {
+			return nil, Status{}, err
+		}
+		m.SmdpSigned2 = *s2
+		if b, err = o.binary("smdpSignature2"); err != nil {
+			return nil, Status{}, err
+		}
+		if m.SmdpSignature2, err = ParseSignature(b); err != nil {
+			return nil, Status{}, err
+		}
+		if m.SmdpCertificate, err = o.element("smdpCertificate", tagSequence); err != nil {
+			return nil, Status{}, err
+		}
+		return m, Status{}, nil
+	case GetBoundProfilePackage:
+		if err := o.only("header", "transactionId", "boundProfilePackage"); err != nil {
+			return nil, Status{}, err
+		}
+		m := new(GetBoundProfilePackageResponse)
+		if m.TransactionID, err = o.transactionID("transactionId"); err != nil {
+			return nil, Status{}, err
+		}
+		if m.BoundProfilePackage, err = o.element("boundProfilePackage", tagBPP); err != nil {
+			return nil, Status{}, err
+		}
+		return m, Status{}, nil
+	case CancelSession:
+		if err := o.only("header"); err != nil {
+			return nil, Status{}, err
+		}
+		return &CancelSessionResponseEs9{}, Status{}, nil
+	}
+	return nil, Status{}, fmt.Errorf("%w: %v has no JSON response body", ErrInvalid, f)
+}
+
+// element decodes a base64 member holding exactly one DER element with tag.
+func (o *jsonObject) element(key string, tag uint32) ([]byte, error) {
+	b, err := o.binary(key)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := parseTop(b, tag, o.what+"."+key); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
