@@ -1,11 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,7 @@ type benchHSMReport struct {
 func newBenchHSMCmd(a *app) *cobra.Command {
 	var (
 		ops, sessions, format, jsonOut string
+		force                          bool
 		duration                       time.Duration
 		workers, ppkProfiles, ppkBatch int
 		raw                            bool
@@ -69,12 +71,27 @@ The HSM is the configured one (hsm.* / PERSO_HSM_*); it needs the keys of ` + "`
 					doPPK = true
 				case "":
 				default:
+					if !slices.Contains(hsmpool.BenchOps, op) {
+						return usagef("--ops: unknown operation %q (want %s, qos or ppk)", op, strings.Join(hsmpool.BenchOps, ", "))
+					}
 					poolOps = append(poolOps, op)
 				}
 			}
 			if format != "table" && format != "json" && format != "both" {
 				return exitError{2, fmt.Errorf("--format %q: want table, json or both", format)}
 			}
+			// Refused now rather than after minutes of measuring.
+			jsonOpts := outputOptions{force: force, flag: "--json"}
+			if jsonOut != "" && jsonOut != "-" {
+				if err := checkOutputPath(jsonOut, jsonOpts); err != nil {
+					return err
+				}
+			}
+			defer func() {
+				if ctx.Err() != nil {
+					a.log.Warn("bench hsm stopped: the measurement in progress was discarded and no report written")
+				}
+			}()
 			cfg, err := hsmConfig(a, false)
 			if err != nil {
 				return err
@@ -147,18 +164,20 @@ The HSM is the configured one (hsm.* / PERSO_HSM_*); it needs the keys of ` + "`
 			if format == "table" && jsonOut == "" {
 				return nil
 			}
-			var w io.Writer = os.Stdout
+			if err := ctx.Err(); err != nil {
+				return context.Cause(ctx)
+			}
 			if jsonOut != "" && jsonOut != "-" {
-				f, err := os.Create(jsonOut)
+				doc, err := json.MarshalIndent(rep, "", "  ")
 				if err != nil {
 					return err
 				}
-				defer f.Close()
-				w = f
-			} else if showTable {
+				return writeAtomic(jsonOut, append(doc, '\n'), jsonOpts)
+			}
+			if showTable {
 				fmt.Println()
 			}
-			enc := json.NewEncoder(w)
+			enc := json.NewEncoder(os.Stdout)
 			enc.SetIndent("", "  ")
 			return enc.Encode(rep)
 		},
@@ -173,5 +192,6 @@ The HSM is the configured one (hsm.* / PERSO_HSM_*); it needs the keys of ` + "`
 	f.IntVar(&ppkBatch, "ppk-batch", 1000, "ppk: profiles per batch key")
 	f.StringVar(&format, "format", "both", "output: table, json or both (JSON after the table)")
 	f.StringVar(&jsonOut, "json", "", "write the JSON report to this file ('-' for stdout)")
+	f.BoolVar(&force, "force", false, "replace an existing --json file")
 	return cmd
 }

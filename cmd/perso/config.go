@@ -95,6 +95,9 @@ var settings = []setting{
 	{key: "store.driver", kind: kindEnum, def: "sqlite", enum: []string{"sqlite", "postgres"}, show: showPlain},
 	{key: "store.dsn", kind: kindString, def: "perso.db", nonEmpty: true, show: showDSN},
 
+	// Largest template file read (bytes); --template-max-size overrides it.
+	{key: "template.max_size", kind: kindInt, def: 4 << 20, min: 1 << 10, max: 1 << 30, show: showPlain},
+
 	{key: "log-level", kind: kindEnum, def: "info", enum: []string{"debug", "info", "warn", "error"}, show: showPlain},
 	{key: "log-format", kind: kindEnum, def: "text", enum: []string{"text", "json"}, show: showPlain},
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 	"time"
 
@@ -34,6 +33,7 @@ type demoOptions struct {
 	iccidStart string
 	imsiStart  string
 	demoPINs   bool // hsm.pin unset: log in with the demo PIN
+	maxSize    int64
 }
 
 func newDemoCmd(a *app) *cobra.Command {
@@ -53,6 +53,10 @@ It needs a provisioned token (perso hsm init) and uses the embedded store
 (store.dsn, default perso.db) unless configured otherwise.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if o.maxSize, err = templateMaxSize(cmd, a); err != nil {
+				return err
+			}
 			return runDemo(cmd.Context(), a, o, cmd.OutOrStdout())
 		},
 	}
@@ -64,6 +68,7 @@ It needs a provisioned token (perso hsm init) and uses the embedded store
 	f.String("hsm.token", "", "HSM token label (default from config: hsm.token)")
 	f.String("store.dsn", "", "store DSN (default from config: store.dsn)")
 	f.BoolVar(&o.demoPINs, "demo-pins", false, "when hsm.pin is unset, log in with the demo PIN 1234 (a token made by hsm init --demo-pins)")
+	templateMaxSizeFlag(cmd)
 	_ = cmd.MarkFlagRequired("template")
 	return cmd
 }
@@ -72,13 +77,16 @@ func runDemo(ctx context.Context, a *app, o demoOptions, out io.Writer) error {
 	if o.count < 1 || o.count > 10000 {
 		return exitError{2, fmt.Errorf("demo: --count %d: want 1..10000", o.count)}
 	}
-	der, err := os.ReadFile(o.template)
+	if o.maxSize == 0 {
+		o.maxSize = defaultTemplateMaxSize
+	}
+	der, err := readBounded(ctx, o.template, o.maxSize, "template", templateMaxSizeSetting)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	plan, err := template.Compile(der)
 	if err != nil {
-		return fmt.Errorf("demo: template %s: %w", o.template, err)
+		return usageError(fmt.Errorf("demo: template %s: %w", o.template, err))
 	}
 	pool, err := openHSM(ctx, a, o.demoPINs)
 	if err != nil {
@@ -163,6 +171,11 @@ func demoPrepare(ctx context.Context, plan *template.Plan, pool *hsmpool.Pool, s
 			return nil, fmt.Errorf("demo: generator: %w", err)
 		}
 		for i := 0; i < int(batch.NumRows()); i++ {
+			if ctx.Err() != nil {
+				batch.Release()
+				return nil, fmt.Errorf("demo: stopped after preparing %d of %d profiles; none stored (they are stored in one transaction at the end; batch %s is empty): %w",
+					len(made), o.count, batchID, context.Cause(ctx))
+			}
 			rec, err := perso.RecordAt(batch, i)
 			if err != nil {
 				batch.Release()
@@ -182,6 +195,9 @@ func demoPrepare(ctx context.Context, plan *template.Plan, pool *hsmpool.Pool, s
 	}
 	res, err := st.PutBatch(ctx, batchID, profiles)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("demo: stopped while storing %d profiles: the transaction was rolled back, none stored: %w", len(profiles), context.Cause(ctx))
+		}
 		return nil, fmt.Errorf("demo: storing: %w", err)
 	}
 	if res.Inserted != len(profiles) {
@@ -252,9 +268,18 @@ func demoDownload(ctx context.Context, pool *hsmpool.Pool, st demoOrders, batchI
 		if i%2 == 1 {
 			curve = hsmpool.BrainpoolP256r1
 		}
+		if ctx.Err() != nil {
+			tw.Flush()
+			return fmt.Errorf("demo: stopped after %d of %d downloads; the other profiles stay Available in batch %s: %w",
+				i, len(made), batchID, context.Cause(ctx))
+		}
 		row, err := demoBindOpen(ctx, pool, st, m.iccid, eid, curve, pubs[curve], m.digest)
 		if err != nil {
 			tw.Flush()
+			if ctx.Err() != nil {
+				return fmt.Errorf("demo: stopped during download %d of %d (profile %s, left where its order stopped): %w",
+					i+1, len(made), m.iccid, context.Cause(ctx))
+			}
 			return err
 		}
 		fmt.Fprintln(tw, row)

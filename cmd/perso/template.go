@@ -12,6 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/perso-esim/perso/engine"
+	"github.com/perso-esim/perso/esim"
+	"github.com/perso-esim/perso/perso"
 	"github.com/perso-esim/perso/template"
 )
 
@@ -36,19 +39,23 @@ func newTemplateInspectCmd(a *app) *cobra.Command {
 		Short: "list the PEs, NAAs, mandatory services and personalisable slots of a template",
 		Long: `inspect decodes a SAIP template (DER) and prints its profile elements with
 offsets, sizes and identification numbers, the NAAs, the mandatory services,
-and every personalisable slot with its current value. K, OPc and
-security-domain keys are masked unless --show-secrets is given.
+and every personalisable slot with its current value. K, OPc,
+security-domain keys and the PIN, PUK and ADM codes are masked unless
+--show-secrets is given.
 
 --json prints a template.Report (see template/doc.go for the schema).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			der, err := os.ReadFile(args[0])
+			der, err := readTemplate(cmd, a, args[0])
 			if err != nil {
 				return err
 			}
 			r, err := template.Inspect(der, showSecrets)
 			if err != nil {
 				return invalid(fmt.Errorf("%s: %w", args[0], err))
+			}
+			if !showSecrets {
+				maskCodes(r)
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
@@ -61,8 +68,20 @@ security-domain keys are masked unless --show-secrets is given.
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
-	cmd.Flags().BoolVar(&showSecrets, "show-secrets", false, "show K, OPc and SD key values instead of masking them")
+	cmd.Flags().BoolVar(&showSecrets, "show-secrets", false, "show K, OPc, SD key and PIN/PUK/ADM values instead of masking them")
+	templateMaxSizeFlag(cmd)
 	return cmd
+}
+
+// maskCodes masks the PIN, PUK and ADM values of a report like the keys:
+// an ADM code opens the card's file system as a key would.
+func maskCodes(r *template.Report) {
+	for i := range r.Slots {
+		if k := r.Slots[i].Kind; k == "pin" || k == "puk" {
+			r.Slots[i].Secret = true
+			r.Slots[i].Value = template.Masked
+		}
+	}
 }
 
 func printReport(w io.Writer, name string, r *template.Report) {
@@ -117,7 +136,7 @@ func printReport(w io.Writer, name string, r *template.Report) {
 }
 
 func newTemplateValidateCmd(a *app) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "validate FILE...",
 		Short: "check templates: DER syntax, PE structure and order, identifications, mandatory services, slots",
 		Long: `validate decodes each template, checks the profile-level rules and that it can
@@ -127,7 +146,7 @@ be compiled into a personalisation plan. It prints one line per problem
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bad := 0
 			for _, f := range args {
-				der, err := os.ReadFile(f)
+				der, err := readTemplate(cmd, a, f)
 				if err != nil {
 					return err
 				}
@@ -148,6 +167,8 @@ be compiled into a personalisation plan. It prints one line per problem
 			return nil
 		},
 	}
+	templateMaxSizeFlag(cmd)
+	return cmd
 }
 
 // validateTemplate returns every problem found in a template.
@@ -186,73 +207,7 @@ that secrets stay out of the process list and shell history.
 --sd-key takes KVN:ID:HEX (e.g. 01:01:404142...), repeatable, for the
 first security domain (the MNO-SD).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			v := a.v
-			tmpl, out := v.GetString("template"), v.GetString("output")
-			if tmpl == "" || out == "" {
-				return invalid(errors.New("--template and -o/--output are required"))
-			}
-			der, err := os.ReadFile(tmpl)
-			if err != nil {
-				return err
-			}
-			plan, err := template.Compile(der)
-			if err != nil {
-				return invalid(fmt.Errorf("%s: %w", tmpl, err))
-			}
-			vals := &template.Values{
-				ICCID: v.GetString("iccid"), IMSI: v.GetString("imsi"),
-				SMSC: v.GetString("smsc"), SPN: v.GetString("spn"), MSISDN: v.GetString("msisdn"),
-			}
-			defer vals.Zero()
-			for _, c := range []struct {
-				flag      string
-				dst       *[]byte
-				minDigits int
-				hexOK     bool
-			}{
-				{"pin1", &vals.PIN1, 4, false}, {"pin2", &vals.PIN2, 4, false},
-				{"puk1", &vals.PUK1, 8, false}, {"puk2", &vals.PUK2, 8, false},
-				{"adm1", &vals.ADM1, 4, true}, {"adm2", &vals.ADM2, 4, true},
-			} {
-				if *c.dst, err = codeFlag(c.flag, v.GetString(c.flag), c.minDigits, c.hexOK); err != nil {
-					return invalid(err)
-				}
-			}
-			if vals.K, err = hexFlag("ki", v.GetString("ki")); err != nil {
-				return invalid(err)
-			}
-			if vals.OPc, err = hexFlag("opc", v.GetString("opc")); err != nil {
-				return invalid(err)
-			}
-			if vals.Algorithm, err = algorithmFlag(v.GetString("algorithm")); err != nil {
-				return invalid(err)
-			}
-			for _, s := range v.GetStringSlice("sd-key") {
-				k, err := sdKeyFlag(s)
-				if err != nil {
-					return invalid(err)
-				}
-				vals.SDKeys = append(vals.SDKeys, k)
-			}
-			upp, err := plan.Apply(vals, nil)
-			if err != nil {
-				return invalid(err)
-			}
-			// Belt and braces: the output must decode and validate.
-			p, err := template.Decode(upp)
-			if err == nil {
-				err = p.Validate()
-			}
-			if err != nil {
-				return fmt.Errorf("personalised profile failed re-validation: %w", err)
-			}
-			if err := os.WriteFile(out, upp, 0o600); err != nil {
-				return err
-			}
-			a.log.Info("personalised profile written", "file", out, "bytes", len(upp), "iccid", p.ICCID())
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return runPersonalise(cmd, a) },
 	}
 	f := cmd.Flags()
 	f.String("template", "", "template file (SAIP DER)")
@@ -272,45 +227,149 @@ first security domain (the MNO-SD).`,
 	f.String("smsc", "", "SMS service centre address (EF.SMSP), e.g. +447700900123")
 	f.String("spn", "", "service provider name (EF.SPN)")
 	f.String("msisdn", "", "MSISDN (EF.MSISDN record 1), e.g. +447700900999")
+	f.Bool("keep-template-keys", false, "allow a profile without --ki/--opc: it keeps the template's (often public test) keys")
+	f.Bool("force", false, "replace an existing output file")
+	templateMaxSizeFlag(cmd)
 	return cmd
 }
 
+// personaliseFields are the flags that are record fields: they are checked
+// by perso.ParseText, the validator `perso check` uses, under the same
+// names (flag = column).
+var personaliseFields = []string{"iccid", "imsi", "ki", "opc", "pin1", "pin2", "puk1", "puk2", "adm1", "smsc", "spn", "msisdn", "algorithm"}
+
+func runPersonalise(cmd *cobra.Command, a *app) error {
+	v := a.v
+	tmpl, out := v.GetString("template"), v.GetString("output")
+	if tmpl == "" || out == "" {
+		return usagef("template personalise: --template and -o/--output are required")
+	}
+	keep := v.GetBool("keep-template-keys")
+	oo := outputOptions{force: v.GetBool("force"), secret: true, inputs: []string{tmpl}, flag: "-o"}
+	if out != "-" {
+		if err := checkOutputPath(out, oo); err != nil {
+			return err
+		}
+	}
+	fields := map[string]string{}
+	for _, name := range personaliseFields {
+		fields[name] = strings.TrimSpace(v.GetString(name))
+	}
+	alg := fields["algorithm"]
+	if !keep && (fields["ki"] == "" || (fields["opc"] == "" && !isTestAlgorithm(alg))) {
+		return usagef("template personalise: --ki and --opc are required: without them the profile would keep the template's keys, " +
+			"which are public test keys in every published template (pass --keep-template-keys to do that on purpose)")
+	}
+	der, err := readTemplate(cmd, a, tmpl)
+	if err != nil {
+		return err
+	}
+	plan, err := template.Compile(der)
+	if err != nil {
+		return invalid(fmt.Errorf("%s: %w", tmpl, err))
+	}
+	// A field not given keeps the template's value; the ICCID and IMSI are
+	// still checked (the output carries them).
+	if fields["iccid"] == "" || fields["imsi"] == "" {
+		p, err := template.Decode(der)
+		if err != nil {
+			return invalid(fmt.Errorf("%s: %w", tmpl, err))
+		}
+		if fields["iccid"] == "" {
+			fields["iccid"] = fmt.Sprint(p.ICCID())
+		}
+		if fields["imsi"] == "" {
+			fields["imsi"] = fmt.Sprint(p.IMSI())
+		}
+	}
+	layout := perso.Layout{KiBytes: 16, OPcBytes: 16}
+	if len(fields["ki"]) == 64 {
+		layout.KiBytes = 32
+	}
+	if len(fields["opc"]) == 64 {
+		layout.OPcBytes = 32
+	}
+	rec, probs, err := perso.ParseText(fields, perso.Options{File: "flags", Layout: layout, Rules: perso.Rules{NoDuplicateCheck: true}}, keep)
+	if err != nil {
+		return invalid(fmt.Errorf("template personalise: %w", err))
+	}
+	defer rec.Wipe()
+	if len(probs) > 0 {
+		msgs := make([]string, len(probs))
+		for i, p := range probs {
+			msgs[i] = flagProblem(p)
+		}
+		return usagef("template personalise: %s", strings.Join(msgs, "; "))
+	}
+	vals, err := engine.Values(&rec, alg == "")
+	if err != nil && !(keep && len(vals.K) == 0) {
+		return invalid(fmt.Errorf("template personalise: %w", err))
+	}
+	defer vals.Zero()
+	// ADM2 and the SD keys are not record fields of perso's model: they
+	// keep their own flag parsers.
+	if vals.ADM2, err = codeFlag("adm2", esim.ADM, v.GetString("adm2")); err != nil {
+		return invalid(err)
+	}
+	for _, s := range v.GetStringSlice("sd-key") {
+		k, err := sdKeyFlag(s)
+		if err != nil {
+			return invalid(err)
+		}
+		vals.SDKeys = append(vals.SDKeys, k)
+	}
+	upp, err := plan.Apply(&vals, nil)
+	if err != nil {
+		return invalid(err)
+	}
+	defer clear(upp)
+	// Belt and braces: the output must decode and validate.
+	p, err := template.Decode(upp)
+	if err == nil {
+		err = p.Validate()
+	}
+	if err != nil {
+		return fmt.Errorf("personalised profile failed re-validation: %w", err)
+	}
+	if out == "-" {
+		_, err = os.Stdout.Write(upp)
+		return err
+	}
+	if err := writeAtomic(out, upp, oo); err != nil {
+		return err
+	}
+	if keep && (len(vals.K) == 0 || len(vals.OPc) == 0) {
+		a.log.Warn("the profile keeps the template's K/OPc (--keep-template-keys): not for a real subscriber", "file", out)
+	}
+	a.log.Info("personalised profile written", "file", out, "bytes", len(upp), "iccid", p.ICCID())
+	return nil
+}
+
+// flagProblem words a validation problem in terms of the flag it concerns.
+func flagProblem(p perso.Problem) string {
+	s := "--" + p.Column + ": " + p.Reason
+	if p.Class != "" {
+		s += " (value: " + p.Class + ")"
+	}
+	return s
+}
+
+func isTestAlgorithm(s string) bool {
+	alg, ok := perso.ParseAlgorithm(s)
+	return ok && alg == perso.AlgTest
+}
+
 // codeFlag encodes a PIN/PUK/ADM flag (digits, or 16 hex digits for an
-// ADM key) into the template's card form; empty leaves the template's.
-func codeFlag(name, s string, minDigits int, hexOK bool) ([]byte, error) {
+// ADM key) into the card form; empty leaves the template's.
+func codeFlag(name string, kind esim.CodeKind, s string) ([]byte, error) {
 	if s == "" {
 		return nil, nil
 	}
-	b, err := template.EncodePIN("--"+name, s, minDigits, hexOK)
+	b, err := kind.EncodeString(s)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--%s: %w", name, err)
 	}
 	return b[:], nil
-}
-
-func hexFlag(name, s string) ([]byte, error) {
-	if s == "" {
-		return nil, nil
-	}
-	b, err := hex.DecodeString(strings.TrimSpace(s))
-	if err != nil {
-		return nil, fmt.Errorf("--%s: not hex (%d characters)", name, len(s))
-	}
-	return b, nil
-}
-
-func algorithmFlag(s string) (template.Algorithm, error) {
-	switch strings.ToLower(s) {
-	case "":
-		return template.AlgorithmKeep, nil
-	case "milenage":
-		return template.AlgorithmMilenage, nil
-	case "tuak":
-		return template.AlgorithmTUAK, nil
-	case "test", "usim-test-algorithm":
-		return template.AlgorithmTestAlgorithm, nil
-	}
-	return 0, fmt.Errorf("--algorithm %q: want milenage, tuak or test", s)
 }
 
 func sdKeyFlag(s string) (template.SDKey, error) {

@@ -4,9 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,7 +55,11 @@ development tool: in production the transport key lives only in the HSM
 (import the same value there as "transport-N" to read the file back).
 
 The format defaults from the output name: .csv, .out, .parquet, .arrow
-(Arrow IPC stream); use --format arrow-file for the Arrow IPC file format.`,
+(Arrow IPC stream); use --format arrow-file for the Arrow IPC file format.
+Any other name needs --format. The file (it holds Ki and OPc) is written with
+mode 0600 under a temporary name and renamed when complete; an existing file
+is replaced only with --force. ICCID, IMSI and MSISDN ranges that would carry
+into the issuer number, the MCC/MNC or an extra digit are refused.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runTestdataPerso(cmd, a) },
 	}
@@ -81,6 +85,7 @@ The format defaults from the output name: .csv, .out, .parquet, .arrow
 	f.String("customer", "Test Operator", ".out header Customer")
 	f.String("batch", "", ".out header Batch (default: derived from the time)")
 	f.Int("batch-size", perso.DefaultBatchSize, "records per Arrow batch")
+	f.Bool("force", false, "replace an existing output file")
 	_ = cmd.MarkFlagRequired("output")
 	return cmd
 }
@@ -88,20 +93,18 @@ The format defaults from the output name: .csv, .out, .parquet, .arrow
 func runTestdataPerso(cmd *cobra.Command, a *app) error {
 	v := a.v
 	out := v.GetString("output")
-	format := perso.Format(v.GetString("format"))
-	if format == "" {
-		format = perso.DetectFormat(out, nil)
-		if strings.EqualFold(filepath.Ext(out), ".arrow") {
-			format = perso.FormatArrow
+	var format perso.Format
+	var err error
+	if s := v.GetString("format"); s != "" {
+		if format, err = perso.ParseFormat(s); err != nil {
+			return usagef("--format: %w", err)
 		}
-	}
-	format, err := perso.ParseFormat(string(format))
-	if err != nil {
+	} else if format, err = formatFromName(out); err != nil {
 		return err
 	}
 	alg, ok := perso.ParseAlgorithm(v.GetString("algorithm"))
 	if !ok {
-		return fmt.Errorf("--algorithm: want milenage, tuak or test")
+		return usagef("--algorithm %q: want milenage, tuak or test", v.GetString("algorithm"))
 	}
 	layout := perso.Layout{KiBytes: v.GetInt("ki-bytes")}
 	if alg == perso.AlgTUAK {
@@ -109,7 +112,7 @@ func runTestdataPerso(cmd *cobra.Command, a *app) error {
 	}
 	for _, k := range v.GetIntSlice("ota-kvn") {
 		if k < 1 || k > 255 {
-			return fmt.Errorf("--ota-kvn: %d is not a key version number (1-255)", k)
+			return usagef("--ota-kvn: %d is not a key version number (1-255)", k)
 		}
 		layout.OTAKVNs = append(layout.OTAKVNs, uint8(k))
 	}
@@ -120,14 +123,17 @@ func runTestdataPerso(cmd *cobra.Command, a *app) error {
 		ServiceProvider: v.GetString("service-provider"), ProfileType: v.GetString("profile-type"),
 		ProfileClass: v.GetString("profile-class"), BatchSize: v.GetInt("batch-size"),
 	}
+	if err := checkRanges(o); err != nil {
+		return err
+	}
 	if n := v.GetInt("transport-key"); n != 0 {
 		keyHex := os.Getenv(envTransportKey)
 		if keyHex == "" {
-			return fmt.Errorf("--transport-key %d: set $%s to the key value (32 or 48 hex digits)", n, envTransportKey)
+			return usagef("--transport-key %d: set $%s to the key value (32 or 48 hex digits)", n, envTransportKey)
 		}
 		key, err := hex.DecodeString(strings.TrimSpace(keyHex))
 		if err != nil {
-			return fmt.Errorf("$%s is not hex", envTransportKey)
+			return usagef("$%s is not hex", envTransportKey)
 		}
 		defer clear(key)
 		o.Transport = perso.Transport{Key: n, Alg: v.GetString("transport-alg")}
@@ -135,22 +141,24 @@ func runTestdataPerso(cmd *cobra.Command, a *app) error {
 	}
 	g, err := perso.NewGenerator(o)
 	if err != nil {
-		return err
+		return usageError(err)
 	}
 	defer g.Close()
 
+	// The file holds Ki and OPc: it is written 0600, beside its final name,
+	// and renamed into place only when complete.
 	var w io.Writer
-	var file *os.File
+	var file *atomicFile
 	if out == "-" {
 		if format == perso.FormatArrowFile {
-			return errors.New("the Arrow file format cannot go to stdout; use --format arrow")
+			return usagef("the Arrow file format cannot go to stdout; use --format arrow")
 		}
 		w = os.Stdout
 	} else {
-		if file, err = os.Create(out); err != nil {
+		if file, err = createOutput(out, outputOptions{force: v.GetBool("force"), secret: true, flag: "-o"}); err != nil {
 			return err
 		}
-		defer file.Close()
+		defer file.Abort() // after Commit, a no-op
 		w = file
 	}
 	var bw *bufio.Writer
@@ -167,11 +175,11 @@ func runTestdataPerso(cmd *cobra.Command, a *app) error {
 	if o.Transport.Key != 0 {
 		h.Transport = perso.Transport{Key: o.Transport.Key, Alg: o.Transport.Alg}
 		if h.Transport.Alg, err = perso.ParseTransportAlg(o.Transport.Alg); err != nil {
-			return err
+			return usageError(err)
 		}
 	}
 	if format == perso.FormatArrowFile {
-		w = file
+		w = file.File
 	}
 	pw, err := perso.NewWriter(w, format, g.Schema(), h)
 	if err != nil {
@@ -224,12 +232,16 @@ func runTestdataPerso(cmd *cobra.Command, a *app) error {
 		n += it.rec.NumRows()
 		err := pw.Write(it.rec)
 		it.rec.Release()
-		if err == nil {
-			err = cmd.Context().Err()
-		}
 		if err != nil {
 			drain()
 			return err
+		}
+		if cmd.Context().Err() != nil {
+			drain()
+			if file != nil {
+				return fmt.Errorf("testdata: stopped after %d of %d records; %s was not written", n, o.Count, out)
+			}
+			return fmt.Errorf("testdata: stopped after %d of %d records on stdout", n, o.Count)
 		}
 	}
 	if err := pw.Close(); err != nil {
@@ -241,12 +253,79 @@ func runTestdataPerso(cmd *cobra.Command, a *app) error {
 		}
 	}
 	if file != nil {
-		if err := file.Close(); err != nil {
+		if err := file.Commit(); err != nil {
 			return err
 		}
 	}
 	el := time.Since(start)
 	a.log.Info("test data written", "file", out, "format", format, "records", n,
 		"seconds", fmt.Sprintf("%.2f", el.Seconds()), "records_per_s", int64(float64(n)/el.Seconds()))
+	return nil
+}
+
+// formatFromName chooses the output format from the file name; a name
+// that names no format is refused rather than silently written as CSV.
+func formatFromName(name string) (perso.Format, error) {
+	if name == "-" {
+		return perso.FormatCSV, nil
+	}
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".csv", ".tsv":
+		return perso.FormatCSV, nil
+	case ".out", ".inp":
+		return perso.FormatOut, nil
+	case ".parquet", ".pq":
+		return perso.FormatParquet, nil
+	case ".arrow", ".arrows", ".ipc":
+		return perso.FormatArrow, nil
+	}
+	return "", usagef("-o %s: cannot tell the format from the name; use a .csv, .out, .parquet or .arrow name, or --format", name)
+}
+
+// checkRanges refuses counts whose last ICCID, IMSI or MSISDN would no
+// longer be a number of the same series: one more digit, or a carry into
+// the ICCID's issuer identification number (its first 7 digits: 89,
+// country code, issuer; ITU-T E.118) or the IMSI's MCC and MNC (its first 5
+// digits). The generator would otherwise wrap 8999… into 9000….
+func checkRanges(o perso.GenOptions) error {
+	if o.Count < 0 {
+		return usagef("--count %d: want 0 or more", o.Count)
+	}
+	if o.Count == 0 {
+		return nil
+	}
+	last := func(start string, drop int) (string, bool) {
+		if len(start) <= drop || strings.Trim(start, "0123456789") != "" {
+			return "", false // the generator reports malformed starts itself
+		}
+		n, _ := new(big.Int).SetString(start[:len(start)-drop], 10)
+		n.Add(n, big.NewInt(o.Count-1))
+		s := n.String()
+		for len(s) < len(start)-drop {
+			s = "0" + s
+		}
+		return s, true
+	}
+	for _, c := range []struct {
+		flag, start string
+		drop, fixed int
+		what        string
+	}{
+		{"--iccid-start", o.ICCIDStart, 1, 7, "the issuer identification number (first 7 digits)"},
+		{"--imsi-start", o.IMSIStart, 0, 5, "the MCC and MNC (first 5 digits)"},
+		{"--msisdn-start", o.MSISDNStart, 0, 0, ""},
+	} {
+		end, ok := last(c.start, c.drop)
+		if !ok {
+			continue
+		}
+		width := len(c.start) - c.drop
+		switch {
+		case len(end) > width:
+			return usagef("%s %s with --count %d overflows %d digits", c.flag, c.start, o.Count, width)
+		case c.fixed > 0 && width > c.fixed && end[:c.fixed] != c.start[:c.fixed]:
+			return usagef("%s %s with --count %d would change %s: %s… to %s…", c.flag, c.start, o.Count, c.what, c.start[:c.fixed], end[:c.fixed])
+		}
+	}
 	return nil
 }
