@@ -398,7 +398,9 @@ func TestHostileInputs(t *testing.T) {
 			os.Symlink("/dev/null", filepath.Join(f.dir, "a.csv"))
 			f.args = []string{"testdata", "perso", "--count", "10", "-o", "a.csv", "--force"}
 		}, 2, []string{"a.csv", "symbolic link"}},
-		{"testdata bad count", func(t *testing.T, f *fixture) { f.args = []string{"testdata", "perso", "--count", "lots", "-o", "a.csv"} }, 2, []string{"--count", "lots"}},
+		{"testdata bad count", func(t *testing.T, f *fixture) {
+			f.args = []string{"testdata", "perso", "--count", "lots", "-o", "a.csv"}
+		}, 2, []string{"--count", "lots"}},
 		{"testdata unknown subcommand", func(t *testing.T, f *fixture) { f.args = []string{"testdata", "persso"} }, 2, []string{"unknown command", "persso"}},
 		{"testdata stray argument", func(t *testing.T, f *fixture) { f.args = []string{"testdata", "perso", "-o", "a.csv", "extra"} }, 2, []string{"extra"}},
 
