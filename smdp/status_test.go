@@ -284,8 +284,6 @@ func TestStoreStatusNoCode(t *testing.T) {
 		{"nil", nil},
 		{"database failure", fmt.Errorf("store: reading profile: %w", errors.New("disk I/O error"))},
 		{"stale session version", &store.Error{Kind: store.ErrStale, Key: store.KeyTransactionID, Value: "0A"}},
-		{"no chunk available", &store.Error{Kind: store.ErrNoChunkAvailable, Key: store.KeyBatch, Value: "b1"}},
-		{"chunk lease lost", &store.Error{Kind: store.ErrLeaseLost, Key: store.KeyChunk, Value: "b1/0"}},
 		{"unknown batch", &store.Error{Kind: store.ErrNotFound, Key: store.KeyBatch, Value: "b1"}},
 		{"unknown one-time key", &store.Error{Kind: store.ErrNotFound, Key: store.KeyEUICCOtPK}},
 		{"duplicate transactionId", &store.Error{Kind: store.ErrConflict, Key: store.KeyTransactionID, Value: "0A"}},

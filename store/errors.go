@@ -22,7 +22,7 @@ func (k Kind) Error() string { return "store: " + string(k) }
 const (
 	// ErrNotFound: no such batch, profile (by ICCID or matching ID),
 	// pending order for an EID, session (unknown, expired or deleted),
-	// one-time key or chunk. Key says which.
+	// one-time key. Key says which.
 	ErrNotFound Kind = "not found"
 	// ErrConflict: the ICCID is already reserved by a different order, a
 	// batch exists with other parameters, or a session's transaction ID is
@@ -78,7 +78,6 @@ const (
 	KeyEUICCOtPK     Key = "euiccOtpk"
 	KeyFinalState    Key = "finalProfileStatusIndicator" // CancelOrderRequest.Final
 	KeyBatch         Key = "batch"
-	KeyChunk         Key = "chunk"
 )
 
 // Error is the only error type the store returns for a condition of the

@@ -10,8 +10,7 @@ import (
 // kinds lists every domain error kind.
 var kinds = []Kind{ErrNotFound, ErrConflict, ErrIllegalTransition, ErrNoProfileAvailable,
 	ErrUnknownProfileType, ErrProfileTypeMismatch, ErrEIDMismatch, ErrEIDRequired, ErrMatchingIDInUse,
-	ErrMatchingIDMismatch, ErrRetryLimit, ErrCCRetryLimit, ErrOrderExpired, ErrInvalid, ErrStale,
-	ErrNoChunkAvailable, ErrLeaseLost}
+	ErrMatchingIDMismatch, ErrRetryLimit, ErrCCRetryLimit, ErrOrderExpired, ErrInvalid, ErrStale}
 
 // TestKindsAreDistinct: a wrapped *Error matches its own sentinel and no
 // other, and every kind has its own message (two kinds with one string

@@ -10,12 +10,15 @@ import (
 // below *sql.DB: the state machine above it (DB) is shared. Errors of the
 // domain are *Error values (Event may be left empty: DB fills it in).
 type backend interface {
-	chunkBackend // chunk.go
 	close() error
 
 	createBatch(ctx context.Context, b Batch, now time.Time) (Batch, error)
 	getBatch(ctx context.Context, id string) (Batch, error)
-	putProfiles(ctx context.Context, batchID string, ps []Profile, now time.Time) (PutResult, error)
+	listBatches(ctx context.Context) ([]Batch, error)
+	batchWorkers(ctx context.Context, batchID string) ([]WorkerTally, error)
+	// putProfiles writes w atomically (see WriteBatch).
+	putProfiles(ctx context.Context, batchID string, w *BatchWrite, now time.Time) (PutResult, error)
+	footprint(ctx context.Context) (bytes, profiles int64, err error)
 	countByState(ctx context.Context, batchID string) (map[State]int64, error)
 
 	// getProfile loads one profile by "iccid" or "matching_id"; full adds
@@ -70,15 +73,17 @@ func (d *DB) Close() error { return d.b.close() }
 
 // --- batches ---
 
-// CreateBatch records a batch (with Chunks chunk rows). Re-creating an
-// existing batch with the same KeyBlob returns the stored record; with
-// another key blob it is ErrConflict.
+// CreateBatch records a batch; Rejected is its initial reject count (the
+// records its input refused before any chunk ran), the other counters start
+// at zero. Re-creating an existing batch with the same parameters (key blob,
+// KEK, profile type, template, input hash, record and chunk counts) returns
+// the stored record; with others it is ErrConflict.
 func (d *DB) CreateBatch(ctx context.Context, b Batch) (Batch, error) {
 	if b.ID == "" {
 		return Batch{}, newErr(ErrInvalid, EventBatch, KeyBatch, "")
 	}
-	if b.Chunks < 0 {
-		return Batch{}, &Error{Kind: ErrInvalid, Event: EventBatch, Key: KeyBatch, Value: b.ID, Detail: "negative chunk count"}
+	if b.Chunks < 0 || b.Records < 0 || b.Rejected < 0 {
+		return Batch{}, &Error{Kind: ErrInvalid, Event: EventBatch, Key: KeyBatch, Value: b.ID, Detail: "negative chunk, record or reject count"}
 	}
 	got, err := d.b.createBatch(ctx, b, d.now())
 	return got, withEvent(err, EventBatch)
@@ -95,24 +100,7 @@ func (d *DB) GetBatch(ctx context.Context, id string) (Batch, error) {
 // (Duplicates); under another batch it is reported in Conflicts and not
 // touched. Each call is atomic.
 func (d *DB) PutBatch(ctx context.Context, batchID string, ps []Profile) (PutResult, error) {
-	for i := range ps {
-		p := &ps[i]
-		if p.ICCID == "" {
-			return PutResult{}, &Error{Kind: ErrInvalid, Event: EventBatch, Key: KeyICCID, Detail: "profile without ICCID"}
-		}
-		if p.BatchID != "" && p.BatchID != batchID {
-			return PutResult{}, &Error{Kind: ErrInvalid, Event: EventBatch, Key: KeyICCID, Value: p.ICCID,
-				Detail: "profile of batch " + p.BatchID + " put into batch " + batchID}
-		}
-	}
-	if len(ps) == 0 {
-		if _, err := d.b.getBatch(ctx, batchID); err != nil {
-			return PutResult{}, withEvent(err, EventBatch)
-		}
-		return PutResult{}, nil
-	}
-	r, err := d.b.putProfiles(ctx, batchID, ps, d.now())
-	return r, withEvent(err, EventBatch)
+	return d.WriteBatch(ctx, batchID, BatchWrite{Profiles: ps})
 }
 
 // CountByState counts a batch's profiles per state ("" = all batches).

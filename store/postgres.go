@@ -11,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// The PostgreSQL backend (pgx/v5, a connection pool). Allocation and chunk
-// claims are single statements with FOR UPDATE SKIP LOCKED; a profile's
+// The PostgreSQL backend (pgx/v5, a connection pool). Allocation is a
+// single statement with FOR UPDATE SKIP LOCKED; a profile's
 // read-modify-write holds its row lock (SELECT … FOR UPDATE) for the
 // transaction; bulk loads use COPY.
 type pgBackend struct {
@@ -113,6 +113,23 @@ var pgMigrations = []string{
 		at       timestamptz NOT NULL
 	);
 	CREATE INDEX audit_iccid ON audit(iccid);`,
+	// 2: input chunks became River jobs (package jobs, tables river_*):
+	// the hand-written chunk claims go. Batches record what identifies
+	// their input and count rejects; workers are tallied.
+	`DROP TABLE chunks;
+	ALTER TABLE batches ADD COLUMN input_sha256 text NOT NULL DEFAULT '',
+		ADD COLUMN records bigint NOT NULL DEFAULT 0,
+		ADD COLUMN rejected bigint NOT NULL DEFAULT 0,
+		ADD COLUMN iccid_first text NOT NULL DEFAULT '',
+		ADD COLUMN iccid_last text NOT NULL DEFAULT '';
+	CREATE TABLE batch_workers (
+		batch_id   text NOT NULL REFERENCES batches(id),
+		worker     text NOT NULL,
+		chunks     integer NOT NULL DEFAULT 0,
+		profiles   bigint NOT NULL DEFAULT 0,
+		updated_at timestamptz NOT NULL,
+		PRIMARY KEY (batch_id, worker)
+	);`,
 }
 
 func openPostgres(ctx context.Context, dsn string, o options) (backend, error) {
@@ -194,8 +211,9 @@ func nullTime(t time.Time) *time.Time {
 
 func scanPGBatch(row pgx.Row) (Batch, error) {
 	var b Batch
-	err := row.Scan(&b.ID, &b.ProfileType, &b.TemplateID, &b.KeyBlob, &b.KEKLabel, &b.Chunks, &b.Profiles,
-		&b.Duplicates, &b.Conflicts, &b.ChunksDone, &b.CreatedAt, &b.UpdatedAt)
+	err := row.Scan(&b.ID, &b.ProfileType, &b.TemplateID, &b.KeyBlob, &b.KEKLabel, &b.InputSHA256, &b.Records,
+		&b.Chunks, &b.Profiles, &b.Duplicates, &b.Conflicts, &b.Rejected, &b.ChunksDone, &b.ICCIDFirst, &b.ICCIDLast,
+		&b.CreatedAt, &b.UpdatedAt)
 	b.CreatedAt, b.UpdatedAt = utc(b.CreatedAt), utc(b.UpdatedAt)
 	return b, err
 }
@@ -206,9 +224,11 @@ func (b *pgBackend) createBatch(ctx context.Context, in Batch, now time.Time) (B
 		return Batch{}, err
 	}
 	defer tx.Rollback(ctx)
-	tag, err := tx.Exec(ctx, `INSERT INTO batches (id, profile_type, template_id, key_blob, kek_label, chunks,
-		created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (id) DO NOTHING`,
-		in.ID, in.ProfileType, in.TemplateID, nullBytes(in.KeyBlob), in.KEKLabel, in.Chunks, now)
+	tag, err := tx.Exec(ctx, `INSERT INTO batches (id, profile_type, template_id, key_blob, kek_label,
+		input_sha256, records, chunks, rejected, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT (id) DO NOTHING`,
+		in.ID, in.ProfileType, in.TemplateID, nullBytes(in.KeyBlob), in.KEKLabel, in.InputSHA256, in.Records,
+		in.Chunks, in.Rejected, now)
 	if err != nil {
 		return Batch{}, err
 	}
@@ -219,17 +239,10 @@ func (b *pgBackend) createBatch(ctx context.Context, in Batch, now time.Time) (B
 		}
 		return sameBatch(got, in)
 	}
-	if in.Chunks > 0 {
-		if _, err := tx.Exec(ctx, `INSERT INTO chunks (batch_id, idx) SELECT $1, g FROM generate_series(0, $2 - 1) g`,
-			in.ID, in.Chunks); err != nil {
-			return Batch{}, err
-		}
-	}
 	if err := tx.Commit(ctx); err != nil {
 		return Batch{}, err
 	}
-	return Batch{ID: in.ID, ProfileType: in.ProfileType, TemplateID: in.TemplateID, KeyBlob: in.KeyBlob,
-		KEKLabel: in.KEKLabel, Chunks: in.Chunks, CreatedAt: now, UpdatedAt: now}, nil
+	return newBatch(in, now), nil
 }
 
 func (b *pgBackend) getBatch(ctx context.Context, id string) (Batch, error) {
@@ -238,6 +251,48 @@ func (b *pgBackend) getBatch(ctx context.Context, id string) (Batch, error) {
 		return Batch{}, newErr(ErrNotFound, "", KeyBatch, id)
 	}
 	return got, err
+}
+
+func (b *pgBackend) listBatches(ctx context.Context) ([]Batch, error) {
+	rows, err := b.pool.Query(ctx, `SELECT `+batchCols+` FROM batches ORDER BY created_at DESC, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Batch
+	for rows.Next() {
+		bt, err := scanPGBatch(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, bt)
+	}
+	return out, rows.Err()
+}
+
+func (b *pgBackend) batchWorkers(ctx context.Context, batchID string) ([]WorkerTally, error) {
+	if _, err := b.getBatch(ctx, batchID); err != nil {
+		return nil, err
+	}
+	rows, err := b.pool.Query(ctx, `SELECT worker, chunks, profiles FROM batch_workers WHERE batch_id = $1 ORDER BY worker`, batchID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []WorkerTally
+	for rows.Next() {
+		var w WorkerTally
+		if err := rows.Scan(&w.Worker, &w.Chunks, &w.Profiles); err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	return out, rows.Err()
+}
+
+func (b *pgBackend) footprint(ctx context.Context) (bytes, profiles int64, err error) {
+	err = b.pool.QueryRow(ctx, `SELECT pg_total_relation_size('profiles'), (SELECT COUNT(*) FROM profiles)`).Scan(&bytes, &profiles)
+	return bytes, profiles, err
 }
 
 var pgInsertCols = []string{"iccid", "imsi", "profile_type", "template_id", "batch_id", "ppk_key_ref", "state",
@@ -249,8 +304,9 @@ var pgInsertCols = []string{"iccid", "imsi", "profile_type", "template_id", "bat
 // COPY fails as a whole; the call then COPYs into a temporary staging table
 // and inserts from it with ON CONFLICT DO NOTHING, telling duplicates from
 // conflicts by the stored batch id.
-func (b *pgBackend) putProfiles(ctx context.Context, batchID string, ps []Profile, now time.Time) (PutResult, error) {
+func (b *pgBackend) putProfiles(ctx context.Context, batchID string, w *BatchWrite, now time.Time) (PutResult, error) {
 	var res PutResult
+	ps := w.Profiles
 	tx, err := b.pool.Begin(ctx)
 	if err != nil {
 		return res, err
@@ -291,12 +347,73 @@ func (b *pgBackend) putProfiles(ctx context.Context, batchID string, ps []Profil
 	default:
 		return res, fmt.Errorf("store: copy profiles: %w", err)
 	}
+	var first, last string
+	if res.Inserted > 0 {
+		// The range of what this write inserted: every ICCID but the
+		// duplicates and conflicts (few: read them back only then).
+		skip := map[string]bool{}
+		if res.Inserted < len(ps) {
+			if skip, err = b.notInserted(ctx, tx, batchID, ps, now); err != nil {
+				return res, err
+			}
+		}
+		for i := range ps {
+			if !skip[ps[i].ICCID] {
+				first, last = iccidRange(first, last, ps[i].ICCID)
+			}
+		}
+	}
+	done := 0
+	if w.ChunkDone {
+		done = 1
+	}
 	if _, err := tx.Exec(ctx, `UPDATE batches SET profiles = profiles + $1, duplicates = duplicates + $2,
-		conflicts = conflicts + $3, updated_at = $4 WHERE id = $5`,
-		res.Inserted, res.Duplicates, len(res.Conflicts), now, batchID); err != nil {
+		conflicts = conflicts + $3, rejected = rejected + $4, chunks_done = chunks_done + $5,
+		iccid_first = CASE WHEN $6 <> '' AND (iccid_first = '' OR $6 < iccid_first) THEN $6 ELSE iccid_first END,
+		iccid_last = CASE WHEN $7 > iccid_last THEN $7 ELSE iccid_last END,
+		updated_at = $8 WHERE id = $9`,
+		res.Inserted, res.Duplicates, len(res.Conflicts), w.Rejected, done, first, last, now, batchID); err != nil {
 		return res, err
 	}
+	if w.Worker != "" {
+		if _, err := tx.Exec(ctx, `INSERT INTO batch_workers (batch_id, worker, chunks, profiles, updated_at)
+			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (batch_id, worker) DO UPDATE SET
+			chunks = batch_workers.chunks + excluded.chunks, profiles = batch_workers.profiles + excluded.profiles,
+			updated_at = excluded.updated_at`, batchID, w.Worker, done, res.Inserted, now); err != nil {
+			return res, err
+		}
+	}
+	if w.InTx != nil {
+		if err := w.InTx(ctx, Tx{pg: tx}); err != nil {
+			return PutResult{}, err
+		}
+	}
 	return res, tx.Commit(ctx)
+}
+
+// notInserted returns the ICCIDs of ps that this transaction did not
+// insert: rows of the batch created earlier (duplicates) or of another
+// batch (conflicts).
+func (b *pgBackend) notInserted(ctx context.Context, tx pgx.Tx, batchID string, ps []Profile, now time.Time) (map[string]bool, error) {
+	ids := make([]string, len(ps))
+	for i := range ps {
+		ids[i] = ps[i].ICCID
+	}
+	rows, err := tx.Query(ctx, `SELECT iccid FROM profiles WHERE iccid = ANY($1) AND (batch_id <> $2 OR created_at <> $3)`,
+		ids, batchID, now)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out[id] = true
+	}
+	return out, rows.Err()
 }
 
 func (b *pgBackend) putStaged(ctx context.Context, tx pgx.Tx, batchID string, ps []Profile, row func(int) ([]any, error)) (PutResult, error) {
@@ -345,53 +462,6 @@ func (b *pgBackend) putStaged(ctx context.Context, tx pgx.Tx, batchID string, ps
 	}
 	res.Duplicates = len(ps) - res.Inserted - len(res.Conflicts)
 	return res, nil
-}
-
-func (b *pgBackend) claimChunk(ctx context.Context, batchID, worker string, now, until time.Time) (Chunk, error) {
-	c := Chunk{BatchID: batchID, Worker: worker, LeaseUntil: until}
-	err := b.pool.QueryRow(ctx, `UPDATE chunks SET worker = $1, lease_until = $2, claims = claims + 1
-		WHERE batch_id = $3 AND idx = (SELECT idx FROM chunks WHERE batch_id = $3 AND NOT done AND lease_until <= $4
-			ORDER BY idx LIMIT 1 FOR UPDATE SKIP LOCKED)
-		RETURNING idx, claims`, worker, until, batchID, now).Scan(&c.Index, &c.Claims)
-	if errors.Is(err, pgx.ErrNoRows) {
-		if _, err := b.getBatch(ctx, batchID); err != nil {
-			return Chunk{}, err
-		}
-		return Chunk{}, newErr(ErrNoChunkAvailable, "", KeyBatch, batchID)
-	}
-	return c, err
-}
-
-func (b *pgBackend) completeChunk(ctx context.Context, c Chunk, now time.Time) error {
-	tx, err := b.pool.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback(ctx)
-	var worker string
-	var done bool
-	err = tx.QueryRow(ctx, `SELECT worker, done FROM chunks WHERE batch_id = $1 AND idx = $2 FOR UPDATE`,
-		c.BatchID, c.Index).Scan(&worker, &done)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return newErr(ErrNotFound, "", KeyChunk, fmt.Sprintf("%s/%d", c.BatchID, c.Index))
-	}
-	if err != nil {
-		return err
-	}
-	if worker != c.Worker {
-		return &Error{Kind: ErrLeaseLost, Key: KeyChunk, Value: fmt.Sprintf("%s/%d", c.BatchID, c.Index), Detail: "held by " + worker}
-	}
-	if done {
-		return nil
-	}
-	if _, err := tx.Exec(ctx, `UPDATE chunks SET done = true WHERE batch_id = $1 AND idx = $2`, c.BatchID, c.Index); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, `UPDATE batches SET chunks_done = chunks_done + 1, updated_at = $1 WHERE id = $2`,
-		now, c.BatchID); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
 }
 
 func (b *pgBackend) countByState(ctx context.Context, batchID string) (map[State]int64, error) {

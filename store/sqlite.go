@@ -257,6 +257,23 @@ var sqliteMigrations = []string{
 		at       INTEGER NOT NULL
 	);
 	CREATE INDEX audit_iccid ON audit(iccid);`,
+	// 2: input chunks became River jobs (package jobs, tables river_* in
+	// this file): the hand-written chunk claims go. Batches record what
+	// identifies their input and count rejects; workers are tallied.
+	`DROP TABLE chunks;
+	ALTER TABLE batches ADD COLUMN input_sha256 TEXT NOT NULL DEFAULT '';
+	ALTER TABLE batches ADD COLUMN records INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE batches ADD COLUMN rejected INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE batches ADD COLUMN iccid_first TEXT NOT NULL DEFAULT '';
+	ALTER TABLE batches ADD COLUMN iccid_last TEXT NOT NULL DEFAULT '';
+	CREATE TABLE batch_workers (
+		batch_id   TEXT NOT NULL REFERENCES batches(id),
+		worker     TEXT NOT NULL,
+		chunks     INTEGER NOT NULL DEFAULT 0,
+		profiles   INTEGER NOT NULL DEFAULT 0,
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (batch_id, worker)
+	);`,
 }
 
 // The blobs file: the protected material, keyed by ICCID and batch so that
@@ -420,14 +437,15 @@ func nullBytes(b []byte) any {
 
 // --- batches ---
 
-const batchCols = `id, profile_type, template_id, key_blob, kek_label, chunks, profiles, duplicates,
-	conflicts, chunks_done, created_at, updated_at`
+const batchCols = `id, profile_type, template_id, key_blob, kek_label, input_sha256, records, chunks,
+	profiles, duplicates, conflicts, rejected, chunks_done, iccid_first, iccid_last, created_at, updated_at`
 
 func scanSQLiteBatch(row interface{ Scan(...any) error }) (Batch, error) {
 	var b Batch
 	var created, updated int64
-	err := row.Scan(&b.ID, &b.ProfileType, &b.TemplateID, &b.KeyBlob, &b.KEKLabel, &b.Chunks, &b.Profiles,
-		&b.Duplicates, &b.Conflicts, &b.ChunksDone, &created, &updated)
+	err := row.Scan(&b.ID, &b.ProfileType, &b.TemplateID, &b.KeyBlob, &b.KEKLabel, &b.InputSHA256, &b.Records,
+		&b.Chunks, &b.Profiles, &b.Duplicates, &b.Conflicts, &b.Rejected, &b.ChunksDone, &b.ICCIDFirst, &b.ICCIDLast,
+		&created, &updated)
 	b.CreatedAt, b.UpdatedAt = timeOrZero(created), timeOrZero(updated)
 	return b, err
 }
@@ -446,28 +464,30 @@ func (b *sqliteBackend) createBatch(ctx context.Context, in Batch, now time.Time
 		return Batch{}, err
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO batches (id, profile_type, template_id, key_blob, kek_label,
-		chunks, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		in.ID, in.ProfileType, in.TemplateID, nullBytes(in.KeyBlob), in.KEKLabel, in.Chunks, now.UnixMicro(), now.UnixMicro()); err != nil {
+		input_sha256, records, chunks, rejected, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		in.ID, in.ProfileType, in.TemplateID, nullBytes(in.KeyBlob), in.KEKLabel, in.InputSHA256, in.Records,
+		in.Chunks, in.Rejected, now.UnixMicro(), now.UnixMicro()); err != nil {
 		return Batch{}, err
-	}
-	for i := 0; i < in.Chunks; i++ {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO chunks (batch_id, idx) VALUES (?, ?)`, in.ID, i); err != nil {
-			return Batch{}, err
-		}
 	}
 	if err := tx.Commit(); err != nil {
 		return Batch{}, err
 	}
-	out := Batch{ID: in.ID, ProfileType: in.ProfileType, TemplateID: in.TemplateID, KeyBlob: in.KeyBlob,
-		KEKLabel: in.KEKLabel, Chunks: in.Chunks, CreatedAt: now, UpdatedAt: now}
-	return out, nil
+	return newBatch(in, now), nil
+}
+
+// newBatch is the record CreateBatch stored for in.
+func newBatch(in Batch, now time.Time) Batch {
+	return Batch{ID: in.ID, ProfileType: in.ProfileType, TemplateID: in.TemplateID, KeyBlob: in.KeyBlob,
+		KEKLabel: in.KEKLabel, InputSHA256: in.InputSHA256, Records: in.Records, Chunks: in.Chunks,
+		Rejected: in.Rejected, CreatedAt: now, UpdatedAt: now}
 }
 
 // sameBatch decides whether re-creating a batch is a repeat (the stored
 // record is returned) or a conflict.
 func sameBatch(got, in Batch) (Batch, error) {
-	if string(got.KeyBlob) != string(in.KeyBlob) || got.Chunks != in.Chunks ||
-		got.ProfileType != in.ProfileType || got.TemplateID != in.TemplateID || got.KEKLabel != in.KEKLabel {
+	if string(got.KeyBlob) != string(in.KeyBlob) || got.Chunks != in.Chunks || got.Records != in.Records ||
+		got.InputSHA256 != in.InputSHA256 || got.ProfileType != in.ProfileType || got.TemplateID != in.TemplateID ||
+		got.KEKLabel != in.KEKLabel {
 		return Batch{}, &Error{Kind: ErrConflict, Key: KeyBatch, Value: in.ID, Detail: "batch exists with other parameters"}
 	}
 	return got, nil
@@ -481,13 +501,63 @@ func (b *sqliteBackend) getBatch(ctx context.Context, id string) (Batch, error) 
 	return got, err
 }
 
+func (b *sqliteBackend) listBatches(ctx context.Context) ([]Batch, error) {
+	rows, err := b.r.QueryContext(ctx, `SELECT `+batchCols+` FROM batches ORDER BY created_at DESC, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Batch
+	for rows.Next() {
+		bt, err := scanSQLiteBatch(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, bt)
+	}
+	return out, rows.Err()
+}
+
+func (b *sqliteBackend) batchWorkers(ctx context.Context, batchID string) ([]WorkerTally, error) {
+	if _, err := b.getBatch(ctx, batchID); err != nil {
+		return nil, err
+	}
+	rows, err := b.r.QueryContext(ctx, `SELECT worker, chunks, profiles FROM batch_workers WHERE batch_id = ? ORDER BY worker`, batchID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []WorkerTally
+	for rows.Next() {
+		var w WorkerTally
+		if err := rows.Scan(&w.Worker, &w.Chunks, &w.Profiles); err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	return out, rows.Err()
+}
+
+func (b *sqliteBackend) footprint(ctx context.Context) (bytes, profiles int64, err error) {
+	for _, db := range []*sql.DB{b.r, b.br} {
+		var size int64
+		if err := db.QueryRowContext(ctx, `SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()`).Scan(&size); err != nil {
+			return 0, 0, err
+		}
+		bytes += size
+	}
+	err = b.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM profiles`).Scan(&profiles)
+	return bytes, profiles, err
+}
+
 // putProfiles writes the protected material first (blobs file, keyed by
 // ICCID and batch, insert-if-absent), then the rows. A crash in between
 // leaves material without a row, which the re-run finds and keeps; a row
 // never exists without its material. Material of an ICCID refused as a
 // conflict is removed again.
-func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, ps []Profile, now time.Time) (PutResult, error) {
+func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, w *BatchWrite, now time.Time) (PutResult, error) {
 	var res PutResult
+	ps := w.Profiles
 	if _, err := b.getBatch(ctx, batchID); err != nil {
 		return res, err
 	}
@@ -510,6 +580,7 @@ func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, ps []Pr
 	}
 	defer owner.Close()
 	ts := now.UnixMicro()
+	var first, last string
 	for i := range ps {
 		p := &ps[i]
 		m := &p.Metadata
@@ -521,6 +592,7 @@ func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, ps []Pr
 		}
 		if n, _ := r.RowsAffected(); n == 1 {
 			res.Inserted++
+			first, last = iccidRange(first, last, p.ICCID)
 			continue
 		}
 		var holder string
@@ -533,10 +605,31 @@ func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, ps []Pr
 			res.Conflicts = append(res.Conflicts, Conflict{ICCID: p.ICCID, BatchID: holder})
 		}
 	}
+	done := 0
+	if w.ChunkDone {
+		done = 1
+	}
 	if _, err := tx.ExecContext(ctx, `UPDATE batches SET profiles = profiles + ?, duplicates = duplicates + ?,
-		conflicts = conflicts + ?, updated_at = ? WHERE id = ?`,
-		res.Inserted, res.Duplicates, len(res.Conflicts), ts, batchID); err != nil {
+		conflicts = conflicts + ?, rejected = rejected + ?, chunks_done = chunks_done + ?,
+		iccid_first = CASE WHEN ? != '' AND (iccid_first = '' OR ? < iccid_first) THEN ? ELSE iccid_first END,
+		iccid_last = CASE WHEN ? > iccid_last THEN ? ELSE iccid_last END,
+		updated_at = ? WHERE id = ?`,
+		res.Inserted, res.Duplicates, len(res.Conflicts), w.Rejected, done, first, first, first, last, last,
+		ts, batchID); err != nil {
 		return res, err
+	}
+	if w.Worker != "" {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO batch_workers (batch_id, worker, chunks, profiles, updated_at)
+			VALUES (?, ?, ?, ?, ?) ON CONFLICT (batch_id, worker) DO UPDATE SET chunks = chunks + excluded.chunks,
+			profiles = profiles + excluded.profiles, updated_at = excluded.updated_at`,
+			batchID, w.Worker, done, res.Inserted, ts); err != nil {
+			return res, err
+		}
+	}
+	if w.InTx != nil {
+		if err := w.InTx(ctx, Tx{sql: tx}); err != nil {
+			return PutResult{}, err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return res, err
@@ -552,6 +645,18 @@ func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, ps []Pr
 	}
 	b.afterBulkCommit(ctx)
 	return res, nil
+}
+
+// iccidRange widens [first, last] to include iccid ("" first: empty).
+// ICCIDs compare as strings: a batch's ICCIDs share their length.
+func iccidRange(first, last, iccid string) (string, string) {
+	if first == "" || iccid < first {
+		first = iccid
+	}
+	if iccid > last {
+		last = iccid
+	}
+	return first, last
 }
 
 func (b *sqliteBackend) putBlobs(ctx context.Context, batchID string, ps []Profile, now time.Time) error {
@@ -590,52 +695,6 @@ func (b *sqliteBackend) deleteBlobs(ctx context.Context, keys [][2]string) error
 		if _, err := del.ExecContext(ctx, k[0], k[1]); err != nil {
 			return err
 		}
-	}
-	return tx.Commit()
-}
-
-func (b *sqliteBackend) claimChunk(ctx context.Context, batchID, worker string, now, until time.Time) (Chunk, error) {
-	c := Chunk{BatchID: batchID, Worker: worker, LeaseUntil: until}
-	err := b.w.QueryRowContext(ctx, `UPDATE chunks SET worker = ?, lease_until = ?, claims = claims + 1
-		WHERE rowid = (SELECT rowid FROM chunks WHERE batch_id = ? AND done = 0 AND lease_until <= ?
-			ORDER BY idx LIMIT 1)
-		RETURNING idx, claims`, worker, until.UnixMicro(), batchID, now.UnixMicro()).Scan(&c.Index, &c.Claims)
-	if errors.Is(err, sql.ErrNoRows) {
-		if _, err := b.getBatch(ctx, batchID); err != nil {
-			return Chunk{}, err
-		}
-		return Chunk{}, newErr(ErrNoChunkAvailable, "", KeyBatch, batchID)
-	}
-	return c, err
-}
-
-func (b *sqliteBackend) completeChunk(ctx context.Context, c Chunk, now time.Time) error {
-	tx, err := b.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	var worker string
-	var done bool
-	err = tx.QueryRowContext(ctx, `SELECT worker, done FROM chunks WHERE batch_id = ? AND idx = ?`, c.BatchID, c.Index).Scan(&worker, &done)
-	if errors.Is(err, sql.ErrNoRows) {
-		return newErr(ErrNotFound, "", KeyChunk, fmt.Sprintf("%s/%d", c.BatchID, c.Index))
-	}
-	if err != nil {
-		return err
-	}
-	if worker != c.Worker {
-		return &Error{Kind: ErrLeaseLost, Key: KeyChunk, Value: fmt.Sprintf("%s/%d", c.BatchID, c.Index), Detail: "held by " + worker}
-	}
-	if done {
-		return nil
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE chunks SET done = 1 WHERE batch_id = ? AND idx = ?`, c.BatchID, c.Index); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE batches SET chunks_done = chunks_done + 1, updated_at = ? WHERE id = ?`,
-		now.UnixMicro(), c.BatchID); err != nil {
-		return err
 	}
 	return tx.Commit()
 }

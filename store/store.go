@@ -1,7 +1,8 @@
 // Package store is the SM-DP+ inventory: protected profiles produced by a
 // batch, the SGP.22 ES2+ download-order state machine, ES9+ session state
-// shared by several server replicas, batch records with chunk claims for
-// several batch workers, and a retention sweep.
+// shared by several server replicas, batch records (their input chunks are
+// River jobs, completed in the transaction that stores them: WriteBatch),
+// and a retention sweep.
 //
 // Open returns a *DB (as database/sql returns *sql.DB): the state machine,
 // on one of two backends behind an unexported interface (as
@@ -128,19 +129,25 @@ type Profile struct {
 func (p *Profile) CCRequired() bool { return len(p.CCHash) > 0 }
 
 // Batch is a batch record: one per `perso run` input, holding the batch's
-// wrapped data key and counters kept up to date by PutBatch.
+// wrapped data key, what identifies its input, and counters kept up to date
+// by PutBatch and WriteBatch.
 type Batch struct {
 	ID          string
 	ProfileType string
-	TemplateID  string
+	TemplateID  string // the template's identity (the engine stores its hash)
 	KeyBlob     []byte // the batch data key wrapped by the HSM
 	KEKLabel    string // label of the HSM key that wraps KeyBlob
-	Chunks      int    // number of input chunks workers claim with ClaimChunk (0: none)
+	InputSHA256 string // hex SHA-256 of the input file ("" when the batch has none)
+	Records     int64  // records the input holds, good and bad
+	Chunks      int    // number of input chunks (jobs); 0 when not chunked
 
-	Profiles   int64 // counter: profiles inserted
-	Duplicates int64 // counter: idempotent re-inserts (same ICCID, same batch)
-	Conflicts  int64 // counter: ICCIDs refused because another batch holds them
-	ChunksDone int   // counter: chunks completed
+	Profiles   int64  // counter: profiles inserted
+	Duplicates int64  // counter: idempotent re-inserts (same ICCID, same batch)
+	Conflicts  int64  // counter: ICCIDs refused because another batch holds them
+	Rejected   int64  // counter: records refused before storage (set at creation, added to by WriteBatch)
+	ChunksDone int    // counter: chunks whose WriteBatch said ChunkDone
+	ICCIDFirst string // the smallest ICCID stored by the batch ("" when none)
+	ICCIDLast  string // the largest
 
 	CreatedAt time.Time
 	UpdatedAt time.Time

@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -12,9 +13,11 @@ import (
 func testBatches(t *testing.T, open Opener) {
 	ctx := context.Background()
 	s := open(t)
-	in := store.Batch{ID: "b1", ProfileType: ptype, TemplateID: "t1", KeyBlob: []byte{1, 2, 3}, KEKLabel: "kek-1", Chunks: 2}
+	in := store.Batch{ID: "b1", ProfileType: ptype, TemplateID: "t1", KeyBlob: []byte{1, 2, 3}, KEKLabel: "kek-1",
+		InputSHA256: "ab12", Records: 10, Chunks: 2, Rejected: 1}
 	got := must(s.CreateBatch(ctx, in))(t)
-	if got.ID != in.ID || !bytes.Equal(got.KeyBlob, in.KeyBlob) || got.Chunks != 2 || got.CreatedAt.IsZero() {
+	if got.ID != in.ID || !bytes.Equal(got.KeyBlob, in.KeyBlob) || got.Chunks != 2 || got.Records != 10 ||
+		got.Rejected != 1 || got.InputSHA256 != "ab12" || got.CreatedAt.IsZero() {
 		t.Fatalf("CreateBatch = %+v", got)
 	}
 	again := must(s.CreateBatch(ctx, in))(t)
@@ -22,7 +25,8 @@ func testBatches(t *testing.T, open Opener) {
 		t.Errorf("re-created batch: CreatedAt %v, want the stored %v", again.CreatedAt, got.CreatedAt)
 	}
 	stored := must(s.GetBatch(ctx, "b1"))(t)
-	if stored.KEKLabel != "kek-1" || stored.TemplateID != "t1" || !bytes.Equal(stored.KeyBlob, in.KeyBlob) {
+	if stored.KEKLabel != "kek-1" || stored.TemplateID != "t1" || !bytes.Equal(stored.KeyBlob, in.KeyBlob) ||
+		stored.InputSHA256 != "ab12" || stored.Records != 10 || stored.Rejected != 1 || stored.Chunks != 2 {
 		t.Errorf("GetBatch = %+v", stored)
 	}
 	for _, tc := range []struct {
@@ -30,8 +34,10 @@ func testBatches(t *testing.T, open Opener) {
 		b    store.Batch
 		want error
 	}{
-		{"other key blob", store.Batch{ID: "b1", ProfileType: ptype, TemplateID: "t1", KeyBlob: []byte{9}, KEKLabel: "kek-1", Chunks: 2}, store.ErrConflict},
-		{"other chunk count", store.Batch{ID: "b1", ProfileType: ptype, TemplateID: "t1", KeyBlob: []byte{1, 2, 3}, KEKLabel: "kek-1", Chunks: 3}, store.ErrConflict},
+		{"other key blob", store.Batch{ID: "b1", ProfileType: ptype, TemplateID: "t1", KeyBlob: []byte{9}, KEKLabel: "kek-1", InputSHA256: "ab12", Records: 10, Chunks: 2}, store.ErrConflict},
+		{"other chunk count", store.Batch{ID: "b1", ProfileType: ptype, TemplateID: "t1", KeyBlob: []byte{1, 2, 3}, KEKLabel: "kek-1", InputSHA256: "ab12", Records: 10, Chunks: 3}, store.ErrConflict},
+		{"other input", store.Batch{ID: "b1", ProfileType: ptype, TemplateID: "t1", KeyBlob: []byte{1, 2, 3}, KEKLabel: "kek-1", InputSHA256: "cd34", Records: 10, Chunks: 2}, store.ErrConflict},
+		{"other template", store.Batch{ID: "b1", ProfileType: ptype, TemplateID: "t2", KeyBlob: []byte{1, 2, 3}, KEKLabel: "kek-1", InputSHA256: "ab12", Records: 10, Chunks: 2}, store.ErrConflict},
 		{"no id", store.Batch{}, store.ErrInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -129,68 +135,65 @@ func testPutBatch(t *testing.T, open Opener) {
 	}
 }
 
-func testChunks(t *testing.T, open Opener) {
+// testWriteBatch: a write's counters, worker tally and ICCID range, and
+// InTx: its error rolls the profiles and counters back, its statements
+// commit with them.
+func testWriteBatch(t *testing.T, open Opener) {
 	ctx := context.Background()
-	clock := NewClock()
-	s := open(t, store.WithClock(clock.Now))
-	must(s.CreateBatch(ctx, store.Batch{ID: "b1", Chunks: 3}))(t)
-	must(s.CreateBatch(ctx, store.Batch{ID: "b0"}))(t)
+	s := open(t)
+	must(s.CreateBatch(ctx, store.Batch{ID: "b1", Records: 30, Chunks: 3, Rejected: 2}))(t)
+	must(s.CreateBatch(ctx, store.Batch{ID: "b2"}))(t)
+	must(s.PutBatch(ctx, "b2", Profiles(ptype, 25, 1, 10)))(t)
 
-	c0 := must(s.ClaimChunk(ctx, "b1", "w1", time.Minute))(t)
-	c1 := must(s.ClaimChunk(ctx, "b1", "w2", time.Minute))(t)
-	c2 := must(s.ClaimChunk(ctx, "b1", "w1", time.Minute))(t)
-	if c0.Index != 0 || c1.Index != 1 || c2.Index != 2 || c0.Worker != "w1" || c1.Claims != 1 ||
-		!c0.LeaseUntil.Equal(clock.Now().Add(time.Minute)) {
-		t.Fatalf("claims: %+v %+v %+v", c0, c1, c2)
+	boom := errors.New("job lost")
+	_, err := s.WriteBatch(ctx, "b1", store.BatchWrite{Profiles: Profiles(ptype, 0, 10, 10), Rejected: 1,
+		ChunkDone: true, Worker: "w1", InTx: func(ctx context.Context, tx store.Tx) error {
+			if tx.SQL() == nil && tx.Pgx() == nil {
+				t.Error("InTx got no transaction")
+			}
+			return boom
+		}})
+	if !errors.Is(err, boom) {
+		t.Fatalf("WriteBatch with a failing InTx = %v, want its error", err)
 	}
-	_, err := s.ClaimChunk(ctx, "b1", "w3", time.Minute)
-	wantErr(t, err, store.ErrNoChunkAvailable, "")
-
-	if err := s.CompleteChunk(ctx, c0); err != nil {
-		t.Fatal(err)
+	if _, err := s.GetProfile(ctx, ICCID(0)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a rolled-back write stored a profile: %v", err)
 	}
-	if err := s.CompleteChunk(ctx, c0); err != nil {
-		t.Fatalf("completing twice: %v", err)
-	}
-	// w2 dies: its lease runs out and w3 takes chunk 1 over.
-	clock.Advance(2 * time.Minute)
-	c1b := must(s.ClaimChunk(ctx, "b1", "w3", time.Minute))(t)
-	if c1b.Index != 1 || c1b.Claims != 2 {
-		t.Fatalf("re-claim after lease expiry: %+v, want chunk 1, second claim", c1b)
-	}
-	wantErr(t, s.CompleteChunk(ctx, c1), store.ErrLeaseLost, "")
-	if err := s.CompleteChunk(ctx, c1b); err != nil {
-		t.Fatal(err)
-	}
-	c2b := must(s.ClaimChunk(ctx, "b1", "w3", time.Minute))(t) // chunk 2's lease expired too
-	if c2b.Index != 2 {
-		t.Fatalf("claim = %+v, want chunk 2", c2b)
-	}
-	if err := s.CompleteChunk(ctx, c2b); err != nil {
-		t.Fatal(err)
-	}
-	clock.Advance(time.Hour)
-	_, err = s.ClaimChunk(ctx, "b1", "w1", time.Minute)
-	wantErr(t, err, store.ErrNoChunkAvailable, "")
-	if b := must(s.GetBatch(ctx, "b1"))(t); b.ChunksDone != 3 {
-		t.Errorf("ChunksDone = %d, want 3", b.ChunksDone)
+	if b := must(s.GetBatch(ctx, "b1"))(t); b.Profiles != 0 || b.Rejected != 2 || b.ChunksDone != 0 {
+		t.Fatalf("a rolled-back write moved the counters: %+v", b)
 	}
 
-	for _, tc := range []struct {
-		name          string
-		batch, worker string
-		lease         time.Duration
-		want          error
-	}{
-		{"batch without chunks", "b0", "w1", time.Minute, store.ErrNoChunkAvailable},
-		{"unknown batch", "nope", "w1", time.Minute, store.ErrNotFound},
-		{"no worker", "b1", "", time.Minute, store.ErrInvalid},
-		{"no lease", "b1", "w1", 0, store.ErrInvalid},
+	calls := 0
+	inTx := func(ctx context.Context, tx store.Tx) error { calls++; return nil }
+	for _, w := range []store.BatchWrite{
+		{Profiles: Profiles(ptype, 10, 9, 10), Rejected: 1, ChunkDone: true, Worker: "w1", InTx: inTx},
+		{Profiles: Profiles(ptype, 0, 10, 10), ChunkDone: true, Worker: "w2", InTx: inTx},
+		{Profiles: Profiles(ptype, 20, 6, 10), Rejected: 3, ChunkDone: true, Worker: "w1", InTx: inTx}, // 25 is b2's
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := s.ClaimChunk(ctx, tc.batch, tc.worker, tc.lease)
-			wantErr(t, err, tc.want, "")
-		})
+		must(s.WriteBatch(ctx, "b1", w))(t)
 	}
-	wantErr(t, s.CompleteChunk(ctx, store.Chunk{BatchID: "b1", Index: 7, Worker: "w1"}), store.ErrNotFound, "")
+	if calls != 3 {
+		t.Errorf("InTx ran %d times, want 3", calls)
+	}
+	b := must(s.GetBatch(ctx, "b1"))(t)
+	if b.Profiles != 24 || b.Conflicts != 1 || b.Rejected != 6 || b.ChunksDone != 3 ||
+		b.ICCIDFirst != ICCID(0) || b.ICCIDLast != ICCID(24) {
+		t.Errorf("batch = %+v; want 24 profiles, 1 conflict, 6 rejected, 3 chunks, ICCIDs %s..%s", b, ICCID(0), ICCID(24))
+	}
+	ws := must(s.BatchWorkers(ctx, "b1"))(t)
+	want := []store.WorkerTally{{Worker: "w1", Chunks: 2, Profiles: 14}, {Worker: "w2", Chunks: 1, Profiles: 10}}
+	if len(ws) != 2 || ws[0] != want[0] || ws[1] != want[1] {
+		t.Errorf("BatchWorkers = %+v, want %+v", ws, want)
+	}
+	all := must(s.ListBatches(ctx))(t)
+	if len(all) != 2 {
+		t.Errorf("ListBatches = %d batches, want 2", len(all))
+	}
+	if _, err := s.BatchWorkers(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("BatchWorkers(unknown) = %v, want ErrNotFound", err)
+	}
+	bytes, n, err := s.Footprint(ctx)
+	if err != nil || n != 25 || bytes < 25*10 {
+		t.Errorf("Footprint = %d bytes, %d profiles, %v; want 25 profiles", bytes, n, err)
+	}
 }

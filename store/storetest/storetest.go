@@ -74,7 +74,7 @@ func Run(t *testing.T, open Opener) {
 	}{
 		{"Batches", testBatches},
 		{"PutBatch", testPutBatch},
-		{"Chunks", testChunks},
+		{"WriteBatch", testWriteBatch},
 		{"Transitions", testTransitions},
 		{"DownloadOrder", testDownloadOrder},
 		{"ConfirmOrder", testConfirmOrder},

@@ -1,0 +1,143 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Batch writes that commit together with a caller's own statements.
+//
+// A batch's input is cut into chunks, each a River job (package jobs). A
+// chunk's profiles and the completion of its job must commit in one
+// transaction, or a crash between the two would store a chunk twice or
+// lose it. The store therefore lets the caller run its statements inside
+// the transaction that writes the profiles (BatchWrite.InTx), and hands a
+// job queue the database handle it shares with the store (JobDB).
+
+// Tx is the transaction of a write, open for a caller's own statements:
+// the database/sql transaction of the SQLite inventory or the pgx
+// transaction of PostgreSQL (exactly one is non-nil). It is valid only
+// during the callback it is passed to.
+type Tx struct {
+	sql *sql.Tx
+	pg  pgx.Tx
+}
+
+// SQL returns the SQLite transaction, nil on PostgreSQL.
+func (t Tx) SQL() *sql.Tx { return t.sql }
+
+// Pgx returns the PostgreSQL transaction, nil on SQLite.
+func (t Tx) Pgx() pgx.Tx { return t.pg }
+
+// BatchWrite is one atomic write into a batch: the profiles of one input
+// chunk and what the batch's counters learn from it.
+type BatchWrite struct {
+	Profiles []Profile
+	// Rejected counts records of the chunk refused before storage (added
+	// to Batch.Rejected).
+	Rejected int
+	// ChunkDone adds one to Batch.ChunksDone.
+	ChunkDone bool
+	// Worker names who wrote it; its tally (BatchWorkers) grows by one
+	// chunk and the profiles inserted. Empty: no tally.
+	Worker string
+	// InTx runs inside the write's transaction after the profiles and
+	// counters are written and before the commit (e.g. completing the job
+	// that produced the chunk). Its error rolls the whole write back and is
+	// returned as is. nil: nothing to add.
+	InTx func(ctx context.Context, tx Tx) error
+}
+
+// WorkerTally is what one worker contributed to a batch.
+type WorkerTally struct {
+	Worker   string
+	Chunks   int
+	Profiles int64
+}
+
+// WriteBatch inserts profiles into an existing batch (state Available)
+// and updates its counters, with w.InTx in the same transaction: all or
+// nothing. Profiles are treated as by PutBatch: an ICCID the batch already
+// holds is a duplicate, one held by another batch a conflict, never
+// overwritten.
+//
+// On SQLite the protected material goes to the blobs file first, in its
+// own commit (insert-if-absent); a write that rolls back, or a crash,
+// leaves material without a row, which a later write of the same ICCID and
+// batch adopts and the sweep otherwise collects (SweepPolicy.OrphanAfter).
+func (d *DB) WriteBatch(ctx context.Context, batchID string, w BatchWrite) (PutResult, error) {
+	if err := checkProfiles(batchID, w.Profiles); err != nil {
+		return PutResult{}, err
+	}
+	if w.Rejected < 0 {
+		return PutResult{}, &Error{Kind: ErrInvalid, Event: EventBatch, Key: KeyBatch, Value: batchID, Detail: "negative reject count"}
+	}
+	if len(w.Profiles) == 0 && w.Rejected == 0 && !w.ChunkDone && w.InTx == nil {
+		_, err := d.b.getBatch(ctx, batchID)
+		return PutResult{}, withEvent(err, EventBatch)
+	}
+	r, err := d.b.putProfiles(ctx, batchID, &w, d.now())
+	return r, withEvent(err, EventBatch)
+}
+
+// checkProfiles refuses profiles without an ICCID or of another batch.
+func checkProfiles(batchID string, ps []Profile) error {
+	for i := range ps {
+		p := &ps[i]
+		if p.ICCID == "" {
+			return &Error{Kind: ErrInvalid, Event: EventBatch, Key: KeyICCID, Detail: "profile without ICCID"}
+		}
+		if p.BatchID != "" && p.BatchID != batchID {
+			return &Error{Kind: ErrInvalid, Event: EventBatch, Key: KeyICCID, Value: p.ICCID,
+				Detail: "profile of batch " + p.BatchID + " put into batch " + batchID}
+		}
+	}
+	return nil
+}
+
+// ListBatches returns every batch record, newest first.
+func (d *DB) ListBatches(ctx context.Context) ([]Batch, error) {
+	bs, err := d.b.listBatches(ctx)
+	return bs, withEvent(err, EventBatch)
+}
+
+// BatchWorkers returns the per-worker tallies of a batch, by worker name.
+func (d *DB) BatchWorkers(ctx context.Context, batchID string) ([]WorkerTally, error) {
+	ws, err := d.b.batchWorkers(ctx, batchID)
+	return ws, withEvent(err, EventBatch)
+}
+
+// Driver names the backend: "sqlite" or "postgres".
+func (d *DB) Driver() string {
+	if _, ok := d.b.(*pgBackend); ok {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// JobDB returns the database handle a job queue shares with the store, so
+// that its jobs live in the same database and complete in the store's
+// transactions (BatchWrite.InTx): on SQLite the inventory's write handle
+// (one connection: SQLite has one writer; River's riversqlite driver wants
+// exactly that), on PostgreSQL the pgx pool. Exactly one is non-nil. The
+// handle belongs to the store: do not close it.
+func (d *DB) JobDB() (*sql.DB, *pgxpool.Pool) {
+	switch b := d.b.(type) {
+	case *sqliteBackend:
+		return b.w, nil
+	case *pgBackend:
+		return nil, b.pool
+	}
+	return nil, nil
+}
+
+// Footprint returns the bytes the store occupies (SQLite: the pages of
+// both files, WAL not counted; PostgreSQL: the profiles table with its indexes and
+// out-of-line storage) and the number of profiles it holds, for a figure of
+// bytes per stored profile.
+func (d *DB) Footprint(ctx context.Context) (bytes, profiles int64, err error) {
+	return d.b.footprint(ctx)
+}
