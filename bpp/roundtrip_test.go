@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/internal/testenv"
 	"github.com/perso-esim/perso/template"
 )
@@ -171,10 +172,23 @@ func personalise(t testing.TB, der []byte, i int) ([]byte, string) {
 	if err != nil {
 		t.Fatalf("template.Compile: %v", err)
 	}
-	iccid := fmt.Sprintf("89490000000000%05d", i)
+	payload := fmt.Sprintf("8949000000000%05d", i)
+	luhn, err := esim.LuhnDigit(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iccid := payload + string(luhn)
+	ic, err := esim.ParseICCID(iccid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imsi, err := esim.ParseIMSI(fmt.Sprintf("0010112345%05d", i))
+	if err != nil {
+		t.Fatal(err)
+	}
 	v := &template.Values{
-		ICCID: iccid,
-		IMSI:  fmt.Sprintf("0010112345%05d", i),
+		ICCID: ic,
+		IMSI:  imsi,
 		K:     bytes.Repeat([]byte{0x11 + byte(i)}, 16),
 		OPc:   bytes.Repeat([]byte{0x22 + byte(i)}, 16),
 		PIN1:  cardCode(t, "2468"),
@@ -245,7 +259,7 @@ func TestRoundTripTS48(t *testing.T) {
 				if err != nil {
 					t.Fatalf("opened UPP does not decode: %v", err)
 				}
-				if prof.ICCID() != iccid || prof.IMSI() != fmt.Sprintf("0010112345%05d", i) {
+				if prof.ICCID().String() != iccid || prof.IMSI().String() != fmt.Sprintf("0010112345%05d", i) {
 					t.Errorf("opened UPP carries ICCID %s IMSI %s", prof.ICCID(), prof.IMSI())
 				}
 				if !reflect.DeepEqual(o.StoreMetadata, md) || o.StoreMetadata.ICCIDString() != iccid {
@@ -461,7 +475,7 @@ func TestTamperSegmentContentExhaustive(t *testing.T) {
 // cardCode encodes digits as the template's card-form PIN/PUK/ADM value.
 func cardCode(t testing.TB, digits string) []byte {
 	t.Helper()
-	b, err := template.EncodePIN("code", digits, 4, false)
+	b, err := esim.PIN.EncodeString(digits)
 	if err != nil {
 		t.Fatal(err)
 	}

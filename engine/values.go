@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 
+	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/perso"
 	"github.com/perso-esim/perso/template"
 )
@@ -22,9 +23,19 @@ const (
 // says; set it for templates that declare only the one algorithm they ship
 // with (e.g. the TS.48 test profiles with the USIM test algorithm).
 func Values(rec *perso.Record, keepAlgorithm bool) (template.Values, error) {
+	// The record was validated by its reader; parsing here gives the
+	// template esim's types (it does not allocate).
+	iccid, err := esim.ParseICCID(rec.ICCID)
+	if err != nil {
+		return template.Values{}, fmt.Errorf("engine: record: %w (validate the input first)", err)
+	}
+	imsi, err := esim.ParseIMSI(rec.IMSI)
+	if err != nil {
+		return template.Values{}, fmt.Errorf("engine: record %s: %w (validate the input first)", iccid, err)
+	}
 	v := template.Values{
-		ICCID:  rec.ICCID,
-		IMSI:   rec.IMSI,
+		ICCID:  iccid,
+		IMSI:   imsi,
 		K:      rec.Ki.Bytes(),
 		OPc:    rec.OPc.Bytes(),
 		SMSC:   rec.SMSC,
@@ -32,7 +43,7 @@ func Values(rec *perso.Record, keepAlgorithm bool) (template.Values, error) {
 		MSISDN: rec.MSISDN,
 	}
 	if !keepAlgorithm {
-		v.Algorithm = template.Algorithm(rec.Algorithm)
+		v.Algorithm = esim.Algorithm(rec.Algorithm)
 	}
 	// perso and the template both hold PIN/PUK/ADM in card form (ASCII
 	// digits padded with FF, or an 8-byte binary ADM).

@@ -82,7 +82,7 @@ func TestValuesPersonaliseEveryTS48TemplateWithTheRecord(t *testing.T) {
 
 func checkProfile(t *testing.T, p *template.Profile, rec *perso.Record) {
 	t.Helper()
-	if p.ICCID() != rec.ICCID || p.IMSI() != rec.IMSI {
+	if p.ICCID().String() != rec.ICCID || p.IMSI().String() != rec.IMSI {
 		t.Errorf("ICCID/IMSI read back as %s/%s, want %s/%s", p.ICCID(), p.IMSI(), rec.ICCID, rec.IMSI)
 	}
 	for _, pe := range p.All(template.PEAKAParameter) {

@@ -69,3 +69,20 @@ func EIDFromBCD(b []byte) (EID, error) {
 	}
 	return ParseEID(s)
 }
+
+// MarshalText gives the digits.
+func (e EID) MarshalText() ([]byte, error) { return []byte(e.digits), nil }
+
+// UnmarshalText parses with ParseEID; empty text is the zero EID.
+func (e *EID) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*e = EID{}
+		return nil
+	}
+	v, err := ParseEID(string(b))
+	if err != nil {
+		return err
+	}
+	*e = v
+	return nil
+}

@@ -3,6 +3,7 @@ package esim
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -89,6 +90,38 @@ func TestICCIDCodings(t *testing.T) {
 	c, err := ICCIDFromBCD(mustHex("89441500000000000018"))
 	if err != nil || c.LuhnValid() {
 		t.Errorf("decoded placeholder: %v, %v, LuhnValid %v", c, err, c.LuhnValid())
+	}
+}
+
+// The codings of the SAIP spec digest (section 1.4), byte for byte.
+func TestSpecDigestCodings(t *testing.T) {
+	for _, c := range []struct{ iccid, header, ef string }{
+		{"8949449999999990171", "8949449999999990171f", "989444999999990971f1"},
+		{"89000123456789012341", "89000123456789012341", "98001032547698103214"},
+		{"894944999999999017", "894944999999999017ff", "989444999999990971ff"},
+	} {
+		ic, err := ICCIDFromBCD(mustHex(c.header))
+		if err != nil || ic.String() != c.iccid {
+			t.Fatalf("ICCIDFromBCD(%s) = %v, %v", c.header, ic, err)
+		}
+		if h, ef := ic.BCD(), ic.SwappedBCD(); hex.EncodeToString(h[:]) != c.header || hex.EncodeToString(ef[:]) != c.ef {
+			t.Fatalf("%s: BCD %x, swapped %x", c.iccid, h, ef)
+		}
+	}
+	for _, c := range []struct{ imsi, ef, acc string }{
+		{"001010123456789", "080910101032547698", "0200"},
+		{"00101012345678", "0801101010325476f8", "0100"},
+		{"310150123456789", "083901511032547698", "0200"},
+		{"001010123456063", "080910101032540636", "0008"},
+		{"123456", "04113254f6ffffffff", "0040"},
+	} {
+		m, err := ParseIMSI(c.imsi)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ef, acc := m.EF(), m.ACC(); hex.EncodeToString(ef[:]) != c.ef || hex.EncodeToString(acc[:]) != c.acc {
+			t.Fatalf("%s: EF.IMSI %x EF.ACC %x, want %s %s", c.imsi, ef, acc, c.ef, c.acc)
+		}
 	}
 }
 
@@ -337,3 +370,25 @@ func mustHex(s string) []byte {
 }
 
 var _ = bytes.Equal
+
+func TestTextMarshalling(t *testing.T) {
+	var v struct {
+		ICCID ICCID
+		IMSI  IMSI
+		EID   EID
+		Unset ICCID
+	}
+	in := `{"ICCID":"8944150000000000017","IMSI":"001010123456789","EID":"89049032123451234512345678901235","Unset":""}`
+	if err := json.Unmarshal([]byte(in), &v); err != nil {
+		t.Fatal(err)
+	}
+	out, err := json.Marshal(v)
+	if err != nil || string(out) != in {
+		t.Fatalf("round trip %s, %v", out, err)
+	}
+	for _, bad := range []string{`{"ICCID":"8944150000000000018"}`, `{"IMSI":"12"}`, `{"EID":"1"}`} {
+		if err := json.Unmarshal([]byte(bad), &v); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}

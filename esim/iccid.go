@@ -176,3 +176,21 @@ func luhn[S ~string | ~[]byte](s S, payload bool) byte {
 	}
 	return byte((10 - sum%10) % 10)
 }
+
+// MarshalText gives the digits, so that JSON and log handlers print the
+// ICCID rather than an empty struct.
+func (c ICCID) MarshalText() ([]byte, error) { return []byte(c.digits), nil }
+
+// UnmarshalText parses with ParseICCID; empty text is the zero ICCID.
+func (c *ICCID) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*c = ICCID{}
+		return nil
+	}
+	v, err := ParseICCID(string(b))
+	if err != nil {
+		return err
+	}
+	*c = v
+	return nil
+}

@@ -109,3 +109,20 @@ func IMSIFromEF(b []byte) (IMSI, error) {
 	}
 	return IMSI{string(out)}, nil
 }
+
+// MarshalText gives the digits.
+func (m IMSI) MarshalText() ([]byte, error) { return []byte(m.digits), nil }
+
+// UnmarshalText parses with ParseIMSI; empty text is the zero IMSI.
+func (m *IMSI) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*m = IMSI{}
+		return nil
+	}
+	v, err := ParseIMSI(string(b))
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}

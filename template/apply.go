@@ -3,6 +3,8 @@ package template
 import (
 	"fmt"
 	"unicode/utf16"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // maxPINValues bounds the PIN/ADM values one record can carry
@@ -118,28 +120,30 @@ func (pl *Plan) Apply(v *Values, dst []byte) ([]byte, error) {
 	return out, nil
 }
 
+// checkCode checks a code in card form by esim's rules for its kind; the
+// error names the field, never the code.
+func checkCode(field string, kind esim.CodeKind, code []byte) error {
+	if err := kind.Check(code); err != nil {
+		return valueErr(field, "%s", esim.Reason(err))
+	}
+	return nil
+}
+
 // shift records that template offsets ≥ at move by delta in the output.
 type shift struct{ at, delta int }
 
 // encode validates v against the plan and encodes it into e.
 func (pl *Plan) encode(v *Values, e *encoded) error {
-	var err error
-	if v.ICCID != "" {
-		if e.iccid, err = EncodeICCID(v.ICCID); err != nil {
-			return err
-		}
-		e.efICCID, e.hasICCID = SwapICCID(e.iccid), true
+	if !v.ICCID.IsZero() {
+		e.iccid = v.ICCID.BCD()
+		e.efICCID, e.hasICCID = esim.SwapNibbles(e.iccid), true
 	}
-	if v.IMSI != "" {
-		if e.imsi, err = EncodeIMSI(v.IMSI); err != nil {
-			return err
-		}
-		e.acc, _ = EncodeACC(v.IMSI)
-		e.hasIMSI = true
+	if !v.IMSI.IsZero() {
+		e.imsi, e.acc, e.hasIMSI = v.IMSI.EF(), v.IMSI.ACC(), true
 	}
-	if v.Algorithm != AlgorithmKeep {
-		if v.Algorithm > AlgorithmTestAlgorithm {
-			return valueErr("Algorithm", "unknown algorithm %d", v.Algorithm)
+	if v.Algorithm != esim.AlgorithmUnset {
+		if !v.Algorithm.Valid() {
+			return valueErr("Algorithm", "unknown algorithm %d", uint8(v.Algorithm))
 		}
 		if !pl.kinds[SlotAlgorithm] {
 			return pl.noSlot("Algorithm")
@@ -155,14 +159,14 @@ func (pl *Plan) encode(v *Values, e *encoded) error {
 	if err := pl.checkSecret("OPc", v.OPc, SlotOPc); err != nil {
 		return err
 	}
-	pin := func(field string, code []byte, ref, minDigits int, binaryOK bool) error {
+	pin := func(field string, code []byte, ref int, kind esim.CodeKind) error {
 		if code == nil {
 			return nil
 		}
 		if !pl.pins[ref] {
 			return pl.noSlot(field)
 		}
-		if err := CheckCardPIN(field, code, minDigits, binaryOK); err != nil {
+		if err := checkCode(field, kind, code); err != nil {
 			return err
 		}
 		e.pinRef[e.npin] = ref
@@ -170,23 +174,23 @@ func (pl *Plan) encode(v *Values, e *encoded) error {
 		e.npin++
 		return nil
 	}
-	if err := pin("PIN1", v.PIN1, 0x01, 4, false); err != nil {
+	if err := pin("PIN1", v.PIN1, 0x01, esim.PIN); err != nil {
 		return err
 	}
-	if err := pin("PIN2", v.PIN2, 0x81, 4, false); err != nil {
+	if err := pin("PIN2", v.PIN2, 0x81, esim.PIN); err != nil {
 		return err
 	}
-	if err := pin("ADM1", v.ADM1, admRef(1), 4, true); err != nil {
+	if err := pin("ADM1", v.ADM1, admRef(1), esim.ADM); err != nil {
 		return err
 	}
-	if err := pin("ADM2", v.ADM2, admRef(2), 4, true); err != nil {
+	if err := pin("ADM2", v.ADM2, admRef(2), esim.ADM); err != nil {
 		return err
 	}
 	for i, code := range v.OtherADM {
 		if code == nil {
 			continue
 		}
-		if err := pin(fmt.Sprintf("ADM%d", i+3), code, admRef(i+3), 4, true); err != nil {
+		if err := pin(fmt.Sprintf("ADM%d", i+3), code, admRef(i+3), esim.ADM); err != nil {
 			return err
 		}
 	}
@@ -194,7 +198,7 @@ func (pl *Plan) encode(v *Values, e *encoded) error {
 		if !pl.puks[0x01] {
 			return pl.noSlot("PUK1")
 		}
-		if err := CheckCardPIN("PUK1", v.PUK1, 8, false); err != nil {
+		if err := checkCode("PUK1", esim.PUK, v.PUK1); err != nil {
 			return err
 		}
 		copy(e.puk1[:], v.PUK1)
@@ -204,7 +208,7 @@ func (pl *Plan) encode(v *Values, e *encoded) error {
 		if !pl.puks[0x81] {
 			return pl.noSlot("PUK2")
 		}
-		if err := CheckCardPIN("PUK2", v.PUK2, 8, false); err != nil {
+		if err := checkCode("PUK2", esim.PUK, v.PUK2); err != nil {
 			return err
 		}
 		copy(e.puk2[:], v.PUK2)
@@ -356,7 +360,7 @@ func (pl *Plan) rewriteVars(e *encoded, out []byte, shifts *[16]shift) ([]byte, 
 		oldContent := g.peEnd - g.peStart - g.peHdr
 		newContent := oldContent + growth
 		out = append(out, pl.tmpl[pos:g.peStart]...)
-		out = g.peTag.appendTo(out)
+		out = g.peTag.Append(out)
 		out = appendLen(out, newContent)
 		newHdr := g.peTag.Len() + lenSize(newContent)
 		shifts[ns] = shift{g.peStart + g.peHdr, newHdr - g.peHdr}
@@ -370,7 +374,7 @@ func (pl *Plan) rewriteVars(e *encoded, out []byte, shifts *[16]shift) ([]byte, 
 			}
 			out = append(out, pl.tmpl[p:vs.fileStart]...)
 			items := len(vs.keep) + 1 + lenSize(len(c)) + len(c)
-			out = vs.fileTag.appendTo(out)
+			out = vs.fileTag.Append(out)
 			out = appendLen(out, items)
 			out = append(out, vs.keep...)
 			out = append(out, 0x83)

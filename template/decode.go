@@ -4,6 +4,10 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/perso-esim/perso/esim"
+
+	"github.com/perso-esim/perso/esim/tlv"
 )
 
 // cursor walks the components of a SEQUENCE in order. Its path (for
@@ -179,7 +183,7 @@ func (pe *PE) decode() error {
 type ProfileHeader struct {
 	MajorVersion, MinorVersion int
 	ProfileType                string
-	ICCID                      []byte   // 10 bytes, plain BCD F-padded (see DecodeICCID)
+	ICCID                      []byte   // 10 bytes, plain BCD F-padded (esim.ICCIDFromBCD)
 	POL                        []byte   // nil when absent
 	MandatoryServices          []string // ServicesList flag names, in encoding order
 	MandatoryGFSTE             []string // template OIDs, dotted
@@ -383,7 +387,7 @@ type FCP struct {
 // find returns the value of the first element with tag t in b.
 func find(b []byte, t Tag) []byte {
 	for off := 0; off < len(b); {
-		tag, hl, vl, err := readHeader(b, off, len(b))
+		tag, hl, vl, err := tlv.ReadHeader(b, off, len(b))
 		if err != nil {
 			return nil
 		}
@@ -458,9 +462,10 @@ var (
 func (pe *PE) walkFields(b []byte, base int, fields []fcpField, field func(string) string) (int, int, error) {
 	next, a5, a5base := 0, []byte(nil), -1
 	for off := 0; off < len(b); {
-		t, hl, vl, terr := readHeaderFast(b, off, len(b))
-		if terr != nil {
-			return 0, 0, errAt(pe.Index, pe.Type, base+terr.off, field(""), terr.err)
+		t, hl, vl, err := tlv.ReadHeaderFast(b, off, len(b))
+		if err != nil {
+			terr := headerErr(err)
+			return 0, 0, errAt(pe.Index, pe.Type, base+terr.Offset, field(""), terr.Err)
 		}
 		i := next
 		for i < len(fields) && fields[i].tag != t {
@@ -798,32 +803,6 @@ func (pe *PE) decodePUKs() error {
 
 // ----------------------------------------------------------- akaParameter
 
-// Algorithm is an AlgoParameter algorithmID.
-type Algorithm uint8
-
-// Algorithms. The zero value means "keep the template's algorithm" in
-// Values.
-const (
-	AlgorithmKeep          Algorithm = 0
-	AlgorithmMilenage      Algorithm = 1
-	AlgorithmTUAK          Algorithm = 2
-	AlgorithmTestAlgorithm Algorithm = 3
-)
-
-func (a Algorithm) String() string {
-	switch a {
-	case AlgorithmMilenage:
-		return "milenage"
-	case AlgorithmTUAK:
-		return "tuak"
-	case AlgorithmTestAlgorithm:
-		return "usim-test-algorithm"
-	case AlgorithmKeep:
-		return "keep"
-	}
-	return "algorithm-" + strconv.Itoa(int(a))
-}
-
 // AKAParameter is an akaParameter PE.
 type AKAParameter struct {
 	Mapping *MappingParameter // set when algoConfiguration is a mapping
@@ -841,7 +820,7 @@ type MappingParameter struct {
 
 // AlgoParameter holds the algorithm and its secrets.
 type AlgoParameter struct {
-	AlgorithmID    Algorithm
+	AlgorithmID    esim.Algorithm // as decoded: an unknown ID is kept
 	Options        byte
 	Key            []byte // K: 16 or 32 bytes
 	OPc            []byte // OPc (Milenage) or TOPc (TUAK)
@@ -886,7 +865,7 @@ func (pe *PE) decodeAKA() error {
 		if err != nil {
 			return err
 		}
-		ap.AlgorithmID, ap.algo = Algorithm(id), n
+		ap.AlgorithmID, ap.algo = esim.Algorithm(id), n
 		o, err := ac.reqLen(0x81, "algorithmOptions", 1)
 		if err != nil {
 			return err

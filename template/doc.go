@@ -98,13 +98,14 @@
 //
 // # Values
 //
-// Values holds one record. Zero values (empty strings, nil slices,
-// AlgorithmKeep) leave the template's value. ICCIDs (18–20 digits) are
-// written as given — the record source checks Luhn digits. PIN, PUK and
-// ADM codes are given in card form, the 8-byte value the card stores
-// (EncodePIN turns digits into it; CheckCardPIN states the rules): PINs
-// 4–8 ASCII digits and PUKs 8, padded with FF; an ADM key may also be any
-// 8 binary bytes. The algorithm may only be set to one the header declares
+// Values holds one record. Zero values (empty strings, nil slices, the zero
+// esim.ICCID and esim.IMSI, esim.AlgorithmUnset) leave the template's
+// value. ICCIDs and IMSIs are esim values, validated when they were parsed
+// (esim.ParseICCID checks the Luhn digit). PIN, PUK and ADM codes are given
+// in card form, the 8-byte value the card stores (esim.CodeKind.Encode
+// turns digits into it, CodeKind.Check states the rules): PINs 4–8 ASCII
+// digits and PUKs 8, padded with FF; an ADM key may also be any 8 binary
+// bytes. The algorithm may only be set to one the header declares
 // in eUICC-Mandatory-services (otherwise the profile would ask the eUICC
 // for an algorithm it was not told to provide). K, OPc, the codes and SD
 // keys are byte slices that Apply reads but never retains; call
@@ -112,11 +113,12 @@
 //
 // # Codings
 //
-// EncodeICCID / DecodeICCID: header coding, plain BCD F-padded on the
-// right. EncodeEFICCID / DecodeEFICCID: EF.ICCID coding, nibble-swapped —
-// also the coding of the SGP.22 StoreMetadata iccid (5A). SwapICCID
-// converts between them. EncodeIMSI / DecodeIMSI, EncodeACC, EncodePIN /
-// DecodePIN, DecodeSMSP, DecodeSPN complete the set.
+// The codings of identifiers and codes are package esim's: ICCID.BCD
+// (header, plain BCD F-padded on the right), ICCID.SwappedBCD (EF.ICCID,
+// nibble-swapped, also the SGP.22 StoreMetadata iccid), IMSI.EF, IMSI.ACC,
+// CodeKind.Encode and CodeText. This package adds the dialling numbers and
+// names only a profile holds: DecodeSMSP, DecodeSPN, DecodeMSISDN. The TLV
+// syntax (tags, lengths, limits) is esim/tlv's.
 //
 // # Inspect report (JSON schema)
 //

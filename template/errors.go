@@ -3,21 +3,22 @@ package template
 import (
 	"errors"
 	"fmt"
+
+	"github.com/perso-esim/perso/esim/tlv"
 )
 
 // Sentinel errors. Every error returned by this package wraps one of them
 // (test with errors.Is) inside an *Error that says where the problem is.
 var (
-	// ErrTruncated: a tag, a length or a value runs past the end of its
-	// enclosing element or of the input.
-	ErrTruncated = errors.New("truncated TLV")
-	// ErrIndefiniteLength: BER indefinite length (0x80); SAIP is DER.
-	ErrIndefiniteLength = errors.New("indefinite length is not allowed in DER")
-	// ErrNotDER: a length or tag not in its minimal DER form, or a length
-	// too large to be plausible.
-	ErrNotDER = errors.New("not DER")
-	// ErrBadTag: a tag that cannot occur (zero tag, tag longer than 4 bytes).
-	ErrBadTag = errors.New("invalid tag")
+	// ErrTruncated, ErrIndefiniteLength, ErrNotDER and ErrBadTag are the
+	// DER syntax errors of esim/tlv (the same values): a TLV running past
+	// its parent or the input; an indefinite length; a tag or length not in
+	// minimal form or a length beyond tlv.MaxLength; a zero tag or one longer
+	// than tlv.MaxTagOctets.
+	ErrTruncated        = tlv.ErrTruncated
+	ErrIndefiniteLength = tlv.ErrIndefiniteLength
+	ErrNotDER           = tlv.ErrNotDER
+	ErrBadTag           = tlv.ErrBadTag
 	// ErrTooDeep: elements nested deeper than MaxDepth.
 	ErrTooDeep = errors.New("nesting too deep")
 	// ErrStructure: an element is missing, unexpected, of the wrong

@@ -52,16 +52,4 @@ func fileName(t PEType, num int) string {
 
 // tagNumber returns the class bits (0x00 universal, 0x40 application,
 // 0x80 context, 0xC0 private) and the tag number.
-func tagNumber(t Tag) (class byte, num int) {
-	n := t.Len()
-	first := t.first()
-	class = first & 0xC0
-	if n == 1 {
-		return class, int(first & 0x1F)
-	}
-	num = 0
-	for i := n - 2; i >= 0; i-- {
-		num = num<<7 | int(byte(t>>(8*uint(i)))&0x7F)
-	}
-	return class, num
-}
+func tagNumber(t Tag) (class byte, num int) { return t.Class(), t.Number() }

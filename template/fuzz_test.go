@@ -7,6 +7,8 @@ import (
 	"sort"
 	"sync"
 	"testing"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // ts48Seeds returns the TS.48 profiles in a stable order.
@@ -54,7 +56,7 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			return
 		}
-		out, err := pl.Apply(&Values{ICCID: "8949449999999990171", IMSI: "001010123456789", SMSC: "+4912", SPN: "x", MSISDN: "+4917"}, nil)
+		out, err := pl.Apply(&Values{ICCID: testICCID("894944999999999017"), IMSI: testIMSI("001010123456789"), SMSC: "+4912", SPN: "x", MSISDN: "+4917"}, nil)
 		if err != nil {
 			return
 		}
@@ -90,7 +92,22 @@ func FuzzApply(f *testing.F) {
 			t.Fatal("no TS.48 plans to fuzz (see the first failure)")
 		}
 		pl := fuzzPlans[int(tmpl)%len(fuzzPlans)]
-		v := &Values{ICCID: iccid, IMSI: imsi, K: k, OPc: opc, PIN1: fuzzCode(pin1), PUK1: fuzzCode(puk1), ADM1: fuzzCode(adm1),
+		// Values hold only parsed identifiers: a fuzzed ICCID of the right
+		// shape gets its Luhn digit, anything esim rejects is left unset.
+		if len(iccid) >= esim.MinICCIDDigits && len(iccid) <= esim.MaxICCIDDigits {
+			if d, err := esim.LuhnDigit(iccid[:len(iccid)-1]); err == nil {
+				iccid = iccid[:len(iccid)-1] + string(d)
+			}
+		}
+		ic, err := esim.ParseICCID(iccid)
+		if err != nil {
+			iccid = ""
+		}
+		im, err := esim.ParseIMSI(imsi)
+		if err != nil {
+			imsi = ""
+		}
+		v := &Values{ICCID: ic, IMSI: im, K: k, OPc: opc, PIN1: fuzzCode(pin1), PUK1: fuzzCode(puk1), ADM1: fuzzCode(adm1),
 			SMSC: smsc, SPN: spn, MSISDN: msisdn}
 		if len(k) == 0 {
 			v.K = nil
@@ -140,10 +157,10 @@ func FuzzApply(f *testing.F) {
 			check("opc", hexs(opc))
 		}
 		if pin1 != "" {
-			check("pin/0x01", pin1)
+			check("pin/0x01", esim.CodeText(v.PIN1))
 		}
 		if puk1 != "" {
-			check("puk/0x01", puk1)
+			check("puk/0x01", esim.CodeText(v.PUK1))
 		}
 		if smsc != "" && len(got["smsc"]) == 0 {
 			t.Fatal("SMSC set but not read back")
@@ -195,14 +212,19 @@ func TestDecodeMemoryIsBoundedByInputSize(t *testing.T) {
 }
 
 // fuzzCode turns a fuzzed PIN/PUK/ADM string into the Values' card form: a
-// string of up to 8 digits is padded as EncodePIN would, anything else
-// goes in as raw bytes (exercising the card-form checks); "" is none.
+// string of up to 8 digits is padded as esim's encoding would (whatever its
+// length, to exercise the checks), anything else goes in as raw bytes
+// (exercising the card-form checks); "" is none.
 func fuzzCode(s string) []byte {
 	if s == "" {
 		return nil
 	}
-	if b, err := EncodePIN("fuzz", s, 1, false); err == nil {
-		return b[:]
+	isDigits := len(s) <= esim.CodeSize
+	for i := 0; i < len(s); i++ {
+		isDigits = isDigits && s[i] >= '0' && s[i] <= '9'
+	}
+	if isDigits {
+		return card(s)
 	}
 	return []byte(s)
 }

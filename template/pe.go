@@ -2,6 +2,10 @@ package template
 
 import (
 	"fmt"
+
+	"github.com/perso-esim/perso/esim"
+
+	"github.com/perso-esim/perso/esim/tlv"
 )
 
 // PEType is the ProfileElement CHOICE alternative.
@@ -141,9 +145,10 @@ func Decode(der []byte) (*Profile, error) {
 	arena := &nodeArena{next: len(src)/12 + 16}
 	tp := &treeParser{b: src, arena: arena}
 	for off, i := 0, 0; off < len(src); i++ {
-		t, hl, vl, terr := readHeader(src, off, len(src))
-		if terr != nil {
-			return nil, errAt(i, peTypeOf(terr.tag), terr.off, "", terr.err)
+		t, hl, vl, err := tlv.ReadHeader(src, off, len(src))
+		if err != nil {
+			terr := headerErr(err)
+			return nil, errAt(i, peTypeOf(terr.Tag), terr.Offset, "", terr.Err)
 		}
 		typ := peTypeOf(t)
 		pe := &PE{Index: i, Offset: off, Type: typ, ID: -1}
@@ -165,7 +170,7 @@ func Decode(der []byte) (*Profile, error) {
 			}
 			n, terr := tp.parseNode(off, len(src), 1)
 			if terr != nil {
-				return nil, errAt(i, typ, terr.off, "", terr.err)
+				return nil, errAt(i, typ, terr.Offset, "", terr.Err)
 			}
 			pe.Node = n
 			if err := pe.decode(); err != nil {
@@ -226,32 +231,33 @@ func (p *Profile) Header() *ProfileHeader {
 	return p.PEs[0].Header
 }
 
-// ICCID returns the header ICCID as digits (F padding removed), "" if the
-// profile has no header.
-func (p *Profile) ICCID() string {
+// ICCID returns the header ICCID, the zero ICCID if the profile has no
+// header or its ICCID cannot be decoded. It is taken as the profile holds
+// it: its Luhn digit is not checked (esim.ICCID.LuhnValid says).
+func (p *Profile) ICCID() esim.ICCID {
 	h := p.Header()
 	if h == nil {
-		return ""
+		return esim.ICCID{}
 	}
-	s, _ := DecodeICCID(h.ICCID)
-	return s
+	c, _ := esim.ICCIDFromBCD(h.ICCID)
+	return c
 }
 
-// IMSI returns the IMSI of the first usim (or iot) PE's EF.IMSI, "" when
-// there is none or it cannot be decoded.
-func (p *Profile) IMSI() string {
+// IMSI returns the IMSI of the first usim (or iot) PE's EF.IMSI, the zero
+// IMSI when there is none or it cannot be decoded.
+func (p *Profile) IMSI() esim.IMSI {
 	for _, pe := range p.PEs {
 		if pe.Type == PEUSIM || pe.Type == PEIoT {
 			if f := pe.FS.File("ef-imsi"); f != nil {
-				s, err := DecodeIMSI(f.Content())
+				m, err := esim.IMSIFromEF(f.Content())
 				if err == nil {
-					return s
+					return m
 				}
 			}
-			return ""
+			return esim.IMSI{}
 		}
 	}
-	return ""
+	return esim.IMSI{}
 }
 
 // peekHeader reads a PEHeader from an opaque PE when its content happens to
@@ -262,13 +268,13 @@ func (pe *PE) peekHeader() {
 		return
 	}
 	v := pe.Node.Value
-	t, hl, vl, err := readHeader(v, 0, len(v))
+	t, hl, vl, err := tlv.ReadHeader(v, 0, len(v))
 	if err != nil || t != 0xA0 {
 		return
 	}
 	tp := &treeParser{b: v, arena: &nodeArena{}}
-	n, err := tp.parseNode(0, hl+vl, 1)
-	if err != nil {
+	n, perr := tp.parseNode(0, hl+vl, 1) // *tlvError: keep it out of err (typed nil)
+	if perr != nil {
 		return
 	}
 	if mandated, id, ok := parsePEHeader(n); ok {

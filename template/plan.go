@@ -3,6 +3,8 @@ package template
 import (
 	"fmt"
 	"sort"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // SlotKind says what a personalisable slot holds.
@@ -138,19 +140,20 @@ type SDKey struct {
 	SD      int    // which securityDomain PE: 0 = the first (MNO-SD), 1 = the next …
 }
 
-// Values is one personalisation record. Empty strings, nil slices and
-// AlgorithmKeep leave the template's value in place. Secrets are byte
+// Values is one personalisation record. Zero values (an empty string, a
+// nil slice, the zero ICCID or IMSI, esim.AlgorithmUnset) leave the
+// template's value in place. Secrets are byte
 // slices so that callers can wipe them (Zero) once the profile is built;
 // Apply never retains or copies them anywhere but into the output.
 type Values struct {
-	ICCID     string // 18–20 digits, as printed (plain order)
-	IMSI      string // 6–15 digits; also sets EF.ACC from its last digit
+	ICCID     esim.ICCID // header ICCID and EF.ICCID
+	IMSI      esim.IMSI  // EF.IMSI; also EF.ACC from its last digit
 	K, OPc    []byte
-	Algorithm Algorithm
+	Algorithm esim.Algorithm
 
 	// PIN, PUK and ADM codes in card form, the 8-byte pinValue/pukValue
-	// (EncodePIN): 4–8 ASCII digits padded with FF (PUKs: 8 digits), or any
-	// 8 bytes for an ADM key. Card form rather than strings so that they
+	// (esim.CodeKind.Encode): 4–8 ASCII digits padded with FF (PUKs: 8
+	// digits), or any 8 bytes for an ADM key. Card form rather than strings so that they
 	// can be wiped like the other secrets.
 	PIN1, PIN2 []byte
 	PUK1, PUK2 []byte
@@ -189,15 +192,15 @@ type Plan struct {
 	kinds map[SlotKind]bool
 	pins  map[int]bool
 	puks  map[int]bool
-	algos map[Algorithm]bool // algorithms the header declares
+	algos map[esim.Algorithm]bool // algorithms the header declares
 }
 
 // Algorithms returns the algorithms Apply may set: those the header's
 // eUICC-Mandatory-services declare (milenage, tuak128/256,
 // usim-test-algorithm). Setting another would make the profile inconsistent.
-func (pl *Plan) Algorithms() []Algorithm {
-	var out []Algorithm
-	for a := AlgorithmMilenage; a <= AlgorithmTestAlgorithm; a++ {
+func (pl *Plan) Algorithms() []esim.Algorithm {
+	var out []esim.Algorithm
+	for a := esim.AlgorithmMilenage; a <= esim.AlgorithmTest; a++ {
 		if pl.algos[a] {
 			out = append(out, a)
 		}
@@ -250,11 +253,11 @@ func Compile(der []byte) (*Plan, error) {
 func (p *Profile) Compile() (*Plan, error) { return Compile(p.Encode()) }
 
 func (p *Profile) compile() (*Plan, error) {
-	pl := &Plan{tmpl: p.src, kinds: map[SlotKind]bool{}, pins: map[int]bool{}, puks: map[int]bool{}, algos: map[Algorithm]bool{}}
+	pl := &Plan{tmpl: p.src, kinds: map[SlotKind]bool{}, pins: map[int]bool{}, puks: map[int]bool{}, algos: map[esim.Algorithm]bool{}}
 	if h := p.Header(); h != nil {
-		pl.algos[AlgorithmMilenage] = h.HasService("milenage")
-		pl.algos[AlgorithmTUAK] = h.HasService("tuak128") || h.HasService("tuak256")
-		pl.algos[AlgorithmTestAlgorithm] = h.HasService("usim-test-algorithm")
+		pl.algos[esim.AlgorithmMilenage] = h.HasService("milenage")
+		pl.algos[esim.AlgorithmTUAK] = h.HasService("tuak128") || h.HasService("tuak256")
+		pl.algos[esim.AlgorithmTest] = h.HasService("usim-test-algorithm")
 	}
 	add := func(pe *PE, k SlotKind, n *Node, s Slot) {
 		s.Kind, s.PE, s.PEType, s.Offset, s.Len, s.Fixed = k, pe.Index, pe.Type, n.ValueOffset(), len(n.Value), true

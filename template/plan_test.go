@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // fields is what the full decoder reads back from a profile: for every
@@ -36,11 +38,11 @@ func readBack(t *testing.T, p *Profile) fields {
 	for _, pe := range p.PEs {
 		switch pe.Type {
 		case PEHeader:
-			put("header-iccid", must(DecodeICCID(pe.Header.ICCID)))
+			put("header-iccid", must(text(esim.ICCIDFromBCD(pe.Header.ICCID))))
 		case PEMF:
-			put("ef-iccid", must(DecodeEFICCID(pe.FS.File("ef-iccid").Content())))
+			put("ef-iccid", must(text(esim.ICCIDFromSwappedBCD(pe.FS.File("ef-iccid").Content()))))
 		case PEUSIM:
-			put("imsi", must(DecodeIMSI(pe.FS.File("ef-imsi").Content())))
+			put("imsi", must(text(esim.IMSIFromEF(pe.FS.File("ef-imsi").Content()))))
 			put("acc", fmt.Sprintf("%x", pe.FS.File("ef-acc").Content()))
 			if smsp := pe.FS.File("ef-smsp"); smsp != nil && smsp.Content() != nil {
 				rec := smsp.Content()[:smsp.FCP.RecordLength()]
@@ -62,11 +64,11 @@ func readBack(t *testing.T, p *Profile) fields {
 			}
 		case PEPINCodes:
 			for _, c := range pe.PINs.Configs {
-				put(fmt.Sprintf("pin/0x%02x", c.KeyReference), DecodePIN(c.Value))
+				put(fmt.Sprintf("pin/0x%02x", c.KeyReference), esim.CodeText(c.Value))
 			}
 		case PEPUKCodes:
 			for _, c := range pe.PUKs.Configs {
-				put(fmt.Sprintf("puk/0x%02x", c.KeyReference), DecodePIN(c.Value))
+				put(fmt.Sprintf("puk/0x%02x", c.KeyReference), esim.CodeText(c.Value))
 			}
 		case PESecurityDomain:
 			for _, k := range pe.SD.Keys {
@@ -96,9 +98,9 @@ func randomValues(r *rand.Rand, pl *Plan) *Values {
 		return b
 	}
 	v := &Values{
-		ICCID:     "89" + digits(16+r.IntN(3)),
-		IMSI:      digits(6 + r.IntN(10)),
-		Algorithm: AlgorithmKeep,
+		ICCID:     testICCID("89" + digits(15+r.IntN(3))),
+		IMSI:      testIMSI(digits(6 + r.IntN(10))),
+		Algorithm: esim.AlgorithmUnset,
 		PIN1:      card(digits(4 + r.IntN(5))),
 		PIN2:      card(digits(4 + r.IntN(5))),
 		PUK1:      card(digits(8)),
@@ -139,12 +141,12 @@ func expected(v *Values, tmpl fields) fields {
 			want[k][i] = val
 		}
 	}
-	acc, _ := EncodeACC(v.IMSI)
-	set("header-iccid", v.ICCID)
-	set("ef-iccid", v.ICCID)
-	set("imsi", v.IMSI)
+	acc := v.IMSI.ACC()
+	set("header-iccid", v.ICCID.String())
+	set("ef-iccid", v.ICCID.String())
+	set("imsi", v.IMSI.String())
 	set("acc", fmt.Sprintf("%x", acc))
-	if v.Algorithm != AlgorithmKeep {
+	if v.Algorithm != esim.AlgorithmUnset {
 		set("algorithm", v.Algorithm.String())
 	}
 	set("k", fmt.Sprintf("%x", v.K))
@@ -376,9 +378,7 @@ func TestApplyRejectsBadValuesWithoutEchoingSecrets(t *testing.T) {
 		v    Values
 		want error
 	}{
-		{"ICCID too short", Values{ICCID: "89490000"}, ErrValue},
-		{"ICCID not digits", Values{ICCID: "8949449999999990A71"}, ErrValue},
-		{"IMSI too long", Values{IMSI: "0010101234567890"}, ErrValue},
+		// Malformed ICCIDs and IMSIs cannot be expressed: esim parses them.
 		{"K of the wrong length", Values{K: secret[:15]}, ErrValue},
 		{"OPc of the wrong length", Values{OPc: append(secret, 1)}, ErrValue},
 		{"PIN1 of 3 digits", Values{PIN1: []byte{'1', '2', '3', 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}}, ErrValue},
@@ -391,7 +391,7 @@ func TestApplyRejectsBadValuesWithoutEchoingSecrets(t *testing.T) {
 		{"unknown SD key", Values{SDKeys: []SDKey{{KVN: 0x30, ID: 1, Key: secret}}}, ErrNoSlot},
 		{"SD key of the wrong length", Values{SDKeys: []SDKey{{KVN: 1, ID: 1, Key: secret[:8]}}}, ErrValue},
 		{"unknown algorithm", Values{Algorithm: 9}, ErrValue},
-		{"algorithm not declared in the header", Values{Algorithm: AlgorithmMilenage}, ErrValue},
+		{"algorithm not declared in the header", Values{Algorithm: esim.AlgorithmMilenage}, ErrValue},
 		{"SMSC with letters", Values{SMSC: "+44ABC"}, ErrValue},
 		{"SPN too long", Values{SPN: "seventeen chars!!"}, ErrValue},
 		{"MSISDN of 21 digits", Values{MSISDN: "+123456789012345678901"}, ErrValue},
@@ -553,19 +553,19 @@ func TestAlgorithmCanOnlyBeSetToOneTheHeaderDeclares(t *testing.T) {
 		flags = append(flags, f)
 	}
 	svc.Children = flags
-	p.First(PEAKAParameter).AKA.Algo.algo.SetValue([]byte{byte(AlgorithmMilenage)})
+	p.First(PEAKAParameter).AKA.Algo.algo.SetValue([]byte{byte(esim.AlgorithmMilenage)})
 	withMilenage := p.Encode()
 	for _, c := range []struct {
 		name string
 		der  []byte
-		algo Algorithm
+		algo esim.Algorithm
 		ok   bool
 	}{
-		{"TS.48 as shipped, milenage", der, AlgorithmMilenage, false},
-		{"TS.48 as shipped, test algorithm", der, AlgorithmTestAlgorithm, true},
-		{"TS.48 as shipped, TUAK", der, AlgorithmTUAK, false},
-		{"both declared, milenage everywhere", withMilenage, AlgorithmMilenage, true},
-		{"both declared, test algorithm everywhere", withMilenage, AlgorithmTestAlgorithm, true},
+		{"TS.48 as shipped, milenage", der, esim.AlgorithmMilenage, false},
+		{"TS.48 as shipped, test algorithm", der, esim.AlgorithmTest, true},
+		{"TS.48 as shipped, TUAK", der, esim.AlgorithmTUAK, false},
+		{"both declared, milenage everywhere", withMilenage, esim.AlgorithmMilenage, true},
+		{"both declared, test algorithm everywhere", withMilenage, esim.AlgorithmTest, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			pl, err := Compile(c.der)
@@ -633,8 +633,8 @@ func TestOptionalVariableSlotsDoNotBlockCompilation(t *testing.T) {
 }
 
 // card returns digits in card form (ASCII, FF-padded to 8 bytes), as
-// EncodePIN does but without its length rules, so that tests can build
-// invalid codes too.
+// esim.CodeKind.Encode does but without its length rules, so that tests
+// can build invalid codes too.
 func card(digits string) []byte {
 	b := []byte{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}
 	copy(b, digits)
@@ -646,5 +646,29 @@ func code(b []byte) string {
 	if b == nil {
 		return ""
 	}
-	return DecodePIN(b)
+	return esim.CodeText(b)
+}
+
+// text is the canonical text of a decoded value.
+func text[T fmt.Stringer](v T, err error) (string, error) { return v.String(), err }
+
+// testICCID completes an ICCID payload with its Luhn digit.
+func testICCID(payload string) esim.ICCID {
+	d, err := esim.LuhnDigit(payload)
+	if err != nil {
+		panic(err)
+	}
+	c, err := esim.ParseICCID(payload + string(d))
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+func testIMSI(digits string) esim.IMSI {
+	m, err := esim.ParseIMSI(digits)
+	if err != nil {
+		panic(err)
+	}
+	return m
 }

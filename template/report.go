@@ -3,6 +3,8 @@ package template
 import (
 	"encoding/hex"
 	"fmt"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // Report describes a template for people and tools (`perso template
@@ -81,7 +83,9 @@ func Inspect(der []byte, showSecrets bool) (*Report, error) {
 	if h := p.Header(); h != nil {
 		r.Header = HeaderReport{MajorVersion: h.MajorVersion, MinorVersion: h.MinorVersion, ProfileType: h.ProfileType,
 			MandatoryGFSTE: append([]string{}, h.MandatoryGFSTE...)}
-		r.Header.ICCID, _ = DecodeICCID(h.ICCID)
+		if c, err := esim.ICCIDFromBCD(h.ICCID); err == nil {
+			r.Header.ICCID = c.String()
+		}
 		r.MandatoryServices = append(r.MandatoryServices, h.MandatoryServices...)
 	}
 	var lastNAA *NAAReport
@@ -186,24 +190,24 @@ func slotValue(p *Profile, pl *Plan, s Slot) string {
 		return ""
 	}
 	b := pl.tmpl[s.Offset : s.Offset+s.Len]
-	var v string
+	var v fmt.Stringer
 	var err error
 	switch s.Kind {
 	case SlotHeaderICCID:
-		v, err = DecodeICCID(b)
+		v, err = esim.ICCIDFromBCD(b)
 	case SlotEFICCID:
-		v, err = DecodeEFICCID(b)
+		v, err = esim.ICCIDFromSwappedBCD(b)
 	case SlotIMSI:
-		v, err = DecodeIMSI(b)
+		v, err = esim.IMSIFromEF(b)
 	case SlotAlgorithm:
-		v = Algorithm(b[0]).String()
+		return esim.Algorithm(b[0]).String()
 	case SlotPIN, SlotPUK:
-		v = DecodePIN(b)
+		return esim.CodeText(b)
 	default:
-		v = hex.EncodeToString(b)
+		return hex.EncodeToString(b)
 	}
 	if err != nil {
 		return "(undecodable: " + hex.EncodeToString(b) + ")"
 	}
-	return v
+	return v.String()
 }

@@ -31,7 +31,7 @@ func TestInspectDescribesEveryTS48Template(t *testing.T) {
 			if s.Secret != (s.Value == Masked) {
 				t.Fatalf("%s: slot %s secret=%v value %q", name, s.Name, s.Secret, s.Value)
 			}
-			if s.Kind == "header-iccid" && s.Value != p.ICCID() {
+			if s.Kind == "header-iccid" && s.Value != p.ICCID().String() {
 				t.Fatalf("%s: header ICCID slot shows %q, want %q", name, s.Value, p.ICCID())
 			}
 		}

@@ -3,6 +3,8 @@ package template
 import (
 	"errors"
 	"fmt"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // Validate checks the profile-level rules that Decode does not: the header
@@ -137,14 +139,14 @@ func (p *Profile) provides(svc string) (bool, string) {
 // algorithmService is the ServicesList flag an algoParameter needs.
 func algorithmService(a *AlgoParameter) string {
 	switch a.AlgorithmID {
-	case AlgorithmMilenage:
+	case esim.AlgorithmMilenage:
 		return "milenage"
-	case AlgorithmTUAK:
+	case esim.AlgorithmTUAK:
 		if len(a.Key) == 32 {
 			return "tuak256"
 		}
 		return "tuak128"
-	case AlgorithmTestAlgorithm:
+	case esim.AlgorithmTest:
 		return "usim-test-algorithm"
 	}
 	return ""

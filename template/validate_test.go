@@ -259,13 +259,13 @@ func TestDecodeRejectsGarbageWithoutPanicking(t *testing.T) {
 	}
 }
 
-// tlv builds a DER TLV (short or long length).
-func tlv(tag Tag, parts ...[]byte) []byte {
+// mkTLV builds a DER TLV (short or long length).
+func mkTLV(tag Tag, parts ...[]byte) []byte {
 	var v []byte
 	for _, p := range parts {
 		v = append(v, p...)
 	}
-	out := tag.appendTo(nil)
+	out := tag.Append(nil)
 	out = appendLen(out, len(v))
 	return append(out, v...)
 }
@@ -274,12 +274,12 @@ func TestApplicationAndNonStandardPEsDecode(t *testing.T) {
 	der := ts48(t)[v5]
 	p, _ := Decode(der)
 	end := p.PEs[len(p.PEs)-1]
-	hdr := func(id byte) []byte { return tlv(0xA0, tlv(0x81, []byte{id})) }
-	aid := func(last byte) []byte { return tlv(0x4F, []byte{0xA0, 0, 0, 0, 0x01, last}) }
-	app := tlv(0xA8, hdr(0x70),
-		tlv(0xA1, aid(1), tlv(0xC4, []byte{1, 2, 3, 4})),
-		tlv(0xA2, tlv(0x30, aid(1), aid(2), aid(3), tlv(0x82, []byte{0}), tlv(0xC9, nil))))
-	nonStd := tlv(0xA9, hdr(0x71), tlv(0x81, []byte{0x2B, 0x06, 0x01, 0x04, 0x01}), tlv(0x82, []byte("vendor")))
+	hdr := func(id byte) []byte { return mkTLV(0xA0, mkTLV(0x81, []byte{id})) }
+	aid := func(last byte) []byte { return mkTLV(0x4F, []byte{0xA0, 0, 0, 0, 0x01, last}) }
+	app := mkTLV(0xA8, hdr(0x70),
+		mkTLV(0xA1, aid(1), mkTLV(0xC4, []byte{1, 2, 3, 4})),
+		mkTLV(0xA2, mkTLV(0x30, aid(1), aid(2), aid(3), mkTLV(0x82, []byte{0}), mkTLV(0xC9, nil))))
+	nonStd := mkTLV(0xA9, hdr(0x71), mkTLV(0x81, []byte{0x2B, 0x06, 0x01, 0x04, 0x01}), mkTLV(0x82, []byte("vendor")))
 	in := splice(der, end.Offset, 0, append(app, nonStd...)...)
 	q, err := Decode(in)
 	if err != nil {
@@ -301,7 +301,7 @@ func TestApplicationAndNonStandardPEsDecode(t *testing.T) {
 	}
 	// The same application PE with its loadBlockObject missing is refused,
 	// naming the PE and the element.
-	bad := tlv(0xA8, hdr(0x70), tlv(0xA1, aid(1)))
+	bad := mkTLV(0xA8, hdr(0x70), mkTLV(0xA1, aid(1)))
 	_, err = Decode(splice(der, end.Offset, 0, bad...))
 	var te *Error
 	if !errors.As(err, &te) || te.PE != end.Index || te.Type != "application" || te.Field != "loadBlock.loadBlockObject" {

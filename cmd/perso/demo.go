@@ -360,7 +360,7 @@ func demoBindOpen(ctx context.Context, pool *hsmpool.Pool, st demoOrders, iccid 
 		return "", fmt.Errorf("demo: %s: the opened UPP differs from the personalised one", iccid)
 	}
 	prof, err := template.Decode(opened.UPP)
-	if err != nil || prof.ICCID() != iccid || prof.IMSI() != p.IMSI {
+	if err != nil || prof.ICCID().String() != iccid || prof.IMSI().String() != p.IMSI {
 		return "", fmt.Errorf("demo: %s: the opened UPP does not carry the record's ICCID/IMSI (%v)", iccid, err)
 	}
 	uppLen := len(opened.UPP)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/internal/testenv"
 	"github.com/perso-esim/perso/template"
 )
@@ -112,11 +113,11 @@ func TestTemplatePersonaliseWritesTheValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.ICCID() != "8949449999999990999" {
+	if p.ICCID().String() != "8949449999999990999" {
 		t.Fatalf("ICCID %q", p.ICCID())
 	}
-	imsi, _ := template.DecodeIMSI(p.First(template.PEUSIM).FS.File("ef-imsi").Content())
-	if imsi != "310150123456789" {
+	imsi, _ := esim.IMSIFromEF(p.First(template.PEUSIM).FS.File("ef-imsi").Content())
+	if imsi.String() != "310150123456789" {
 		t.Fatalf("IMSI %q", imsi)
 	}
 	for _, pe := range p.All(template.PEAKAParameter) {
@@ -128,7 +129,7 @@ func TestTemplatePersonaliseWritesTheValues(t *testing.T) {
 	if got := hex.EncodeToString(sd.Key(0x02, 0x01).Components[0].Data); got != strings.Repeat("ab", 16) {
 		t.Fatalf("SD key KVN 02 ID 01 = %s", got)
 	}
-	if got := template.DecodePIN(p.PEs[3].PINs.Configs[1].Value); got != "0102030405060708" {
+	if got := esim.CodeText(p.PEs[3].PINs.Configs[1].Value); got != "0102030405060708" {
 		t.Fatalf("ADM1 = %s", got)
 	}
 	m := p.First(template.PEOptUSIM).FS.File("ef-msisdn")

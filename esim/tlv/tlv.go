@@ -64,6 +64,23 @@ func (t Tag) Len() int {
 	return 1
 }
 
+// Class returns the class bits of the first identifier octet: 0x00
+// universal, 0x40 application, 0x80 context-specific, 0xC0 private.
+func (t Tag) Class() byte { return t.first() & 0xC0 }
+
+// Number returns the tag number: 34 for BF22, 73 for 5F49, 0 for A0.
+func (t Tag) Number() int {
+	n := t.Len()
+	if n == 1 {
+		return int(t & 0x1F)
+	}
+	num := 0
+	for i := n - 2; i >= 0; i-- {
+		num = num<<7 | int(byte(t>>(8*uint(i)))&0x7F)
+	}
+	return num
+}
+
 func (t Tag) first() byte { return byte(t >> (8 * uint(t.Len()-1))) }
 
 // String is the identifier octets in upper-case hex, as SGP.22 and SAIP
@@ -176,7 +193,7 @@ func ReadHeader(b []byte, off, end int) (t Tag, hdrLen, valLen int, err error) {
 }
 
 // ReadHeaderFast is ReadHeader with the common case (one-octet tag, short
-// length) small enough to be inlined into parsing loops.
+// length) decided in a few comparisons before the full reader runs.
 func ReadHeaderFast(b []byte, off, end int) (Tag, int, int, error) {
 	if off+2 <= end {
 		t0, l0 := b[off], b[off+1]

@@ -103,13 +103,15 @@ func TestTag(t *testing.T) {
 		s           string
 		n           int
 		constructed bool
+		class       byte
+		number      int
 	}{
-		{0x80, "80", 1, false}, {0xA0, "A0", 1, true}, {0x30, "30", 1, true},
-		{0xBF25, "BF25", 2, true}, {0x5F49, "5F49", 2, false}, {0x9F70, "9F70", 2, false},
-		{0xBF8100, "BF8100", 3, true},
+		{0x80, "80", 1, false, 0x80, 0}, {0xA0, "A0", 1, true, 0x80, 0}, {0x30, "30", 1, true, 0x00, 16},
+		{0xBF25, "BF25", 2, true, 0x80, 37}, {0x5F49, "5F49", 2, false, 0x40, 73}, {0x9F70, "9F70", 2, false, 0x80, 112},
+		{0xBF8100, "BF8100", 3, true, 0x80, 128}, {0xBF1F, "BF1F", 2, true, 0x80, 31},
 	} {
-		if tc.t.String() != tc.s || tc.t.Len() != tc.n || tc.t.Constructed() != tc.constructed {
-			t.Errorf("%#x: %s %d %v", uint32(tc.t), tc.t, tc.t.Len(), tc.t.Constructed())
+		if tc.t.String() != tc.s || tc.t.Len() != tc.n || tc.t.Constructed() != tc.constructed || tc.t.Class() != tc.class || tc.t.Number() != tc.number {
+			t.Errorf("%#x: %s %d %v class %#x number %d", uint32(tc.t), tc.t, tc.t.Len(), tc.t.Constructed(), tc.t.Class(), tc.t.Number())
 		}
 		if got := hex.EncodeToString(tc.t.Append(nil)); got != strings.ToLower(tc.s) {
 			t.Errorf("%s.Append = %s", tc.s, got)
