@@ -51,7 +51,7 @@ Operations: ` + strings.Join(hsmpool.BenchOps, ", ") + `, plus
 
 The HSM is the configured one (hsm.* / PERSO_HSM_*); it needs the keys of ` + "`perso hsm init`" + `.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			ctx := cmd.Context()
 			var counts []int
 			for _, s := range strings.Split(sessions, ",") {
@@ -88,8 +88,8 @@ The HSM is the configured one (hsm.* / PERSO_HSM_*); it needs the keys of ` + "`
 				}
 			}
 			defer func() {
-				if ctx.Err() != nil {
-					a.log.Warn("bench hsm stopped: the measurement in progress was discarded and no report written")
+				if err != nil && ctx.Err() != nil {
+					err = fmt.Errorf("bench hsm: the measurement in progress was discarded and no report written: %w", err)
 				}
 			}()
 			cfg, err := hsmConfig(a, false)

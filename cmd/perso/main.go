@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -38,13 +37,23 @@ func main() {
 	if sig := stop.received(); sig != nil {
 		// Whatever the command returned, it was cut short: say so and exit
 		// as shells expect of a process stopped by sig (128+n).
+		what := stoppedError{sig}.Error()
+		msg := ""
+		if err != nil {
+			// Commands say what they finished or rolled back; the bare
+			// cancellation they end with is said once, here.
+			msg = err.Error()
+			for _, tail := range []string{what, context.Canceled.Error()} {
+				msg = strings.TrimSuffix(strings.TrimSuffix(msg, tail), ": ")
+			}
+		}
 		switch {
 		case err == nil:
-			fmt.Fprintf(os.Stderr, "perso: stopped by %s after the command completed\n", signalName(sig))
-		case errors.Is(err, context.Canceled):
-			fmt.Fprintf(os.Stderr, "perso: stopped by %s\n", signalName(sig))
+			fmt.Fprintf(os.Stderr, "perso: %s after the command completed\n", what)
+		case msg == "":
+			fmt.Fprintf(os.Stderr, "perso: %s\n", what)
 		default:
-			fmt.Fprintf(os.Stderr, "perso: stopped by %s: %v\n", signalName(sig), err)
+			fmt.Fprintf(os.Stderr, "perso: %s: %s\n", what, msg)
 		}
 		os.Exit(signalExitCode(sig))
 	}

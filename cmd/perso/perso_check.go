@@ -252,7 +252,7 @@ func checkOne(ctx context.Context, path string, format perso.Format, o perso.Opt
 		t.accepted += st.Records
 		return nil
 	case ctx.Err() != nil:
-		return fmt.Errorf("%s: stopped after %d rows: %w", o.File, st.Rows, context.Cause(ctx))
+		return fmt.Errorf("%s: stopped after %d rows; the reject report of this run was discarded: %w", o.File, st.Rows, context.Cause(ctx))
 	case errors.Is(err, perso.ErrRejectLimit):
 		t.refused++
 		t.refusals = append(t.refusals, fmt.Errorf("aborted: %w", err))
