@@ -54,9 +54,7 @@ security-domain keys and the PIN, PUK and ADM codes are masked unless
 			if err != nil {
 				return invalid(fmt.Errorf("%s: %w", args[0], err))
 			}
-			if !showSecrets {
-				maskCodes(r)
-			}
+			markCodes(r, showSecrets)
 			out := cmd.OutOrStdout()
 			if asJSON {
 				enc := json.NewEncoder(out)
@@ -73,13 +71,16 @@ security-domain keys and the PIN, PUK and ADM codes are masked unless
 	return cmd
 }
 
-// maskCodes masks the PIN, PUK and ADM values of a report like the keys:
-// an ADM code opens the card's file system as a key would.
-func maskCodes(r *template.Report) {
+// markCodes treats the PIN, PUK and ADM values of a report like the keys
+// (secret, masked unless show): an ADM code opens the card's file system
+// as a key would.
+func markCodes(r *template.Report, show bool) {
 	for i := range r.Slots {
 		if k := r.Slots[i].Kind; k == "pin" || k == "puk" {
 			r.Slots[i].Secret = true
-			r.Slots[i].Value = template.Masked
+			if !show {
+				r.Slots[i].Value = template.Masked
+			}
 		}
 	}
 }

@@ -60,8 +60,8 @@ func TestTemplateInspectJSONMasksSecretsUnlessAsked(t *testing.T) {
 				t.Fatalf("--show-secrets=%v: slot %s shows %q", show, s.Name, s.Value)
 			}
 		}
-		if secrets != 10 { // K, OPc ×2 and 6 SD keys
-			t.Fatalf("%d secret slots, want 10", secrets)
+		if secrets != 19 { // K, OPc ×2, 6 SD keys and 9 PIN/PUK/ADM codes
+			t.Fatalf("%d secret slots, want 19", secrets)
 		}
 	}
 }

@@ -21,7 +21,7 @@ func runPersoCmd(t *testing.T, args ...string) (string, error) {
 }
 
 // TestTestdataThenCheck: every format the generator writes passes `perso
-// check`; a file with bad lines fails it with exit status 2.
+// check`; a file with some bad lines fails it with exit status 3 (partial).
 func TestTestdataThenCheck(t *testing.T) {
 	dir := t.TempDir()
 	for _, name := range []string{"a.csv", "a.out", "a.parquet", "a.arrow"} {
@@ -57,7 +57,7 @@ func TestTestdataThenCheck(t *testing.T) {
 	rejects := filepath.Join(dir, "rejects.json")
 	out, err = runPersoCmd(t, "check", bad, "--mcc", "234", "--mnc", "15", "--rejects", rejects, "--reject-format", "json")
 	var ee exitError
-	if !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(out, "12 rejected") {
+	if !errors.As(err, &ee) || ee.code != exitPartial || !strings.Contains(out, "12 rejected") {
 		t.Fatalf("check of bad lines: err %v, output %s", err, out)
 	}
 	report, _ := os.ReadFile(rejects)
