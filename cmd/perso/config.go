@@ -282,6 +282,12 @@ func checkConfigFile(file string, data []byte, cmd *cobra.Command) (map[string]f
 			switch {
 			case commandLineOnly[key]:
 				return fmt.Errorf("%s: %s can only be given on the command line (--%s)", where, key, key)
+			case vn.Kind == yaml.MappingNode && isSection(key, known):
+				// A section, even if a flag has the same name (template:
+				// holds max_size; --template names a file).
+				if err := walk(key, vn); err != nil {
+					return err
+				}
 			case known[key]:
 				if vn.Kind == yaml.ScalarNode && vn.ShortTag() == "!!null" {
 					continue // "key:" with no value leaves it unset

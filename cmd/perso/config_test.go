@@ -179,6 +179,8 @@ func TestConfigRejectsBadValues(t *testing.T) {
 			want: []string{"--config", "missing.yaml"}},
 		{name: "oversized --config file", args: []string{"--config", "/dev/zero"},
 			want: []string{"/dev/zero", "larger than"}},
+		{name: "size setting", yaml: "template:\n  max_size: huge\n",
+			want: []string{"perso.yaml:2", "template.max_size", `"huge"`, "integer from 1024"}},
 		{name: "command flag of the wrong type in file", yaml: "count: many\n", args: []string{"testdata", "perso", "-o", "x.csv"},
 			want: []string{"perso.yaml:1", "count", "an integer", "--count"}},
 		{name: "command flag of the wrong type in env", env: map[string]string{"PERSO_COUNT": "many"},
@@ -227,6 +229,7 @@ func TestConfigAcceptsValidValues(t *testing.T) {
 	for _, tc := range []struct{ name, yaml, key, want string }{
 		{"negative spin wait", "hsm:\n  spin_wait: -1s\n", "hsm.spin_wait", "hsm.spin_wait: -1s # file perso.yaml:2"},
 		{"bounds", "hsm:\n  sessions: 256\n", "hsm.sessions", "hsm.sessions: 256 # file perso.yaml:2"},
+		{"section named like a flag", "template:\n  max_size: 8388608\n", "template.max_size", "template.max_size: 8388608 # file perso.yaml:2"},
 		{"null is unset", "hsm:\n  token:\n", "hsm.token", "hsm.token: perso # default"},
 		{"keys are case-insensitive", "HSM:\n  Token: \"tok\"\n", "hsm.token", "hsm.token: tok # file perso.yaml:2"},
 		{"only comments", "# nothing yet\n", "hsm.token", "hsm.token: perso # default"},

@@ -19,12 +19,15 @@ import (
 // invocation owns its PKCS#11 module and SOFTHSM2_CONF, as the real binary
 // does). It exits as main does. It does nothing in a normal test run.
 func TestHSMCLIHelperProcess(t *testing.T) {
-	args := os.Getenv("PERSO_HSM_CLI_ARGS")
-	if args == "" {
+	args, ok := os.LookupEnv("PERSO_HSM_CLI_ARGS")
+	if !ok {
 		return
 	}
 	root := newRootCmd()
 	root.SetArgs(strings.Split(args, "\x1f"))
+	if args == "" {
+		root.SetArgs([]string{}) // perso alone
+	}
 	if err := root.Execute(); err != nil {
 		os.Stderr.WriteString("perso: " + err.Error() + "\n")
 		os.Exit(exitCode(err))
