@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/internal/cputime"
 	"github.com/perso-esim/perso/internal/testenv"
 )
@@ -198,7 +199,7 @@ func BenchmarkBindNoPK(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	otk, _ := GenerateOneTimeKey(CurveP256, nil)
+	otk, _ := GenerateOneTimeKey(esim.CurveP256, nil)
 	p := &BindParams{
 		TransactionID: mustDecode("0123456789abcdef0123456789abcdef"),
 		HostID:        []byte("perso-01"),

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/internal/testenv"
 )
 
@@ -73,10 +74,10 @@ func (r *recordingSigner) SignDigest(ctx context.Context, d []byte) ([]byte, err
 // smdpOtpk || 5F49 41 euiccOtpk: 175 bytes for a 16-byte transactionId and an
 // 8-byte hostId (spec digest §3), and the package carries it as 5F37 40.
 func TestBindSignedData(t *testing.T) {
-	e := newEnv(t, CurveP256, "NIST")
+	e := newEnv(t, esim.CurveP256, "NIST")
 	ppp, _ := smallPPP(t)
 	rs := &recordingSigner{Signer: e.signer}
-	otk, _ := GenerateOneTimeKey(CurveP256, nil)
+	otk, _ := GenerateOneTimeKey(esim.CurveP256, nil)
 	p := &BindParams{
 		TransactionID: mustDecode("00112233445566778899aabbccddeeff"),
 		HostID:        []byte("mahlzeit"),
@@ -107,9 +108,9 @@ func TestBindSignedData(t *testing.T) {
 }
 
 func TestBindRejectsBadParams(t *testing.T) {
-	e := newEnv(t, CurveP256, "NIST")
+	e := newEnv(t, esim.CurveP256, "NIST")
 	ppp, _ := smallPPP(t)
-	otk, _ := GenerateOneTimeKey(CurveP256, nil)
+	otk, _ := GenerateOneTimeKey(esim.CurveP256, nil)
 	good := func() *BindParams {
 		return &BindParams{TransactionID: []byte{1}, HostID: []byte{2}, EID: testEID, EUICCOtpk: otk.PublicKey(), Metadata: fullMetadata(t, "89000123456789012341")}
 	}
@@ -153,9 +154,9 @@ func TestBindRejectsBadParams(t *testing.T) {
 // failure; Signer and KeyAgreement errors surface wrapped; a signer that
 // returns anything but 64 bytes is refused.
 func TestBindWipesAndPropagates(t *testing.T) {
-	e := newEnv(t, CurveP256, "NIST")
+	e := newEnv(t, esim.CurveP256, "NIST")
 	ppp, _ := smallPPP(t)
-	otk, _ := GenerateOneTimeKey(CurveP256, nil)
+	otk, _ := GenerateOneTimeKey(esim.CurveP256, nil)
 	p := &BindParams{TransactionID: []byte{1}, HostID: []byte{2}, EID: testEID, EUICCOtpk: otk.PublicKey(), Metadata: fullMetadata(t, "89000123456789012341")}
 	hsmDown := errors.New("hsm: session lost")
 	for _, tc := range []struct {
@@ -187,7 +188,7 @@ func TestBindWipesAndPropagates(t *testing.T) {
 // One PPP binds to several eUICCs: the 86 part is byte-identical, the rest
 // differs, and each package opens only for its own eUICC.
 func TestBindSamePPPTwice(t *testing.T) {
-	e := newEnv(t, CurveP256, "NIST")
+	e := newEnv(t, esim.CurveP256, "NIST")
 	ppp, upp := smallPPP(t)
 	md := fullMetadata(t, "89000123456789012341")
 	b1, otk1, _ := e.bind(t, ppp, md)
@@ -217,7 +218,7 @@ func TestBindSamePPPTwice(t *testing.T) {
 // split into several, each at most 1020 bytes, and reassembled by Open;
 // MetadataDER is sent byte for byte.
 func TestBindLargeMetadata(t *testing.T) {
-	e := newEnv(t, CurveBrainpoolP256r1, "BRP")
+	e := newEnv(t, esim.CurveBrainpoolP256r1, "BRP")
 	ppp, upp := smallPPP(t)
 	md := fullMetadata(t, "89000123456789012341")
 	md.Icon = &Icon{Type: IconJPG, Data: bytes.Repeat([]byte{0xA5}, MaxIconSize)}
@@ -225,7 +226,7 @@ func TestBindLargeMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	otk, _ := GenerateOneTimeKey(CurveBrainpoolP256r1, nil)
+	otk, _ := GenerateOneTimeKey(esim.CurveBrainpoolP256r1, nil)
 	b, err := Bind(context.Background(), e.signer, e.ka, &BindParams{
 		TransactionID: []byte{9, 9}, HostID: []byte{1}, EID: testEID, EUICCOtpk: otk.PublicKey(), MetadataDER: der,
 	}, ppp)
@@ -316,13 +317,13 @@ func TestPPKFlatForm(t *testing.T) {
 // PPP (the live lane binds many downloads of different profiles at once, and
 // nothing stops two of the same); Protect likewise. Run with -race.
 func TestConcurrentBindProtect(t *testing.T) {
-	e := newEnv(t, CurveP256, "NIST")
+	e := newEnv(t, esim.CurveP256, "NIST")
 	ppp, upp := smallPPP(t)
 	md := fullMetadata(t, "89000123456789012341")
 	errs := make(chan error, 16)
 	for range 8 {
 		go func() {
-			otk, err := GenerateOneTimeKey(CurveP256, nil)
+			otk, err := GenerateOneTimeKey(esim.CurveP256, nil)
 			if err != nil {
 				errs <- err
 				return

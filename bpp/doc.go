@@ -42,7 +42,7 @@
 //
 // eUICC side (tests, virtual eUICC, perso verify):
 //
-//	otk, _ := bpp.GenerateOneTimeKey(bpp.CurveP256, nil) // its PublicKey() goes in EUICCSigned2
+//	otk, _ := bpp.GenerateOneTimeKey(esim.CurveP256, nil) // its PublicKey() goes in EUICCSigned2
 //	opened, err := bpp.Open(pkg, otk, eid, dppbPublicKey)
 //
 // Private-key operations (smdpSign, the SM-DP+ one-time ECDH) go through the

@@ -3,86 +3,42 @@ package bpp
 import (
 	"crypto/ecdh"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"math/big"
 
-	"github.com/ProtonMail/go-crypto/brainpool"
+	"github.com/perso-esim/perso/esim"
 )
 
-// Curve names the two curves SGP.22 allows for CERT.DPpb and the ECKA keys.
-type Curve int
-
-const (
-	CurveP256            Curve = iota + 1 // NIST P-256 (secp256r1)
-	CurveBrainpoolP256r1                  // brainpoolP256r1 (1.3.36.3.3.2.8.1.1.7)
-)
-
-func (c Curve) String() string {
-	switch c {
-	case CurveP256:
-		return "P-256"
-	case CurveBrainpoolP256r1:
-		return "brainpoolP256r1"
-	}
-	return fmt.Sprintf("Curve(%d)", int(c))
-}
-
-// Elliptic returns the crypto/elliptic curve. The brainpool curve is
-// github.com/ProtonMail/go-crypto/brainpool's, which runs on math/big:
-// variable time, fine for verification and for tests/development, not for
-// production private-key operations (those belong in the HSM).
-func (c Curve) Elliptic() elliptic.Curve {
-	switch c {
-	case CurveP256:
-		return elliptic.P256()
-	case CurveBrainpoolP256r1:
-		return brainpool.P256r1()
-	}
-	return nil
-}
-
-// CurveOf maps an elliptic.Curve back to a Curve.
-func CurveOf(ec elliptic.Curve) (Curve, error) {
-	if ec == nil {
-		return 0, fmt.Errorf("%w: nil curve", ErrInvalidParams)
-	}
-	switch ec.Params().Name {
-	case elliptic.P256().Params().Name:
-		return CurveP256, nil
-	case brainpool.P256r1().Params().Name:
-		return CurveBrainpoolP256r1, nil
-	}
-	return 0, fmt.Errorf("%w: unsupported curve %s", ErrInvalidParams, ec.Params().Name)
-}
+// The curves are esim.Curve (NIST P-256 and brainpoolP256r1, SGP.22's two):
+// their names, OIDs, crypto/elliptic curves and point checks live there.
 
 // OneTimeKey is an ephemeral ECKA key pair: the eUICC's otSK/otPK.EUICC.ECKA
 // in Open and the virtual eUICC, or the SM-DP+'s in the software
 // KeyAgreement. Public keys travel as 65-byte uncompressed points.
 type OneTimeKey struct {
-	curve Curve
-	p256  *ecdh.PrivateKey // CurveP256
-	d     []byte           // CurveBrainpoolP256r1 scalar, 32 bytes
+	curve esim.Curve
+	p256  *ecdh.PrivateKey // esim.CurveP256
+	d     []byte           // esim.CurveBrainpoolP256r1 scalar, 32 bytes
 	pub   [PointSize]byte
 }
 
 // GenerateOneTimeKey makes a fresh key pair on c, reading randomness from r
 // (nil means crypto/rand).
-func GenerateOneTimeKey(c Curve, r io.Reader) (*OneTimeKey, error) {
+func GenerateOneTimeKey(c esim.Curve, r io.Reader) (*OneTimeKey, error) {
 	if r == nil {
 		r = rand.Reader
 	}
 	switch c {
-	case CurveP256:
+	case esim.CurveP256:
 		k, err := ecdh.P256().GenerateKey(r)
 		if err != nil {
 			return nil, fmt.Errorf("bpp: generate P-256 one-time key: %w", err)
 		}
 		return p256OneTimeKey(k), nil
-	case CurveBrainpoolP256r1:
+	case esim.CurveBrainpoolP256r1:
 		n := c.Elliptic().Params().N
 		d := make([]byte, 32)
 		for range 64 {
@@ -102,25 +58,25 @@ func GenerateOneTimeKey(c Curve, r io.Reader) (*OneTimeKey, error) {
 }
 
 func p256OneTimeKey(k *ecdh.PrivateKey) *OneTimeKey {
-	o := &OneTimeKey{curve: CurveP256, p256: k}
+	o := &OneTimeKey{curve: esim.CurveP256, p256: k}
 	copy(o.pub[:], k.PublicKey().Bytes())
 	return o
 }
 
 // NewOneTimeKey builds a key pair from a 32-byte private scalar (for known-
 // answer tests and for an eUICC simulator that stores its key).
-func NewOneTimeKey(c Curve, scalar []byte) (*OneTimeKey, error) {
+func NewOneTimeKey(c esim.Curve, scalar []byte) (*OneTimeKey, error) {
 	if len(scalar) != 32 {
 		return nil, fmt.Errorf("%w: private scalar is %d bytes, want 32", ErrInvalidParams, len(scalar))
 	}
 	switch c {
-	case CurveP256:
+	case esim.CurveP256:
 		k, err := ecdh.P256().NewPrivateKey(scalar)
 		if err != nil {
 			return nil, fmt.Errorf("%w: P-256 private scalar out of range", ErrInvalidParams)
 		}
 		return p256OneTimeKey(k), nil
-	case CurveBrainpoolP256r1:
+	case esim.CurveBrainpoolP256r1:
 		ec := c.Elliptic()
 		k := new(big.Int).SetBytes(scalar)
 		if k.Sign() <= 0 || k.Cmp(ec.Params().N) >= 0 {
@@ -137,7 +93,7 @@ func NewOneTimeKey(c Curve, scalar []byte) (*OneTimeKey, error) {
 }
 
 // Curve returns the key's curve.
-func (k *OneTimeKey) Curve() Curve { return k.curve }
+func (k *OneTimeKey) Curve() esim.Curve { return k.curve }
 
 // PublicKey returns a copy of the uncompressed public point (65 bytes).
 func (k *OneTimeKey) PublicKey() []byte { return append([]byte(nil), k.pub[:]...) }
@@ -152,7 +108,7 @@ func (k *OneTimeKey) ECDH(peer []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: peer key is not a %d-byte uncompressed point", ErrKeyAgreement, PointSize)
 	}
 	switch k.curve {
-	case CurveP256:
+	case esim.CurveP256:
 		pub, err := ecdh.P256().NewPublicKey(peer)
 		if err != nil {
 			return nil, fmt.Errorf("%w: peer key is not on P-256", ErrKeyAgreement)
@@ -162,12 +118,13 @@ func (k *OneTimeKey) ECDH(peer []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%w: P-256 ECDH failed", ErrKeyAgreement)
 		}
 		return z, nil
-	case CurveBrainpoolP256r1:
+	case esim.CurveBrainpoolP256r1:
 		ec := k.curve.Elliptic()
-		x, y, err := pointOnCurve(ec, peer)
+		pub, err := k.curve.PublicKey(peer)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", ErrKeyAgreement, err)
 		}
+		x, y := pub.X, pub.Y
 		zx, zy := ec.ScalarMult(x, y, k.d)
 		if zx.Sign() == 0 && zy.Sign() == 0 {
 			return nil, fmt.Errorf("%w: shared point at infinity", ErrKeyAgreement)
@@ -177,20 +134,6 @@ func (k *OneTimeKey) ECDH(peer []byte) ([]byte, error) {
 		return z, nil
 	}
 	return nil, fmt.Errorf("%w: curve %v", ErrKeyAgreement, k.curve)
-}
-
-// pointOnCurve decodes an uncompressed point and checks that it lies on ec.
-func pointOnCurve(ec elliptic.Curve, p []byte) (*big.Int, *big.Int, error) {
-	if len(p) != PointSize || p[0] != 4 {
-		return nil, nil, fmt.Errorf("%w: not a %d-byte uncompressed point", ErrKeyAgreement, PointSize)
-	}
-	x := new(big.Int).SetBytes(p[1:33])
-	y := new(big.Int).SetBytes(p[33:])
-	prime := ec.Params().P
-	if x.Cmp(prime) >= 0 || y.Cmp(prime) >= 0 || !ec.IsOnCurve(x, y) {
-		return nil, nil, fmt.Errorf("%w: point is not on %s", ErrKeyAgreement, ec.Params().Name)
-	}
-	return x, y, nil
 }
 
 // Zero wipes the private scalar (brainpool). A P-256 key lives in
@@ -207,23 +150,10 @@ func VerifySignature(pub *ecdsa.PublicKey, digest, sig []byte) bool {
 	if pub == nil || pub.Curve == nil || len(sig) != SignatureSize {
 		return false
 	}
-	if _, err := CurveOf(pub.Curve); err != nil {
+	if _, err := esim.CurveOf(pub.Curve); err != nil {
 		return false
 	}
 	r := new(big.Int).SetBytes(sig[:32])
 	s := new(big.Int).SetBytes(sig[32:])
 	return ecdsa.Verify(pub, digest, r, s)
-}
-
-// PublicKeyFromPoint builds an ECDSA public key from an uncompressed point.
-func PublicKeyFromPoint(c Curve, point []byte) (*ecdsa.PublicKey, error) {
-	ec := c.Elliptic()
-	if ec == nil {
-		return nil, fmt.Errorf("%w: curve %v", ErrInvalidParams, c)
-	}
-	x, y, err := pointOnCurve(ec, point)
-	if err != nil {
-		return nil, err
-	}
-	return &ecdsa.PublicKey{Curve: ec, X: x, Y: y}, nil
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/internal/testenv"
 )
 
@@ -26,7 +27,7 @@ func TestParseSGP26Keys(t *testing.T) {
 	if err != nil || len(sks) < 10 {
 		t.Fatalf("SGP.26 keys: %v (%d files)", err, len(sks))
 	}
-	seen := map[Curve]int{}
+	seen := map[esim.Curve]int{}
 	for _, sk := range sks {
 		pk := filepath.Join(filepath.Dir(sk), "PK_"+strings.TrimPrefix(filepath.Base(sk), "SK_"))
 		skPEM, _ := os.ReadFile(sk)
@@ -35,7 +36,7 @@ func TestParseSGP26Keys(t *testing.T) {
 			t.Errorf("%s: %v", filepath.Base(sk), err)
 			continue
 		}
-		c, _ := CurveOf(priv.Curve)
+		c, _ := esim.CurveOf(priv.Curve)
 		seen[c]++
 		pkPEM, err := os.ReadFile(pk)
 		if err != nil {
@@ -50,7 +51,7 @@ func TestParseSGP26Keys(t *testing.T) {
 			t.Errorf("%s does not match %s", filepath.Base(sk), filepath.Base(pk))
 		}
 	}
-	if seen[CurveP256] == 0 || seen[CurveBrainpoolP256r1] == 0 {
+	if seen[esim.CurveP256] == 0 || seen[esim.CurveBrainpoolP256r1] == 0 {
 		t.Errorf("curves seen: %v", seen)
 	}
 }
@@ -67,14 +68,14 @@ func TestParsePKCS8(t *testing.T) {
 		t.Fatalf("P-256 PKCS#8: %v", err)
 	}
 
-	bpk, _ := GenerateOneTimeKey(CurveBrainpoolP256r1, nil)
+	bpk, _ := GenerateOneTimeKey(esim.CurveBrainpoolP256r1, nil)
 	sec1, _ := asn1.Marshal(sec1Key{Version: 1, PrivateKey: bpk.d})
-	der, _ = asn1.Marshal(pkcs8Key{Algo: algorithmIdentifier{oidECPublicKey, oidBrainpoolP256r1}, PrivateKey: sec1})
+	der, _ = asn1.Marshal(pkcs8Key{Algo: algorithmIdentifier{oidECPublicKey, esim.CurveBrainpoolP256r1.OID()}, PrivateKey: sec1})
 	got, err = ParsePrivateKeyPEM(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
 	if err != nil {
 		t.Fatalf("brainpool PKCS#8: %v", err)
 	}
-	pt, _ := PublicKeyFromPoint(CurveBrainpoolP256r1, bpk.PublicKey())
+	pt, _ := esim.CurveBrainpoolP256r1.PublicKey(bpk.PublicKey())
 	if got.X.Cmp(pt.X) != 0 || got.Y.Cmp(pt.Y) != 0 {
 		t.Fatal("brainpool PKCS#8: wrong public key")
 	}
@@ -129,9 +130,9 @@ func TestOneTimeKeyECDH(t *testing.T) {
 		if err1 != nil || err2 != nil || !bytes.Equal(za, zb) || len(za) != SharedSecretSize {
 			t.Fatalf("%v: %v %v", c.curve, err1, err2)
 		}
-		other := CurveP256
-		if c.curve == CurveP256 {
-			other = CurveBrainpoolP256r1
+		other := esim.CurveP256
+		if c.curve == esim.CurveP256 {
+			other = esim.CurveBrainpoolP256r1
 		}
 		o, _ := GenerateOneTimeKey(other, nil)
 		offCurve := a.PublicKey()

@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/perso-esim/perso/bpp"
+	"github.com/perso-esim/perso/esim"
 )
 
 // The whole flow: the batch protects a personalised UPP once under a fresh
@@ -28,12 +29,12 @@ func Example() {
 	// SM-DP+ keys (software here; hsmpool in production).
 	dppb, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	signer, _ := bpp.NewSoftwareSigner(dppb)
-	ka, _ := bpp.NewSoftwareKeyAgreement(bpp.CurveP256)
+	ka, _ := bpp.NewSoftwareKeyAgreement(esim.CurveP256)
 
 	// The eUICC's one-time key, sent in PrepareDownloadResponse.
-	euicc, _ := bpp.GenerateOneTimeKey(bpp.CurveP256, nil)
+	euicc, _ := bpp.GenerateOneTimeKey(esim.CurveP256, nil)
 	eid := bytes.Repeat([]byte{0x89}, bpp.EIDSize)
-	iccid, _ := bpp.ICCIDFromDigits("89000123456789012341")
+	iccid, _ := esim.ParseICCID("89000123456789012341")
 
 	// Download: bind the stored PPP for this eUICC.
 	bound, err := bpp.Bind(context.Background(), signer, ka, &bpp.BindParams{
@@ -53,6 +54,6 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(bytes.Equal(opened.UPP, upp), opened.StoreMetadata.ICCIDString(), opened.PPKMode)
+	fmt.Println(bytes.Equal(opened.UPP, upp), opened.StoreMetadata.ICCID, opened.PPKMode)
 	// Output: true 89000123456789012341 true
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // fuzzFixture is one valid P-256 package with fixed keys; the fuzz targets
@@ -18,8 +20,8 @@ type fuzzFixture struct {
 }
 
 func newFuzzFixture(f *testing.F) *fuzzFixture {
-	e := newEnv(f, CurveP256, "NIST")
-	otk, err := NewOneTimeKey(CurveP256, mustDecode("fb68a38ccedb69e15cbe03c256228998ac398587e5dc7117f948145c839d61a4"))
+	e := newEnv(f, esim.CurveP256, "NIST")
+	otk, err := NewOneTimeKey(esim.CurveP256, mustDecode("fb68a38ccedb69e15cbe03c256228998ac398587e5dc7117f948145c839d61a4"))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -92,7 +94,8 @@ func FuzzOpenSequences(f *testing.F) {
 // FuzzParseStoreMetadata: no panic; whatever parses re-encodes (Marshal)
 // and parses back to the same value.
 func FuzzParseStoreMetadata(f *testing.F) {
-	for _, m := range []*StoreMetadata{fullMetadata(f, "89000123456789012341"), {ServiceProviderName: "a"}} {
+	minimal := &StoreMetadata{ICCID: fullMetadata(f, "89000123456789012341").ICCID, ServiceProviderName: "a"}
+	for _, m := range []*StoreMetadata{fullMetadata(f, "89000123456789012341"), minimal} {
 		der, err := m.Marshal()
 		if err != nil {
 			f.Fatal(err)

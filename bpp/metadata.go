@@ -2,8 +2,9 @@ package bpp
 
 import (
 	"fmt"
-	"strings"
 	"unicode/utf8"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // StoreMetadataRequest field tags (SGP.22 §2.5.3, tag BF25).
@@ -113,10 +114,10 @@ const (
 
 // StoreMetadata is StoreMetadataRequest (BF25).
 type StoreMetadata struct {
-	ICCID               [10]byte // EF.ICCID coding: nibble-swapped BCD, F-padded (ICCIDFromDigits)
-	ServiceProviderName string   // at most 32 characters
-	ProfileName         string   // at most 64 characters
-	Icon                *Icon    // optional
+	ICCID               esim.ICCID // required; sent in EF.ICCID coding (esim.ICCID.SwappedBCD)
+	ServiceProviderName string     // at most 32 characters
+	ProfileName         string     // at most 64 characters
+	Icon                *Icon      // optional
 	ProfileClass        ProfileClass
 	Notifications       []NotificationConfig // optional
 	ProfileOwner        *ProfileOwner        // optional
@@ -124,44 +125,6 @@ type StoreMetadata struct {
 	// Extensions holds the raw TLVs of later elements this package does not
 	// decode (SGP.22 v3 serviceSpecificData ...), in order; Marshal re-emits them.
 	Extensions []byte
-}
-
-// ICCIDFromDigits encodes an 18–20 digit ICCID in EF.ICCID coding (each
-// byte's nibbles swapped, padded with F).
-func ICCIDFromDigits(digits string) ([10]byte, error) {
-	var out [10]byte
-	if len(digits) < 18 || len(digits) > 20 {
-		return out, fmt.Errorf("%w: ICCID has %d digits, want 18..20", ErrInvalidParams, len(digits))
-	}
-	var nib [20]byte
-	for i := range nib {
-		nib[i] = 0xF
-	}
-	for i := 0; i < len(digits); i++ {
-		c := digits[i]
-		if c < '0' || c > '9' {
-			return out, fmt.Errorf("%w: ICCID has a non-digit at position %d", ErrInvalidParams, i+1)
-		}
-		nib[i] = c - '0'
-	}
-	for i := range out {
-		out[i] = nib[2*i+1]<<4 | nib[2*i]
-	}
-	return out, nil
-}
-
-// ICCIDString decodes the ICCID digits (stopping at the first F filler).
-func (m *StoreMetadata) ICCIDString() string {
-	var b strings.Builder
-	for _, x := range m.ICCID {
-		for _, n := range [2]byte{x & 0xF, x >> 4} {
-			if n > 9 {
-				return b.String()
-			}
-			b.WriteByte('0' + n)
-		}
-	}
-	return b.String()
 }
 
 // appendBitString appends a DER named-bit BIT STRING holding bits 0..7 of v
@@ -210,6 +173,9 @@ func checkUTF8(s string, maxChars int, what string) error {
 
 // Validate checks every size and range constraint of the fields.
 func (m *StoreMetadata) Validate() error {
+	if m.ICCID.IsZero() {
+		return fmt.Errorf("%w: StoreMetadata: iccid not set", ErrInvalidParams)
+	}
 	if err := checkUTF8(m.ServiceProviderName, MaxServiceProviderName, "serviceProviderName"); err != nil {
 		return fmt.Errorf("%w: StoreMetadata: %s", ErrInvalidParams, err)
 	}
@@ -250,7 +216,8 @@ func (m *StoreMetadata) Marshal() ([]byte, error) {
 		return nil, err
 	}
 	c := make([]byte, 0, 96+len(m.ServiceProviderName)+len(m.ProfileName)+len(m.Extensions))
-	c = appendTLV(c, tagMDICCID, m.ICCID[:])
+	iccid := m.ICCID.SwappedBCD()
+	c = appendTLV(c, tagMDICCID, iccid[:])
 	c = appendTLV(c, tagMDSPN, []byte(m.ServiceProviderName))
 	c = appendTLV(c, tagMDProfileName, []byte(m.ProfileName))
 	if m.Icon != nil {
@@ -347,10 +314,12 @@ func ParseStoreMetadata(der []byte) (*StoreMetadata, error) {
 		v := e.Value
 		switch e.Tag {
 		case tagMDICCID:
-			if len(v) != 10 {
-				return nil, fmt.Errorf("%w: StoreMetadataRequest.iccid is %d bytes, want 10", ErrMalformed, len(v))
+			// Decoded as sent: the Luhn digit is the operator's business.
+			ic, err := esim.ICCIDFromSwappedBCD(v)
+			if err != nil {
+				return nil, fmt.Errorf("%w: StoreMetadataRequest.iccid: %w", ErrMalformed, err)
 			}
-			copy(m.ICCID[:], v)
+			m.ICCID = ic
 		case tagMDSPN:
 			m.ServiceProviderName = string(v)
 		case tagMDProfileName:

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // NotificationEvent bit strings as given in the spec digest §3.
@@ -32,7 +34,8 @@ func TestNotificationEventEncoding(t *testing.T) {
 	}
 }
 
-func TestICCIDFromDigits(t *testing.T) {
+// The iccid goes out in EF.ICCID coding and comes back as the same ICCID.
+func TestStoreMetadataICCIDCoding(t *testing.T) {
 	for _, tc := range []struct {
 		digits, want string
 	}{
@@ -40,27 +43,30 @@ func TestICCIDFromDigits(t *testing.T) {
 		{"8949449999999990023", "989444999999990920f3"},  // 19 digits: F filler
 		{"894944999999999002", "989444999999990920ff"},   // 18 digits
 	} {
-		got, err := ICCIDFromDigits(tc.digits)
+		ic, err := esim.ICCIDFromSwappedBCD(mustDecode(tc.want))
+		if err != nil || ic.String() != tc.digits {
+			t.Fatalf("%s: %v, %v", tc.want, ic, err)
+		}
+		m := &StoreMetadata{ICCID: ic}
+		der, err := m.Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(got[:], mustDecode(tc.want)) {
-			t.Errorf("%s: %x, want %s", tc.digits, got, tc.want)
+		if !bytes.Contains(der, mustDecode("5a0a"+tc.want)) {
+			t.Errorf("%s: %x does not carry 5A 0A %s", tc.digits, der, tc.want)
 		}
-		m := StoreMetadata{ICCID: got}
-		if m.ICCIDString() != tc.digits {
-			t.Errorf("%s: decoded back as %s", tc.digits, m.ICCIDString())
+		back, err := ParseStoreMetadata(der)
+		if err != nil || back.ICCID != ic {
+			t.Errorf("%s: parsed back as %v, %v", tc.digits, back, err)
 		}
 	}
-	for _, bad := range []string{"", "89490", "8949449999999990023AB", "894944999999999002X"} {
-		if _, err := ICCIDFromDigits(bad); !errors.Is(err, ErrInvalidParams) {
-			t.Errorf("%q: %v", bad, err)
-		}
+	if _, err := (&StoreMetadata{}).Marshal(); !errors.Is(err, ErrInvalidParams) {
+		t.Errorf("Marshal without an ICCID: %v", err)
 	}
 }
 
 func TestStoreMetadataRoundTrip(t *testing.T) {
-	iccid, _ := ICCIDFromDigits("89000123456789012341")
+	iccid, _ := esim.ParseICCID("89000123456789012341")
 	base := func() *StoreMetadata {
 		return &StoreMetadata{ICCID: iccid, ServiceProviderName: "SPN", ProfileName: "Name"}
 	}
@@ -96,7 +102,7 @@ func TestStoreMetadataRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			content := parseOne(t, der).Value
-			if !bytes.HasPrefix(content, append(mustDecode("5a0a"), iccid[:]...)) ||
+			if !bytes.HasPrefix(content, mustDecode("5a0a98001032547698103214")) ||
 				!bytes.HasPrefix(content[12:], mustDecode(tc.starts)) {
 				t.Errorf("encoding %x", der)
 			}

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/internal/testenv"
 )
 
@@ -72,7 +73,7 @@ func (p *parts) clone() *parts {
 
 // Each kind of damage is rejected with the error that names it.
 func TestOpenRejects(t *testing.T) {
-	e := newEnv(t, CurveP256, "NIST")
+	e := newEnv(t, esim.CurveP256, "NIST")
 	upp, err := os.ReadFile(testenv.Path(t, "ts48", "TS48v5_SAIP2.3_NoBERTLV.der"))
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +87,7 @@ func TestOpenRejects(t *testing.T) {
 	if !bytes.Equal(orig.build(), good) {
 		t.Fatal("split/build is not the identity")
 	}
-	otherOTK, _ := GenerateOneTimeKey(CurveP256, nil)
+	otherOTK, _ := GenerateOneTimeKey(esim.CurveP256, nil)
 
 	type want struct {
 		err   error
@@ -223,7 +224,7 @@ func TestOpenRejects(t *testing.T) {
 		}
 	})
 	t.Run("brainpool one-time key for a P-256 package", func(t *testing.T) {
-		bp, _ := GenerateOneTimeKey(CurveBrainpoolP256r1, nil)
+		bp, _ := GenerateOneTimeKey(esim.CurveBrainpoolP256r1, nil)
 		if _, err := Open(good, bp, testEID, e.pub); !errors.Is(err, ErrSignature) {
 			t.Fatalf("%v, want ErrSignature", err)
 		}
@@ -268,7 +269,7 @@ func TestSessionKeyMode(t *testing.T) {
 // claims megabytes of garbage fails at the first MAC having allocated about
 // the input size once, and oversize input is refused before any work.
 func TestOpenBoundedMemory(t *testing.T) {
-	e := newEnv(t, CurveP256, "NIST")
+	e := newEnv(t, esim.CurveP256, "NIST")
 	upp, _ := os.ReadFile(testenv.Path(t, "ts48", "TS48v1_A.der"))
 	ppp, err := Protect(upp, nil)
 	if err != nil {

@@ -18,11 +18,11 @@ import (
 )
 
 var curves = []struct {
-	curve Curve
+	curve esim.Curve
 	sgp26 string // suffix of the SGP.26 key files
 }{
-	{CurveP256, "NIST"},
-	{CurveBrainpoolP256r1, "BRP"},
+	{esim.CurveP256, "NIST"},
+	{esim.CurveBrainpoolP256r1, "BRP"},
 }
 
 // testEID is the SGP.26 test eUICC's EID.
@@ -69,7 +69,7 @@ func dppb(t testing.TB, suffix string) (*SoftwareSigner, *ecdsa.PublicKey) {
 // fullMetadata sets every StoreMetadata field this package supports.
 func fullMetadata(t testing.TB, iccid string) *StoreMetadata {
 	t.Helper()
-	ic, err := ICCIDFromDigits(iccid)
+	ic, err := esim.ParseICCID(iccid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,13 +89,13 @@ func fullMetadata(t testing.TB, iccid string) *StoreMetadata {
 }
 
 type env struct {
-	curve  Curve
+	curve  esim.Curve
 	signer *SoftwareSigner
 	ka     *SoftwareKeyAgreement
 	pub    *ecdsa.PublicKey
 }
 
-func newEnv(t testing.TB, c Curve, suffix string) *env {
+func newEnv(t testing.TB, c esim.Curve, suffix string) *env {
 	t.Helper()
 	s, pub := dppb(t, suffix)
 	ka, err := NewSoftwareKeyAgreement(c)
@@ -262,7 +262,7 @@ func TestRoundTripTS48(t *testing.T) {
 				if prof.ICCID().String() != iccid || prof.IMSI().String() != fmt.Sprintf("0010112345%05d", i) {
 					t.Errorf("opened UPP carries ICCID %s IMSI %s", prof.ICCID(), prof.IMSI())
 				}
-				if !reflect.DeepEqual(o.StoreMetadata, md) || o.StoreMetadata.ICCIDString() != iccid {
+				if !reflect.DeepEqual(o.StoreMetadata, md) || o.StoreMetadata.ICCID.String() != iccid {
 					t.Errorf("StoreMetadata = %+v, want %+v", o.StoreMetadata, md)
 				}
 				if !bytes.Equal(o.TransactionID, p.TransactionID) || !bytes.Equal(o.HostID, p.HostID) || !o.PPKMode {
@@ -304,7 +304,7 @@ func checkTamperErr(t *testing.T, what string, err error) {
 // that segment and is a MAC failure; inside smdpSign it is ErrSignature.
 func TestTamperEveryByte(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, CurveP256, "NIST")
+	e := newEnv(t, esim.CurveP256, "NIST")
 	upp, err := os.ReadFile(testenv.Path(t, "ts48", "TS48v5_SAIP2.3_NoBERTLV.der"))
 	if err != nil {
 		t.Fatal(err)
@@ -372,7 +372,7 @@ func TestTamperEverySegment(t *testing.T) {
 			b, otk, _ := e.bind(t, ppp, fullMetadata(t, "8949449999999990023"))
 			segs, sigOff := bppSegments(t, b)
 			name := c.curve.String() + "/" + filepath.Base(path)
-			full := c.curve == CurveP256 || i == 0
+			full := c.curve == esim.CurveP256 || i == 0
 			for _, s := range segs {
 				offs := []int{(s.valueOff + s.end) / 2}
 				if full {

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // Signer signs a SHA-256 digest with the SM-DP+ (DPpb) private key and
@@ -40,7 +42,7 @@ func NewSoftwareSigner(priv *ecdsa.PrivateKey) (*SoftwareSigner, error) {
 	if priv == nil {
 		return nil, fmt.Errorf("%w: nil private key", ErrInvalidParams)
 	}
-	if _, err := CurveOf(priv.Curve); err != nil {
+	if _, err := esim.CurveOf(priv.Curve); err != nil {
 		return nil, err
 	}
 	return &SoftwareSigner{priv: priv, rand: rand.Reader}, nil
@@ -67,12 +69,12 @@ func (s *SoftwareSigner) SignDigest(ctx context.Context, digest []byte) ([]byte,
 // SoftwareKeyAgreement is a KeyAgreement that generates its one-time keys in
 // process memory, for tests and development (brainpool: variable time).
 type SoftwareKeyAgreement struct {
-	curve Curve
+	curve esim.Curve
 	rand  io.Reader
 }
 
 // NewSoftwareKeyAgreement returns a KeyAgreement on c using crypto/rand.
-func NewSoftwareKeyAgreement(c Curve) (*SoftwareKeyAgreement, error) {
+func NewSoftwareKeyAgreement(c esim.Curve) (*SoftwareKeyAgreement, error) {
 	if c.Elliptic() == nil {
 		return nil, fmt.Errorf("%w: curve %v", ErrInvalidParams, c)
 	}
@@ -97,21 +99,15 @@ func (s *SoftwareKeyAgreement) EphemeralECDH(ctx context.Context, peerPublic []b
 	return k.PublicKey(), z, nil
 }
 
-// Object identifiers for EC keys.
-var (
-	oidECPublicKey     = asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}
-	oidP256            = asn1.ObjectIdentifier{1, 2, 840, 10045, 3, 1, 7}
-	oidBrainpoolP256r1 = asn1.ObjectIdentifier{1, 3, 36, 3, 3, 2, 8, 1, 1, 7}
-)
+// oidECPublicKey is id-ecPublicKey (the curve OIDs are esim's).
+var oidECPublicKey = asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}
 
-func curveFromOID(oid asn1.ObjectIdentifier) (Curve, error) {
-	switch {
-	case oid.Equal(oidP256):
-		return CurveP256, nil
-	case oid.Equal(oidBrainpoolP256r1):
-		return CurveBrainpoolP256r1, nil
+func curveFromOID(oid asn1.ObjectIdentifier) (esim.Curve, error) {
+	c, err := esim.CurveFromOID(oid)
+	if err != nil {
+		return c, fmt.Errorf("%w: %w", ErrInvalidParams, err)
 	}
-	return 0, fmt.Errorf("%w: unsupported curve OID %v", ErrInvalidParams, oid)
+	return c, nil
 }
 
 type sec1Key struct {
@@ -189,7 +185,7 @@ func parseSEC1(der []byte, outerOID asn1.ObjectIdentifier) (*ecdsa.PrivateKey, e
 	clear(scalar[:])
 	priv := &ecdsa.PrivateKey{PublicKey: ecdsa.PublicKey{Curve: ec, X: x, Y: y}, D: d}
 	if len(k.PublicKey.Bytes) > 0 {
-		pub, err := PublicKeyFromPoint(c, k.PublicKey.Bytes)
+		pub, err := c.PublicKey(k.PublicKey.Bytes)
 		if err != nil || pub.X.Cmp(x) != 0 || pub.Y.Cmp(y) != 0 {
 			return nil, errors.New("bpp: EC private key does not match its embedded public key")
 		}
@@ -226,5 +222,5 @@ func ParsePublicKeyDER(der []byte) (*ecdsa.PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	return PublicKeyFromPoint(c, k.PublicKey.Bytes)
+	return c.PublicKey(k.PublicKey.Bytes)
 }

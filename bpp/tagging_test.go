@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // tagPaths walks a BER/DER encoding with encoding/asn1 (independent of this
@@ -82,7 +84,7 @@ func TestSMDPDataObjectTagging(t *testing.T) {
 	ppk := PPK{}
 	rsk := appendReplaceSessionKeys(nil, &ppk)
 
-	e := newEnv(t, CurveP256, "NIST")
+	e := newEnv(t, esim.CurveP256, "NIST")
 	ppp, _ := smallPPP(t)
 	bppDER, _, _ := e.bind(t, ppp, md)
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/internal/testenv"
 )
 
@@ -91,7 +92,7 @@ func key16(t testing.TB, b []byte) *[16]byte {
 // ECDH with the eUICC's one-time key, from either side, gives Z.
 func TestVectorECDH(t *testing.T) {
 	v := loadVectors(t).ECDH
-	smdp, err := NewOneTimeKey(CurveP256, v.SMDPOtsk)
+	smdp, err := NewOneTimeKey(esim.CurveP256, v.SMDPOtsk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +231,7 @@ func TestVectorStoreMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := md.ICCIDString(); got != "89000123456789012341" {
+	if got := md.ICCID.String(); got != "89000123456789012341" {
 		t.Errorf("ICCID = %q", got)
 	}
 	if md.ServiceProviderName != "GSMA_TEST" || md.ProfileName != "GSMA_TEST_PROFILE" || md.ProfileClass != ClassTest {

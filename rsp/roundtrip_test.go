@@ -171,11 +171,10 @@ func TestDownloadSignaturesOverReceivedBytes(t *testing.T) {
 
 			// getBoundProfilePackage over the ASN.1 binding: the eUICC signs
 			// EUICCSigned2 ‖ smdpSignature2.
-			otk, err := bpp.GenerateOneTimeKey(map[string]bpp.Curve{"NIST": bpp.CurveP256, "BRP": bpp.CurveBrainpoolP256r1}[curve], nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			es2 := &EUICCSigned2{TransactionID: testTID, EUICCOtpk: otk.PublicKey()}
+			// Any point on the curve serves as the one-time key here.
+			otpk := append([]byte{0x04}, euicc.pub.X.FillBytes(make([]byte, 32))...)
+			otpk = append(otpk, euicc.pub.Y.FillBytes(make([]byte, 32))...)
+			es2 := &EUICCSigned2{TransactionID: testTID, EUICCOtpk: otpk}
 			sigE2 := euicc.sign(t, EUICCSignature2Data(mustMarshal(t, es2), acrGot.SmdpSignature2))
 			gb := &GetBoundProfilePackageRequest{TransactionID: testTID, PrepareDownloadResponse: PrepareDownloadResponse{Ok: &PrepareDownloadResponseOk{EUICCSigned2: *es2, EUICCSignature2: sigE2}}}
 			body, err = EncodeASN1Request(gb)
@@ -190,7 +189,7 @@ func TestDownloadSignaturesOverReceivedBytes(t *testing.T) {
 			if !euicc.verify(EUICCSignature2Data(gbGot.EUICCSigned2.Raw, sig2), gbGot.EUICCSignature2) {
 				t.Fatal("euiccSignature2 does not verify over euiccSigned2 ‖ smdpSignature2")
 			}
-			if !bytes.Equal(gbGot.EUICCSigned2.EUICCOtpk, otk.PublicKey()) {
+			if !bytes.Equal(gbGot.EUICCSigned2.EUICCOtpk, otpk) {
 				t.Fatal("euiccOtpk changed in transit")
 			}
 

@@ -127,7 +127,10 @@ func (v Version) Less(w Version) bool { return bytes.Compare(v[:], w[:]) < 0 }
 
 func (r *reader) version(tag uint32, field string) (Version, error) {
 	v, err := r.octets(tag, field, 3, 3)
-	return Version(v), err
+	if err != nil {
+		return Version{}, err
+	}
+	return Version(v), nil
 }
 
 // NamedBits is a named-bit BIT STRING (NotificationEvent, PprIds,

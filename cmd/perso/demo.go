@@ -16,6 +16,7 @@ import (
 
 	"github.com/perso-esim/perso/bpp"
 	"github.com/perso-esim/perso/engine"
+	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/hsmpool"
 	"github.com/perso-esim/perso/perso"
 	"github.com/perso-esim/perso/store"
@@ -329,7 +330,7 @@ func demoBindOpen(ctx context.Context, pool *hsmpool.Pool, st demoOrders, iccid 
 		return "", err
 	}
 	defer euicc.Zero()
-	iccidBytes, err := bpp.ICCIDFromDigits(iccid)
+	iccidValue, err := esim.ParseICCID(iccid)
 	if err != nil {
 		return "", err
 	}
@@ -339,7 +340,7 @@ func demoBindOpen(ctx context.Context, pool *hsmpool.Pool, st demoOrders, iccid 
 	start := time.Now()
 	pkg, err := bpp.Bind(ctx, pool.Signer(signLabel), pool.KeyAgreement(curve), &bpp.BindParams{
 		TransactionID: tid, HostID: []byte("perso-dp"), EID: eid, EUICCOtpk: euicc.PublicKey(),
-		Metadata: &bpp.StoreMetadata{ICCID: iccidBytes, ServiceProviderName: p.Metadata.ServiceProviderName,
+		Metadata: &bpp.StoreMetadata{ICCID: iccidValue, ServiceProviderName: p.Metadata.ServiceProviderName,
 			ProfileName: p.Metadata.ProfileName, ProfileClass: bpp.ClassTest},
 	}, &bpp.PPP{Segments: p.Segments, PPK: ppk})
 	ppk.Zero()
@@ -374,9 +375,9 @@ func demoBindOpen(ctx context.Context, pool *hsmpool.Pool, st demoOrders, iccid 
 		len(p.Segments), len(pkg), bindTime.Round(time.Microsecond), done.State), nil
 }
 
-func bppCurve(c hsmpool.Curve) bpp.Curve {
+func bppCurve(c hsmpool.Curve) esim.Curve {
 	if c == hsmpool.BrainpoolP256r1 {
-		return bpp.CurveBrainpoolP256r1
+		return esim.CurveBrainpoolP256r1
 	}
-	return bpp.CurveP256
+	return esim.CurveP256
 }
