@@ -151,6 +151,8 @@ func TestNoCommandRevealsASecret(t *testing.T) {
 	input("perso.yaml", fmt.Sprintf("hsm:\n  pin: %q\nstore:\n  driver: postgres\n  dsn: %q\nki: %q\npin1: %q\npuk1: %q\n",
 		secHSMPIN.value, dsn, secKi.value, secPIN1.value, secPUK1.value))
 	input("transport.hex", secTransport.value+"\n")
+	input("broken.yaml", "hsm:\n  pin: \""+secHSMPIN.value+"\n  so_pin: ["+secSOPIN.value+"\n")
+	input("unknown.yaml", "hsm:\n  pinn: \""+secHSMPIN.value+"\"\nstore:\n  dsn: 5\n")
 	// Records for check: one valid, one with a bad ICCID Luhn digit, one
 	// with a bad OPc; all carry the planted Ki, which no reject report
 	// may show.
@@ -194,6 +196,9 @@ func TestNoCommandRevealsASecret(t *testing.T) {
 		{"bench", usage},
 		{"demo", secretRun{args: []string{"--template", tmpl, "--count", "2"}}},
 		{"demo", secretRun{args: []string{"--template", tmpl, "--count", "1", "--store.dsn", deadDSN}, code: exitFailure}},
+		// A PostgreSQL DSN given to the SQLite driver: the driver quotes it in its error.
+		{"demo", secretRun{args: []string{"--template", tmpl, "--count", "1", "--store.dsn", deadDSN},
+			env: []string{"PERSO_STORE_DRIVER=sqlite"}, code: exitFailure}},
 		{"template personalise", secretRun{args: []string{"--template", tmpl, "--iccid", "8949449999999990999", "--imsi", "001010123456789",
 			"-o", "profile.der"}, outputs: map[string][]plantedSecret{"profile.der": profileSecrets}}},
 		{"template inspect", secretRun{args: []string{"profile.der"}}},
@@ -209,6 +214,8 @@ func TestNoCommandRevealsASecret(t *testing.T) {
 		{"check", secretRun{args: []string{"records-in.csv"}, code: exitPartial,
 			outputs: map[string][]plantedSecret{"records-in.csv.rejects.csv": nil}}},
 		{"config", secretRun{}},
+		{"config", secretRun{args: []string{"--config", "broken.yaml"}, code: exitUsage}},
+		{"config", secretRun{args: []string{"--config", "unknown.yaml"}, code: exitUsage}},
 		{"config", secretRun{env: []string{"PERSO_STORE_DSN=host=db user=perso password=" + secDSNPass.value}}},
 		{"version", secretRun{}},
 		{"help", secretRun{}},
