@@ -8,6 +8,8 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	dertlv "github.com/perso-esim/perso/esim/tlv"
 )
 
 // ErrMalformed is wrapped by every decoding error: the input is not the DER
@@ -22,14 +24,11 @@ var ErrMalformed = errors.New("rsp: malformed message")
 var ErrInvalid = errors.New("rsp: invalid message value")
 
 // Tags are handled as their identifier octets packed big-endian into a
-// uint32: 0x80 is [0] primitive, 0xBF38 is [56] constructed (two octets),
-// 0x5F37 is [APPLICATION 55]. cryptobyte's asn1.Tag cannot express tag
-// numbers above 30, which SGP.22 uses throughout, so the identifier and
-// length octets are decoded here on top of a cryptobyte.String cursor.
-
-// maxLength bounds a single length field: three length octets. No ES9+
-// message comes near it; a BoundProfilePackage is a few hundred kilobytes.
-const maxLength = 1<<24 - 1
+// uint32 (esim/tlv's Tag): 0x80 is [0] primitive, 0xBF38 is [56]
+// constructed, 0x5F37 is [APPLICATION 55]. cryptobyte's asn1.Tag cannot
+// express tag numbers above 30, which SGP.22 uses throughout, so headers are
+// read by esim/tlv (the project's one DER header codec) and walked with a
+// cryptobyte.String cursor.
 
 // element is one decoded TLV. raw is the whole element exactly as received
 // (identifier, length and contents); value aliases its contents.
@@ -39,69 +38,18 @@ type element struct {
 	raw   []byte
 }
 
-// readElement reads one element from s. It enforces DER framing (identifier
-// in minimal high-tag form of at most three octets, definite minimal length
-// of at most three octets, length within the input); contents are checked by
-// the caller. It never panics.
+// readElement reads one element from s. esim/tlv enforces DER framing
+// (identifier in minimal high-tag form of at most three octets, definite
+// minimal length of at most three octets, length within the input);
+// contents are checked by the caller. It never panics.
 func readElement(s *cryptobyte.String) (element, error) {
-	start := *s
-	var b uint8
-	if !s.ReadUint8(&b) {
-		return element{}, fmt.Errorf("%w: missing tag", ErrMalformed)
+	b := []byte(*s)
+	t, h, n, err := dertlv.ReadHeader(b, 0, len(b))
+	if err != nil {
+		return element{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	if b == 0 {
-		return element{}, fmt.Errorf("%w: zero tag", ErrMalformed)
-	}
-	tag := uint32(b)
-	if b&0x1F == 0x1F {
-		for i := 0; ; i++ {
-			if i == 2 {
-				return element{}, fmt.Errorf("%w: tag longer than 3 octets", ErrMalformed)
-			}
-			if !s.ReadUint8(&b) {
-				return element{}, fmt.Errorf("%w: truncated tag", ErrMalformed)
-			}
-			if i == 0 && (b == 0x80 || b < 0x1F) {
-				return element{}, fmt.Errorf("%w: tag %X%02X is not in minimal form", ErrMalformed, tag, b)
-			}
-			tag = tag<<8 | uint32(b)
-			if b&0x80 == 0 {
-				break
-			}
-		}
-	}
-	if !s.ReadUint8(&b) {
-		return element{}, fmt.Errorf("%w: tag %X: missing length", ErrMalformed, tag)
-	}
-	n := int(b)
-	if b >= 0x80 {
-		k := int(b & 0x7F)
-		if k == 0 {
-			return element{}, fmt.Errorf("%w: tag %X: indefinite length (DER requires definite lengths)", ErrMalformed, tag)
-		}
-		if k > 3 {
-			return element{}, fmt.Errorf("%w: tag %X: %d length octets", ErrMalformed, tag, k)
-		}
-		n = 0
-		for i := range k {
-			if !s.ReadUint8(&b) {
-				return element{}, fmt.Errorf("%w: tag %X: truncated length", ErrMalformed, tag)
-			}
-			if i == 0 && b == 0 {
-				return element{}, fmt.Errorf("%w: tag %X: length not in minimal form", ErrMalformed, tag)
-			}
-			n = n<<8 | int(b)
-		}
-		if n < 0x80 {
-			return element{}, fmt.Errorf("%w: tag %X: length not in minimal form", ErrMalformed, tag)
-		}
-	}
-	var v []byte
-	if !s.ReadBytes(&v, n) {
-		return element{}, fmt.Errorf("%w: tag %X: length %d exceeds the %d bytes left", ErrMalformed, tag, n, len(*s))
-	}
-	hdr := len(start) - len(*s) - n
-	return element{tag: tag, value: v, raw: start[:hdr+n]}, nil
+	s.Skip(h + n)
+	return element{tag: uint32(t), value: b[h : h+n : h+n], raw: b[: h+n : h+n]}, nil
 }
 
 // reader walks the components of one constructed value.
@@ -298,51 +246,13 @@ func oidContents(oid asn1.ObjectIdentifier, what string) ([]byte, error) {
 // parts...) returns one element holding the concatenated parts. It reads
 // like the module's SEQUENCE definitions.
 
-func tlvSize(tag uint32, n int) int {
-	t := 1
-	if tag > 0xFFFF {
-		t = 3
-	} else if tag > 0xFF {
-		t = 2
-	}
-	switch {
-	case n < 0x80:
-		return t + 1 + n
-	case n < 0x100:
-		return t + 2 + n
-	case n < 0x10000:
-		return t + 3 + n
-	}
-	return t + 4 + n
-}
-
-func appendHeader(dst []byte, tag uint32, n int) []byte {
-	switch {
-	case tag > 0xFFFF:
-		dst = append(dst, byte(tag>>16), byte(tag>>8), byte(tag))
-	case tag > 0xFF:
-		dst = append(dst, byte(tag>>8), byte(tag))
-	default:
-		dst = append(dst, byte(tag))
-	}
-	switch {
-	case n < 0x80:
-		return append(dst, byte(n))
-	case n < 0x100:
-		return append(dst, 0x81, byte(n))
-	case n < 0x10000:
-		return append(dst, 0x82, byte(n>>8), byte(n))
-	}
-	return append(dst, 0x83, byte(n>>16), byte(n>>8), byte(n))
-}
-
 // tlv returns one element with tag whose contents are the parts in order.
 func tlv(tag uint32, parts ...[]byte) []byte {
 	n := 0
 	for _, p := range parts {
 		n += len(p)
 	}
-	out := appendHeader(make([]byte, 0, tlvSize(tag, n)), tag, n)
+	out := dertlv.AppendHeader(make([]byte, 0, dertlv.Size(dertlv.Tag(tag), n)), dertlv.Tag(tag), n)
 	for _, p := range parts {
 		out = append(out, p...)
 	}
