@@ -131,7 +131,7 @@ The HSM is the configured one (hsm.* / PERSO_HSM_*); it needs the keys of ` + "`
 				}
 				p, err := hsmpool.Open(ctx, qcfg)
 				if err != nil {
-					return err
+					return a.hsmOpenError(qcfg, err)
 				}
 				defer p.Close()
 				if doQoS {

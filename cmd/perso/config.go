@@ -569,6 +569,11 @@ func tagName(tag string) string {
 // checkEnvAndFlags checks the values the environment and the command line
 // give to settings and to the running command's flags.
 func checkEnvAndFlags(cmd *cobra.Command) error {
+	// An opt-in to demo PINs must be seen on the command line, not
+	// inherited from an environment.
+	if val, ok := os.LookupEnv(envName("demo-pins")); ok && val != "" {
+		return fmt.Errorf("%s is not read: --demo-pins can only be given on the command line", envName("demo-pins"))
+	}
 	for _, s := range settings {
 		if f := cmd.Flags().Lookup(s.key); f != nil && f.Changed {
 			if err := checkValue(s, f.Value.String()); err != nil {

@@ -175,6 +175,8 @@ func TestConfigRejectsBadValues(t *testing.T) {
 			want: []string{"perso.yaml:1", "only be given on the command line"}},
 		{name: "demo pins cannot be configured", yaml: "demo-pins: true\n",
 			want: []string{"perso.yaml:1", "demo-pins", "command line"}},
+		{name: "demo pins cannot come from the environment", env: map[string]string{"PERSO_DEMO_PINS": "true"},
+			want: []string{"PERSO_DEMO_PINS", "command line"}},
 		{name: "missing --config file", args: []string{"--config", "missing.yaml"},
 			want: []string{"--config", "missing.yaml"}},
 		{name: "oversized --config file", args: []string{"--config", "/dev/zero"},
