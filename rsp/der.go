@@ -71,7 +71,7 @@ func parseTop(der []byte, tag uint32, what string) (element, error) {
 		return element{}, fmt.Errorf("%s: %w", what, err)
 	}
 	if e.tag != tag {
-		return element{}, fmt.Errorf("%w: %s: tag %X, want %X", ErrMalformed, what, e.tag, tag)
+		return element{}, fmt.Errorf("%w: %s: tag %02X, want %02X", ErrMalformed, what, e.tag, tag)
 	}
 	if !s.Empty() {
 		return element{}, fmt.Errorf("%w: %s: %d bytes after the element", ErrMalformed, what, len(s))
@@ -104,14 +104,14 @@ func (r *reader) next() (element, error) {
 // expect reads a mandatory component.
 func (r *reader) expect(tag uint32, field string) (element, error) {
 	if r.s.Empty() {
-		return element{}, fmt.Errorf("%w: %s.%s (%X) missing", ErrMalformed, r.what, field, tag)
+		return element{}, fmt.Errorf("%w: %s.%s (%02X) missing", ErrMalformed, r.what, field, tag)
 	}
 	e, err := readElement(&r.s)
 	if err != nil {
 		return element{}, fmt.Errorf("%s.%s: %w", r.what, field, err)
 	}
 	if e.tag != tag {
-		return element{}, fmt.Errorf("%w: %s.%s: tag %X, want %X", ErrMalformed, r.what, field, e.tag, tag)
+		return element{}, fmt.Errorf("%w: %s.%s: tag %02X, want %02X", ErrMalformed, r.what, field, e.tag, tag)
 	}
 	return e, nil
 }
