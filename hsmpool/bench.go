@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/miekg/pkcs11"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // BenchOps lists the operations Bench knows, in display order.
@@ -84,7 +86,7 @@ func (c *BenchConfig) defaults() {
 // benchInputs are the fixed inputs of each operation.
 type benchInputs struct {
 	digest []byte
-	peer   map[Curve][]byte
+	peer   map[esim.Curve][]byte
 	blob   []byte
 	wrap   []byte
 	ct     []byte
@@ -92,8 +94,8 @@ type benchInputs struct {
 
 func newBenchInputs(ctx context.Context, p *Pool, bc BenchConfig, op string) (*benchInputs, error) {
 	d := sha256.Sum256([]byte("perso bench"))
-	in := &benchInputs{digest: d[:], peer: map[Curve][]byte{}, ct: make([]byte, 32)}
-	for _, c := range []Curve{P256, BrainpoolP256r1} {
+	in := &benchInputs{digest: d[:], peer: map[esim.Curve][]byte{}, ct: make([]byte, 32)}
+	for _, c := range []esim.Curve{esim.CurveP256, esim.CurveBrainpoolP256r1} {
 		_, x, y, err := elliptic.GenerateKey(c.Elliptic(), rand.Reader)
 		if err != nil {
 			return nil, err
@@ -124,9 +126,9 @@ func poolOp(p *Pool, bc BenchConfig, op string, in *benchInputs) (func(ctx conte
 	case "sign-brp":
 		return func(ctx context.Context) error { _, err := p.Sign(ctx, bc.SignBrpLabel, in.digest); return err }, nil
 	case "ecdh", "ecdh-brp":
-		c := P256
+		c := esim.CurveP256
 		if op == "ecdh-brp" {
-			c = BrainpoolP256r1
+			c = esim.CurveBrainpoolP256r1
 		}
 		return func(ctx context.Context) error {
 			_, z, err := p.EphemeralECDH(ctx, c, in.peer[c])
@@ -170,9 +172,9 @@ func rawOp(b *p11Backend, p *Pool, bc BenchConfig, op string, in *benchInputs) (
 	case "sign-brp":
 		return func(sh pkcs11.SessionHandle) error { _, err := b.signOn(sh, bc.SignBrpLabel, in.digest); return err }, nil
 	case "ecdh", "ecdh-brp":
-		c := P256
+		c := esim.CurveP256
 		if op == "ecdh-brp" {
-			c = BrainpoolP256r1
+			c = esim.CurveBrainpoolP256r1
 		}
 		return func(sh pkcs11.SessionHandle) error {
 			_, z, err := b.ecdhOn(sh, c, in.peer[c])
@@ -541,7 +543,7 @@ func BenchQoS(ctx context.Context, p *Pool, signLabel string, d time.Duration) (
 			for bctx.Err() == nil {
 				var err error
 				if w%2 == 0 {
-					_, _, err = p.EphemeralECDH(bctx, P256, in.peer[P256])
+					_, _, err = p.EphemeralECDH(bctx, esim.CurveP256, in.peer[esim.CurveP256])
 				} else {
 					var bk *BatchKey
 					if bk, err = p.NewBatchKey(bctx, "qos"); err == nil {

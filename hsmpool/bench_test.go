@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // The harness behind `perso bench hsm` produces one row per op and session
@@ -92,9 +94,9 @@ func BenchmarkPool(b *testing.B) {
 		b.Run(fmt.Sprintf("sign-brp/sessions=%d", sessions), func(b *testing.B) {
 			benchPoolOp(b, sessions, func(p *Pool, ctx context.Context) error { _, err := p.Sign(ctx, "dppb-brp", d[:]); return err })
 		})
-		for _, c := range []Curve{P256, BrainpoolP256r1} {
+		for _, c := range []esim.Curve{esim.CurveP256, esim.CurveBrainpoolP256r1} {
 			_, peer := peerKey(&testing.T{}, c)
-			b.Run(fmt.Sprintf("ecdh-%s/sessions=%d", c.Suffix(), sessions), func(b *testing.B) {
+			b.Run(fmt.Sprintf("ecdh-%s/sessions=%d", labelSuffix(c), sessions), func(b *testing.B) {
 				benchPoolOp(b, sessions, func(p *Pool, ctx context.Context) error { _, _, err := p.EphemeralECDH(ctx, c, peer); return err })
 			})
 		}
@@ -135,13 +137,13 @@ func BenchmarkLiveUnderBatch(b *testing.B) {
 	p := openPool(b, cfg)
 	ctx, stop := context.WithCancel(WithLane(context.Background(), Batch))
 	var wg sync.WaitGroup
-	_, peer := peerKey(&testing.T{}, P256)
+	_, peer := peerKey(&testing.T{}, esim.CurveP256)
 	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				p.EphemeralECDH(ctx, P256, peer)
+				p.EphemeralECDH(ctx, esim.CurveP256, peer)
 			}
 		}()
 	}

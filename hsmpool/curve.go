@@ -1,152 +1,69 @@
 package hsmpool
 
 import (
-	"crypto/ecdh"
-	"crypto/ecdsa"
 	"crypto/elliptic"
 	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
+	"strings"
 
-	"github.com/ProtonMail/go-crypto/brainpool"
+	"github.com/perso-esim/perso/esim"
 )
 
-// Curve names an elliptic curve the pool signs and agrees keys on.
-type Curve int
+// The pool's curves are esim.Curve (NIST P-256 and brainpoolP256r1): their
+// names, OIDs and point checks live there. What is the pool's own is how a
+// curve appears in PKCS#11 (CKA_EC_PARAMS) and in key labels.
 
-const (
-	// P256 is NIST P-256 (secp256r1), SGP.26 "NIST".
-	P256 Curve = iota + 1
-	// BrainpoolP256r1 is brainpoolP256r1 (RFC 5639), SGP.26 "BRP".
-	BrainpoolP256r1
-)
+// oidECPublic is id-ecPublicKey, the algorithm of PKCS#8 and SPKI EC keys.
+var oidECPublic = asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}
 
-// Object identifiers of the supported curves.
-var (
-	oidP256      = asn1.ObjectIdentifier{1, 2, 840, 10045, 3, 1, 7}
-	oidBrainpool = asn1.ObjectIdentifier{1, 3, 36, 3, 3, 2, 8, 1, 1, 7}
-	oidECPublic  = asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}
-)
-
-// String returns the curve's conventional name.
-func (c Curve) String() string {
-	switch c {
-	case P256:
-		return "P-256"
-	case BrainpoolP256r1:
-		return "brainpoolP256r1"
-	}
-	return fmt.Sprintf("Curve(%d)", int(c))
-}
-
-// Suffix is the label suffix used for keys on this curve ("nist" or "brp"),
-// following the SGP.26 file names.
-func (c Curve) Suffix() string {
-	switch c {
-	case P256:
-		return "nist"
-	case BrainpoolP256r1:
-		return "brp"
+// labelSuffix is the label suffix of keys on c ("nist" or "brp"), after the
+// SGP.26 file names.
+func labelSuffix(c esim.Curve) string {
+	if n := c.SGP26Name(); n != "" {
+		return strings.ToLower(n)
 	}
 	return "unknown"
 }
 
-// ParseCurve accepts "P-256", "p256", "nist", "secp256r1", "prime256v1",
-// "brainpoolP256r1", "brp" and "brainpool".
-func ParseCurve(s string) (Curve, error) {
-	switch s {
-	case "P-256", "p256", "P256", "nist", "NIST", "secp256r1", "prime256v1":
-		return P256, nil
-	case "brainpoolP256r1", "brp", "BRP", "brainpool":
-		return BrainpoolP256r1, nil
-	}
-	return 0, fmt.Errorf("hsmpool: unknown curve %q", s)
-}
-
-func (c Curve) oid() asn1.ObjectIdentifier {
-	if c == BrainpoolP256r1 {
-		return oidBrainpool
-	}
-	return oidP256
-}
-
 // ecParams is the DER encoding of the curve OID, as PKCS#11 CKA_EC_PARAMS wants it.
-func (c Curve) ecParams() []byte {
-	b, _ := asn1.Marshal(c.oid())
+func ecParams(c esim.Curve) []byte {
+	b, _ := asn1.Marshal(c.OID())
 	return b
 }
 
-func curveFromParams(der []byte) (Curve, error) {
+func curveFromParams(der []byte) (esim.Curve, error) {
 	var oid asn1.ObjectIdentifier
 	if _, err := asn1.Unmarshal(der, &oid); err != nil {
-		return 0, errors.New("hsmpool: EC parameters are not a named curve")
+		return esim.CurveUnset, errors.New("hsmpool: EC parameters are not a named curve")
 	}
 	return curveFromOID(oid)
 }
 
-func curveFromOID(oid asn1.ObjectIdentifier) (Curve, error) {
-	switch {
-	case oid.Equal(oidP256):
-		return P256, nil
-	case oid.Equal(oidBrainpool):
-		return BrainpoolP256r1, nil
+func curveFromOID(oid asn1.ObjectIdentifier) (esim.Curve, error) {
+	c, err := esim.CurveFromOID(oid)
+	if err != nil {
+		return c, fmt.Errorf("%w: %w", ErrUnknownCurve, err)
 	}
-	return 0, fmt.Errorf("hsmpool: unsupported curve OID %s", oid)
+	return c, nil
 }
 
-// Elliptic returns the curve as a crypto/elliptic curve (brainpool through
-// github.com/ProtonMail/go-crypto/brainpool, usable with crypto/ecdsa's
-// generic path for verification).
-func (c Curve) Elliptic() elliptic.Curve {
-	if c == BrainpoolP256r1 {
-		return brainpool.P256r1()
+// checkPoint verifies that p is an uncompressed point on c and not the
+// point at infinity (esim's check). It never trusts the HSM to do so.
+func checkPoint(c esim.Curve, p []byte) error {
+	if c.Elliptic() == nil {
+		return ErrUnknownCurve
 	}
-	return elliptic.P256()
-}
-
-// checkPoint verifies that p is an uncompressed point (04||X||Y, 65 bytes)
-// on curve c and not the point at infinity. It never trusts the HSM to do so.
-func (c Curve) checkPoint(p []byte) error {
-	if len(p) != 65 || p[0] != 4 {
+	if err := c.CheckPoint(p); err != nil {
 		return ErrBadPoint
 	}
-	switch c {
-	case P256:
-		if _, err := ecdh.P256().NewPublicKey(p); err != nil {
-			return ErrBadPoint
-		}
-		return nil
-	case BrainpoolP256r1:
-		cv := brainpool.P256r1()
-		x := new(big.Int).SetBytes(p[1:33])
-		y := new(big.Int).SetBytes(p[33:])
-		pp := cv.Params().P
-		if x.Cmp(pp) >= 0 || y.Cmp(pp) >= 0 || !cv.IsOnCurve(x, y) {
-			return ErrBadPoint
-		}
-		return nil
-	}
-	return ErrUnknownCurve
-}
-
-// PublicKeyECDSA converts an uncompressed point on c into an *ecdsa.PublicKey
-// (for verification with crypto/ecdsa).
-func PublicKeyECDSA(c Curve, point []byte) (*ecdsa.PublicKey, error) {
-	if err := c.checkPoint(point); err != nil {
-		return nil, err
-	}
-	return &ecdsa.PublicKey{
-		Curve: c.Elliptic(),
-		X:     new(big.Int).SetBytes(point[1:33]),
-		Y:     new(big.Int).SetBytes(point[33:]),
-	}, nil
+	return nil
 }
 
 // ecPrivate is a parsed EC private key: curve, 32-byte scalar, public point.
 type ecPrivate struct {
-	curve Curve
+	curve esim.Curve
 	d     []byte // 32 bytes, big-endian; zero after use
 	point []byte // 65 bytes uncompressed
 }
@@ -224,7 +141,7 @@ func parseSEC1(der []byte, oid asn1.ObjectIdentifier) (*ecPrivate, error) {
 
 // PublicKeyFromPEM returns the curve and uncompressed point of a PEM public
 // key (SubjectPublicKeyInfo) or private key, for P-256 and brainpoolP256r1.
-func PublicKeyFromPEM(data []byte) (Curve, []byte, error) {
+func PublicKeyFromPEM(data []byte) (esim.Curve, []byte, error) {
 	blk, _ := pem.Decode(data)
 	if blk == nil {
 		return 0, nil, errors.New("hsmpool: no PEM block")
@@ -241,7 +158,7 @@ func PublicKeyFromPEM(data []byte) (Curve, []byte, error) {
 		if err != nil {
 			return 0, nil, err
 		}
-		return c, spki.Key.Bytes, c.checkPoint(spki.Key.Bytes)
+		return c, spki.Key.Bytes, checkPoint(c, spki.Key.Bytes)
 	}
 	k, err := parseECPrivateKeyPEM(data)
 	if err != nil {

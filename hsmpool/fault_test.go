@@ -18,6 +18,7 @@ import (
 
 	"github.com/miekg/pkcs11"
 
+	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/internal/testenv"
 )
 
@@ -163,7 +164,7 @@ func runWorkload(t *testing.T, p *Pool, n int) (signs int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, _ := PublicKeyECDSA(P256, pt)
+	pub, _ := esim.CurveP256.PublicKey(pt)
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := range n {
@@ -182,7 +183,7 @@ func runWorkload(t *testing.T, p *Pool, n int) (signs int) {
 				}
 				errs <- err
 			case 2:
-				c := []Curve{P256, BrainpoolP256r1}[i/4%2]
+				c := []esim.Curve{esim.CurveP256, esim.CurveBrainpoolP256r1}[i/4%2]
 				d, peer := peerKey(t, c)
 				otpk, z, err := p.EphemeralECDH(ctx, c, peer)
 				if err == nil && string(goECDH(t, c, d, otpk)) != string(z) {
@@ -340,7 +341,7 @@ func TestContextDeadlinesAreHonoured(t *testing.T) {
 	})
 	t.Run("already expired", func(t *testing.T) {
 		calls := p.HSMCalls()
-		if _, _, err := p.EphemeralECDH(cancelled(), P256, mustPeer(t)); !errors.Is(err, context.Canceled) {
+		if _, _, err := p.EphemeralECDH(cancelled(), esim.CurveP256, mustPeer(t)); !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v, want Canceled", err)
 		}
 		if p.HSMCalls() != calls {
@@ -350,6 +351,6 @@ func TestContextDeadlinesAreHonoured(t *testing.T) {
 }
 
 func mustPeer(t *testing.T) []byte {
-	_, pub := peerKey(t, P256)
+	_, pub := peerKey(t, esim.CurveP256)
 	return pub
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/internal/testenv"
 )
 
@@ -21,12 +22,12 @@ var (
 // sgp26Keys maps our labels to the SGP.26 test keys imported under them.
 var sgp26Keys = []struct {
 	label, dir, file string
-	curve            Curve
+	curve            esim.Curve
 }{
-	{"dpauth-nist", "DPauth", "SK_S_SM_DPauth_ECDSA_NIST.pem", P256},
-	{"dpauth-brp", "DPauth", "SK_S_SM_DPauth_ECDSA_BRP.pem", BrainpoolP256r1},
-	{"dppb-nist", "DPpb", "SK_S_SM_DPpb_ECDSA_NIST.pem", P256},
-	{"dppb-brp", "DPpb", "SK_S_SM_DPpb_ECDSA_BRP.pem", BrainpoolP256r1},
+	{"dpauth-nist", "DPauth", "SK_S_SM_DPauth_ECDSA_NIST.pem", esim.CurveP256},
+	{"dpauth-brp", "DPauth", "SK_S_SM_DPauth_ECDSA_BRP.pem", esim.CurveBrainpoolP256r1},
+	{"dppb-nist", "DPpb", "SK_S_SM_DPpb_ECDSA_NIST.pem", esim.CurveP256},
+	{"dppb-brp", "DPpb", "SK_S_SM_DPpb_ECDSA_BRP.pem", esim.CurveBrainpoolP256r1},
 }
 
 func mustHex(s string) []byte {

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/miekg/pkcs11"
+	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/internal/testenv"
 )
 
@@ -34,7 +35,7 @@ func TestSignVerifiesWithSGP26PublicKeys(t *testing.T) {
 				if err != nil || curve != k.curve {
 					t.Fatalf("SGP.26 public key: curve %v, err %v", curve, err)
 				}
-				pub, err := PublicKeyECDSA(curve, point)
+				pub, err := curve.PublicKey(point)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -93,10 +94,10 @@ func TestSignRejects(t *testing.T) {
 // goECDH computes the expected Z for a peer private key d and the HSM's
 // one-time public key: crypto/ecdh for P-256, ScalarMult on the ProtonMail
 // brainpool curve for brainpoolP256r1.
-func goECDH(t *testing.T, c Curve, peerPriv []byte, otpk []byte) []byte {
+func goECDH(t *testing.T, c esim.Curve, peerPriv []byte, otpk []byte) []byte {
 	t.Helper()
 	switch c {
-	case P256:
+	case esim.CurveP256:
 		k, err := ecdh.P256().NewPrivateKey(peerPriv)
 		if err != nil {
 			t.Fatal(err)
@@ -121,7 +122,7 @@ func goECDH(t *testing.T, c Curve, peerPriv []byte, otpk []byte) []byte {
 	}
 }
 
-func peerKey(t *testing.T, c Curve) (priv, pub []byte) {
+func peerKey(t *testing.T, c esim.Curve) (priv, pub []byte) {
 	t.Helper()
 	d, x, y, err := elliptic.GenerateKey(c.Elliptic(), rand.Reader)
 	if err != nil {
@@ -157,7 +158,7 @@ func countSessionObjects(t *testing.T, p *Pool) int {
 // key, derived secret) survives the call.
 func TestEphemeralECDHMatchesGo(t *testing.T) {
 	p := openPool(t, testConfig(t))
-	for _, c := range []Curve{P256, BrainpoolP256r1} {
+	for _, c := range []esim.Curve{esim.CurveP256, esim.CurveBrainpoolP256r1} {
 		t.Run(c.String(), func(t *testing.T) {
 			ka := p.KeyAgreement(c)
 			seen := map[string]bool{}
@@ -187,23 +188,23 @@ func TestEphemeralECDHMatchesGo(t *testing.T) {
 
 func TestEphemeralECDHRejectsBadPeerKeys(t *testing.T) {
 	p := openPool(t, testConfig(t))
-	_, nist := peerKey(t, P256)
-	_, brp := peerKey(t, BrainpoolP256r1)
+	_, nist := peerKey(t, esim.CurveP256)
+	_, brp := peerKey(t, esim.CurveBrainpoolP256r1)
 	offCurve := append([]byte(nil), nist...)
 	offCurve[64] ^= 1
 	compressed := append([]byte{2 | nist[64]&1}, nist[1:33]...)
 	tests := []struct {
 		name  string
-		curve Curve
+		curve esim.Curve
 		peer  []byte
 	}{
-		{"empty", P256, nil},
-		{"compressed point", P256, compressed},
-		{"point off the curve", P256, offCurve},
-		{"brainpool point on P-256", P256, brp},
-		{"P-256 point on brainpool", BrainpoolP256r1, nist},
-		{"x only", BrainpoolP256r1, brp[:33]},
-		{"unknown curve", Curve(9), nist},
+		{"empty", esim.CurveP256, nil},
+		{"compressed point", esim.CurveP256, compressed},
+		{"point off the curve", esim.CurveP256, offCurve},
+		{"brainpool point on P-256", esim.CurveP256, brp},
+		{"P-256 point on brainpool", esim.CurveBrainpoolP256r1, nist},
+		{"x only", esim.CurveBrainpoolP256r1, brp[:33]},
+		{"unknown curve", esim.Curve(9), nist},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

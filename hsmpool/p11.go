@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/miekg/pkcs11"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // p11API is the part of the PKCS#11 API the pool uses. *pkcs11.Ctx satisfies
@@ -117,7 +119,7 @@ func (c *countingAPI) FindObjectsFinal(sh pkcs11.SessionHandle) error {
 type keyInfo struct {
 	h       pkcs11.ObjectHandle
 	keyType uint
-	curve   Curve // EC keys only
+	curve   esim.Curve // EC keys only
 }
 
 // p11Backend talks to one PKCS#11 token through miekg/pkcs11. It is the only
@@ -489,10 +491,10 @@ func (b *p11Backend) signOn(sh pkcs11.SessionHandle, label string, digest []byte
 // private key sensitive and non-extractable), derives with CKM_ECDH1_DERIVE
 // and CKD_NULL into an extractable generic-secret session object, reads Z
 // from it, and destroys all three objects before returning.
-func (b *p11Backend) ecdhOn(sh pkcs11.SessionHandle, c Curve, peer []byte) (otpk, z []byte, err error) {
+func (b *p11Backend) ecdhOn(sh pkcs11.SessionHandle, c esim.Curve, peer []byte) (otpk, z []byte, err error) {
 	pubT := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, c.ecParams()),
+		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, ecParams(c)),
 	}
 	privT := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
@@ -627,7 +629,7 @@ func (b *p11Backend) unwrapDataKeyOn(sh pkcs11.SessionHandle, kek string, wrappe
 	return attrs[0].Value, nil
 }
 
-func (b *p11Backend) publicKeyOn(sh pkcs11.SessionHandle, label string) (Curve, []byte, error) {
+func (b *p11Backend) publicKeyOn(sh pkcs11.SessionHandle, label string) (esim.Curve, []byte, error) {
 	k, err := b.key(sh, pkcs11.CKO_PUBLIC_KEY, label)
 	if err != nil {
 		return 0, nil, err
@@ -650,7 +652,7 @@ func (b *p11Backend) sign(ctx context.Context, i int, label string, digest []byt
 	return
 }
 
-func (b *p11Backend) ecdh(ctx context.Context, i int, c Curve, peer []byte) (otpk, z []byte, err error) {
+func (b *p11Backend) ecdh(ctx context.Context, i int, c esim.Curve, peer []byte) (otpk, z []byte, err error) {
 	err = b.with(ctx, i, func(sh pkcs11.SessionHandle) (e error) { otpk, z, e = b.ecdhOn(sh, c, peer); return })
 	return
 }
@@ -675,7 +677,7 @@ func (b *p11Backend) random(ctx context.Context, i int, n int) (r []byte, err er
 	return
 }
 
-func (b *p11Backend) publicKey(ctx context.Context, i int, label string) (c Curve, p []byte, err error) {
+func (b *p11Backend) publicKey(ctx context.Context, i int, label string) (c esim.Curve, p []byte, err error) {
 	err = b.with(ctx, i, func(sh pkcs11.SessionHandle) (e error) { c, p, e = b.publicKeyOn(sh, label); return })
 	return
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // Backend names.
@@ -135,15 +137,15 @@ func (c Config) retryBudget() time.Duration {
 type backend interface {
 	name() string
 	sign(ctx context.Context, slot int, label string, digest []byte) ([]byte, error)
-	ecdh(ctx context.Context, slot int, c Curve, peer []byte) (otpk, z []byte, err error)
+	ecdh(ctx context.Context, slot int, c esim.Curve, peer []byte) (otpk, z []byte, err error)
 	decrypt(ctx context.Context, slot int, label string, alg transportAlg, ct []byte) ([]byte, error)
 	newDataKey(ctx context.Context, slot int, kek string) (key, wrapped []byte, err error)
 	unwrapDataKey(ctx context.Context, slot int, kek string, wrapped []byte) ([]byte, error)
 	random(ctx context.Context, slot int, n int) ([]byte, error)
-	publicKey(ctx context.Context, slot int, label string) (Curve, []byte, error)
+	publicKey(ctx context.Context, slot int, label string) (esim.Curve, []byte, error)
 	ping(ctx context.Context, slot int) error
 	createSecret(ctx context.Context, slot int, label, kind string, value []byte) error
-	createEC(ctx context.Context, slot int, label string, c Curve, k *ecPrivate) ([]byte, error)
+	createEC(ctx context.Context, slot int, label string, c esim.Curve, k *ecPrivate) ([]byte, error)
 	list(ctx context.Context, slot int) ([]KeyInfo, error)
 	calls() uint64
 	faults() (replaced, tokenFails uint64)
@@ -246,11 +248,11 @@ func (p *Pool) Sign(ctx context.Context, keyLabel string, digest []byte) ([]byte
 // 32-byte x-coordinate of the shared point. The one-time private key never
 // leaves the HSM and is destroyed before EphemeralECDH returns. The caller
 // should clear Z after use. Default lane: Live.
-func (p *Pool) EphemeralECDH(ctx context.Context, curve Curve, peer []byte) (otpk, z []byte, err error) {
-	if err := curve.checkPoint(peer); err != nil {
+func (p *Pool) EphemeralECDH(ctx context.Context, curve esim.Curve, peer []byte) (otpk, z []byte, err error) {
+	if err := checkPoint(curve, peer); err != nil {
 		return nil, nil, err
 	}
-	err = p.do(ctx, "ecdh-"+curve.Suffix(), LaneOf(ctx, Live), "", func(slot int) (e error) {
+	err = p.do(ctx, "ecdh-"+labelSuffix(curve), LaneOf(ctx, Live), "", func(slot int) (e error) {
 		otpk, z, e = p.be.ecdh(ctx, slot, curve, peer)
 		return
 	})
@@ -272,8 +274,8 @@ func (p *Pool) Random(ctx context.Context, n int) ([]byte, error) {
 
 // PublicKey returns the curve and uncompressed public point of the key pair
 // labelled label. Default lane: Live.
-func (p *Pool) PublicKey(ctx context.Context, label string) (Curve, []byte, error) {
-	var c Curve
+func (p *Pool) PublicKey(ctx context.Context, label string) (esim.Curve, []byte, error) {
+	var c esim.Curve
 	var pt []byte
 	err := p.do(ctx, "public-key", LaneOf(ctx, Live), label, func(slot int) (e error) {
 		c, pt, e = p.be.publicKey(ctx, slot, label)
@@ -344,12 +346,12 @@ func (s *Signer) Label() string { return s.label }
 
 // KeyAgreement returns an ECDH deriver on curve; it satisfies
 // bpp.KeyAgreement (EphemeralECDH(ctx, peer) -> otpk, Z).
-func (p *Pool) KeyAgreement(curve Curve) *KeyAgreement { return &KeyAgreement{p: p, curve: curve} }
+func (p *Pool) KeyAgreement(curve esim.Curve) *KeyAgreement { return &KeyAgreement{p: p, curve: curve} }
 
 // KeyAgreement performs one-time-key ECDH on one curve.
 type KeyAgreement struct {
 	p     *Pool
-	curve Curve
+	curve esim.Curve
 }
 
 // EphemeralECDH: see Pool.EphemeralECDH.
@@ -357,23 +359,23 @@ func (k *KeyAgreement) EphemeralECDH(ctx context.Context, peerPublic []byte) (ot
 	return k.p.EphemeralECDH(ctx, k.curve, peerPublic)
 }
 
-// Curve returns the curve.
-func (k *KeyAgreement) Curve() Curve { return k.curve }
+// esim.Curve returns the curve.
+func (k *KeyAgreement) Curve() esim.Curve { return k.curve }
 
 // HSM is the pool's operation set, for consumers that want to accept an
 // interface (and tests that want to fake it). *Pool implements it for both
 // the PKCS#11 and the software backend.
 type HSM interface {
 	Sign(ctx context.Context, keyLabel string, digest []byte) ([]byte, error)
-	EphemeralECDH(ctx context.Context, curve Curve, peer []byte) (otpk, z []byte, err error)
+	EphemeralECDH(ctx context.Context, curve esim.Curve, peer []byte) (otpk, z []byte, err error)
 	DecryptTransport(ctx context.Context, keyLabel string, alg string, ciphertext []byte) ([]byte, error)
 	NewBatchKey(ctx context.Context, batchID string) (*BatchKey, error)
 	OpenBatchKey(ctx context.Context, blob []byte) (*BatchKey, error)
 	UnprotectPPK(ctx context.Context, blob []byte, iccid string, protected []byte) ([]byte, error)
 	Random(ctx context.Context, n int) ([]byte, error)
-	PublicKey(ctx context.Context, label string) (Curve, []byte, error)
+	PublicKey(ctx context.Context, label string) (esim.Curve, []byte, error)
 	Signer(keyLabel string) *Signer
-	KeyAgreement(curve Curve) *KeyAgreement
+	KeyAgreement(curve esim.Curve) *KeyAgreement
 	Health(ctx context.Context) error
 	Stats() Stats
 	Close() error

@@ -7,6 +7,8 @@ import (
 	"sort"
 
 	"github.com/miekg/pkcs11"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // Secret key kinds that can be provisioned.
@@ -74,7 +76,7 @@ func (p *Pool) ImportSecretKey(ctx context.Context, label, kind string, value []
 
 // GenerateECKey generates a signing key pair on curve inside the token,
 // returning the uncompressed public point.
-func (p *Pool) GenerateECKey(ctx context.Context, label string, curve Curve) ([]byte, error) {
+func (p *Pool) GenerateECKey(ctx context.Context, label string, curve esim.Curve) ([]byte, error) {
 	var pt []byte
 	err := p.do(ctx, "provision", LaneOf(ctx, Batch), label, func(slot int) (e error) {
 		pt, e = p.be.createEC(ctx, slot, label, curve, nil)
@@ -86,7 +88,7 @@ func (p *Pool) GenerateECKey(ctx context.Context, label string, curve Curve) ([]
 // ImportECKeyPEM imports an EC private key (SEC1 or PKCS#8 PEM, P-256 or
 // brainpoolP256r1, e.g. an SGP.26 SK_*.pem) as a non-extractable signing key
 // plus its public key, returning the curve and public point.
-func (p *Pool) ImportECKeyPEM(ctx context.Context, label string, pemData []byte) (Curve, []byte, error) {
+func (p *Pool) ImportECKeyPEM(ctx context.Context, label string, pemData []byte) (esim.Curve, []byte, error) {
 	k, err := parseECPrivateKeyPEM(pemData)
 	if err != nil {
 		return 0, nil, err
@@ -176,14 +178,14 @@ func derOctets(p []byte) []byte {
 	return append([]byte{0x04, byte(len(p))}, p...)
 }
 
-func (b *p11Backend) createEC(ctx context.Context, i int, label string, c Curve, k *ecPrivate) ([]byte, error) {
+func (b *p11Backend) createEC(ctx context.Context, i int, label string, c esim.Curve, k *ecPrivate) ([]byte, error) {
 	pubT := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_EC),
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
 		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, c.ecParams()),
+		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, ecParams(c)),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
 		pkcs11.NewAttribute(pkcs11.CKA_ID, []byte(label)),
 	}
@@ -216,7 +218,7 @@ func (b *p11Backend) createEC(ctx context.Context, i int, label string, c Curve,
 			point, err = ecPointFromAttr(attrs[0].Value)
 			return err
 		}
-		priv := append(privT, pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, c.ecParams()), pkcs11.NewAttribute(pkcs11.CKA_VALUE, k.d))
+		priv := append(privT, pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, ecParams(c)), pkcs11.NewAttribute(pkcs11.CKA_VALUE, k.d))
 		h, err := b.api.CreateObject(sh, priv)
 		if err != nil {
 			return err
@@ -301,8 +303,8 @@ const (
 
 // DPauthLabel returns the label of the SM-DP+ authentication key on curve c
 // ("dpauth-nist" or "dpauth-brp").
-func DPauthLabel(c Curve) string { return "dpauth-" + c.Suffix() }
+func DPauthLabel(c esim.Curve) string { return "dpauth-" + labelSuffix(c) }
 
 // DPpbLabel returns the label of the SM-DP+ profile-binding key on curve c
 // ("dppb-nist" or "dppb-brp").
-func DPpbLabel(c Curve) string { return "dppb-" + c.Suffix() }
+func DPpbLabel(c esim.Curve) string { return "dppb-" + labelSuffix(c) }

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // With the batch lane saturated (more batch workers than batch may have in
@@ -21,7 +23,7 @@ func TestLiveLaneUnderSaturatedBatch(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, peer := peerKey(t, BrainpoolP256r1)
+			_, peer := peerKey(t, esim.CurveBrainpoolP256r1)
 			for ctx.Err() == nil {
 				if w%3 == 0 {
 					if bk, err := p.NewBatchKey(ctx, "qos"); err == nil {
@@ -29,7 +31,7 @@ func TestLiveLaneUnderSaturatedBatch(t *testing.T) {
 					}
 					continue
 				}
-				p.EphemeralECDH(ctx, BrainpoolP256r1, peer)
+				p.EphemeralECDH(ctx, esim.CurveBrainpoolP256r1, peer)
 			}
 		}()
 	}

@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/crypto/scrypt"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // The software backend keeps keys in one file encrypted with AES-256-GCM
@@ -191,16 +193,16 @@ func (b *softBackend) get(label, kind string) (*softKey, error) {
 	return k, nil
 }
 
-func (b *softBackend) ecKey(label string) (Curve, *ecdsa.PrivateKey, error) {
+func (b *softBackend) ecKey(label string) (esim.Curve, *ecdsa.PrivateKey, error) {
 	k, err := b.get(label, "ec")
 	if err != nil {
 		return 0, nil, err
 	}
-	c, err := ParseCurve(k.Curve)
+	c, err := esim.ParseCurve(k.Curve)
 	if err != nil {
 		return 0, nil, err
 	}
-	pub, err := PublicKeyECDSA(c, k.Point)
+	pub, err := c.PublicKey(k.Point)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -222,10 +224,10 @@ func (b *softBackend) sign(_ context.Context, _ int, label string, digest []byte
 	return sig, nil
 }
 
-func (b *softBackend) ecdh(_ context.Context, _ int, c Curve, peer []byte) (otpk, z []byte, err error) {
+func (b *softBackend) ecdh(_ context.Context, _ int, c esim.Curve, peer []byte) (otpk, z []byte, err error) {
 	b.ops.Add(1)
 	switch c {
-	case P256:
+	case esim.CurveP256:
 		k, err := ecdh.P256().GenerateKey(rand.Reader)
 		if err != nil {
 			return nil, nil, err
@@ -236,7 +238,7 @@ func (b *softBackend) ecdh(_ context.Context, _ int, c Curve, peer []byte) (otpk
 		}
 		z, err := k.ECDH(pp)
 		return k.PublicKey().Bytes(), z, err
-	case BrainpoolP256r1:
+	case esim.CurveBrainpoolP256r1:
 		cv := c.Elliptic()
 		d, x, y, err := elliptic.GenerateKey(cv, rand.Reader)
 		if err != nil {
@@ -306,12 +308,12 @@ func (b *softBackend) random(_ context.Context, _ int, n int) ([]byte, error) {
 	return r, err
 }
 
-func (b *softBackend) publicKey(_ context.Context, _ int, label string) (Curve, []byte, error) {
+func (b *softBackend) publicKey(_ context.Context, _ int, label string) (esim.Curve, []byte, error) {
 	k, err := b.get(label, "ec")
 	if err != nil {
 		return 0, nil, err
 	}
-	c, err := ParseCurve(k.Curve)
+	c, err := esim.ParseCurve(k.Curve)
 	return c, append([]byte(nil), k.Point...), err
 }
 
@@ -355,7 +357,7 @@ func (b *softBackend) createSecret(_ context.Context, _ int, label, kind string,
 	return b.put(&softKey{Label: label, Kind: kind, Value: append([]byte(nil), value...)})
 }
 
-func (b *softBackend) createEC(_ context.Context, _ int, label string, c Curve, k *ecPrivate) ([]byte, error) {
+func (b *softBackend) createEC(_ context.Context, _ int, label string, c esim.Curve, k *ecPrivate) ([]byte, error) {
 	var d, point []byte
 	if k == nil {
 		dd, x, y, err := elliptic.GenerateKey(c.Elliptic(), rand.Reader)

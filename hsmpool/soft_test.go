@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/internal/testenv"
 )
 
@@ -67,13 +68,13 @@ func TestSoftwareBackendBehavesLikeTheToken(t *testing.T) {
 			if err != nil || c != k.curve {
 				t.Fatal(err)
 			}
-			pub, _ := PublicKeyECDSA(c, pt)
+			pub, _ := c.PublicKey(pt)
 			if !ecdsa.Verify(pub, d[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
 				t.Fatal("signature does not verify")
 			}
 		})
 	}
-	for _, c := range []Curve{P256, BrainpoolP256r1} {
+	for _, c := range []esim.Curve{esim.CurveP256, esim.CurveBrainpoolP256r1} {
 		t.Run("ecdh/"+c.String(), func(t *testing.T) {
 			d, peer := peerKey(t, c)
 			otpk, z, err := p.KeyAgreement(c).EphemeralECDH(ctx, peer)

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // Stats reports per-operation, per-lane counts, errors and latency, the
@@ -81,10 +83,10 @@ func timeUS(n int) time.Duration { return time.Duration(n) * time.Microsecond }
 
 func TestLabels(t *testing.T) {
 	tests := []struct{ got, want string }{
-		{DPauthLabel(P256), LabelDPauthNIST},
-		{DPauthLabel(BrainpoolP256r1), LabelDPauthBRP},
-		{DPpbLabel(P256), LabelDPpbNIST},
-		{DPpbLabel(BrainpoolP256r1), LabelDPpbBRP},
+		{DPauthLabel(esim.CurveP256), LabelDPauthNIST},
+		{DPauthLabel(esim.CurveBrainpoolP256r1), LabelDPauthBRP},
+		{DPpbLabel(esim.CurveP256), LabelDPpbNIST},
+		{DPpbLabel(esim.CurveBrainpoolP256r1), LabelDPpbBRP},
 	}
 	for _, tc := range tests {
 		if tc.got != tc.want {

@@ -249,25 +249,30 @@ func demoProtect(plan *template.Plan, protector *bpp.Protector, bk *hsmpool.Batc
 
 // demoDownload is the live half: order, bind and open every stored profile.
 func demoDownload(ctx context.Context, pool *hsmpool.Pool, st demoOrders, batchID string, made []demoProfile, out io.Writer) error {
-	eid, _ := hex.DecodeString(demoEID)
+	eidValue, err := esim.ParseEID(demoEID)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	eidBCD := eidValue.BCD()
+	eid := eidBCD[:]
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ICCID\tIMSI\tcurve\tUPP\t86 segments\tBPP\tbind\topened\tstate")
 	// The eUICC verifies smdpSign with the DPpb public key of each curve.
-	pubs := map[hsmpool.Curve]*ecdsa.PublicKey{}
-	for _, c := range []hsmpool.Curve{hsmpool.P256, hsmpool.BrainpoolP256r1} {
-		_, point, err := pool.PublicKey(ctx, "dppb-"+c.Suffix())
+	pubs := map[esim.Curve]*ecdsa.PublicKey{}
+	for _, c := range []esim.Curve{esim.CurveP256, esim.CurveBrainpoolP256r1} {
+		_, point, err := pool.PublicKey(ctx, hsmpool.DPpbLabel(c))
 		if err != nil {
 			return fmt.Errorf("demo: DPpb public key (%s): %w", c, err)
 		}
-		if pubs[c], err = hsmpool.PublicKeyECDSA(c, point); err != nil {
+		if pubs[c], err = c.PublicKey(point); err != nil {
 			return err
 		}
 	}
 	calls0 := pool.HSMCalls()
 	for i, m := range made {
-		curve := hsmpool.P256
+		curve := esim.CurveP256
 		if i%2 == 1 {
-			curve = hsmpool.BrainpoolP256r1
+			curve = esim.CurveBrainpoolP256r1
 		}
 		if ctx.Err() != nil {
 			tw.Flush()
@@ -297,7 +302,7 @@ func demoDownload(ctx context.Context, pool *hsmpool.Pool, st demoOrders, batchI
 	return nil
 }
 
-func demoBindOpen(ctx context.Context, pool *hsmpool.Pool, st demoOrders, iccid string, eid []byte, curve hsmpool.Curve, dppb *ecdsa.PublicKey, want [32]byte) (string, error) {
+func demoBindOpen(ctx context.Context, pool *hsmpool.Pool, st demoOrders, iccid string, eid []byte, curve esim.Curve, dppb *ecdsa.PublicKey, want [32]byte) (string, error) {
 	eidHex := hex.EncodeToString(eid)
 	if _, err := st.DownloadOrder(ctx, store.DownloadOrderRequest{ICCID: iccid, EID: eidHex}); err != nil {
 		return "", fmt.Errorf("demo: DownloadOrder %s: %w", iccid, err)
@@ -325,7 +330,7 @@ func demoBindOpen(ctx context.Context, pool *hsmpool.Pool, st demoOrders, iccid 
 	if err != nil {
 		return "", err
 	}
-	euicc, err := bpp.GenerateOneTimeKey(bppCurve(curve), rand.Reader)
+	euicc, err := bpp.GenerateOneTimeKey(curve, rand.Reader)
 	if err != nil {
 		return "", err
 	}
@@ -336,7 +341,7 @@ func demoBindOpen(ctx context.Context, pool *hsmpool.Pool, st demoOrders, iccid 
 	}
 	tid := make([]byte, 16)
 	rand.Read(tid)
-	signLabel := "dppb-" + curve.Suffix()
+	signLabel := hsmpool.DPpbLabel(curve)
 	start := time.Now()
 	pkg, err := bpp.Bind(ctx, pool.Signer(signLabel), pool.KeyAgreement(curve), &bpp.BindParams{
 		TransactionID: tid, HostID: []byte("perso-dp"), EID: eid, EUICCOtpk: euicc.PublicKey(),
@@ -373,11 +378,4 @@ func demoBindOpen(ctx context.Context, pool *hsmpool.Pool, st demoOrders, iccid 
 	// Reaching here means smdpSign verified, every MAC checked and the UPP matched.
 	return fmt.Sprintf("%s\t%s\t%s\t%d B\t%d B\t%d B\t%s\tok\t%s", iccid, p.IMSI, curve, uppLen,
 		len(p.Segments), len(pkg), bindTime.Round(time.Microsecond), done.State), nil
-}
-
-func bppCurve(c hsmpool.Curve) esim.Curve {
-	if c == hsmpool.BrainpoolP256r1 {
-		return esim.CurveBrainpoolP256r1
-	}
-	return esim.CurveP256
 }

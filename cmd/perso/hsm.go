@@ -12,6 +12,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/hsmpool"
 	"github.com/spf13/cobra"
 )
@@ -64,11 +65,6 @@ func (a *app) hsmOpenError(cfg hsmpool.Config, err error) error {
 		a.conf.source("hsm.module"), a.conf.source("hsm.token"))
 }
 
-// errNoPIN is the one-line refusal of an HSM login without a PIN.
-func errNoPIN(cmd string) error {
-	return usagef("%shsm.pin is not set: set PERSO_HSM_PIN (or hsm.pin in perso.yaml) to the token's user PIN", cmd)
-}
-
 // hsmConfig builds the pool configuration and refuses, with a usage error
 // naming the setting, what would make Open guess: no module, no PIN, no
 // software key file or passphrase, a live reservation that leaves batch
@@ -113,7 +109,7 @@ func hsmConfig(a *app, demoPINs bool) (hsmpool.Config, error) {
 	}
 	if cfg.PIN == "" {
 		if !demoPINs {
-			return cfg, errNoPIN("")
+			return cfg, usagef("hsm.pin is not set: set PERSO_HSM_PIN (or hsm.pin in perso.yaml) to the token's user PIN")
 		}
 		a.log.Warn("hsm.pin is not set: --demo-pins: logging in with the demo PIN; for throwaway demo tokens only")
 		cfg.PIN = demoPIN
@@ -490,9 +486,9 @@ func provision(ctx context.Context, p *hsmpool.Pool, o hsmInitOptions) error {
 			}
 			continue
 		}
-		curve := hsmpool.P256
+		curve := esim.CurveP256
 		if strings.HasSuffix(k.label, "-brp") {
-			curve = hsmpool.BrainpoolP256r1
+			curve = esim.CurveBrainpoolP256r1
 		}
 		if _, err := p.GenerateECKey(ctx, k.label, curve); err != nil {
 			return err
