@@ -20,7 +20,9 @@ trap 'rm -rf "$work"' EXIT
 export PERSO_HSM_PIN=${PERSO_HSM_PIN:-demo-user-pin}
 export PERSO_HSM_SO_PIN=${PERSO_HSM_SO_PIN:-demo-so-pin}
 
-"$root/bin/perso" hsm init --dir "$work/hsm" --label perso-demo --import-sgp26 "$testdata/sgp26"
-export SOFTHSM2_CONF="$work/hsm/softhsm2.conf"
+# hsm init prints the exports later commands need (SOFTHSM2_CONF, PERSO_HSM_MODULE,
+# PERSO_HSM_TOKEN): there is no default module.
+"$root/bin/perso" hsm init --dir "$work/hsm" --label perso-demo --import-sgp26 "$testdata/sgp26" >"$work/exports"
+. "$work/exports"
 "$root/bin/perso" demo --hsm.token perso-demo --template "$template" --count "$count" \
   --store.dsn "$work/perso.db"
