@@ -46,17 +46,20 @@ func (pl *Plan) Apply(v *Values, dst []byte) ([]byte, error) {
 	if err := pl.encode(v, &e); err != nil {
 		return nil, err
 	}
-	var shifts [16]shift
-	ns := 0
+	var shiftBuf [32]shift
+	shifts := shiftBuf[:0]
 	out := dst[:0]
-	if e.smscLen == 0 && !e.hasSPN && e.msisdnLen == 0 {
+	active := false
+	for i := range pl.vars {
+		if e.value(pl.vars[i].kind) != nil {
+			active = true
+			break
+		}
+	}
+	if !active {
 		out = append(out, pl.tmpl...)
 	} else {
-		var err error
-		out, ns, err = pl.rewriteVars(&e, out, &shifts)
-		if err != nil {
-			return nil, err
-		}
+		out, shifts = pl.rewriteVars(&e, out, shifts)
 	}
 	for i := range pl.slots {
 		s := &pl.slots[i]
@@ -64,7 +67,7 @@ func (pl *Plan) Apply(v *Values, dst []byte) ([]byte, error) {
 			continue
 		}
 		off := s.Offset
-		for _, sh := range shifts[:ns] {
+		for _, sh := range shifts {
 			if s.Offset >= sh.at {
 				off += sh.delta
 			}
@@ -74,18 +77,6 @@ func (pl *Plan) Apply(v *Values, dst []byte) ([]byte, error) {
 		case SlotHeaderICCID:
 			if e.hasICCID {
 				copy(w, e.iccid[:])
-			}
-		case SlotEFICCID:
-			if e.hasICCID {
-				copy(w, e.efICCID[:])
-			}
-		case SlotIMSI:
-			if e.hasIMSI {
-				copy(w, e.imsi[:])
-			}
-		case SlotACC:
-			if e.hasIMSI {
-				copy(w, e.acc[:])
 			}
 		case SlotAlgorithm:
 			if e.algo != 0 {
@@ -115,9 +106,45 @@ func (pl *Plan) Apply(v *Values, dst []byte) ([]byte, error) {
 					copy(w, k.Key)
 				}
 			}
+		default: // file contents, whole or one piece
+			if val := e.value(s.Kind); val != nil {
+				copy(w, val[s.From:s.From+s.Len])
+			}
 		}
 	}
 	return out, nil
+}
+
+// value returns the encoded value of a file slot kind, nil when the record
+// does not set it.
+func (e *encoded) value(k SlotKind) []byte {
+	switch k {
+	case SlotEFICCID:
+		if e.hasICCID {
+			return e.efICCID[:]
+		}
+	case SlotIMSI:
+		if e.hasIMSI {
+			return e.imsi[:]
+		}
+	case SlotACC:
+		if e.hasIMSI {
+			return e.acc[:]
+		}
+	case SlotSMSC:
+		if e.smscLen > 0 {
+			return e.smsc[:e.smscLen]
+		}
+	case SlotSPN:
+		if e.hasSPN {
+			return e.spn[:]
+		}
+	case SlotMSISDN:
+		if e.msisdnLen > 0 {
+			return e.msisdn[:e.msisdnLen]
+		}
+	}
+	return nil
 }
 
 // checkCode checks a code in card form by esim's rules for its kind; the
@@ -233,7 +260,7 @@ func (pl *Plan) encode(v *Values, e *encoded) error {
 		}
 	}
 	if v.SMSC != "" {
-		recLen, err := pl.recordLength(SlotSMSC, "SMSC", "ef-smsp")
+		recLen, err := pl.recordLength(SlotSMSC, "SMSC")
 		if err != nil {
 			return err
 		}
@@ -243,7 +270,7 @@ func (pl *Plan) encode(v *Values, e *encoded) error {
 		e.smscLen = recLen
 	}
 	if v.MSISDN != "" {
-		recLen, err := pl.recordLength(SlotMSISDN, "MSISDN", "ef-msisdn")
+		recLen, err := pl.recordLength(SlotMSISDN, "MSISDN")
 		if err != nil {
 			return err
 		}
@@ -264,25 +291,13 @@ func (pl *Plan) encode(v *Values, e *encoded) error {
 	return nil
 }
 
-// recordLength returns the common record length of a kind's variable
-// slots (every USIM's EF.SMSP, say), refusing templates where they differ.
-func (pl *Plan) recordLength(kind SlotKind, field, file string) (int, error) {
+// recordLength returns the record length of a kind's slots (every
+// USIM's EF.SMSP, say; Compile checked that they agree).
+func (pl *Plan) recordLength(kind SlotKind, field string) (int, error) {
 	if !pl.kinds[kind] {
 		return 0, pl.noSlot(field)
 	}
-	recLen := 0
-	for i := range pl.vars {
-		vs := &pl.vars[i]
-		if vs.kind != kind {
-			continue
-		}
-		if recLen != 0 && recLen != vs.recordLength {
-			return 0, &Error{PE: vs.pe, Type: peTypeOf(vs.peTag).String(), Offset: vs.fileStart, Field: file,
-				Err: fmt.Errorf("record lengths differ between PEs: %w", ErrStructure)}
-		}
-		recLen = vs.recordLength
-	}
-	return recLen, nil
+	return pl.fieldLen[kind], nil
 }
 
 func (pl *Plan) noSlot(field string) error {
@@ -312,88 +327,66 @@ func (pl *Plan) checkSecret(field string, val []byte, kind SlotKind) error {
 	return nil
 }
 
-// rewriteVars copies the template into out, re-encoding the files of
-// variable-size values (and the length of the PE holding them).
-func (pl *Plan) rewriteVars(e *encoded, out []byte, shifts *[16]shift) ([]byte, int, error) {
-	ns := 0
-	pos := 0
-	content := func(vs *varSlot) []byte {
-		switch vs.kind {
-		case SlotSMSC:
-			if e.smscLen > 0 {
-				return e.smsc[:e.smscLen]
-			}
-		case SlotSPN:
-			if e.hasSPN {
-				return e.spn[:]
-			}
-		case SlotMSISDN:
-			if e.msisdnLen > 0 {
-				return e.msisdn[:e.msisdnLen]
-			}
-		}
-		return nil
-	}
-	for i := 0; i < len(pl.vars); {
-		// The group of variable slots of one PE.
-		j := i
-		for j < len(pl.vars) && pl.vars[j].pe == pl.vars[i].pe {
-			j++
-		}
-		group := pl.vars[i:j]
-		i = j
-		growth := 0
-		active := false
-		for k := range group {
-			if c := content(&group[k]); c != nil {
-				active = true
-				growth += newFileLen(&group[k], len(c)) - (group[k].fileEnd - group[k].fileStart)
-			}
-		}
-		if !active {
-			continue
-		}
-		if ns+1+len(group) > len(shifts) {
-			return nil, 0, &Error{PE: group[0].pe, Offset: group[0].peStart, Err: fmt.Errorf("too many variable fields in one PE: %w", ErrStructure)}
-		}
-		g := &group[0]
-		oldContent := g.peEnd - g.peStart - g.peHdr
-		newContent := oldContent + growth
-		out = append(out, pl.tmpl[pos:g.peStart]...)
-		out = g.peTag.Append(out)
-		out = appendLen(out, newContent)
-		newHdr := g.peTag.Len() + lenSize(newContent)
-		shifts[ns] = shift{g.peStart + g.peHdr, newHdr - g.peHdr}
-		ns++
-		p := g.peStart + g.peHdr
-		for k := range group {
-			vs := &group[k]
-			c := content(vs)
-			if c == nil {
-				continue
-			}
-			out = append(out, pl.tmpl[p:vs.fileStart]...)
-			items := len(vs.keep) + 1 + lenSize(len(c)) + len(c)
-			out = vs.fileTag.Append(out)
-			out = appendLen(out, items)
-			out = append(out, vs.keep...)
-			out = append(out, 0x83)
-			out = appendLen(out, len(c))
-			out = append(out, c...)
-			shifts[ns] = shift{vs.fileEnd, newFileLen(vs, len(c)) - (vs.fileEnd - vs.fileStart)}
-			ns++
-			p = vs.fileEnd
-		}
-		out = append(out, pl.tmpl[p:g.peEnd]...)
-		pos = g.peEnd
-	}
-	out = append(out, pl.tmpl[pos:]...)
-	return out, ns, nil
+// edit replaces the template range [start, end) in the output: with a
+// TLV header of a new length (hdr ≥ 0) or with a rewritten element (vs ≥ 0).
+type edit struct {
+	start, end int
+	hdr, vs    int
 }
 
-func newFileLen(vs *varSlot, contentLen int) int {
-	items := len(vs.keep) + 1 + lenSize(contentLen) + contentLen
-	return vs.fileTag.Len() + lenSize(items) + items
+// rewriteVars copies the template into out, rewriting the elements of the
+// rewrite slots the record sets and the lengths of the TLVs around them. It
+// returns the shifts that move the fixed slots after each edit.
+func (pl *Plan) rewriteVars(e *encoded, out []byte, shifts []shift) ([]byte, []shift) {
+	var growBuf [32]int
+	grow := growBuf[:0]
+	if len(pl.hdrs) > len(growBuf) {
+		grow = make([]int, len(pl.hdrs))
+	} else {
+		grow = growBuf[:len(pl.hdrs)]
+	}
+	var editBuf [32]edit
+	edits := editBuf[:0]
+	for i := range pl.vars {
+		vs := &pl.vars[i]
+		if e.value(vs.kind) == nil {
+			continue
+		}
+		edits = append(edits, edit{start: vs.rw.start, end: vs.rw.end, hdr: -1, vs: i})
+		for _, h := range vs.hdrs {
+			grow[h] += vs.growth
+		}
+	}
+	for h := range pl.hdrs {
+		if grow[h] != 0 {
+			edits = append(edits, edit{start: pl.hdrs[h].start, end: pl.hdrs[h].valStart, hdr: h, vs: -1})
+		}
+	}
+	// Insertion sort: a handful of edits, and no allocation.
+	for i := 1; i < len(edits); i++ {
+		for j := i; j > 0 && edits[j].start < edits[j-1].start; j-- {
+			edits[j], edits[j-1] = edits[j-1], edits[j]
+		}
+	}
+	pos := 0
+	for _, ed := range edits {
+		out = append(out, pl.tmpl[pos:ed.start]...)
+		before := len(out)
+		if ed.hdr >= 0 {
+			h := &pl.hdrs[ed.hdr]
+			out = h.tag.Append(out)
+			out = appendLen(out, h.end-h.valStart+grow[ed.hdr])
+		} else {
+			vs := &pl.vars[ed.vs]
+			out = vs.rw.appendTo(out, e.value(vs.kind))
+		}
+		if d := len(out) - before - (ed.end - ed.start); d != 0 {
+			shifts = append(shifts, shift{ed.end, d})
+		}
+		pos = ed.end
+	}
+	out = append(out, pl.tmpl[pos:]...)
+	return out, shifts
 }
 
 // encodeSMSP fills rec (one EF.SMSP record) with an SMS service centre

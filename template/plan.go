@@ -51,7 +51,38 @@ type Slot struct {
 	KVN    byte   // SlotSDKey: key version number
 	KeyID  byte   // SlotSDKey: key identifier
 	SD     int    // SlotSDKey: ordinal of the securityDomain PE (0 = the first, the MNO-SD)
-	Fixed  bool   // patched in place; false for variable slots that re-encode their PE
+	Fixed  bool   // patched in place; false for rewrite slots that re-encode their PE
+
+	// File content slots (EF.ICCID, EF.IMSI, EF.ACC, SMSC, SPN, MSISDN):
+	// where the value lands in the file and how the plan writes it.
+	File       string    // ASN.1 name of the file ("ef-imsi"), "" for other slots
+	FileOffset int       // position in the file of the bytes this slot writes
+	From       int       // offset in the value of the bytes this slot writes (a piece of split content)
+	Placement  Placement // how the value is placed
+	Target     string    // PlaceRewrite: the element whose fill commands Apply rewrites
+	Reason     string    // PlaceRewrite: why the content cannot be patched in place
+}
+
+// Placement says how Apply writes a slot.
+type Placement uint8
+
+// Placements.
+const (
+	PlaceInPlace Placement = iota // the value's template bytes are patched in place
+	PlacePiece                    // one piece of a value the template writes in several pieces (split, behind offsets, or rewritten by a later PE): patched in place
+	PlaceRewrite                  // the template does not write (all of) the value: Apply rewrites the fill commands of Target and re-encodes its PE
+)
+
+func (p Placement) String() string {
+	switch p {
+	case PlaceInPlace:
+		return "in place"
+	case PlacePiece:
+		return "piece"
+	case PlaceRewrite:
+		return "rewrite"
+	}
+	return "Placement(" + fmt.Sprint(uint8(p)) + ")"
 }
 
 // Name is a human-readable name: "ICCID (header)", "PIN1", "ADM1", "K",
@@ -188,11 +219,17 @@ func (v *Values) Zero() {
 type Plan struct {
 	tmpl  []byte
 	slots []Slot
-	vars  []varSlot // sorted by PE, then file offset
+	vars  []varSlot // rewrite slots, in template order
+	hdrs  []hdrInfo // TLVs enclosing a rewrite, in template order
 	kinds map[SlotKind]bool
-	pins  map[int]bool
-	puks  map[int]bool
-	algos map[esim.Algorithm]bool // algorithms the header declares
+	// fieldLen is the value length of each file slot kind (SMSC and
+	// MSISDN: the record length, the same in every copy).
+	fieldLen map[SlotKind]int
+	notes    []string // why optional fields have no slot
+	opts     Options
+	pins     map[int]bool
+	puks     map[int]bool
+	algos    map[esim.Algorithm]bool // algorithms the header declares
 }
 
 // Algorithms returns the algorithms Apply may set: those the header's
@@ -208,21 +245,27 @@ func (pl *Plan) Algorithms() []esim.Algorithm {
 	return out
 }
 
-// varSlot describes a file whose content a variable-size value replaces:
-// the File TLV inside its PE, and the File items kept (the FCP).
+// varSlot is a rewrite slot: a file content that Apply writes by
+// rewriting the fill commands of one element and re-encoding the lengths
+// of the TLVs around it.
 type varSlot struct {
-	kind         SlotKind
-	pe           int
-	peStart      int
-	peHdr        int // PE tag + length octets
-	peEnd        int
-	peTag        Tag
-	fileStart    int
-	fileEnd      int
-	fileTag      Tag
-	keep         []byte // encoded File items other than fill commands
-	recordLength int    // SMSC
+	kind   SlotKind
+	pe     int
+	rw     *rewrite
+	hdrs   []int // indexes into Plan.hdrs of the enclosing TLVs
+	growth int   // size change of the element when rewritten
 }
+
+// hdrInfo is a TLV whose length a rewrite inside it changes.
+type hdrInfo struct {
+	start, valStart, end int
+	tag                  Tag
+}
+
+// Notes explains, for each optional field the template cannot take, why
+// (the file is absent, its record is too short …). Values for those fields
+// are refused with ErrNoSlot.
+func (pl *Plan) Notes() []string { return append([]string(nil), pl.notes...) }
 
 // Template returns the template bytes (do not modify).
 func (pl *Plan) Template() []byte { return pl.tmpl }
@@ -253,7 +296,7 @@ func Compile(der []byte) (*Plan, error) {
 func (p *Profile) Compile() (*Plan, error) { return Compile(p.Encode()) }
 
 func (p *Profile) compile() (*Plan, error) {
-	pl := &Plan{tmpl: p.src, kinds: map[SlotKind]bool{}, pins: map[int]bool{}, puks: map[int]bool{}, algos: map[esim.Algorithm]bool{}}
+	pl := &Plan{tmpl: p.src, kinds: map[SlotKind]bool{}, fieldLen: map[SlotKind]int{}, pins: map[int]bool{}, puks: map[int]bool{}, algos: map[esim.Algorithm]bool{}}
 	if h := p.Header(); h != nil {
 		pl.algos[esim.AlgorithmMilenage] = h.HasService("milenage")
 		pl.algos[esim.AlgorithmTUAK] = h.HasService("tuak128") || h.HasService("tuak256")
@@ -264,59 +307,13 @@ func (p *Profile) compile() (*Plan, error) {
 		pl.slots = append(pl.slots, s)
 		pl.kinds[k] = true
 	}
-	// fileContent finds the fixed-size content of a named EF: the first
-	// File item must be a fillFileContent of exactly size bytes.
-	fileContent := func(pe *PE, name string, size int, required bool) (*Node, error) {
-		f := pe.FS.File(name)
-		if f == nil {
-			if required {
-				return nil, errAt(pe.Index, pe.Type, pe.Offset, name, fmt.Errorf("file missing: %w", ErrNoSlot))
-			}
-			return nil, nil
-		}
-		if len(f.Fill) == 0 || f.Fill[0].Tag != 0x83 || len(f.Fill[0].Value) != size {
-			if !required {
-				return nil, nil
-			}
-			return nil, errAt(pe.Index, pe.Type, f.Node.Offset, name,
-				fmt.Errorf("no explicit fillFileContent of %d bytes at the start of the file: %w", size, ErrNoSlot))
-		}
-		return f.Fill[0], nil
-	}
 	sdOrdinal := 0
 	for _, pe := range p.PEs {
 		switch pe.Type {
 		case PEHeader:
 			add(pe, SlotHeaderICCID, pe.Header.iccid, Slot{})
-		case PEMF, PEIoT:
-			if n, err := fileContent(pe, "ef-iccid", 10, pe.Type == PEMF); err != nil {
-				return nil, err
-			} else if n != nil {
-				add(pe, SlotEFICCID, n, Slot{})
-			}
 		}
 		switch pe.Type {
-		case PEUSIM, PEIoT:
-			if n, err := fileContent(pe, "ef-imsi", 9, true); err != nil {
-				return nil, err
-			} else {
-				add(pe, SlotIMSI, n, Slot{})
-			}
-			if n, err := fileContent(pe, "ef-acc", 2, false); err != nil {
-				return nil, err
-			} else if n != nil {
-				add(pe, SlotACC, n, Slot{})
-			}
-			if err := pl.addVar(pe, SlotSMSC, "ef-smsp"); err != nil {
-				return nil, err
-			}
-			if err := pl.addVar(pe, SlotSPN, "ef-spn"); err != nil {
-				return nil, err
-			}
-		case PEOptUSIM:
-			if err := pl.addVar(pe, SlotMSISDN, "ef-msisdn"); err != nil {
-				return nil, err
-			}
 		case PEAKAParameter:
 			if a := pe.AKA.Algo; a != nil {
 				if len(a.algo.Value) == 1 {
@@ -342,6 +339,9 @@ func (p *Profile) compile() (*Plan, error) {
 			sdOrdinal++
 		}
 	}
+	if err := pl.compileFiles(p); err != nil {
+		return nil, err
+	}
 	for _, need := range []struct {
 		k    SlotKind
 		what string
@@ -350,7 +350,7 @@ func (p *Profile) compile() (*Plan, error) {
 			return nil, &Error{PE: -1, Offset: -1, Err: fmt.Errorf("template has no %s: %w", need.what, ErrNoSlot)}
 		}
 	}
-	sort.SliceStable(pl.vars, func(i, j int) bool { return pl.vars[i].fileStart < pl.vars[j].fileStart })
+	sort.SliceStable(pl.vars, func(i, j int) bool { return pl.vars[i].rw.start < pl.vars[j].rw.start })
 	sort.SliceStable(pl.slots, func(i, j int) bool { return pl.slots[i].Offset < pl.slots[j].Offset })
 	return pl, nil
 }
@@ -361,47 +361,4 @@ func beUint(b []byte) int {
 		n = n<<8 | int(c)
 	}
 	return n
-}
-
-// minRecord is the fixed part of an EF.SMSP (28) or EF.MSISDN (14) record.
-func minRecord(k SlotKind) int {
-	if k == SlotSMSC {
-		return 28
-	}
-	return 14
-}
-
-// addVar records a variable-size slot for a file of a usim PE.
-func (pl *Plan) addVar(pe *PE, kind SlotKind, name string) error {
-	f := pe.FS.File(name)
-	if f == nil || f.DoNotCreate {
-		return nil
-	}
-	v := varSlot{
-		kind: kind, pe: pe.Index, peStart: pe.Offset, peHdr: int(pe.Node.HeaderLen), peEnd: pe.Node.End(), peTag: pe.Node.Tag,
-		fileStart: f.Node.Offset, fileEnd: f.Node.End(), fileTag: f.Node.Tag,
-	}
-	for _, it := range f.Node.Children {
-		if it.Tag != 0x82 && it.Tag != 0x83 {
-			v.keep = append(v.keep, pl.tmpl[it.Offset:it.End()]...)
-		}
-	}
-	switch kind {
-	case SlotSMSC, SlotMSISDN:
-		// Without a usable record length in the template's file
-		// descriptor there is no slot (Apply then refuses the value).
-		v.recordLength = f.FCP.RecordLength()
-		if v.recordLength < minRecord(kind) || v.recordLength > 255 {
-			return nil
-		}
-	case SlotSPN:
-		// EF.SPN is 17 bytes; a template declaring another size gets no slot.
-		if sz := f.FCP.EFFileSize(); sz != nil && beUint(sz) != 17 {
-			return nil
-		}
-	}
-	pl.vars = append(pl.vars, v)
-	pl.slots = append(pl.slots, Slot{Kind: kind, PE: pe.Index, PEType: pe.Type, Offset: f.Node.Offset, Len: f.Node.End() - f.Node.Offset})
-	pl.kinds[kind] = true
-	return nil
 }

@@ -471,14 +471,21 @@ func TestCompileRefusesTemplatesWithoutTheSlotsARecordNeeds(t *testing.T) {
 		edit   func(p *Profile)
 		wantPE PEType
 	}{
-		{"EF.IMSI without content", func(p *Profile) {
+		{"EF.IMSI not created (doNotCreate)", func(p *Profile) {
 			f := p.First(PEUSIM).FS.File("ef-imsi")
-			f.Node.Children = f.Node.Children[:1] // keep only the FCP
+			f.Node.Children = []*Node{{Tag: 0x80, Offset: -1}}
 		}, PEUSIM},
-		{"EF.ICCID content of the wrong size", func(p *Profile) {
-			f := p.First(PEMF).FS.File("ef-iccid")
-			f.Fill[0].SetValue([]byte{1, 2, 3})
-		}, PEMF},
+		{"EF.IMSI component absent", func(p *Profile) {
+			pe := p.First(PEUSIM)
+			f := pe.FS.File("ef-imsi")
+			var keep []*Node
+			for _, c := range pe.Node.Children {
+				if c != f.Node {
+					keep = append(keep, c)
+				}
+			}
+			pe.Node.Children = keep
+		}, PEUSIM},
 		{"no akaParameter", func(p *Profile) {
 			// Drop the algorithm services too, or validation fails first.
 			svc := p.PEs[0].Node.Child(0xA5)

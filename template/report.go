@@ -19,6 +19,9 @@ type Report struct {
 	Slots             []SlotReport `json:"slots"`
 	Problems          []string     `json:"problems"` // validation problems; empty when valid
 	CompileError      string       `json:"compileError,omitempty"`
+	// Notes says, for each optional field the template cannot take, why
+	// (Plan.Notes): a record setting it is refused.
+	Notes []string `json:"notes"`
 }
 
 // HeaderReport is the ProfileHeader.
@@ -66,6 +69,15 @@ type SlotReport struct {
 	KVN    *int   `json:"kvn,omitempty"`    // SD keys
 	KeyID  *int   `json:"keyId,omitempty"`  // SD keys
 	SD     *int   `json:"sd,omitempty"`     // SD keys: securityDomain ordinal
+	// File content slots: the file, where the bytes land in it, and how
+	// Apply writes them ("in place", "piece" of split content, or
+	// "rewrite" of Target's fill commands, re-encoding its PE, for Reason).
+	File       string `json:"file,omitempty"`
+	FileOffset *int   `json:"fileOffset,omitempty"`
+	From       *int   `json:"from,omitempty"` // offset of this piece in the value
+	Placement  string `json:"placement,omitempty"`
+	Target     string `json:"target,omitempty"`
+	Reason     string `json:"reason,omitempty"`
 }
 
 // Masked is what Inspect shows instead of a secret value.
@@ -79,7 +91,7 @@ func Inspect(der []byte, showSecrets bool) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Report{Size: len(der), PEs: []PEReport{}, NAAs: []NAAReport{}, Slots: []SlotReport{}, Problems: []string{}, MandatoryServices: []string{}}
+	r := &Report{Size: len(der), PEs: []PEReport{}, NAAs: []NAAReport{}, Slots: []SlotReport{}, Problems: []string{}, MandatoryServices: []string{}, Notes: []string{}}
 	if h := p.Header(); h != nil {
 		r.Header = HeaderReport{MajorVersion: h.MajorVersion, MinorVersion: h.MinorVersion, ProfileType: h.ProfileType,
 			MandatoryGFSTE: append([]string{}, h.MandatoryGFSTE...)}
@@ -141,53 +153,46 @@ func Inspect(der []byte, showSecrets bool) (*Report, error) {
 			kvn, id, sd := int(s.KVN), int(s.KeyID), s.SD
 			sr.KVN, sr.KeyID, sr.SD = &kvn, &id, &sd
 		}
+		if s.File != "" {
+			fo, from := s.FileOffset, s.From
+			sr.File, sr.FileOffset, sr.From, sr.Placement, sr.Target, sr.Reason = s.File, &fo, &from, s.Placement.String(), s.Target, s.Reason
+		}
 		if s.Secret() && !showSecrets {
 			sr.Value = Masked
 		}
 		r.Slots = append(r.Slots, sr)
 	}
+	r.Notes = append(r.Notes, pl.notes...)
 	return r, nil
 }
 
 // slotValue renders a slot's current template value.
 func slotValue(p *Profile, pl *Plan, s Slot) string {
-	if !s.Fixed {
-		f := p.PEs[s.PE].FS
-		switch s.Kind {
-		case SlotSMSC:
-			c := f.File("ef-smsp").Content()
-			rl := f.File("ef-smsp").FCP.RecordLength()
-			if len(c) < rl {
-				return "(template default)"
-			}
-			v, err := DecodeSMSP(c[:rl])
-			if err != nil {
-				return "(undecodable)"
-			}
-			return v
-		case SlotMSISDN:
-			c := f.File("ef-msisdn").Content()
-			rl := f.File("ef-msisdn").FCP.RecordLength()
-			if len(c) < rl {
-				return "(template default)"
-			}
-			v, err := DecodeMSISDN(c[:rl])
-			if err != nil {
-				return "(undecodable)"
-			}
-			return v
-		case SlotSPN:
-			c := f.File("ef-spn").Content()
-			if c == nil {
-				return "(template default)"
-			}
-			cond, name, err := DecodeSPN(c)
-			if err != nil {
-				return "(undecodable)"
-			}
-			return fmt.Sprintf("%q (display condition 0x%02X)", name, cond)
+	if s.Placement == PlaceRewrite {
+		return "(not written by the template)"
+	}
+	if s.Placement == PlacePiece {
+		return fmt.Sprintf("(bytes %d..%d of the value) %s", s.From, s.From+s.Len-1, hex.EncodeToString(pl.tmpl[s.Offset:s.Offset+s.Len]))
+	}
+	switch s.Kind {
+	case SlotSMSC:
+		v, err := DecodeSMSP(pl.tmpl[s.Offset : s.Offset+s.Len])
+		if err != nil {
+			return "(undecodable)"
 		}
-		return ""
+		return v
+	case SlotMSISDN:
+		v, err := DecodeMSISDN(pl.tmpl[s.Offset : s.Offset+s.Len])
+		if err != nil {
+			return "(undecodable)"
+		}
+		return v
+	case SlotSPN:
+		cond, name, err := DecodeSPN(pl.tmpl[s.Offset : s.Offset+s.Len])
+		if err != nil {
+			return "(undecodable)"
+		}
+		return fmt.Sprintf("%q (display condition 0x%02X)", name, cond)
 	}
 	b := pl.tmpl[s.Offset : s.Offset+s.Len]
 	var v fmt.Stringer
