@@ -61,7 +61,7 @@ security-domain keys and the PIN, PUK and ADM codes are masked unless
 				enc.SetIndent("", "  ")
 				return enc.Encode(r)
 			}
-			printReport(out, args[0], r)
+			printTemplateReport(out, args[0], r)
 			return nil
 		},
 	}
@@ -85,7 +85,7 @@ func markCodes(r *template.Report, show bool) {
 	}
 }
 
-func printReport(w io.Writer, name string, r *template.Report) {
+func printTemplateReport(w io.Writer, name string, r *template.Report) {
 	fmt.Fprintf(w, "%s: %d bytes, %d PEs, SAIP %d.%d, %q\n", name, r.Size, len(r.PEs), r.Header.MajorVersion, r.Header.MinorVersion, r.Header.ProfileType)
 	fmt.Fprintf(w, "ICCID %s\n", r.Header.ICCID)
 	fmt.Fprintf(w, "mandatory services: %s\n", strings.Join(r.MandatoryServices, ", "))
