@@ -1,0 +1,399 @@
+package template
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"testing"
+
+	"github.com/perso-esim/perso/esim"
+	"github.com/perso-esim/perso/esim/tlv"
+)
+
+// This file is an independent check of personalised profiles: it reads a
+// UPP the way an eUICC installs it, with its own walk of the DER (esim/tlv
+// headers only, none of this package's decoder, file model or plan), and
+// compares every personalised field with the record. File contents are
+// built as the card builds them: each file starts unwritten, every
+// fillFileOffset/fillFileContent of the FS PE that creates it and of any
+// later genericFileManagement sequence that selects it is applied in
+// profile order (offsets relative, the last write of a byte wins), record
+// files being one stream of records.
+
+// cardTLV is one element: tag and content.
+type cardTLV struct {
+	tag tlv.Tag
+	val []byte
+}
+
+// cardKids splits content into its elements.
+func cardKids(t *testing.T, b []byte) []cardTLV {
+	t.Helper()
+	var out []cardTLV
+	for off := 0; off < len(b); {
+		tag, hl, vl, err := tlv.ReadHeader(b, off, len(b))
+		if err != nil {
+			t.Fatalf("card: %v", err)
+		}
+		out = append(out, cardTLV{tag, b[off+hl : off+hl+vl]})
+		off += hl + vl
+	}
+	return out
+}
+
+func cardChild(t *testing.T, b []byte, tag tlv.Tag) []byte {
+	for _, k := range cardKids(t, b) {
+		if k.tag == tag {
+			return k.val
+		}
+	}
+	return nil
+}
+
+// cardEF is an EF as the card holds it after installation.
+type cardEF struct {
+	data    []byte
+	written []bool
+	recLen  int
+}
+
+func (f *cardEF) write(pos int, b []byte) {
+	for len(f.data) < pos+len(b) {
+		f.data, f.written = append(f.data, 0xFF), append(f.written, false)
+	}
+	copy(f.data[pos:], b)
+	for i := range b {
+		f.written[pos+i] = true
+	}
+}
+
+// bytes returns n bytes from pos, failing if the profile never wrote one
+// of them (the card would hold its template default, not the record).
+func (f *cardEF) bytes(t *testing.T, what string, pos, n int) []byte {
+	t.Helper()
+	if f == nil {
+		t.Fatalf("card: %s: file not created", what)
+	}
+	if len(f.data) < pos+n {
+		t.Fatalf("card: %s: file holds %d bytes written, want %d", what, len(f.data), pos+n)
+	}
+	for i := pos; i < pos+n; i++ {
+		if !f.written[i] {
+			t.Fatalf("card: %s: byte %d never written by the profile", what, i)
+		}
+	}
+	return f.data[pos : pos+n]
+}
+
+// cardAKA is one algoParameter.
+type cardAKA struct {
+	alg    byte
+	k, opc []byte
+}
+
+// installedCard is what the independent reader found.
+type installedCard struct {
+	headerICCID []byte
+	services    map[int]bool
+	files       map[string]*cardEF // DF path + FID, hex
+	usimADFs    []string
+	akas        []cardAKA
+	pins, puks  map[int][][]byte
+}
+
+// Component numbers of the files the check reads (TCA PEDefinitions).
+const (
+	cardMFICCID     = 4
+	cardUSIMADF     = 2
+	cardOptMSISDN   = 7
+	cardADFUSIMFID  = "7fd0"
+	cardFIDICCID    = "2fe2"
+	cardFIDIMSI     = "6f07"
+	cardFIDACC      = "6f78"
+	cardFIDSMSP     = "6f42"
+	cardFIDSPN      = "6f46"
+	cardFIDMSISDN   = "6f40"
+	cardServiceBase = 0x80
+)
+
+// cardUSIMFiles maps usim component numbers to FIDs.
+var cardUSIMFiles = map[int]string{3: cardFIDIMSI, 11: cardFIDSMSP, 13: cardFIDSPN, 18: cardFIDACC}
+
+// installCard reads a UPP as a card installs it.
+func installCard(t *testing.T, upp []byte) *installedCard {
+	t.Helper()
+	c := &installedCard{services: map[int]bool{}, files: map[string]*cardEF{}, pins: map[int][][]byte{}, puks: map[int][][]byte{}}
+	adf := cardADFUSIMFID
+	fsFile := func(df string, defFID string, comp []byte) {
+		fid, recLen := defFID, 0
+		var ef *cardEF
+		pos := 0
+		for _, it := range cardKids(t, comp) {
+			switch it.tag {
+			case 0x80:
+				return // doNotCreate
+			case 0xA1:
+				if id := cardChild(t, it.val, 0x83); len(id) == 2 {
+					fid = hex.EncodeToString(id)
+				}
+				if fd := cardChild(t, it.val, 0x82); len(fd) >= 4 {
+					recLen = int(fd[2])<<8 | int(fd[3])
+				}
+			case 0x82:
+				pos += cardUint(it.val)
+			case 0x83:
+				if ef == nil {
+					ef = c.ef(df + fid)
+				}
+				ef.write(pos, it.val)
+				pos += len(it.val)
+			}
+		}
+		ef = c.ef(df + fid)
+		ef.recLen = recLen
+	}
+	for _, pe := range cardKids(t, upp) {
+		switch pe.tag {
+		case 0xA0: // header
+			for _, k := range cardKids(t, pe.val) {
+				switch k.tag {
+				case 0x83:
+					c.headerICCID = k.val
+				case 0xA5:
+					for _, f := range cardKids(t, k.val) {
+						c.services[int(f.tag)-cardServiceBase] = true
+					}
+				}
+			}
+		case 0xB0: // mf
+			for _, k := range cardKids(t, pe.val) {
+				if int(k.tag)&0x1F == cardMFICCID && k.tag&0x20 != 0 {
+					fsFile("", cardFIDICCID, k.val)
+				}
+			}
+		case 0xB3: // usim
+			kids := cardKids(t, pe.val)
+			for _, k := range kids {
+				if int(k.tag)&0x1F == cardUSIMADF {
+					if fcp := cardChild(t, k.val, 0xA1); fcp != nil {
+						if id := cardChild(t, fcp, 0x83); len(id) == 2 {
+							adf = hex.EncodeToString(id)
+						}
+					}
+				}
+			}
+			c.usimADFs = append(c.usimADFs, adf)
+			for _, k := range kids {
+				if fid, ok := cardUSIMFiles[int(k.tag)&0x1F]; ok && k.tag&0xE0 == 0xA0 {
+					fsFile(adf, fid, k.val)
+				}
+			}
+		case 0xB4: // opt-usim
+			for _, k := range cardKids(t, pe.val) {
+				if int(k.tag)&0x1F == cardOptMSISDN && k.tag&0xE0 == 0xA0 {
+					fsFile(adf, cardFIDMSISDN, k.val)
+				}
+			}
+		case 0xA1: // genericFileManagement
+			for _, seq := range cardKids(t, cardChild(t, pe.val, 0xA1)) {
+				df := ""
+				var ef *cardEF
+				pos := 0
+				for _, cmd := range cardKids(t, seq.val) {
+					switch cmd.tag {
+					case 0x80:
+						path := hex.EncodeToString(cmd.val)
+						if f, ok := c.files[path]; ok {
+							ef, pos = f, 0
+						} else {
+							df, ef = path, nil
+						}
+					case 0x62:
+						fid := hex.EncodeToString(cardChild(t, cmd.val, 0x83))
+						if fd := cardChild(t, cmd.val, 0x82); len(fd) > 0 && fd[0]&0x38 == 0x38 {
+							df, ef = df+fid, nil
+							continue
+						}
+						ef, pos = c.ef(df+fid), 0
+					case 0x02:
+						pos += cardUint(cmd.val)
+					case 0x81:
+						if ef == nil {
+							t.Fatalf("card: fillFileContent without a selected EF")
+						}
+						ef.write(pos, cmd.val)
+						pos += len(cmd.val)
+					}
+				}
+			}
+		case 0xA4: // akaParameter
+			cfg := cardChild(t, pe.val, 0xA1)
+			if ap := cardChild(t, cfg, 0xA1); ap != nil {
+				a := cardAKA{k: cardChild(t, ap, 0x82), opc: cardChild(t, ap, 0x83)}
+				a.alg = cardChild(t, ap, 0x80)[0]
+				c.akas = append(c.akas, a)
+			}
+		case 0xA2: // pinCodes
+			if list := cardChild(t, cardChild(t, pe.val, 0xA1), 0xA0); list != nil {
+				for _, pc := range cardKids(t, list) {
+					ref := cardUint(cardChild(t, pc.val, 0x80))
+					c.pins[ref] = append(c.pins[ref], cardChild(t, pc.val, 0x81))
+				}
+			}
+		case 0xA3: // pukCodes
+			for _, pc := range cardKids(t, cardChild(t, pe.val, 0xA1)) {
+				ref := cardUint(cardChild(t, pc.val, 0x80))
+				c.puks[ref] = append(c.puks[ref], cardChild(t, pc.val, 0x81))
+			}
+		}
+	}
+	return c
+}
+
+func (c *installedCard) ef(key string) *cardEF {
+	if f, ok := c.files[key]; ok {
+		return f
+	}
+	f := &cardEF{}
+	c.files[key] = f
+	return f
+}
+
+func cardUint(b []byte) int {
+	n := 0
+	for _, x := range b {
+		n = n<<8 | int(x)
+	}
+	return n
+}
+
+// cardAddress reads the dialling number of an SMSP SC address or an
+// MSISDN (length of TON/NPI + digits, TON/NPI, swapped BCD).
+func cardAddress(a []byte) string {
+	n := int(a[0])
+	s := ""
+	if a[1] == 0x91 {
+		s = "+"
+	}
+	for _, b := range a[2 : 1+n] {
+		for _, d := range []byte{b & 0xF, b >> 4} {
+			if d != 0xF {
+				s += string(rune('0' + d))
+			}
+		}
+	}
+	return s
+}
+
+// cardServiceOf is the eUICC-Mandatory-services flag of an algorithm.
+func cardServiceOf(alg byte, keyLen int) int {
+	switch alg {
+	case 1:
+		return 4
+	case 2:
+		if keyLen == 32 {
+			return 16
+		}
+		return 5
+	case 3:
+		return 17
+	}
+	return -1
+}
+
+// checkCard compares an installed card with the record. wantAlg is the
+// algorithm every algoParameter must hold (the record's, the switched one,
+// or the template's when 0).
+func checkCard(t *testing.T, upp []byte, v *Values, wantAlg esim.Algorithm) {
+	t.Helper()
+	c := installCard(t, upp)
+	eq := func(what string, got, want []byte) {
+		t.Helper()
+		if !bytes.Equal(got, want) {
+			t.Fatalf("card: %s = %x, want %x", what, got, want)
+		}
+	}
+	if !v.ICCID.IsZero() {
+		bcd := v.ICCID.BCD()
+		sw := v.ICCID.SwappedBCD()
+		eq("header iccid", c.headerICCID, bcd[:])
+		eq("EF.ICCID", c.files[cardFIDICCID].bytes(t, "EF.ICCID", 0, 10), sw[:])
+	}
+	if len(c.usimADFs) == 0 {
+		t.Fatal("card: no usim")
+	}
+	for _, adf := range c.usimADFs {
+		if !v.IMSI.IsZero() {
+			imsi, acc := v.IMSI.EF(), v.IMSI.ACC()
+			eq("EF.IMSI", c.files[adf+cardFIDIMSI].bytes(t, "EF.IMSI", 0, 9), imsi[:])
+			if f := c.files[adf+cardFIDACC]; f != nil {
+				eq("EF.ACC", f.bytes(t, "EF.ACC", 0, 2), acc[:])
+			}
+		}
+		if v.SMSC != "" {
+			f := c.files[adf+cardFIDSMSP]
+			rec := f.bytes(t, "EF.SMSP record 1", 0, f.recLen)
+			if got := cardAddress(rec[len(rec)-28+13:]); got != v.SMSC {
+				t.Fatalf("card: SMSC %q, want %q", got, v.SMSC)
+			}
+		}
+		if v.SPN != "" {
+			b := c.files[adf+cardFIDSPN].bytes(t, "EF.SPN", 0, 17)
+			if b[0] != v.SPNDisplayCondition || string(bytes.TrimRight(b[1:], "\xff")) != v.SPN {
+				t.Fatalf("card: EF.SPN %x, want condition %02x and %q", b, v.SPNDisplayCondition, v.SPN)
+			}
+		}
+		if v.MSISDN != "" {
+			f := c.files[adf+cardFIDMSISDN]
+			rec := f.bytes(t, "EF.MSISDN record 1", 0, f.recLen)
+			if got := cardAddress(rec[len(rec)-14:]); got != v.MSISDN {
+				t.Fatalf("card: MSISDN %q, want %q", got, v.MSISDN)
+			}
+		}
+	}
+	if len(c.akas) == 0 {
+		t.Fatal("card: no algoParameter")
+	}
+	for i, a := range c.akas {
+		if v.K != nil {
+			eq(fmt.Sprintf("akaParameter %d key", i), a.k, v.K)
+		}
+		if v.OPc != nil {
+			eq(fmt.Sprintf("akaParameter %d opc", i), a.opc, v.OPc)
+		}
+		if wantAlg != esim.AlgorithmUnset && a.alg != byte(wantAlg) {
+			t.Fatalf("card: akaParameter %d algorithm %d, want %d", i, a.alg, wantAlg)
+		}
+		if svc := cardServiceOf(a.alg, len(a.k)); !c.services[svc] {
+			t.Fatalf("card: akaParameter %d uses algorithm %d but the header does not declare service [%d]", i, a.alg, svc)
+		}
+	}
+	if wantAlg != esim.AlgorithmUnset {
+		// A switched template declares no algorithm it does not use.
+		used := map[int]bool{}
+		for _, a := range c.akas {
+			used[cardServiceOf(a.alg, len(a.k))] = true
+		}
+		for _, svc := range []int{4, 5, 16, 17} {
+			if c.services[svc] && !used[svc] {
+				t.Fatalf("card: header declares algorithm service [%d] that no akaParameter uses", svc)
+			}
+		}
+	}
+	for ref, want := range map[int][]byte{0x01: v.PIN1, 0x81: v.PIN2, 0x0A: v.ADM1, 0x0B: v.ADM2} {
+		if want == nil {
+			continue
+		}
+		for i, got := range c.pins[ref] {
+			eq(fmt.Sprintf("PIN 0x%02X copy %d", ref, i), got, want)
+		}
+	}
+	for ref, want := range map[int][]byte{0x01: v.PUK1, 0x81: v.PUK2} {
+		if want == nil {
+			continue
+		}
+		for i, got := range c.puks[ref] {
+			eq(fmt.Sprintf("PUK 0x%02X copy %d", ref, i), got, want)
+		}
+	}
+}

@@ -1,0 +1,175 @@
+package template
+
+import (
+	"bytes"
+	"encoding/hex"
+	"sort"
+	"testing"
+)
+
+// Variants of the TS.48 templates that place file contents the other ways
+// SAIP allows: behind an offset, split, absent, rewritten by a later PE.
+
+func fillContent(b []byte) *Node { return &Node{Tag: 0x83, Offset: -1, Value: append([]byte(nil), b...)} }
+func fillOffset(n int) *Node     { return &Node{Tag: 0x82, Offset: -1, Value: appendUint(nil, n)} }
+func gfmPath(path string) *Node {
+	b, _ := hex.DecodeString(path)
+	return &Node{Tag: 0x80, Offset: -1, Value: b}
+}
+func gfmOffset(n int) *Node     { return &Node{Tag: 0x02, Offset: -1, Value: appendUint(nil, n)} }
+func gfmContent(b []byte) *Node { return &Node{Tag: 0x81, Offset: -1, Value: append([]byte(nil), b...)} }
+
+// setFill replaces the fill commands of a file of the first PE of type pt,
+// keeping its other items (the FCP).
+func setFill(t *testing.T, p *Profile, pt PEType, name string, items ...*Node) {
+	t.Helper()
+	f := p.First(pt).FS.File(name)
+	if f == nil {
+		t.Fatalf("no %s in %s", name, pt)
+	}
+	var keep []*Node
+	for _, c := range f.Node.Children {
+		if c.Tag != 0x82 && c.Tag != 0x83 {
+			keep = append(keep, c)
+		}
+	}
+	f.Node.Children = append(keep, items...)
+}
+
+// addGFM inserts a genericFileManagement PE with one command sequence
+// before the end PE.
+func addGFM(p *Profile, cmds ...*Node) {
+	id := 0
+	for _, pe := range p.PEs {
+		id = max(id, pe.ID)
+	}
+	hdr := &Node{Tag: 0xA0, Offset: -1, Children: []*Node{{Tag: 0x81, Offset: -1, Value: appendUint(nil, id+1)}}}
+	seq := &Node{Tag: 0x30, Offset: -1, Children: cmds}
+	n := &Node{Tag: 0xA1, Offset: -1, Children: []*Node{hdr, {Tag: 0xA1, Offset: -1, Children: []*Node{seq}}}}
+	end := p.PEs[len(p.PEs)-1]
+	p.PEs = append(p.PEs[:len(p.PEs)-1], &PE{Node: n, Type: PEGenericFileManagement}, end)
+}
+
+// fileVariant rewrites how the template writes one file's content c.
+type fileVariant struct {
+	name  string
+	place Placement // expected placement of the field's slots
+	edit  func(t *testing.T, p *Profile, pt PEType, file, path string, c []byte)
+}
+
+var fileVariants = []fileVariant{
+	{"as shipped", PlaceInPlace, func(t *testing.T, p *Profile, pt PEType, file, path string, c []byte) {}},
+	{"behind an offset", PlaceRewrite, func(t *testing.T, p *Profile, pt PEType, file, path string, c []byte) {
+		setFill(t, p, pt, file, fillOffset(1), fillContent(c[1:]))
+	}},
+	{"split in three", PlacePiece, func(t *testing.T, p *Profile, pt PEType, file, path string, c []byte) {
+		a, b := len(c)/3, 2*len(c)/3
+		setFill(t, p, pt, file, fillContent(c[:a]), fillContent(c[a:b]), fillContent(c[b:]))
+	}},
+	{"split around an offset, the gap filled by a later PE", PlacePiece, func(t *testing.T, p *Profile, pt PEType, file, path string, c []byte) {
+		a := len(c) / 2
+		setFill(t, p, pt, file, fillContent(c[:a]), fillOffset(1), fillContent(c[a+1:]))
+		addGFM(p, gfmPath(path), gfmOffset(a), gfmContent(c[a:a+1]))
+	}},
+	{"absent (FCP only)", PlaceRewrite, func(t *testing.T, p *Profile, pt PEType, file, path string, c []byte) {
+		setFill(t, p, pt, file)
+	}},
+	{"rewritten by a later PE", PlacePiece, func(t *testing.T, p *Profile, pt PEType, file, path string, c []byte) {
+		setFill(t, p, pt, file, fillContent(make([]byte, len(c))))
+		addGFM(p, gfmPath(path), gfmContent(c))
+	}},
+	{"partly rewritten by a later PE behind an offset", PlacePiece, func(t *testing.T, p *Profile, pt PEType, file, path string, c []byte) {
+		addGFM(p, gfmPath(path), gfmOffset(1), gfmContent(c[1:]))
+	}},
+	{"absent, half written by a later PE", PlaceRewrite, func(t *testing.T, p *Profile, pt PEType, file, path string, c []byte) {
+		setFill(t, p, pt, file)
+		addGFM(p, gfmPath(path), gfmContent(c[:len(c)/2]))
+	}},
+}
+
+// fileTargets are the files whose placement the variants change.
+var fileTargets = []struct {
+	pt   PEType
+	file string
+	kind SlotKind
+	fid  string
+}{
+	{PEMF, "ef-iccid", SlotEFICCID, "2fe2"},
+	{PEUSIM, "ef-imsi", SlotIMSI, "6f07"},
+	{PEUSIM, "ef-acc", SlotACC, "6f78"},
+}
+
+// variant builds one variant of a template.
+func variant(t *testing.T, der []byte, fv fileVariant, target int) []byte {
+	t.Helper()
+	p, err := Decode(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft := fileTargets[target]
+	pe := p.First(ft.pt)
+	path := ft.fid
+	if ft.pt == PEUSIM {
+		path = hex.EncodeToString(pe.FS.Files[0].FCP.FileID()) + ft.fid
+	}
+	c := append([]byte(nil), pe.FS.File(ft.file).Content()...)
+	fv.edit(t, p, ft.pt, ft.file, path, c)
+	return p.Encode()
+}
+
+func sortedNames(m map[string][]byte) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// TestEveryPlacementPersonalisesByTheIndependentCheck personalises every
+// TS.48 template and every variant of it, and reads each output back as a
+// card would.
+func TestEveryPlacementPersonalisesByTheIndependentCheck(t *testing.T) {
+	profiles := ts48(t)
+	for _, name := range sortedNames(profiles) {
+		der := profiles[name]
+		for ti, ft := range fileTargets {
+			for _, fv := range fileVariants {
+				t.Run(name+"/"+ft.file+"/"+fv.name, func(t *testing.T) {
+					tmpl := variant(t, der, fv, ti)
+					pl, err := Compile(tmpl)
+					if err != nil {
+						t.Fatalf("Compile: %v", err)
+					}
+					for _, s := range pl.Slots() {
+						if s.Kind == ft.kind && s.PEType == ft.pt && s.Placement != fv.place && !(fv.place == PlacePiece && s.PEType == PEGenericFileManagement) {
+							t.Fatalf("%s slot placed %s (%s), want %s", s.Name(), s.Placement, s.Reason, fv.place)
+						}
+					}
+					r := seedFor(name + ft.file + fv.name)
+					for i := 0; i < 3; i++ {
+						v := randomValues(r, pl)
+						if i == 1 {
+							v.SMSC, v.SPN, v.SPNDisplayCondition, v.MSISDN = "+447700900123", "perso", 1, "+447700900999"
+						}
+						out, err := pl.Apply(v, nil)
+						if err != nil {
+							t.Fatalf("Apply: %v", err)
+						}
+						q, err := Decode(out)
+						if err != nil {
+							t.Fatalf("output does not decode: %v", err)
+						}
+						if err := q.Validate(); err != nil {
+							t.Fatalf("output does not validate: %v", err)
+						}
+						checkCard(t, out, v, v.Algorithm)
+					}
+					if out, err := pl.Apply(&Values{}, nil); err != nil || !bytes.Equal(out, tmpl) {
+						t.Fatalf("Apply(empty) changed the template (err %v)", err)
+					}
+				})
+			}
+		}
+	}
+}
