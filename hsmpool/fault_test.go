@@ -2,6 +2,7 @@ package hsmpool
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/sha256"
@@ -31,6 +32,53 @@ type faultAPI struct {
 	down    atomic.Bool // token removed: everything fails
 	signsOK atomic.Int64
 	log     logBuffer // what the pool logged
+
+	// With gate set, calls to gateFn (default GenerateKeyPair, the first
+	// token call of an EphemeralECDH) wait for a value on gate (or its
+	// close) before they reach the token, counted in gated while they wait:
+	// every call, or with gateCall > 0 only the gateCall-th. A test holds
+	// operations inside the token for as long as it needs, with no timing.
+	gate     chan struct{}
+	gateFn   string
+	gateCall int
+	gated    atomic.Int32
+	// With trace set, check appends each call's name to events, in the
+	// order the calls reached the token.
+	trace  bool
+	events []string
+}
+
+// waitGate holds a call to fn (already counted by check) at the gate, if
+// the gate applies to it. With gateCall set, fn must have one caller at a
+// time (the count is read after check released the lock).
+func (f *faultAPI) waitGate(fn string) {
+	if f.gate == nil || fn != cmp.Or(f.gateFn, "GenerateKeyPair") {
+		return
+	}
+	if f.gateCall > 0 {
+		f.mu.Lock()
+		n := f.calls[fn]
+		f.mu.Unlock()
+		if n != f.gateCall {
+			return
+		}
+	}
+	f.gated.Add(1)
+	<-f.gate
+	f.gated.Add(-1)
+}
+
+// eventsSince returns the calls traced from index i on.
+func (f *faultAPI) eventsSince(i int) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.events[i:]...)
+}
+
+func (f *faultAPI) eventCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.events)
 }
 
 // logBuffer collects log output from concurrent goroutines.
@@ -70,6 +118,9 @@ func (f *faultAPI) check(fn string) error {
 	defer f.mu.Unlock()
 	f.calls[fn]++
 	n := f.calls[fn]
+	if f.trace {
+		f.events = append(f.events, fn)
+	}
 	for _, r := range f.rules {
 		if r.fn == fn && n >= r.from && n < r.from+r.times {
 			return pkcs11.Error(r.code)
@@ -114,6 +165,7 @@ func (f *faultAPI) GenerateKeyPair(sh pkcs11.SessionHandle, m []*pkcs11.Mechanis
 	if err := f.check("GenerateKeyPair"); err != nil {
 		return 0, 0, err
 	}
+	f.waitGate("GenerateKeyPair")
 	return f.p11API.GenerateKeyPair(sh, m, pub, priv)
 }
 
@@ -122,6 +174,14 @@ func (f *faultAPI) DeriveKey(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, k p
 		return 0, err
 	}
 	return f.p11API.DeriveKey(sh, m, k, a)
+}
+
+func (f *faultAPI) Decrypt(sh pkcs11.SessionHandle, ct []byte) ([]byte, error) {
+	if err := f.check("Decrypt"); err != nil {
+		return nil, err
+	}
+	f.waitGate("Decrypt")
+	return f.p11API.Decrypt(sh, ct)
 }
 
 func (f *faultAPI) WrapKey(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, w, k pkcs11.ObjectHandle) ([]byte, error) {
@@ -133,7 +193,12 @@ func (f *faultAPI) WrapKey(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, w, k 
 
 func openFaultyPool(t *testing.T, rules ...faultRule) (*Pool, *faultAPI) {
 	t.Helper()
-	cfg := testConfig(t)
+	return openFaultyPoolConfig(t, testConfig(t), rules...)
+}
+
+// openFaultyPoolConfig is openFaultyPool with the caller's configuration.
+func openFaultyPoolConfig(t *testing.T, cfg Config, rules ...faultRule) (*Pool, *faultAPI) {
+	t.Helper()
 	f := &faultAPI{calls: map[string]int{}}
 	// No timestamps: the PIN check below must not match digits of a time.
 	noTime := func(_ []string, a slog.Attr) slog.Attr {
@@ -263,20 +328,43 @@ func TestFaultsRecoverWithoutLossOrDuplication(t *testing.T) {
 }
 
 // A token that stays away yields ErrTokenUnavailable after bounded,
-// backed-off retries; the pool recovers when it comes back.
+// backed-off retries; the pool recovers when it comes back. The bound and
+// the backoff are checked by count and by the pauses the pool announces,
+// not by the clock: only a lower bound on the elapsed time is asserted
+// (the pauses must really be taken), which load cannot break.
 func TestTokenGoneIsBoundedAndRecovers(t *testing.T) {
 	p, f := openFaultyPool(t)
 	d := sha256.Sum256(nil)
 	f.down.Store(true)
+	failures0 := p.Stats().TokenFailures
 	start := time.Now()
 	_, err := p.Sign(context.Background(), "dppb-nist", d[:])
 	el := time.Since(start)
 	if !errors.Is(err, ErrTokenUnavailable) {
 		t.Fatalf("err = %v, want ErrTokenUnavailable", err)
 	}
-	budget := p.cfg.retryBudget()
-	if el < budget || el > budget+2*time.Second {
-		t.Fatalf("gave up after %v; the configured backoff totals %v", el, budget)
+	maxRetries := p.cfg.MaxRetries
+	if n := p.Stats().TokenFailures - failures0; n != uint64(maxRetries+1) {
+		t.Fatalf("%d attempts reached the absent token, want %d (1 + MaxRetries)", n, maxRetries+1)
+	}
+	// The pauses double from RetryBackoff up to MaxBackoff; the last
+	// attempt gives up instead of pausing.
+	var want []string
+	for i, b := 0, p.cfg.RetryBackoff; i < maxRetries+1; i, b = i+1, min(2*b, p.cfg.MaxBackoff) {
+		want = append(want, fmt.Sprintf("attempt=%d backoff=%v", i+1, b))
+	}
+	var got []string
+	for line := range strings.Lines(f.log.String()) {
+		if _, rest, ok := strings.Cut(line, `msg="hsmpool: token unavailable, retrying" `); ok {
+			attempt, _, _ := strings.Cut(rest, " error=")
+			got = append(got, attempt)
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("retries logged %q, want %q", got, want)
+	}
+	if budget := p.cfg.retryBudget(); el < budget {
+		t.Fatalf("gave up after %v, before the configured pauses (%v) were over", el, budget)
 	}
 	if err := p.Health(context.Background()); err == nil {
 		t.Fatal("health check passes without a token")
@@ -293,7 +381,10 @@ func TestTokenGoneIsBoundedAndRecovers(t *testing.T) {
 // Context deadlines bound both the wait for a session and the retries.
 func TestContextDeadlinesAreHonoured(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.RetryBackoff, cfg.MaxBackoff, cfg.MaxRetries = 200*time.Millisecond, time.Second, 8
+	// Pauses far longer than any deadline below: a pool that sleeps through
+	// a deadline hangs instead of finishing a little late, which no load
+	// can cause or hide.
+	cfg.RetryBackoff, cfg.MaxBackoff, cfg.MaxRetries = time.Hour, time.Hour, 8
 	f := &faultAPI{calls: map[string]int{}}
 	// No timestamps: the PIN check below must not match digits of a time.
 	noTime := func(_ []string, a slog.Attr) slog.Attr {
@@ -308,17 +399,42 @@ func TestContextDeadlinesAreHonoured(t *testing.T) {
 	p := openPool(t, cfg)
 	d := sha256.Sum256(nil)
 
+	stuck := false // a request sleeps in the pool, holding a session
 	t.Run("while the token is gone", func(t *testing.T) {
 		f.down.Store(true)
 		defer f.down.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
-		start := time.Now()
-		_, err := p.Sign(ctx, "dppb-nist", d[:])
-		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 150*time.Millisecond {
-			t.Fatalf("err = %v after %v, want DeadlineExceeded within ~30ms", err, time.Since(start))
+		failures0 := p.Stats().TokenFailures
+		errc := make(chan error, 1)
+		go func() {
+			_, err := p.Sign(ctx, "dppb-nist", d[:])
+			errc <- err
+		}()
+		var err error
+		select {
+		case err = <-errc:
+		case <-time.After(time.Minute):
+			stuck = true
+			t.Fatal("the request slept through its 100ms deadline in a one-hour retry pause")
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want DeadlineExceeded", err)
+		}
+		switch n := p.Stats().TokenFailures - failures0; n {
+		case 1: // the deadline ended the first pause
+			if !errors.Is(err, ErrTokenUnavailable) {
+				t.Fatalf("err = %v, want it to say the token is unavailable", err)
+			}
+		case 0: // a loaded machine: the deadline passed before the first attempt
+			t.Logf("the deadline passed before the first attempt; the pause was not exercised")
+		default:
+			t.Fatalf("%d attempts reached the absent token, want 1: a retry skipped its one-hour pause", n)
 		}
 	})
+	if stuck {
+		t.Fatal("the remaining cases need every session; one is held by the stuck request")
+	}
 	t.Run("while waiting for a session", func(t *testing.T) {
 		var held []int
 		for range 2 {

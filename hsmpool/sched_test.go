@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -144,7 +145,7 @@ func TestSchedulerCancelAndClose(t *testing.T) {
 		}()
 		waitQueued(t, s, Batch, 1)
 		go s.release(held, Live)
-		if !s.close(time.Second) {
+		if !s.close(5 * time.Second) {
 			t.Fatal("close did not see the held session returned")
 		}
 		if err := <-errc; err != nil && !errors.Is(err, ErrClosed) {
@@ -404,26 +405,45 @@ func TestSchedulerPollingCallerCancelAndClose(t *testing.T) {
 }
 
 // Nobody polls while requests hold a session longer than the polling
-// budget on average (a slow, networked HSM): callers sleep at once.
+// budget on average (a slow, networked HSM): callers sleep at once. The
+// decision (pollWorth) is checked directly, since a caller that polled and
+// then slept leaves no trace a test could wait for; the hold time is a lower
+// bound (the request sleeps 5ms), which load cannot shorten.
 func TestSchedulerDoesNotPollForSlowSessions(t *testing.T) {
 	s := newTestScheduler(t, 1, 0, 1, 200*time.Microsecond)
+	mayPoll := func(n *atomic.Int32, max int32) bool {
+		ok := s.pollWorth(n, max)
+		if ok {
+			n.Add(-1)
+		}
+		return ok
+	}
+	if !mayPoll(&s.callersPolling, s.maxCallers) || !mayPoll(&s.workersPolling, s.maxWorkers) {
+		t.Fatal("callers or workers may not poll before any request was slow")
+	}
 	if err := s.submit(context.Background(), Live, func(int) { time.Sleep(5 * time.Millisecond) }); err != nil {
 		t.Fatal(err)
 	}
 	if hold := time.Duration(s.holdNS.Load()); hold < 200*time.Microsecond {
 		t.Fatalf("hold-time estimate %v after a 5ms request, want more than the 200µs budget", hold)
 	}
+	if mayPoll(&s.callersPolling, s.maxCallers) {
+		t.Fatal("a caller may poll for a session held 5ms on average")
+	}
+	if mayPoll(&s.workersPolling, s.maxWorkers) {
+		t.Fatal("an idle worker may poll while requests hold a session 5ms on average")
+	}
 	held, _ := s.acquire(context.Background(), Live)
+	c0 := s.counts.snapshot()
 	done := make(chan error, 1)
 	go func() { done <- s.submit(context.Background(), Live, func(int) {}) }()
 	waitQueued(t, s, Live, 1)
-	time.Sleep(time.Millisecond)
-	if got := s.callersPolling.Load(); got != 0 {
-		t.Fatalf("%d callers poll for a session held 5ms on average", got)
-	}
 	s.release(held, Live)
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+	if c := s.counts.snapshot().since(c0); c.Polled != 0 || c.Woken != 1 {
+		t.Fatalf("handover %+v, want the queued caller asleep and woken (Woken 1, Polled 0)", c)
 	}
 }
 

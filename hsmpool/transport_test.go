@@ -8,6 +8,7 @@ import (
 	"crypto/des"
 	"crypto/sha256"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -104,12 +105,18 @@ func TestDecryptTransportRejects(t *testing.T) {
 }
 
 // A grouped batch decryption holds its session across items but yields it
-// to a live request at the next item boundary.
+// to a live request at the next item boundary. The group is held inside the
+// token at its second item until the live request has queued, so the test
+// sees the order of the token calls, whatever the machine's load: the live
+// signature comes between two items of the group, not after the last.
 func TestDecryptTransportBatchYieldsToLive(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Sessions = 1 // no reserved session: live must get the group's session
-	p := openPool(t, cfg)
-	cts := make([][]byte, 5000)
+	p, f := openFaultyPoolConfig(t, cfg)
+	f.gate, f.gateFn, f.gateCall = make(chan struct{}), "Decrypt", 2
+	f.trace = true
+	const items = 50
+	cts := make([][]byte, items)
 	for i := range cts {
 		cts[i] = make([]byte, 32)
 	}
@@ -118,27 +125,38 @@ func TestDecryptTransportBatchYieldsToLive(t *testing.T) {
 		_, err := p.DecryptTransportBatch(context.Background(), "transport-1", AlgAES128ECB, cts)
 		done <- err
 	}()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Microsecond) {
-		if total, _ := p.sched.inUseCount(); total == 1 {
-			break
-		}
+	for deadline := time.Now().Add(10 * time.Second); f.gated.Load() != 1; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("the grouped decryption never started")
+			t.Fatal("the grouped decryption never reached its second item")
 		}
 	}
-	d := sha256.Sum256(nil)
-	if _, err := p.Sign(context.Background(), "dppb-nist", d[:]); err != nil {
+	signed := make(chan error, 1)
+	go func() {
+		d := sha256.Sum256(nil)
+		_, err := p.Sign(context.Background(), "dppb-nist", d[:])
+		signed <- err
+	}()
+	waitQueued(t, p.sched, Live, 1)
+	mark := f.eventCount()
+	close(f.gate)
+	if err := <-signed; err != nil {
 		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		t.Fatalf("the live request was served only after the whole group (err %v)", err)
-	default:
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if st := p.Stats(); st.Wait["live"].Max > 50*time.Millisecond {
-		t.Logf("live waited %v for the group to yield (loaded machine?)", st.Wait["live"].Max)
+	ev := f.eventsSince(mark)
+	sign := slices.Index(ev, "SignInit")
+	after := 0
+	for _, e := range ev[max(sign, 0):] {
+		if e == "Decrypt" {
+			after++
+		}
+	}
+	if sign < 0 || after == 0 {
+		t.Fatalf("the live signature was served after the whole group (%d of its items after the signature, want %d)", after, items-2)
+	}
+	if after != items-2 {
+		t.Fatalf("%d items decrypted after the live signature, want the %d after the one in flight", after, items-2)
 	}
 }
