@@ -1,6 +1,12 @@
 package template
 
-import "github.com/perso-esim/perso/esim"
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/perso-esim/perso/esim"
+)
 
 // Options are the per-template settings of a Plan (CompileWith). The zero
 // Options compile the template as it is.
@@ -14,4 +20,133 @@ type Options struct {
 	// KeyLength is the K length for TUAK: 16 (TUAK-128, the default) or 32
 	// (TUAK-256). Milenage and the test algorithm use 16-byte keys.
 	KeyLength int
+}
+
+// algorithmServices are the eUICC-Mandatory-services flags (context tag
+// numbers) that declare an authentication algorithm.
+var algorithmServices = map[int]string{4: "milenage", 5: "tuak128", 16: "tuak256", 17: "usim-test-algorithm"}
+
+// CompileWith is Compile with per-template settings. With
+// Options.Algorithm set, the template is first switched to that algorithm
+// (SwitchAlgorithm); the Plan then holds the switched template, and
+// Plan.Switch describes what changed.
+func CompileWith(der []byte, o Options) (*Plan, error) {
+	if o.Algorithm == esim.AlgorithmUnset {
+		if o.KeyLength != 0 {
+			return nil, &Error{PE: -1, Offset: -1, Field: "Options.KeyLength", Err: fmt.Errorf("set without Options.Algorithm: %w", ErrValue)}
+		}
+		return Compile(der)
+	}
+	p, err := Decode(der)
+	if err != nil {
+		return nil, err
+	}
+	desc, err := p.SwitchAlgorithm(o)
+	if err != nil {
+		return nil, err
+	}
+	pl, err := Compile(p.Encode())
+	if err != nil {
+		return nil, err
+	}
+	pl.opts, pl.switched = o, desc
+	return pl, nil
+}
+
+// Options returns the settings the plan was compiled with.
+func (pl *Plan) Options() Options { return pl.opts }
+
+// Switch describes the algorithm switch applied at compile time ("" when
+// the template keeps its algorithms), e.g. "usim-test-algorithm → milenage
+// in 2 akaParameter PEs (K 16 bytes, OPc 16 bytes); header services:
+// -usim-test-algorithm +milenage".
+func (pl *Plan) Switch() string { return pl.switched }
+
+// SwitchAlgorithm edits the profile so that every akaParameter holding an
+// algoParameter uses o.Algorithm, with a K and an OPc (TOPc) of the
+// algorithm's sizes (Milenage and the test algorithm 16 and 16 bytes, TUAK
+// o.KeyLength (16 or 32) and 32 bytes; a slot whose size changes holds
+// zeros until a record fills it), and so that the header's
+// eUICC-Mandatory-services declares exactly the algorithms the
+// akaParameters now use: the flags of the replaced algorithms go, the new
+// one is added in its DER position. Other algoParameter components
+// (algorithmOptions, Milenage rotation and XOR constants, TUAK
+// numberOfKeccak) are kept. mappingParameter PEs are left alone: they
+// point at an algorithm configured elsewhere. It returns a description of
+// the change.
+func (p *Profile) SwitchAlgorithm(o Options) (string, error) {
+	alg := o.Algorithm
+	if !alg.Valid() {
+		return "", &Error{PE: -1, Offset: -1, Field: "Options.Algorithm", Err: fmt.Errorf("unknown algorithm %d: %w", uint8(alg), ErrValue)}
+	}
+	kLen, opcLen := 16, 16
+	svc := map[esim.Algorithm]int{esim.AlgorithmMilenage: 4, esim.AlgorithmTest: 17}[alg]
+	if alg == esim.AlgorithmTUAK {
+		kLen, opcLen, svc = 16, 32, 5
+		switch o.KeyLength {
+		case 0, 16:
+		case 32:
+			kLen, svc = 32, 16
+		default:
+			return "", &Error{PE: -1, Offset: -1, Field: "Options.KeyLength", Err: fmt.Errorf("%d: want 16 or 32: %w", o.KeyLength, ErrValue)}
+		}
+	} else if o.KeyLength != 0 && o.KeyLength != 16 {
+		return "", &Error{PE: -1, Offset: -1, Field: "Options.KeyLength", Err: fmt.Errorf("%d: %s uses 16-byte keys: %w", o.KeyLength, alg, ErrValue)}
+	}
+	h := p.Header()
+	if h == nil {
+		return "", &Error{PE: -1, Offset: -1, Err: fmt.Errorf("no header to declare the algorithm in: %w", ErrOrder)}
+	}
+	from := map[string]bool{}
+	n := 0
+	for _, pe := range p.All(PEAKAParameter) {
+		a := pe.AKA.Algo
+		if a == nil {
+			continue
+		}
+		from[a.AlgorithmID.String()] = true
+		a.algo.Value = appendUint(nil, int(alg))
+		if len(a.key.Value) != kLen {
+			a.key.Value = make([]byte, kLen)
+		}
+		if len(a.opc.Value) != opcLen {
+			a.opc.Value = make([]byte, opcLen)
+		}
+		n++
+	}
+	if n == 0 {
+		return "", &Error{PE: -1, Offset: -1, Err: fmt.Errorf("no akaParameter with an algoParameter to switch: %w", ErrNoSlot)}
+	}
+	list := p.PEs[0].Node.Child(0xA5)
+	var kept []*Node
+	var removed []string
+	for _, f := range list.Children {
+		num := f.Tag.Number()
+		if name, ok := algorithmServices[num]; ok && num != svc {
+			removed = append(removed, name)
+			continue
+		}
+		if num == svc {
+			continue // re-added below, once
+		}
+		kept = append(kept, f)
+	}
+	flag := &Node{Tag: Tag(0x80 + svc), Offset: -1}
+	i := 0
+	for i < len(kept) && kept[i].Tag.Number() < svc {
+		i++
+	}
+	kept = append(kept[:i], append([]*Node{flag}, kept[i:]...)...)
+	list.Children = kept
+	names := make([]string, 0, len(from))
+	for a := range from {
+		names = append(names, a)
+	}
+	sort.Strings(names)
+	desc := fmt.Sprintf("%s → %s in %d akaParameter PE(s) (K %d bytes, OPc %d bytes); header services: +%s",
+		strings.Join(names, ", "), algorithmServices[svc], n, kLen, opcLen, algorithmServices[svc])
+	for _, r := range removed {
+		desc += " -" + r
+	}
+	return desc, nil
 }

@@ -227,6 +227,7 @@ type Plan struct {
 	fieldLen map[SlotKind]int
 	notes    []string // why optional fields have no slot
 	opts     Options
+	switched string // Switch()
 	pins     map[int]bool
 	puks     map[int]bool
 	algos    map[esim.Algorithm]bool // algorithms the header declares

@@ -3,21 +3,28 @@ package template
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"sort"
 	"testing"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // Variants of the TS.48 templates that place file contents the other ways
 // SAIP allows: behind an offset, split, absent, rewritten by a later PE.
 
-func fillContent(b []byte) *Node { return &Node{Tag: 0x83, Offset: -1, Value: append([]byte(nil), b...)} }
-func fillOffset(n int) *Node     { return &Node{Tag: 0x82, Offset: -1, Value: appendUint(nil, n)} }
+func fillContent(b []byte) *Node {
+	return &Node{Tag: 0x83, Offset: -1, Value: append([]byte(nil), b...)}
+}
+func fillOffset(n int) *Node { return &Node{Tag: 0x82, Offset: -1, Value: appendUint(nil, n)} }
 func gfmPath(path string) *Node {
 	b, _ := hex.DecodeString(path)
 	return &Node{Tag: 0x80, Offset: -1, Value: b}
 }
-func gfmOffset(n int) *Node     { return &Node{Tag: 0x02, Offset: -1, Value: appendUint(nil, n)} }
-func gfmContent(b []byte) *Node { return &Node{Tag: 0x81, Offset: -1, Value: append([]byte(nil), b...)} }
+func gfmOffset(n int) *Node { return &Node{Tag: 0x02, Offset: -1, Value: appendUint(nil, n)} }
+func gfmContent(b []byte) *Node {
+	return &Node{Tag: 0x81, Offset: -1, Value: append([]byte(nil), b...)}
+}
 
 // setFill replaces the fill commands of a file of the first PE of type pt,
 // keeping its other items (the FCP).
@@ -170,6 +177,82 @@ func TestEveryPlacementPersonalisesByTheIndependentCheck(t *testing.T) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// TestSwitchingTheAlgorithmUpdatesEveryAKAParameterAndTheHeader compiles
+// every TS.48 template (and placement variants) switched to Milenage,
+// TUAK-128 and TUAK-256, personalises it and checks the card.
+func TestSwitchingTheAlgorithmUpdatesEveryAKAParameterAndTheHeader(t *testing.T) {
+	profiles := ts48(t)
+	algos := []struct {
+		name string
+		o    Options
+		k    int
+		opc  int
+	}{
+		{"milenage", Options{Algorithm: esim.AlgorithmMilenage}, 16, 16},
+		{"tuak128", Options{Algorithm: esim.AlgorithmTUAK}, 16, 32},
+		{"tuak256", Options{Algorithm: esim.AlgorithmTUAK, KeyLength: 32}, 32, 32},
+		{"test", Options{Algorithm: esim.AlgorithmTest}, 16, 16},
+	}
+	for _, name := range sortedNames(profiles) {
+		for _, fv := range []fileVariant{fileVariants[0], fileVariants[4], fileVariants[5]} {
+			tmpl := variant(t, profiles[name], fv, 1)
+			for _, a := range algos {
+				t.Run(name+"/"+fv.name+"/"+a.name, func(t *testing.T) {
+					if _, err := Compile(tmpl); err != nil {
+						t.Fatal(err)
+					}
+					pl, err := CompileWith(tmpl, a.o)
+					if err != nil {
+						t.Fatalf("CompileWith: %v", err)
+					}
+					if a.o.Algorithm != esim.AlgorithmTest && pl.Switch() == "" {
+						t.Fatal("Plan.Switch is empty")
+					}
+					if got := pl.Algorithms(); len(got) != 1 || got[0] != a.o.Algorithm {
+						t.Fatalf("switched plan declares %v, want only %s", got, a.o.Algorithm)
+					}
+					r := seedFor(name + a.name)
+					for i := 0; i < 3; i++ {
+						v := randomValues(r, pl)
+						if len(v.K) != a.k || len(v.OPc) != a.opc {
+							t.Fatalf("slots take K %d and OPc %d bytes, want %d and %d", len(v.K), len(v.OPc), a.k, a.opc)
+						}
+						if i == 0 {
+							v.Algorithm = esim.AlgorithmUnset // keep the switched one
+						}
+						out, err := pl.Apply(v, nil)
+						if err != nil {
+							t.Fatalf("Apply: %v", err)
+						}
+						q, err := Decode(out)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if err := q.Validate(); err != nil {
+							t.Fatalf("switched output does not validate: %v", err)
+						}
+						checkCard(t, out, v, a.o.Algorithm)
+					}
+				})
+			}
+		}
+	}
+}
+
+func TestAlgorithmOptionsAreChecked(t *testing.T) {
+	der := ts48(t)[v5]
+	for _, o := range []Options{
+		{KeyLength: 16},
+		{Algorithm: 9},
+		{Algorithm: esim.AlgorithmMilenage, KeyLength: 32},
+		{Algorithm: esim.AlgorithmTUAK, KeyLength: 24},
+	} {
+		if _, err := CompileWith(der, o); !errors.Is(err, ErrValue) {
+			t.Errorf("CompileWith(%+v): %v, want ErrValue", o, err)
 		}
 	}
 }
