@@ -42,8 +42,9 @@ func Values(rec *perso.Record, keepAlgorithm bool) (template.Values, error) {
 		SPN:    rec.SPN,
 		MSISDN: rec.MSISDN,
 	}
+	// Unset (the zero value) keeps the template's algorithm.
 	if !keepAlgorithm {
-		v.Algorithm = esim.Algorithm(rec.Algorithm)
+		v.Algorithm = rec.Algorithm
 	}
 	// perso and the template both hold PIN/PUK/ADM in card form (ASCII
 	// digits padded with FF, or an 8-byte binary ADM).

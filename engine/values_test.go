@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/internal/testenv"
 	"github.com/perso-esim/perso/perso"
 	"github.com/perso-esim/perso/template"
@@ -19,7 +20,7 @@ func generated(t *testing.T, n int) []perso.Record {
 	t.Helper()
 	g, err := perso.NewGenerator(perso.GenOptions{
 		Count: int64(n), ICCIDStart: "8949449999990000012", IMSIStart: "001010000000001",
-		Layout: perso.Layout{OTAKVNs: []uint8{1, 2}}, Algorithm: perso.AlgTest,
+		Layout: perso.Layout{OTAKVNs: []uint8{1, 2}}, Algorithm: esim.AlgorithmTest,
 		MSISDNStart: "491700000001", SMSC: "+491700000999", SPN: "perso",
 	})
 	if err != nil {

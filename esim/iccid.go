@@ -143,8 +143,8 @@ func nibble(s string, i int) byte {
 
 // LuhnDigit returns the Luhn check digit ('0'-'9') of a payload of decimal
 // digits (an ICCID without its last digit).
-func LuhnDigit(payload string) (byte, error) {
-	if payload == "" || !digits(payload) {
+func LuhnDigit[S ~string | ~[]byte](payload S) (byte, error) {
+	if len(payload) == 0 || !digits(payload) {
 		return 0, valueErr("Luhn payload", ErrSyntax, "not decimal digits")
 	}
 	return '0' + luhn(payload, true), nil

@@ -7,6 +7,8 @@ import (
 	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/apache/arrow/go/v15/arrow/bitutil"
 	"github.com/apache/arrow/go/v15/arrow/memory"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // zeroingAllocator zeroes memory when Arrow frees or reallocates it. The
@@ -107,7 +109,7 @@ func (b *batch) wipeRow() {
 
 // commit finishes the current row. present tells which columns hold a value;
 // strs holds the text of string columns.
-func (b *batch) commit(present []bool, strs [][]byte, alg Algorithm) {
+func (b *batch) commit(present []bool, strs [][]byte, alg esim.Algorithm) {
 	n := b.n
 	for i := range b.cols {
 		c := &b.cols[i]

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 func TestCSVRoundTrip(t *testing.T) {
@@ -17,9 +19,9 @@ func TestCSVRoundTrip(t *testing.T) {
 		{"semicolon, several batches, OTA keys, metadata", GenOptions{Count: 300, ICCIDStart: "89441500000000000005", IMSIStart: "234150000000001",
 			Layout: Layout{OTAKVNs: []uint8{1, 2}}, MSISDNStart: "447700900000", SMSC: "+447785016005", SPN: "Acme, \"Mobile\"",
 			ProfileName: "ACME 5G", ServiceProvider: "Acme", ProfileType: "operational", ProfileClass: "prod"}, ';', 128},
-		{"TUAK-256", GenOptions{Count: 20, ICCIDStart: "8944150000000000017", IMSIStart: "23415000001", Algorithm: AlgTUAK,
+		{"TUAK-256", GenOptions{Count: 20, ICCIDStart: "8944150000000000017", IMSIStart: "23415000001", Algorithm: esim.AlgorithmTUAK,
 			Layout: Layout{KiBytes: 32, OPcBytes: 32}}, '\t', 7},
-		{"test algorithm without OPc", GenOptions{Count: 5, ICCIDStart: "894415000000000005", IMSIStart: "001010000000001", Algorithm: AlgTest}, ',', 0},
+		{"test algorithm without OPc", GenOptions{Count: 5, ICCIDStart: "894415000000000005", IMSIStart: "001010000000001", Algorithm: esim.AlgorithmTest}, ',', 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -83,7 +85,7 @@ func TestCSVHeaderMapping(t *testing.T) {
 		t.Fatalf("ignored columns %q, want [Comment]", got)
 	}
 	got := readAll(t, r)
-	want := Record{ICCID: "8944150000000000017", IMSI: "234150000000001", Algorithm: AlgMilenage,
+	want := Record{ICCID: "8944150000000000017", IMSI: "234150000000001", Algorithm: esim.AlgorithmMilenage,
 		Ki: mustHex(t, "000102030405060708090a0b0c0d0e0f"), OPc: mustHex(t, "0f0e0d0c0b0a09080706050403020100"),
 		PIN1: Secret("1234\xFF\xFF\xFF\xFF"), PUK1: Secret("12345678"), ADM1: mustHex(t, "0011223344556677"),
 		OTA: []OTAKeySet{{KVN: 3, KIc: mustHex(t, "101112131415161718191a1b1c1d1e1f"), KID: mustHex(t, "202122232425262728292a2b2c2d2e2f"),

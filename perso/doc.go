@@ -42,8 +42,9 @@
 //	kic<N>, kid<N>, kik<N>  fixed_size_binary(16|24|32)  nullable  secret; one triple per OTA key
 //	                                                       version N present in the input
 //
-// CardValueText turns a pin/puk/adm column value back into the digits (or
-// 16 hex digits for a binary ADM key) that template.Values takes.
+// esim.CodeText turns a pin/puk/adm column value back into its digits (or
+// 16 upper-case hex digits for a binary ADM key); the column values are
+// already the card form template.Values takes.
 //
 // The widths of ki/opc/op (16 by default, 32 for TUAK-256 and TOPc) and of
 // the OTA keys are fixed per input by Options.Layout; a value of another

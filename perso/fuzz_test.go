@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // fuzzRead reads input with newReader and checks the reader's invariants:
@@ -69,7 +71,7 @@ func fuzzRead(t *testing.T, input []byte, open func(io.Reader, Options) (*Reader
 	}
 	seen := map[string]bool{}
 	for _, rec := range recs {
-		if !luhnValid([]byte(rec.ICCID)) || len(rec.IMSI) < 6 || len(rec.IMSI) > 15 || !allDigits([]byte(rec.IMSI)) || len(rec.Ki) != 16 {
+		if !esim.LuhnValid([]byte(rec.ICCID)) || len(rec.IMSI) < 6 || len(rec.IMSI) > 15 || !allDigits([]byte(rec.IMSI)) || len(rec.Ki) != 16 {
 			t.Fatalf("accepted an invalid record (ICCID %q IMSI %q Ki %d bytes)", rec.ICCID, rec.IMSI, len(rec.Ki))
 		}
 		if seen[rec.ICCID] || seen["imsi"+rec.IMSI] {
@@ -205,7 +207,7 @@ func FuzzParquetReader(f *testing.F) {
 				return
 			}
 			for _, pr := range recordsOf(t, rec) {
-				if !luhnValid([]byte(pr.ICCID)) || len(pr.Ki) != 16 {
+				if !esim.LuhnValid([]byte(pr.ICCID)) || len(pr.Ki) != 16 {
 					t.Fatalf("accepted an invalid record")
 				}
 			}

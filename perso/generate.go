@@ -10,6 +10,8 @@ import (
 
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/memory"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // GenOptions configure the test-data Generator.
@@ -18,7 +20,7 @@ type GenOptions struct {
 	ICCIDStart string // first ICCID, 18-20 digits with a valid Luhn digit
 	IMSIStart  string // first IMSI, 6-15 digits
 	Layout     Layout // secret widths and OTA key versions to fill
-	Algorithm  Algorithm
+	Algorithm  esim.Algorithm
 	// OP is the operator variant; nil draws a random one per generator.
 	// OPc = AES_Ki(OP) xor OP for every record (Milenage).
 	OP Secret
@@ -62,7 +64,7 @@ func NewGenerator(o GenOptions) (*Generator, error) {
 		return nil, errors.New("generator: negative count")
 	}
 	ic := []byte(o.ICCIDStart)
-	if !allDigits(ic) || len(ic) < 18 || len(ic) > 20 || !luhnValid(ic) {
+	if esim.CheckICCID(ic) != nil {
 		return nil, errors.New("generator: ICCID start must be 18-20 digits with a valid Luhn check digit")
 	}
 	im := []byte(o.IMSIStart)
@@ -72,8 +74,8 @@ func NewGenerator(o GenOptions) (*Generator, error) {
 	if o.MSISDNStart != "" && (!allDigits([]byte(o.MSISDNStart)) || len(o.MSISDNStart) > 15) {
 		return nil, errors.New("generator: MSISDN start must be up to 15 digits")
 	}
-	if o.Algorithm == 0 {
-		o.Algorithm = AlgMilenage
+	if o.Algorithm == esim.AlgorithmUnset {
+		o.Algorithm = esim.AlgorithmMilenage
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = DefaultBatchSize
@@ -85,10 +87,10 @@ func NewGenerator(o GenOptions) (*Generator, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.Algorithm == AlgTUAK && o.OmitOPc {
+	if o.Algorithm == esim.AlgorithmTUAK && o.OmitOPc {
 		return nil, errors.New("generator: TUAK TOPc cannot be derived from TOP; do not omit OPc")
 	}
-	if o.Algorithm == AlgMilenage && (l.KiBytes != 16 || l.OPcBytes != 16) {
+	if o.Algorithm == esim.AlgorithmMilenage && (l.KiBytes != 16 || l.OPcBytes != 16) {
 		return nil, errors.New("generator: Milenage needs 16-byte Ki and OPc")
 	}
 	g := &Generator{o: o, l: l, b: newBatch(l, o.Allocator, o.BatchSize),
@@ -136,7 +138,7 @@ func (g *Generator) Next() (arrow.Record, error) {
 	}
 	// One read of randomness for the whole batch.
 	topc := 0 // TUAK: random TOPc (it cannot be derived like Milenage OPc)
-	if g.o.Algorithm == AlgTUAK && !g.o.OmitOPc {
+	if g.o.Algorithm == esim.AlgorithmTUAK && !g.o.OmitOPc {
 		topc = g.l.OPcBytes
 	}
 	per := g.l.KiBytes + topc + 4*8 + 8 + 3*g.l.OTAKeyBytes*len(g.l.OTAKVNs)
@@ -158,11 +160,11 @@ func (g *Generator) Next() (arrow.Record, error) {
 		copy(ki, r[:g.l.KiBytes])
 		r = r[g.l.KiBytes:]
 		g.present[cKi] = true
-		if g.o.Algorithm != AlgTest {
+		if g.o.Algorithm != esim.AlgorithmTest {
 			if g.o.OmitOPc {
 				copy(g.b.slot(cOP), g.op)
 				g.present[cOP] = true
-			} else if g.o.Algorithm == AlgMilenage {
+			} else if g.o.Algorithm == esim.AlgorithmMilenage {
 				if err := deriveOPc(g.b.slot(cOPc), ki, g.op); err != nil {
 					return nil, err
 				}
@@ -224,7 +226,7 @@ func (g *Generator) advance() error {
 	if !incDigits(p) {
 		return errors.New("generator: ICCID range exhausted")
 	}
-	g.iccid[len(g.iccid)-1] = '0' + luhnCheck(p)
+	g.iccid[len(g.iccid)-1], _ = esim.LuhnDigit(p)
 	if !incDigits(g.imsi) {
 		return errors.New("generator: IMSI range exhausted")
 	}
@@ -282,7 +284,7 @@ func (g *Generator) Close() {
 
 // ICCIDWithCheck appends the Luhn check digit to an ICCID payload.
 func ICCIDWithCheck(payload string) (string, error) {
-	d, err := LuhnDigit(payload)
+	d, err := esim.LuhnDigit(payload)
 	if err != nil {
 		return "", err
 	}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/memory"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // DefaultBatchSize is the number of rows per Arrow record batch when
@@ -36,7 +38,7 @@ type Options struct {
 	Rules Rules
 	// DefaultAlgorithm applies to records without an algorithm value
 	// (default Milenage).
-	DefaultAlgorithm Algorithm
+	DefaultAlgorithm esim.Algorithm
 	// Delimiter separates CSV fields (default ','). Ignored by other formats.
 	Delimiter rune
 	// Rejects receives every rejected record; nil discards them (they are
@@ -82,8 +84,8 @@ func (o *Options) setDefaults() error {
 	if o.BatchSize <= 0 {
 		o.BatchSize = DefaultBatchSize
 	}
-	if o.DefaultAlgorithm == 0 {
-		o.DefaultAlgorithm = AlgMilenage
+	if o.DefaultAlgorithm == esim.AlgorithmUnset {
+		o.DefaultAlgorithm = esim.AlgorithmMilenage
 	}
 	if o.Delimiter == 0 {
 		o.Delimiter = ','
@@ -176,7 +178,7 @@ func newReader(src source, o Options, kvns []uint8, cols []bool) (*Reader, error
 	if o.OP != nil && len(o.OP) != l.OPcBytes {
 		return nil, fmt.Errorf("%s: batch OP must be %d bytes", o.File, l.OPcBytes)
 	}
-	if !cols[cOPc] && !cols[cOP] && o.OP == nil && !cols[cAlg] && o.DefaultAlgorithm != AlgTest {
+	if !cols[cOPc] && !cols[cOP] && o.OP == nil && !cols[cAlg] && o.DefaultAlgorithm != esim.AlgorithmTest {
 		return nil, fmt.Errorf("%s: no opc or op column", o.File)
 	}
 	if err := r.tr.setup(&o, cols, l); err != nil {
@@ -449,7 +451,7 @@ type rowParser struct {
 	l         Layout
 	b         *batch
 	v         *Validator
-	defAlg    Algorithm
+	defAlg    esim.Algorithm
 	probs     []Problem
 	present   []bool
 	strs      [][]byte
@@ -479,8 +481,8 @@ func (p *rowParser) parse(row *rawRow) bool {
 
 	alg := p.defAlg
 	if a := v[cAlg]; len(a) > 0 {
-		var ok bool
-		if alg, ok = ParseAlgorithm(string(a)); !ok {
+		var err error
+		if alg, err = esim.ParseAlgorithm(string(a)); err != nil {
 			p.problem(cAlg, a, false, "unknown algorithm, want milenage, tuak or test")
 		}
 	}
@@ -507,15 +509,15 @@ func (p *rowParser) parse(row *rawRow) bool {
 	}
 	opOnly := false
 	switch alg {
-	case AlgMilenage, AlgTUAK:
+	case esim.AlgorithmMilenage, esim.AlgorithmTUAK:
 		if len(v[cOPc]) == 0 && len(v[cOP]) == 0 && !p.keysOptional {
 			p.probs = append(p.probs, Problem{Column: ColOPc, Class: "empty", Reason: "missing: " + alg.String() + " needs OPc or OP"})
 		}
 		opOnly = len(v[cOPc]) == 0 && len(v[cOP]) > 0
-		if alg == AlgMilenage && (p.l.KiBytes != 16 || p.l.OPcBytes != 16) {
+		if alg == esim.AlgorithmMilenage && (p.l.KiBytes != 16 || p.l.OPcBytes != 16) {
 			p.probs = append(p.probs, Problem{Column: ColAlgorithm, Class: "milenage", Reason: "Milenage needs 16-byte Ki and OPc but the batch layout is wider"})
 		}
-		if alg == AlgTUAK && opOnly {
+		if alg == esim.AlgorithmTUAK && opOnly {
 			p.probs = append(p.probs, Problem{Column: ColOP, Class: classify(v[cOP]), Reason: "TUAK TOPc cannot be derived here; supply opc"})
 		}
 	}
@@ -577,56 +579,28 @@ func (p *rowParser) fixed(col, w int, val []byte, raw bool) {
 }
 
 // pin parses PIN1/PIN2 (4-8 digits), PUK1/PUK2 (8 digits) and ADM1 (4-8
-// digits or 16 hex digits) into the 8-byte card value.
+// digits or 16 hex digits) into the 8-byte card value, by esim's rules.
 func (p *rowParser) pin(col int, dst, val []byte, raw bool) bool {
+	kind := esim.PIN
+	switch col {
+	case cPUK1, cPUK2:
+		kind = esim.PUK
+	case cADM1:
+		kind = esim.ADM
+	}
 	if raw {
-		if len(val) != 8 {
-			p.problem(col, val, true, "wrong length, want the 8-byte card value")
-			return false
-		}
-		if col != cADM1 && !cardDigits(val, col == cPUK1 || col == cPUK2) {
-			p.problem(col, val, true, "not ASCII digits padded with FF")
+		if err := kind.Check(val); err != nil {
+			p.problem(col, val, true, esim.Reason(err))
 			return false
 		}
 		copy(dst, val)
 		return true
 	}
-	digitsOK := allDigits(val)
-	switch {
-	case (col == cPUK1 || col == cPUK2) && (!digitsOK || len(val) != 8):
-		p.problem(col, val, false, "want exactly 8 digits")
+	if err := kind.Encode(dst, val); err != nil {
+		p.problem(col, val, false, esim.Reason(err))
 		return false
-	case col == cADM1 && len(val) == 16 && allHex(val):
-		decodeHex(dst, val)
-		return true
-	case !digitsOK || len(val) < 4 || len(val) > 8:
-		reason := "want 4-8 digits"
-		if col == cADM1 {
-			reason = "want 4-8 digits or 16 hex digits"
-		}
-		p.problem(col, val, false, reason)
-		return false
-	}
-	n := copy(dst, val)
-	for i := n; i < 8; i++ {
-		dst[i] = 0xFF
 	}
 	return true
-}
-
-// cardDigits reports whether v is 4-8 ASCII digits padded with 0xFF (exactly
-// 8 digits when full).
-func cardDigits(v []byte, full bool) bool {
-	n := 0
-	for n < len(v) && v[n]-'0' <= 9 {
-		n++
-	}
-	for _, c := range v[n:] {
-		if c != 0xFF {
-			return false
-		}
-	}
-	return n >= 4 && (!full || n == 8)
 }
 
 // text checks a free-text or number column.

@@ -7,51 +7,9 @@ import (
 	"strings"
 
 	"github.com/apache/arrow/go/v15/arrow"
+
+	"github.com/perso-esim/perso/esim"
 )
-
-// Algorithm is the network authentication algorithm of a record. The values
-// are SAIP's algorithmID (akaParameter/algoParameter).
-type Algorithm uint8
-
-// Algorithms, numbered as SAIP algorithmID.
-const (
-	AlgMilenage Algorithm = 1
-	AlgTUAK     Algorithm = 2
-	AlgTest     Algorithm = 3 // usim-test-algorithm (TS 34.108 XOR)
-)
-
-func (a Algorithm) String() string {
-	switch a {
-	case AlgMilenage:
-		return "milenage"
-	case AlgTUAK:
-		return "tuak"
-	case AlgTest:
-		return "test"
-	}
-	return "algorithm(" + strconv.Itoa(int(a)) + ")"
-}
-
-// ParseAlgorithm accepts the names and numbers operators use:
-// milenage|1, tuak|2, test|xor|usim-test|3 (case-insensitive).
-func ParseAlgorithm(s string) (Algorithm, bool) {
-	s = strings.TrimSpace(s)
-	switch { // fast path for the common spellings, without allocating
-	case s == "1" || strings.EqualFold(s, "milenage"):
-		return AlgMilenage, true
-	case s == "2" || strings.EqualFold(s, "tuak"):
-		return AlgTUAK, true
-	}
-	switch strings.ToLower(s) {
-	case "milenage", "mil", "1":
-		return AlgMilenage, true
-	case "tuak", "2":
-		return AlgTUAK, true
-	case "test", "xor", "usim-test", "usim-test-algorithm", "3":
-		return AlgTest, true
-	}
-	return 0, false
-}
 
 // OTAKeySet is one OTA (SCP80) key set: KIc, KID and KIK under one key version number.
 type OTAKeySet struct {
@@ -64,16 +22,16 @@ type OTAKeySet struct {
 // tests and by code that handles a single profile (see RecordAt, Builder).
 //
 // PIN1, PUK1, PIN2, PUK2 and ADM1 hold the 8-byte value as it is written to
-// the card: ASCII digits padded with 0xFF (see EncodePIN), or for ADM1 also an
+// the card: ASCII digits padded with 0xFF (esim.CodeKind.Encode), or for ADM1 also an
 // arbitrary 8-byte binary key. An empty Secret means "not given" (the
 // template's value stays).
 type Record struct {
-	ICCID     string // 18-20 digits, last digit Luhn
-	IMSI      string // 6-15 digits
-	Ki        Secret // 16 or 32 bytes
-	OPc       Secret // 16 bytes (Milenage OPc) or 32 (TUAK TOPc); derived from OP when only OP is given
-	OP        Secret // optional operator variant
-	Algorithm Algorithm
+	ICCID     string         // 18-20 digits, last digit Luhn (esim.CheckICCID)
+	IMSI      string         // 6-15 digits (esim.CheckIMSI)
+	Ki        Secret         // 16 or 32 bytes
+	OPc       Secret         // 16 bytes (Milenage OPc) or 32 (TUAK TOPc); derived from OP when only OP is given
+	OP        Secret         // optional operator variant
+	Algorithm esim.Algorithm // never AlgorithmUnset once read: readers apply Options.DefaultAlgorithm
 
 	PIN1, PUK1, PIN2, PUK2, ADM1 Secret
 
@@ -90,43 +48,6 @@ func (r *Record) Wipe() {
 	for _, k := range r.OTA {
 		wipe(k.KIc, k.KID, k.KIK)
 	}
-}
-
-// EncodePIN turns 4-8 decimal digits into the 8-byte card form: ASCII
-// digits padded with 0xFF ("1234" -> 31 32 33 34 FF FF FF FF).
-func EncodePIN(digits string) (Secret, error) {
-	if len(digits) < 4 || len(digits) > 8 || !allDigits([]byte(digits)) {
-		return nil, fmt.Errorf("PIN must be 4-8 digits, got %s", classify([]byte(digits)))
-	}
-	out := make(Secret, 8)
-	n := copy(out, digits)
-	for i := n; i < 8; i++ {
-		out[i] = 0xFF
-	}
-	return out, nil
-}
-
-// CardValueText turns an 8-byte PIN/PUK/ADM card value back into the text
-// form operators and template.Values use: its digits when it is ASCII
-// digits padded with 0xFF, otherwise 16 upper-case hex digits (a binary
-// ADM key). It returns "" for an empty value.
-func CardValueText(v []byte) string {
-	if len(v) == 0 {
-		return ""
-	}
-	if cardDigits(v, false) {
-		n := 0
-		for n < len(v) && v[n] != 0xFF {
-			n++
-		}
-		return string(v[:n])
-	}
-	const hx = "0123456789ABCDEF"
-	out := make([]byte, 2*len(v))
-	for i, c := range v {
-		out[2*i], out[2*i+1] = hx[c>>4], hx[c&15]
-	}
-	return string(out)
 }
 
 // Column names of the Arrow schema. They are stable: the engine and

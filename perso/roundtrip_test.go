@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // seeded returns a deterministic randomness source, so that the same
@@ -64,7 +66,7 @@ func TestRoundTripEveryFormat(t *testing.T) {
 		{"AES-128-CBC transport, 32-byte TUAK keys", func(o *GenOptions) {
 			o.Transport = Transport{Key: 7, Alg: TransportAES128CBC}
 			o.TransportKey = tkey[:16]
-			o.Algorithm, o.Layout.KiBytes, o.Layout.OPcBytes, o.OP = AlgTUAK, 32, 32, nil
+			o.Algorithm, o.Layout.KiBytes, o.Layout.OPcBytes, o.OP = esim.AlgorithmTUAK, 32, 32, nil
 		}},
 		{"3DES-CBC transport, OP only", func(o *GenOptions) {
 			o.Transport = Transport{Key: 7, Alg: Transport3DESCBC}

@@ -6,6 +6,8 @@ import (
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/apache/arrow/go/v15/arrow/memory"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // Builder assembles Records into Arrow batches of a layout without
@@ -126,7 +128,7 @@ func RecordAt(rec arrow.Record, i int) (Record, error) {
 	}
 	r.ICCID, r.IMSI = str(cICCID), str(cIMSI)
 	r.Ki, r.OPc, r.OP = fix(cKi), fix(cOPc), fix(cOP)
-	r.Algorithm = Algorithm(rec.Column(cAlg).(*array.Uint8).Value(i))
+	r.Algorithm = esim.Algorithm(rec.Column(cAlg).(*array.Uint8).Value(i))
 	r.PIN1, r.PUK1, r.PIN2, r.PUK2, r.ADM1 = fix(cPIN1), fix(cPUK1), fix(cPIN2), fix(cPUK2), fix(cADM1)
 	r.MSISDN, r.SMSC, r.SPN = str(cMSISDN), str(cSMSC), str(cSPN)
 	r.ProfileName, r.ServiceProvider, r.ProfileType, r.ProfileClass = str(cProfileName), str(cServiceProvider), str(cProfileType), str(cProfileClass)

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 func TestSecretNeverPrints(t *testing.T) {
@@ -48,40 +50,12 @@ func TestSecretNeverPrints(t *testing.T) {
 	}
 }
 
-func TestLuhn(t *testing.T) {
-	cases := []struct {
-		payload string
-		digit   byte
-	}{
-		{"894415000000000001", '7'},
-		{"8944150000000000000", '5'},
-		{"7992739871", '3'}, // the textbook example
-		{"898821000000000010", '3'},
-	}
-	for _, c := range cases {
-		d, err := LuhnDigit(c.payload)
-		if err != nil || d != c.digit {
-			t.Errorf("LuhnDigit(%s) = %c, %v; want %c", c.payload, d, err, c.digit)
-		}
-		full := c.payload + string(c.digit)
-		if !luhnValid([]byte(full)) {
-			t.Errorf("%s must pass Luhn", full)
-		}
-		for wrong := byte('0'); wrong <= '9'; wrong++ {
-			if wrong != c.digit && luhnValid([]byte(c.payload+string(wrong))) {
-				t.Errorf("%s%c must fail Luhn", c.payload, wrong)
-			}
-		}
-	}
-	if _, err := LuhnDigit("12a4"); err == nil {
-		t.Error("LuhnDigit must reject non-digits")
-	}
-}
+// Luhn digits are esim's (esim.TestLuhnDigit).
 
 func TestValidatorCheck(t *testing.T) {
 	ki := make(Secret, 16)
 	good := func() Record {
-		return Record{ICCID: "8944150000000000017", IMSI: "234150000000001", Ki: ki, OPc: ki, Algorithm: AlgMilenage, PIN1: Secret("1234\xff\xff\xff\xff")}
+		return Record{ICCID: "8944150000000000017", IMSI: "234150000000001", Ki: ki, OPc: ki, Algorithm: esim.AlgorithmMilenage, PIN1: Secret("1234\xff\xff\xff\xff")}
 	}
 	cases := []struct {
 		name   string
@@ -108,10 +82,10 @@ func TestValidatorCheck(t *testing.T) {
 		{"ICCID prefix", Rules{ICCIDPrefix: "8949"}, func(*Record) {}, ColICCID, "prefix"},
 		{"short Ki", Rules{}, func(r *Record) { r.Ki = ki[:15] }, ColKi, "wrong length"},
 		{"Milenage with 32-byte Ki", Rules{}, func(r *Record) { r.Ki = make(Secret, 32) }, ColKi, "Milenage"},
-		{"TUAK with 32-byte Ki", Rules{}, func(r *Record) { r.Ki, r.Algorithm = make(Secret, 32), AlgTUAK }, "", ""},
+		{"TUAK with 32-byte Ki", Rules{}, func(r *Record) { r.Ki, r.Algorithm = make(Secret, 32), esim.AlgorithmTUAK }, "", ""},
 		{"no OPc nor OP", Rules{}, func(r *Record) { r.OPc = nil }, ColOPc, "missing"},
 		{"OP only", Rules{}, func(r *Record) { r.OPc, r.OP = nil, ki }, "", ""},
-		{"test algorithm needs no OPc", Rules{}, func(r *Record) { r.OPc, r.Algorithm = nil, AlgTest }, "", ""},
+		{"test algorithm needs no OPc", Rules{}, func(r *Record) { r.OPc, r.Algorithm = nil, esim.AlgorithmTest }, "", ""},
 		{"unknown algorithm", Rules{}, func(r *Record) { r.Algorithm = 9 }, ColAlgorithm, "unknown"},
 		{"PIN not in card form", Rules{}, func(r *Record) { r.PIN1 = Secret("1234") }, ColPIN1, "8-byte"},
 	}
@@ -173,7 +147,7 @@ func TestDigitSet(t *testing.T) {
 }
 
 func TestValidateHasNoMemory(t *testing.T) {
-	r := Record{ICCID: "8944150000000000017", IMSI: "234150000000001", Ki: make(Secret, 16), OPc: make(Secret, 16), Algorithm: AlgMilenage}
+	r := Record{ICCID: "8944150000000000017", IMSI: "234150000000001", Ki: make(Secret, 16), OPc: make(Secret, 16), Algorithm: esim.AlgorithmMilenage}
 	for i := 0; i < 2; i++ {
 		if ps := Validate(&r, Rules{MCC: "234", MNC: "15"}); len(ps) != 0 {
 			t.Fatalf("call %d: %v", i, ps)
@@ -202,7 +176,7 @@ func TestOutWriterEmpty(t *testing.T) {
 	}
 }
 
-func TestCardValueText(t *testing.T) {
+func TestCodeText(t *testing.T) {
 	cases := []struct {
 		in   []byte
 		want string
@@ -214,8 +188,8 @@ func TestCardValueText(t *testing.T) {
 		{nil, ""},
 	}
 	for _, c := range cases {
-		if got := CardValueText(c.in); got != c.want {
-			t.Errorf("CardValueText(% x) = %q, want %q", c.in, got, c.want)
+		if got := esim.CodeText(c.in); got != c.want {
+			t.Errorf("esim.CodeText(% x) = %q, want %q", c.in, got, c.want)
 		}
 		if len(c.in) == 8 && c.want != "" {
 			// the text form reads back to the same card value

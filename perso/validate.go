@@ -1,10 +1,11 @@
 package perso
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // Problem is one thing wrong with one field of a record. It names the
@@ -89,38 +90,6 @@ func decodeHex(dst, src []byte) bool {
 		dst[i] = h<<4 | l
 	}
 	return true
-}
-
-// LuhnDigit returns the Luhn check digit ('0'-'9') for a string of decimal
-// digits, or an error if it holds anything else.
-func LuhnDigit(payload string) (byte, error) {
-	if !allDigits([]byte(payload)) || payload == "" {
-		return 0, errors.New("Luhn payload must be decimal digits")
-	}
-	return '0' + luhnCheck([]byte(payload)), nil
-}
-
-// luhnCheck computes the check digit of ASCII digits.
-func luhnCheck(p []byte) byte {
-	sum := 0
-	double := true // rightmost payload digit is doubled
-	for i := len(p) - 1; i >= 0; i-- {
-		d := int(p[i] - '0')
-		if double {
-			d *= 2
-			if d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-		double = !double
-	}
-	return byte((10 - sum%10) % 10)
-}
-
-// luhnValid reports whether the last digit of d is the Luhn digit of the rest.
-func luhnValid(d []byte) bool {
-	return len(d) >= 2 && luhnCheck(d[:len(d)-1]) == d[len(d)-1]-'0'
 }
 
 // Rules are the batch-level constraints a record must meet besides the
@@ -210,15 +179,17 @@ func (v *Validator) Check(r *Record) []Problem {
 		checkSecretLen(&ps, ColOP, r.OP, 16, 32)
 	}
 	switch r.Algorithm {
-	case AlgMilenage, AlgTUAK:
+	case esim.AlgorithmMilenage, esim.AlgorithmTUAK:
 		if len(r.OPc) == 0 && len(r.OP) == 0 {
 			ps = append(ps, Problem{Column: ColOPc, Class: "empty", Reason: "missing: " + r.Algorithm.String() + " needs OPc or OP"})
 		}
-	case AlgTest:
+	case esim.AlgorithmTest:
+	case esim.AlgorithmUnset:
+		ps = append(ps, Problem{Column: ColAlgorithm, Class: "empty", Reason: "missing: want milenage, tuak or test"})
 	default:
 		ps = append(ps, Problem{Column: ColAlgorithm, Class: r.Algorithm.String(), Reason: "unknown algorithm"})
 	}
-	if r.Algorithm == AlgMilenage && len(r.Ki) == 32 {
+	if r.Algorithm == esim.AlgorithmMilenage && len(r.Ki) == 32 {
 		ps = append(ps, Problem{Column: ColKi, Class: classifyRaw(r.Ki), Reason: "Milenage needs a 16-byte Ki"})
 	}
 	for _, p := range []struct {
@@ -254,15 +225,9 @@ func checkSecretLen(ps *[]Problem, col string, s Secret, ok ...int) {
 
 // checkIdentity checks the ICCID and IMSI formats and the rules on them.
 func (v *Validator) checkIdentity(iccid, imsi []byte, ps *[]Problem) {
-	switch {
-	case len(iccid) == 0:
-		*ps = append(*ps, Problem{Column: ColICCID, Class: "empty", Reason: "missing"})
-	case !allDigits(iccid):
-		*ps = append(*ps, Problem{Column: ColICCID, Class: classify(iccid), Reason: "not decimal digits"})
-	case len(iccid) < 18 || len(iccid) > 20:
-		*ps = append(*ps, Problem{Column: ColICCID, Class: classify(iccid), Reason: "wrong length, want 18-20 digits"})
-	case !luhnValid(iccid):
-		*ps = append(*ps, Problem{Column: ColICCID, Class: classify(iccid), Reason: "bad Luhn check digit"})
+	switch err := esim.CheckICCID(iccid); {
+	case err != nil:
+		*ps = append(*ps, Problem{Column: ColICCID, Class: classify(iccid), Reason: esim.Reason(err)})
 	default:
 		r := &v.rules
 		if r.ICCIDPrefix != "" && (len(iccid) < len(r.ICCIDPrefix) || string(iccid[:len(r.ICCIDPrefix)]) != r.ICCIDPrefix) {
@@ -273,13 +238,9 @@ func (v *Validator) checkIdentity(iccid, imsi []byte, ps *[]Problem) {
 			*ps = append(*ps, Problem{Column: ColICCID, Class: classify(iccid), Reason: "outside the header's Ser_nb range"})
 		}
 	}
-	switch {
-	case len(imsi) == 0:
-		*ps = append(*ps, Problem{Column: ColIMSI, Class: "empty", Reason: "missing"})
-	case !allDigits(imsi):
-		*ps = append(*ps, Problem{Column: ColIMSI, Class: classify(imsi), Reason: "not decimal digits"})
-	case len(imsi) < 6 || len(imsi) > 15:
-		*ps = append(*ps, Problem{Column: ColIMSI, Class: classify(imsi), Reason: "wrong length, want 6-15 digits"})
+	switch err := esim.CheckIMSI(imsi); {
+	case err != nil:
+		*ps = append(*ps, Problem{Column: ColIMSI, Class: classify(imsi), Reason: esim.Reason(err)})
 	default:
 		r := &v.rules
 		if r.MCC != "" && (len(imsi) < len(r.MCC)+len(r.MNC) || string(imsi[:3]) != r.MCC || string(imsi[3:3+len(r.MNC)]) != r.MNC) {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/apache/arrow/go/v15/arrow/array"
+
+	"github.com/perso-esim/perso/esim"
 )
 
 // Writer writes batches of the perso schema to a file format.
@@ -41,10 +43,10 @@ func (t *textRow) render(rec arrow.Record, i int) {
 			case *array.String:
 				t.buf = append(t.buf, a.Value(i)...)
 			case *array.Uint8:
-				t.buf = append(t.buf, Algorithm(a.Value(i)).String()...)
+				t.buf = append(t.buf, esim.Algorithm(a.Value(i)).String()...)
 			case *array.FixedSizeBinary:
 				v := a.Value(i)
-				if col >= cPIN1 && col <= cADM1 && cardDigits(v, false) {
+				if col >= cPIN1 && col <= cADM1 && esim.CodeIsDigits(v) {
 					for _, c := range v {
 						if c != 0xFF {
 							t.buf = append(t.buf, c)

@@ -142,7 +142,7 @@ func demoPrepare(ctx context.Context, plan *template.Plan, pool *hsmpool.Pool, s
 	gen, err := perso.NewGenerator(perso.GenOptions{
 		Count: int64(o.count), ICCIDStart: o.iccidStart, IMSIStart: o.imsiStart,
 		Layout:    perso.Layout{OTAKVNs: []uint8{1, 2}},
-		Algorithm: perso.AlgTest, ProfileName: "perso demo", ServiceProvider: "perso", ProfileClass: "test",
+		Algorithm: esim.AlgorithmTest, ProfileName: "perso demo", ServiceProvider: "perso", ProfileClass: "test",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("demo: generator: %w", err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/perso"
 )
 
@@ -89,9 +90,9 @@ func runCheck(cmd *cobra.Command, a *app, files []string) error {
 	if len(delim) != 1 {
 		return usagef("--delimiter %q: want one ASCII character", delim)
 	}
-	alg, ok := perso.ParseAlgorithm(v.GetString("algorithm"))
-	if !ok {
-		return usagef("--algorithm %q: want milenage, tuak or test", v.GetString("algorithm"))
+	alg, err := esim.ParseAlgorithm(v.GetString("algorithm"))
+	if err != nil {
+		return usagef("--algorithm %q: %s", v.GetString("algorithm"), esim.Reason(err))
 	}
 	maxLine, err := parseSize(v.GetString("max-line"))
 	if err != nil || maxLine > 1<<30 {

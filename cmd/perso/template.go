@@ -356,8 +356,8 @@ func flagProblem(p perso.Problem) string {
 }
 
 func isTestAlgorithm(s string) bool {
-	alg, ok := perso.ParseAlgorithm(s)
-	return ok && alg == perso.AlgTest
+	alg, err := esim.ParseAlgorithm(s)
+	return err == nil && alg == esim.AlgorithmTest
 }
 
 // codeFlag encodes a PIN/PUK/ADM flag (digits, or 16 hex digits for an

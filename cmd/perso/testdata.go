@@ -15,6 +15,7 @@ import (
 	"github.com/apache/arrow/go/v15/arrow"
 	"github.com/spf13/cobra"
 
+	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/perso"
 )
 
@@ -102,12 +103,12 @@ func runTestdataPerso(cmd *cobra.Command, a *app) error {
 	} else if format, err = formatFromName(out); err != nil {
 		return err
 	}
-	alg, ok := perso.ParseAlgorithm(v.GetString("algorithm"))
-	if !ok {
-		return usagef("--algorithm %q: want milenage, tuak or test", v.GetString("algorithm"))
+	alg, err := esim.ParseAlgorithm(v.GetString("algorithm"))
+	if err != nil {
+		return usagef("--algorithm %q: %s", v.GetString("algorithm"), esim.Reason(err))
 	}
 	layout := perso.Layout{KiBytes: v.GetInt("ki-bytes")}
-	if alg == perso.AlgTUAK {
+	if alg == esim.AlgorithmTUAK {
 		layout.OPcBytes = 32
 	}
 	for _, k := range v.GetIntSlice("ota-kvn") {
