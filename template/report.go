@@ -22,6 +22,15 @@ type Report struct {
 	// Notes says, for each optional field the template cannot take, why
 	// (Plan.Notes): a record setting it is refused.
 	Notes []string `json:"notes"`
+	// AlgorithmSwitch describes the algorithm switch the plan applies
+	// (InspectOptions.Compile.Algorithm; Plan.Switch), "" when none.
+	AlgorithmSwitch string `json:"algorithmSwitch,omitempty"`
+}
+
+// InspectOptions are the settings of InspectWith.
+type InspectOptions struct {
+	ShowSecrets bool    // show K, OPc and SD keys instead of Masked
+	Compile     Options // the plan's settings (CompileWith): the report describes the compiled template
 }
 
 // HeaderReport is the ProfileHeader.
@@ -87,11 +96,33 @@ const Masked = "********"
 // returned; validation problems and a failed compilation are reported in
 // the Report. Secret slot values are masked unless showSecrets is set.
 func Inspect(der []byte, showSecrets bool) (*Report, error) {
+	return InspectWith(der, InspectOptions{ShowSecrets: showSecrets})
+}
+
+// InspectWith is Inspect with the plan's settings: with an algorithm
+// switch, the report describes the switched template (its header services,
+// akaParameters and slots) and says what the switch changed.
+func InspectWith(der []byte, o InspectOptions) (*Report, error) {
+	showSecrets := o.ShowSecrets
 	p, err := Decode(der)
 	if err != nil {
 		return nil, err
 	}
-	r := &Report{Size: len(der), PEs: []PEReport{}, NAAs: []NAAReport{}, Slots: []SlotReport{}, Problems: []string{}, MandatoryServices: []string{}, Notes: []string{}}
+	switched := ""
+	if o.Compile.Algorithm != esim.AlgorithmUnset {
+		if switched, err = p.SwitchAlgorithm(o.Compile); err != nil {
+			return nil, err
+		}
+		if p, err = Decode(p.Encode()); err != nil {
+			return nil, err
+		}
+		der = p.src
+	}
+	if err != nil {
+		return nil, err
+	}
+	r := &Report{Size: len(der), PEs: []PEReport{}, NAAs: []NAAReport{}, Slots: []SlotReport{}, Problems: []string{}, MandatoryServices: []string{}, Notes: []string{},
+		AlgorithmSwitch: switched}
 	if h := p.Header(); h != nil {
 		r.Header = HeaderReport{MajorVersion: h.MajorVersion, MinorVersion: h.MinorVersion, ProfileType: h.ProfileType,
 			MandatoryGFSTE: append([]string{}, h.MandatoryGFSTE...)}

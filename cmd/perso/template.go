@@ -34,6 +34,7 @@ func invalid(err error) error { return exitError{code: 2, err: err} }
 
 func newTemplateInspectCmd(a *app) *cobra.Command {
 	var asJSON, showSecrets bool
+	var switchAlg string
 	cmd := &cobra.Command{
 		Use:   "inspect FILE",
 		Short: "list the PEs, NAAs, mandatory services and personalisable slots of a template",
@@ -43,14 +44,27 @@ and every personalisable slot with its current value. K, OPc,
 security-domain keys and the PIN, PUK and ADM codes are masked unless
 --show-secrets is given.
 
+Each file slot says where its value lands in the file and how it is
+written: in place, as pieces (split content, or content rewritten by a
+later PE), or by rewriting the fill commands of one element (re-encoding its
+PE) when the template does not write the content. Notes say why optional
+fields (SMSC, SPN, MSISDN, EF.ACC) cannot be personalised.
+
+--switch-algorithm shows the plan of the template switched to milenage,
+tuak (TUAK-128), tuak256 or test (template.Options.Algorithm).
+
 --json prints a template.Report (see template/doc.go for the schema).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			opts, err := switchAlgorithmFlag(switchAlg)
+			if err != nil {
+				return usagef("template inspect: %v", err)
+			}
 			der, err := readTemplate(cmd, a, args[0])
 			if err != nil {
 				return err
 			}
-			r, err := template.Inspect(der, showSecrets)
+			r, err := template.InspectWith(der, template.InspectOptions{ShowSecrets: showSecrets, Compile: opts})
 			if err != nil {
 				return invalid(fmt.Errorf("%s: %w", args[0], err))
 			}
@@ -67,6 +81,7 @@ security-domain keys and the PIN, PUK and ADM codes are masked unless
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.Flags().BoolVar(&showSecrets, "show-secrets", false, "show K, OPc, SD key and PIN/PUK/ADM values instead of masking them")
+	cmd.Flags().StringVar(&switchAlg, "switch-algorithm", "", "show the plan switched to milenage, tuak, tuak256 or test")
 	templateMaxSizeFlag(cmd)
 	return cmd
 }
@@ -114,17 +129,22 @@ func printTemplateReport(w io.Writer, name string, r *template.Report) {
 		}
 		fmt.Fprintln(w)
 	}
+	if r.AlgorithmSwitch != "" {
+		fmt.Fprintf(w, "\nalgorithm switch: %s\n", r.AlgorithmSwitch)
+	}
 	fmt.Fprintln(w, "\nslots:")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  name\tPE\toffset\tlength\tvalue")
+	fmt.Fprintln(tw, "  name\tPE\toffset\tlength\tplacement\tvalue")
 	for _, s := range r.Slots {
-		length := fmt.Sprint(s.Length)
-		if !s.Fixed {
-			length += " (variable)"
-		}
-		fmt.Fprintf(tw, "  %s\t#%d %s\t0x%04x\t%s\t%s\n", s.Name, s.PE, s.PEType, s.Offset, length, s.Value)
+		fmt.Fprintf(tw, "  %s\t#%d %s\t0x%04x\t%d\t%s\t%s\n", s.Name, s.PE, s.PEType, s.Offset, s.Length, slotPlacement(s), s.Value)
 	}
 	tw.Flush()
+	if len(r.Notes) > 0 {
+		fmt.Fprintln(w, "\nnot personalisable:")
+		for _, n := range r.Notes {
+			fmt.Fprintf(w, "  %s\n", n)
+		}
+	}
 	if r.CompileError != "" {
 		fmt.Fprintf(w, "\nnot usable as a personalisation template: %s\n", r.CompileError)
 	}
@@ -134,6 +154,36 @@ func printTemplateReport(w io.Writer, name string, r *template.Report) {
 			fmt.Fprintf(w, "  %s\n", p)
 		}
 	}
+}
+
+// slotPlacement says where a slot's bytes land and how they are written:
+// "in place", "EF.IMSI[0..8] piece", "EF.IMSI[0..8] rewrite of PE #7 (usim)
+// ef-imsi: the template writes no content for it".
+func slotPlacement(s template.SlotReport) string {
+	if s.File == "" || s.FileOffset == nil {
+		return "in place"
+	}
+	place := fmt.Sprintf("%s[%d..%d] %s", s.File, *s.FileOffset, *s.FileOffset+s.Length-1, s.Placement)
+	if s.Target != "" {
+		place += " of " + s.Target + ": " + s.Reason
+	}
+	return place
+}
+
+// switchAlgorithmFlag reads --switch-algorithm: milenage, tuak (TUAK-128),
+// tuak256 or test; "" keeps the template's algorithms.
+func switchAlgorithmFlag(s string) (template.Options, error) {
+	switch {
+	case s == "":
+		return template.Options{}, nil
+	case strings.EqualFold(s, "tuak256"):
+		return template.Options{Algorithm: esim.AlgorithmTUAK, KeyLength: 32}, nil
+	}
+	alg, err := esim.ParseAlgorithm(s)
+	if err != nil {
+		return template.Options{}, fmt.Errorf("--switch-algorithm: %w (or tuak256)", err)
+	}
+	return template.Options{Algorithm: alg}, nil
 }
 
 func newTemplateValidateCmd(a *app) *cobra.Command {
@@ -155,6 +205,19 @@ be compiled into a personalisation plan. It prints one line per problem
 				if len(errs) == 0 {
 					p, _ := template.Decode(der)
 					fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d PEs, %d bytes)\n", f, len(p.PEs), len(der))
+					// What the plan cannot personalise, or only by
+					// re-encoding a PE per profile, and why.
+					if pl, err := template.Compile(der); err == nil {
+						for _, n := range pl.Notes() {
+							fmt.Fprintf(cmd.OutOrStdout(), "%s: note: not personalisable: %s\n", f, n)
+						}
+						for _, s := range pl.Slots() {
+							if s.Placement == template.PlaceRewrite {
+								fmt.Fprintf(cmd.OutOrStdout(), "%s: note: %s (%s) is written by rewriting %s (the PE is re-encoded per profile): %s\n",
+									f, s.Name(), s.File, s.Target, s.Reason)
+							}
+						}
+					}
 					continue
 				}
 				bad++
