@@ -51,6 +51,21 @@ type BatchWrite struct {
 	InTx func(ctx context.Context, tx Tx) error
 }
 
+// CreateBatchTx is CreateBatch with inTx run in the transaction that
+// creates the batch (e.g. inserting its chunk jobs), so that a crash leaves
+// the batch with its jobs or neither. When the batch exists already inTx
+// does not run: the stored record is returned, or ErrConflict.
+func (d *DB) CreateBatchTx(ctx context.Context, b Batch, inTx func(ctx context.Context, tx Tx) error) (Batch, error) {
+	if b.ID == "" {
+		return Batch{}, newErr(ErrInvalid, EventBatch, KeyBatch, "")
+	}
+	if b.Chunks < 0 || b.Records < 0 || b.Rejected < 0 {
+		return Batch{}, &Error{Kind: ErrInvalid, Event: EventBatch, Key: KeyBatch, Value: b.ID, Detail: "negative chunk, record or reject count"}
+	}
+	got, err := d.b.createBatch(ctx, b, d.now(), inTx)
+	return got, withEvent(err, EventBatch)
+}
+
 // WorkerTally is what one worker contributed to a batch.
 type WorkerTally struct {
 	Worker   string

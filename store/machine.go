@@ -12,7 +12,9 @@ import (
 type backend interface {
 	close() error
 
-	createBatch(ctx context.Context, b Batch, now time.Time) (Batch, error)
+	// createBatch runs inTx (when not nil) in the transaction that
+	// creates the batch, not when the batch exists already.
+	createBatch(ctx context.Context, b Batch, now time.Time, inTx func(context.Context, Tx) error) (Batch, error)
 	getBatch(ctx context.Context, id string) (Batch, error)
 	listBatches(ctx context.Context) ([]Batch, error)
 	batchWorkers(ctx context.Context, batchID string) ([]WorkerTally, error)
@@ -79,14 +81,7 @@ func (d *DB) Close() error { return d.b.close() }
 // KEK, profile type, template, input hash, record and chunk counts) returns
 // the stored record; with others it is ErrConflict.
 func (d *DB) CreateBatch(ctx context.Context, b Batch) (Batch, error) {
-	if b.ID == "" {
-		return Batch{}, newErr(ErrInvalid, EventBatch, KeyBatch, "")
-	}
-	if b.Chunks < 0 || b.Records < 0 || b.Rejected < 0 {
-		return Batch{}, &Error{Kind: ErrInvalid, Event: EventBatch, Key: KeyBatch, Value: b.ID, Detail: "negative chunk, record or reject count"}
-	}
-	got, err := d.b.createBatch(ctx, b, d.now())
-	return got, withEvent(err, EventBatch)
+	return d.CreateBatchTx(ctx, b, nil)
 }
 
 // GetBatch returns a batch record and its counters; ErrNotFound when unknown.

@@ -218,7 +218,7 @@ func scanPGBatch(row pgx.Row) (Batch, error) {
 	return b, err
 }
 
-func (b *pgBackend) createBatch(ctx context.Context, in Batch, now time.Time) (Batch, error) {
+func (b *pgBackend) createBatch(ctx context.Context, in Batch, now time.Time, inTx func(context.Context, Tx) error) (Batch, error) {
 	tx, err := b.pool.Begin(ctx)
 	if err != nil {
 		return Batch{}, err
@@ -238,6 +238,11 @@ func (b *pgBackend) createBatch(ctx context.Context, in Batch, now time.Time) (B
 			return Batch{}, err
 		}
 		return sameBatch(got, in)
+	}
+	if inTx != nil {
+		if err := inTx(ctx, Tx{pg: tx}); err != nil {
+			return Batch{}, err
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return Batch{}, err

@@ -450,7 +450,7 @@ func scanSQLiteBatch(row interface{ Scan(...any) error }) (Batch, error) {
 	return b, err
 }
 
-func (b *sqliteBackend) createBatch(ctx context.Context, in Batch, now time.Time) (Batch, error) {
+func (b *sqliteBackend) createBatch(ctx context.Context, in Batch, now time.Time, inTx func(context.Context, Tx) error) (Batch, error) {
 	tx, err := b.w.BeginTx(ctx, nil)
 	if err != nil {
 		return Batch{}, err
@@ -468,6 +468,11 @@ func (b *sqliteBackend) createBatch(ctx context.Context, in Batch, now time.Time
 		in.ID, in.ProfileType, in.TemplateID, nullBytes(in.KeyBlob), in.KEKLabel, in.InputSHA256, in.Records,
 		in.Chunks, in.Rejected, now.UnixMicro(), now.UnixMicro()); err != nil {
 		return Batch{}, err
+	}
+	if inTx != nil {
+		if err := inTx(ctx, Tx{sql: tx}); err != nil {
+			return Batch{}, err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return Batch{}, err

@@ -1,0 +1,314 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/pkg/profile"
+	"github.com/spf13/cobra"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+
+	"github.com/perso-esim/perso/engine"
+	"github.com/perso-esim/perso/perso"
+	"github.com/perso-esim/perso/store"
+)
+
+func init() { register(newRunCmd) }
+
+type runOptions struct {
+	template, input, batch, profileType string
+	report, rejects                     string
+	force                               bool
+	chunkSize, workers, inFlight        int
+	transportKey                        int
+	transportAlg                        string
+	mcc, mnc                            string
+	cpuProfile, memProfile, trace       string
+	progress                            string
+}
+
+func newRunCmd(a *app) *cobra.Command {
+	var o runOptions
+	cmd := &cobra.Command{
+		Use:   "run --template T --input F",
+		Short: "Personalise, protect and store every record of an input file (the batch job)",
+		Long: `Runs one input file through the batch engine into the store:
+
+  read (CSV, .out, Parquet, Arrow) → validate → personalise (template)
+  → protect (fresh PPK per profile) → seal the PPKs (HSM batch key)
+  → store, one transaction per chunk of records together with its job.
+
+The batch is resumable: after a crash, kill -9, Ctrl-C or an HSM fault, run
+the same command again and it continues where it stopped; no record is lost
+or stored twice. A different input under the same --batch is refused.
+ICCIDs another batch holds are reported as conflicts, never overwritten.
+
+The HSM and the store come from the configuration (hsm.*, store.*: flags,
+PERSO_* environment, perso.yaml); the HSM PIN (hsm.pin, best from
+PERSO_HSM_PIN) is required.
+
+` + exitCodesHelp,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			der, err := readTemplate(cmd, a, o.template)
+			if err != nil {
+				return err
+			}
+			return runBatch(cmd.Context(), a, o, der, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.template, "template", "", "SAIP DER profile template (required)")
+	f.StringVar(&o.input, "input", "", "personalisation records: CSV, .out, Parquet or Arrow (required)")
+	f.StringVar(&o.batch, "batch", "", "batch ID (default: batch- and the input's SHA-256 prefix)")
+	f.StringVar(&o.profileType, "profile-type", "", "ES2+ profile type of the profiles (default: the template's file name)")
+	f.StringVar(&o.report, "report", "", "write the final report as JSON to this file")
+	f.StringVar(&o.rejects, "rejects", "", "reject report (default: INPUT.rejects.csv beside the input)")
+	f.BoolVar(&o.force, "force", false, "replace existing report and reject files")
+	f.IntVar(&o.chunkSize, "chunk-size", 0, "records per chunk, the unit of commit and resumption (default 1000)")
+	f.IntVar(&o.workers, "workers", 0, "goroutines per CPU-bound stage (default: the core count)")
+	f.IntVar(&o.inFlight, "in-flight", 0, "chunks in the pipeline at once (default 2 × workers + 2)")
+	f.IntVar(&o.transportKey, "transport-key", 0, "the input's Ki/OPc are encrypted under HSM key transport-N")
+	f.StringVar(&o.transportAlg, "transport-alg", perso.TransportAES128ECB, "transport algorithm (with --transport-key)")
+	f.StringVar(&o.mcc, "mcc", "", "every IMSI must start with this MCC")
+	f.StringVar(&o.mnc, "mnc", "", "… and this MNC")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile to this file")
+	f.StringVar(&o.memProfile, "memprofile", "", "write a heap profile to this file")
+	f.StringVar(&o.trace, "trace", "", "write an execution trace to this file")
+	f.StringVar(&o.progress, "progress", "auto", "progress display: auto (a bar on a terminal, log lines otherwise), bar, log, none")
+	f.String("hsm.token", "", "HSM token label (default from config: hsm.token)")
+	f.String("store.driver", "", "store driver: sqlite or postgres (default from config: store.driver)")
+	f.String("store.dsn", "", "store DSN (default from config: store.dsn)")
+	templateMaxSizeFlag(cmd)
+	_ = cmd.MarkFlagRequired("template")
+	_ = cmd.MarkFlagRequired("input")
+	return cmd
+}
+
+func runBatch(ctx context.Context, a *app, o runOptions, der []byte, stdout, stderr io.Writer) (err error) {
+	if o.chunkSize < 0 || o.workers < 0 || o.inFlight < 0 {
+		return usagef("run: --chunk-size, --workers and --in-flight must not be negative")
+	}
+	switch o.progress {
+	case "auto", "bar", "log", "none":
+	default:
+		return usagef("run: --progress %q: want auto, bar, log or none", o.progress)
+	}
+	for _, out := range []struct{ path, flag string }{{o.report, "--report"}, {o.rejects, "--rejects"}} {
+		if out.path != "" && out.path != "-" {
+			if err := checkOutputPath(out.path, outputOptions{force: o.force, inputs: []string{o.input, o.template}, flag: out.flag}); err != nil {
+				return err
+			}
+		}
+	}
+	if fi, err := os.Stat(o.input); err != nil || !fi.Mode().IsRegular() {
+		return usagef("run: --input %s: not a readable regular file (the engine reads it twice: to survey it, then to process it)", o.input)
+	}
+	if o.profileType == "" {
+		o.profileType = strings.TrimSuffix(filepath.Base(o.template), filepath.Ext(o.template))
+	}
+	stop, err := startProfiles(o)
+	if err != nil {
+		return err
+	}
+	defer stop()
+
+	pool, err := openHSM(ctx, a, false)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	dsn := a.v.GetString("store.dsn")
+	db, err := store.Open(ctx, a.v.GetString("store.driver"), dsn)
+	if err != nil {
+		return fmt.Errorf("run: opening the store %s: %w", redactDSN(dsn), scrubDSN(err, dsn))
+	}
+	defer db.Close()
+
+	var rejects *rejectReport
+	if o.rejects != "" {
+		rejects, err = newRejectReport(o.rejects, perso.RejectCSV, outputOptions{force: o.force, inputs: []string{o.input}, flag: "--rejects"})
+	} else {
+		rejects, err = defaultRejectReport(o.input, perso.RejectCSV, o.force, stderr)
+	}
+	if err != nil {
+		return err
+	}
+	defer rejects.abort()
+
+	spec := engine.Spec{BatchID: o.batch, Input: o.input, Template: der, ProfileType: o.profileType,
+		Rejects: rejects.sink, Read: perso.Options{Rules: perso.Rules{MCC: o.mcc, MNC: o.mnc}, Logger: a.log,
+			MaxLineSetting: "perso.Options.MaxLine"}}
+	if o.transportKey != 0 {
+		spec.Read.Transport = perso.Transport{Key: o.transportKey, Alg: o.transportAlg}
+	}
+	prog := newProgress(o.progress, stderr, a)
+	cfg := engine.Config{ChunkSize: o.chunkSize, Workers: o.workers, InFlight: o.inFlight, Exclusive: true,
+		Logger: a.log, Progress: prog.update}
+	rep, runErr := engine.Run(ctx, db, pool, spec, cfg)
+	prog.done(rep)
+	if errors.Is(runErr, engine.ErrBatchMismatch) {
+		return usageError(runErr)
+	}
+	if rep == nil {
+		return runErr
+	}
+	var tally checkTally
+	if ferr := rejects.finish(&tally); ferr != nil && runErr == nil {
+		runErr = ferr
+	}
+	printRunReport(stdout, rep, tally.reports)
+	if o.report != "" {
+		data, _ := json.MarshalIndent(rep, "", "  ")
+		if o.report == "-" {
+			stdout.Write(append(data, '\n'))
+		} else if werr := writeAtomic(o.report, append(data, '\n'), outputOptions{force: o.force, inputs: []string{o.input}, flag: "--report"}); werr != nil && runErr == nil {
+			runErr = werr
+		}
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if rep.Rejected > 0 || rep.Conflicts > 0 {
+		return partialError(fmt.Errorf("run: batch %s: %d records rejected, %d ICCIDs held by other batches (see the reject report)",
+			rep.BatchID, rep.Rejected, rep.Conflicts))
+	}
+	return nil
+}
+
+// printReport writes the human summary.
+func printRunReport(w io.Writer, r *engine.Report, rejectFiles []string) {
+	state := "complete"
+	if !r.Complete {
+		state = fmt.Sprintf("incomplete: %d of %d chunks stored; run the same command again to continue", r.ChunksDone, r.Chunks)
+	}
+	fmt.Fprintf(w, "batch        %s (%s)\n", r.BatchID, state)
+	if r.Input != "" {
+		fmt.Fprintf(w, "input        %s (sha256 %s)\n", r.Input, r.InputSHA256)
+	}
+	fmt.Fprintf(w, "profile type %s\n", r.ProfileType)
+	fmt.Fprintf(w, "records      %d read: %d stored, %d rejected, %d conflicts, %d duplicates\n",
+		r.RecordsRead, r.Stored, r.Rejected, r.Conflicts, r.Duplicates)
+	if r.ICCIDFirst != "" {
+		fmt.Fprintf(w, "ICCIDs       %s … %s\n", r.ICCIDFirst, r.ICCIDLast)
+	}
+	fmt.Fprintf(w, "chunks       %d of %d\n", r.ChunksDone, r.Chunks)
+	for _, wt := range r.Workers {
+		fmt.Fprintf(w, "worker       %s: %d chunks, %d profiles\n", wt.Worker, wt.Chunks, wt.Profiles)
+	}
+	if r.WallSeconds > 0 {
+		fmt.Fprintf(w, "this run     %d profiles in %.1f s: %.0f profiles/s, %.1f µs CPU/profile, %.4f HSM calls/profile, peak RSS %d MiB\n",
+			r.RunStored, r.WallSeconds, r.ProfilesPerSecond, r.CPUMicrosPerProf, r.HSMCallsPerProfile, r.PeakRSSBytes>>20)
+	}
+	if r.StoreBytesPerProf > 0 {
+		fmt.Fprintf(w, "store        %.0f bytes per stored profile\n", r.StoreBytesPerProf)
+	}
+	for _, f := range rejectFiles {
+		fmt.Fprintf(w, "rejects      %s\n", f)
+	}
+}
+
+// startProfiles starts the requested pkg/profile profiles; each is written
+// where its flag says.
+func startProfiles(o runOptions) (func(), error) {
+	var stops []func()
+	for _, p := range []struct {
+		path, name string
+		mode       func(*profile.Profile)
+	}{{o.cpuProfile, "cpu.pprof", profile.CPUProfile}, {o.memProfile, "mem.pprof", profile.MemProfile},
+		{o.trace, "trace.out", profile.TraceProfile}} {
+		if p.path == "" {
+			continue
+		}
+		dir, err := os.MkdirTemp(filepath.Dir(p.path), ".perso-profile-*")
+		if err != nil {
+			return nil, usagef("run: %s: %v", p.path, err)
+		}
+		s := profile.Start(p.mode, profile.ProfilePath(dir), profile.Quiet, profile.NoShutdownHook)
+		path, name := p.path, p.name
+		stops = append(stops, func() {
+			s.Stop()
+			os.Rename(filepath.Join(dir, name), path)
+			os.RemoveAll(dir)
+		})
+	}
+	return func() {
+		for _, s := range stops {
+			s()
+		}
+	}, nil
+}
+
+// progress shows a run's progress: a bar on a terminal, log lines
+// otherwise.
+type progress struct {
+	a     *app
+	mode  string
+	p     *mpb.Progress
+	bar   *mpb.Bar
+	last    time.Time
+	rejects atomic.Int64 // read by the bar's decorator goroutine
+}
+
+func newProgress(mode string, stderr io.Writer, a *app) *progress {
+	if mode == "auto" {
+		mode = "log"
+		if f, ok := stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+			mode = "bar"
+		}
+	}
+	pr := &progress{a: a, mode: mode}
+	if mode == "bar" {
+		pr.p = mpb.New(mpb.WithOutput(stderr), mpb.WithWidth(40))
+	}
+	return pr
+}
+
+func (pr *progress) update(p engine.Progress) {
+	switch pr.mode {
+	case "bar":
+		pr.rejects.Store(p.Rejected + p.Conflicts)
+		if pr.bar == nil {
+			pr.bar = pr.p.AddBar(p.Records,
+				mpb.PrependDecorators(decor.Name("batch "+p.BatchID+" "), decor.CountersNoUnit("%d / %d")),
+				mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.EwmaSpeed(0, "%.0f/s", 30),
+					decor.Name(" ETA "), decor.EwmaETA(decor.ET_STYLE_GO, 30),
+					decor.Any(func(decor.Statistics) string { return fmt.Sprintf(" rejects %d", pr.rejects.Load()) })))
+		}
+		pr.bar.SetCurrent(p.Done)
+		pr.bar.EwmaSetCurrent(p.Done, time.Since(pr.last))
+		pr.last = time.Now()
+	case "log":
+		if time.Since(pr.last) < 2*time.Second && p.ChunksDone < p.Chunks {
+			return
+		}
+		pr.last = time.Now()
+		rate := 0.0
+		if p.Elapsed > 0 {
+			rate = float64(p.RunStored) / p.Elapsed.Seconds()
+		}
+		pr.a.log.Info("progress", "batch", p.BatchID, "done", p.Done, "records", p.Records, "stored", p.Stored,
+			"rejected", p.Rejected, "conflicts", p.Conflicts, "chunks_done", p.ChunksDone, "chunks", p.Chunks,
+			"profiles_per_second", int64(rate))
+	}
+}
+
+func (pr *progress) done(*engine.Report) {
+	if pr.p == nil {
+		return
+	}
+	if pr.bar != nil && !pr.bar.Completed() {
+		pr.bar.Abort(false)
+	}
+	pr.p.Wait()
+}

@@ -1,0 +1,491 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/riverqueue/river"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/perso-esim/perso/bpp"
+	"github.com/perso-esim/perso/hsmpool"
+	"github.com/perso-esim/perso/jobs"
+	"github.com/perso-esim/perso/perso"
+	"github.com/perso-esim/perso/store"
+	"github.com/perso-esim/perso/template"
+)
+
+// chunk is one chunk job travelling through the stages. Its buffers come
+// from a pool and go back to it once the chunk is stored, so that a run
+// allocates a few chunks' worth of memory whatever the input size.
+type chunk struct {
+	args   ChunkArgs
+	job    *river.Job[ChunkArgs]
+	jobCtx context.Context // River's context of the Work call: CompleteTx needs it
+	done   chan error      // answers the Work call
+
+	rows []arrow.Record // read: slices of the reader's batches
+	*buffers
+	rejected int
+}
+
+// buffers are a chunk's reusable memory.
+type buffers struct {
+	recs     []perso.Record
+	vals     []template.Values
+	bad      []bool   // refused by validate or personalise
+	upps     [][]byte // personalise: the UPPs, in uppArena when they fit
+	uppArena []byte
+	segArena []byte // protect: every profile's 86 segments, back to back
+	segEnd   []int
+	ppks     []byte // protect: the PPKs (bpp.PPKSize each), wiped by seal
+	profiles []store.Profile
+}
+
+var bufferPool = sync.Pool{New: func() any { return new(buffers) }}
+
+// reset sizes b for n records of a template of tlen bytes.
+func (b *buffers) reset(n, tlen int) {
+	b.recs = resize(b.recs, n)
+	b.vals = resize(b.vals, n)
+	b.bad = resize(b.bad, n)
+	clear(b.bad)
+	b.upps = resize(b.upps, n)
+	if cap(b.uppArena) < n*tlen {
+		b.uppArena = make([]byte, n*tlen)
+	}
+	b.segArena = b.segArena[:0]
+	b.segEnd = b.segEnd[:0]
+	if cap(b.ppks) < n*bpp.PPKSize {
+		b.ppks = make([]byte, n*bpp.PPKSize)
+	}
+	b.ppks = b.ppks[:n*bpp.PPKSize]
+	b.profiles = b.profiles[:0]
+}
+
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// release wipes every secret the chunk may still hold and returns its
+// buffers to the pool.
+func (c *chunk) release() {
+	for _, r := range c.rows {
+		r.Release()
+	}
+	c.rows = nil
+	if c.buffers == nil {
+		return
+	}
+	for i := range c.recs {
+		c.recs[i].Wipe()
+		c.vals[i] = template.Values{}
+	}
+	clear(c.uppArena)
+	clear(c.ppks)
+	for i := range c.profiles {
+		c.profiles[i] = store.Profile{}
+	}
+	bufferPool.Put(c.buffers)
+	c.buffers = nil
+}
+
+// pipeline wires the stages of one run.
+type pipeline struct {
+	cfg   Config
+	spec  Spec
+	plan  *template.Plan
+	keep  bool
+	db    *store.DB
+	bk    *hsmpool.BatchKey
+	batch store.Batch
+	log   *slog.Logger
+	start time.Time
+	stats *runStats
+
+	requests chan *chunk   // from the River worker
+	stopped  chan struct{} // closed when the pipeline ends
+}
+
+// errFinished ends the stages once every chunk of the batch is stored.
+var errFinished = errors.New("engine: batch finished")
+
+// run starts River on the batch's queue and the stages, and returns when
+// the batch is complete, ctx ends or a stage fails. The data flows top to
+// bottom:
+//
+//	read → validate → personalise → protect → seal → store → checkpoint
+func (p *pipeline) run(ctx context.Context, jc *jobs.Client) error {
+	g, ctx := errgroup.WithContext(ctx)
+	n := p.cfg.Workers
+	read, valid, personal, protected, sealed, stored :=
+		make(chan *chunk, 1), make(chan *chunk, 1), make(chan *chunk, n), make(chan *chunk, n), make(chan *chunk, 1), make(chan *chunk, 1)
+
+	stage(g, ctx, 1, &reader{p: p}, p.requests, read)
+	stage(g, ctx, 1, &validator{plan: p.plan, keep: p.keep, file: fileName(p.spec)}, read, valid)
+	stage(g, ctx, n, &personaliser{plan: p.plan}, valid, personal)
+	stageEach(g, ctx, n, func() runner { return &protector{bpp.NewProtector(rand.Reader)} }, personal, protected)
+	stage(g, ctx, 1, &sealer{bk: p.bk, profileType: p.batch.ProfileType, templateID: p.batch.TemplateID, batchID: p.batch.ID}, protected, sealed)
+	stage(g, ctx, 1, &storer{db: p.db, batchID: p.batch.ID, worker: p.cfg.WorkerID, rejects: p.spec.Rejects}, sealed, stored)
+	stage(g, ctx, 1, &checkpoint{p: p}, stored, nil)
+
+	// River last: the stages are ready for its first Work call.
+	if err := jc.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("engine: starting the job client: %w", err)
+	}
+	err := g.Wait()
+	close(p.stopped)
+	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if serr := jc.Stop(stopCtx); serr != nil && err == nil {
+		err = fmt.Errorf("engine: stopping the job client: %w", serr)
+	}
+	if errors.Is(err, errFinished) {
+		return nil
+	}
+	return err
+}
+
+// runner is a stage: it consumes chunks from in and passes them to out
+// (nil for the last stage) until in closes or ctx ends.
+type runner interface {
+	run(ctx context.Context, in <-chan *chunk, out chan<- *chunk) error
+}
+
+// stage runs n copies of one runner (runners safe for concurrent use).
+func stage(g *errgroup.Group, ctx context.Context, n int, r runner, in <-chan *chunk, out chan<- *chunk) {
+	stageEach(g, ctx, n, func() runner { return r }, in, out)
+}
+
+// stageEach runs n runners made by mk (for runners with per-goroutine
+// state), closing out when all of them returned.
+func stageEach(g *errgroup.Group, ctx context.Context, n int, mk func() runner, in <-chan *chunk, out chan<- *chunk) {
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		r := mk()
+		g.Go(func() error {
+			defer wg.Done()
+			return r.run(ctx, in, out)
+		})
+	}
+	if out != nil {
+		go func() { wg.Wait(); close(out) }()
+	}
+}
+
+// forEach is the loop of a simple stage: f on every chunk, then on to out.
+// A chunk that fails is answered (and released) here.
+func forEach(ctx context.Context, in <-chan *chunk, out chan<- *chunk, f func(*chunk) error) error {
+	for {
+		var c *chunk
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case x, ok := <-in:
+			if !ok {
+				return nil
+			}
+			c = x
+		}
+		if err := f(c); err != nil {
+			c.fail(err)
+			return err
+		}
+		if out == nil {
+			continue
+		}
+		select {
+		case out <- c:
+		case <-ctx.Done():
+			c.fail(ctx.Err())
+			return ctx.Err()
+		}
+	}
+}
+
+// fail answers the chunk's Work call with err and releases the chunk.
+func (c *chunk) fail(err error) {
+	c.release()
+	select {
+	case c.done <- err:
+	default:
+	}
+}
+
+// --- validate ---
+
+// validator turns a chunk's rows into records and template values.
+type validator struct {
+	plan    *template.Plan
+	keep    bool
+	file    string
+	rejects perso.RejectSink // survey only
+}
+
+func newValidator(plan *template.Plan, keep bool, file string, rejects perso.RejectSink) *validator {
+	return &validator{plan: plan, keep: keep, file: file, rejects: rejects}
+}
+
+// values reads row i of batch. The values alias the record's secrets.
+func (v *validator) values(batch arrow.Record, i int) (perso.Record, template.Values, error) {
+	rec, err := perso.RecordAt(batch, i)
+	if err != nil {
+		return rec, template.Values{}, err
+	}
+	vals, err := Values(&rec, v.keep)
+	return rec, vals, err
+}
+
+// reject reports good record number ordinal (0-based) refused by the
+// template. perso knows input lines only for the rows it refuses itself,
+// so the record is named by its position among the good ones and its
+// ICCID (an identifier, not a secret); errors never carry secrets.
+func (v *validator) reject(ordinal int64, iccid string, err error) error {
+	if v.rejects == nil {
+		return nil
+	}
+	return v.rejects.Reject(perso.Reject{File: v.file, Column: perso.ColICCID, Class: "record",
+		Reason: fmt.Sprintf("good record %d (ICCID %s) does not fit the template: %v", ordinal+1, iccid, err)})
+}
+
+func (v *validator) run(ctx context.Context, in <-chan *chunk, out chan<- *chunk) error {
+	tlen := len(v.plan.Template())
+	return forEach(ctx, in, out, func(c *chunk) error {
+		c.buffers = bufferPool.Get().(*buffers)
+		c.reset(c.args.Count, tlen)
+		i := 0
+		for _, rows := range c.rows {
+			for r := 0; r < int(rows.NumRows()); r++ {
+				var err error
+				c.recs[i], c.vals[i], err = v.values(rows, r)
+				if err != nil {
+					c.bad[i] = true
+				}
+				i++
+			}
+			rows.Release()
+		}
+		c.rows = nil
+		if i != c.args.Count {
+			return fmt.Errorf("engine: chunk %d: read %d records, want %d (did the input change?)", c.args.Chunk, i, c.args.Count)
+		}
+		return nil
+	})
+}
+
+// --- personalise ---
+
+// personaliser applies the template to every record of a chunk, into the
+// chunk's reused UPP buffer, and wipes the records' secrets.
+type personaliser struct{ plan *template.Plan }
+
+func (s *personaliser) run(ctx context.Context, in <-chan *chunk, out chan<- *chunk) error {
+	tlen := len(s.plan.Template())
+	return forEach(ctx, in, out, func(c *chunk) error {
+		for i := range c.recs {
+			if !c.bad[i] {
+				// Apply appends to dst[:0]: a UPP longer than the template
+				// (re-encoded SMSC/SPN/MSISDN) moves out of the arena.
+				upp, err := s.plan.Apply(&c.vals[i], c.uppArena[i*tlen:i*tlen:(i+1)*tlen])
+				if err != nil {
+					c.bad[i] = true // the survey reported it
+				}
+				c.upps[i] = upp
+			}
+			c.recs[i].Wipe()
+			c.vals[i] = template.Values{}
+		}
+		return nil
+	})
+}
+
+// --- protect ---
+
+// protector protects every UPP of a chunk under a fresh PPK (bpp),
+// appending the segments to the chunk's segment buffer. One per goroutine:
+// a bpp.Protector is not safe for concurrent use.
+type protector struct{ bp *bpp.Protector }
+
+func (s *protector) run(ctx context.Context, in <-chan *chunk, out chan<- *chunk) error {
+	return forEach(ctx, in, out, func(c *chunk) error {
+		var ppk bpp.PPK
+		defer ppk.Zero()
+		for i, upp := range c.upps {
+			if c.bad[i] {
+				c.segEnd = append(c.segEnd, len(c.segArena))
+				continue
+			}
+			if err := s.bp.NewPPK(&ppk); err != nil {
+				return fmt.Errorf("engine: PPK: %w", err)
+			}
+			segs, _, err := s.bp.AppendProtected(c.segArena, upp, &ppk)
+			if err != nil {
+				return fmt.Errorf("engine: protecting %s: %w", c.recs[i].ICCID, err)
+			}
+			c.segArena = segs
+			c.segEnd = append(c.segEnd, len(segs))
+			ppk.Put((*[bpp.PPKSize]byte)(c.ppks[i*bpp.PPKSize:]))
+			clear(upp)
+			c.upps[i] = nil
+		}
+		return nil
+	})
+}
+
+// --- seal ---
+
+// sealer seals a chunk's PPKs under the batch's data key: the HSM unwrapped
+// (or generated) that key once for the whole batch, the records are sealed
+// in software (AES-256-GCM bound to the ICCID). It builds the profiles.
+type sealer struct {
+	bk                               *hsmpool.BatchKey
+	profileType, templateID, batchID string
+}
+
+func (s *sealer) run(ctx context.Context, in <-chan *chunk, out chan<- *chunk) error {
+	return forEach(ctx, in, out, func(c *chunk) error {
+		from := 0
+		for i := range c.recs {
+			to := c.segEnd[i]
+			if c.bad[i] {
+				c.rejected++
+				from = to
+				continue
+			}
+			iccid := c.recs[i].ICCID
+			ppk := c.ppks[i*bpp.PPKSize : (i+1)*bpp.PPKSize]
+			sealed, err := s.bk.Protect(iccid, ppk)
+			clear(ppk)
+			if err != nil {
+				return fmt.Errorf("engine: sealing the PPK of %s: %w", iccid, err)
+			}
+			r := &c.recs[i]
+			c.profiles = append(c.profiles, store.Profile{ICCID: iccid, IMSI: r.IMSI, ProfileType: s.profileType,
+				TemplateID: s.templateID, BatchID: s.batchID, Segments: c.segArena[from:to:to], ProtectedPPK: sealed,
+				PPKKeyRef: s.bk.KeyRef(), Metadata: store.Metadata{ServiceProviderName: r.ServiceProvider,
+					ProfileName: r.ProfileName}})
+			from = to
+		}
+		return nil
+	})
+}
+
+// --- store ---
+
+// storer writes a chunk and completes its job in one transaction.
+type storer struct {
+	db      *store.DB
+	batchID string
+	worker  string
+	rejects perso.RejectSink
+}
+
+func (s *storer) run(ctx context.Context, in <-chan *chunk, out chan<- *chunk) error {
+	return forEach(ctx, in, out, func(c *chunk) error {
+		res, err := s.db.WriteBatch(ctx, s.batchID, store.BatchWrite{Profiles: c.profiles, Rejected: c.rejected,
+			ChunkDone: true, Worker: s.worker,
+			InTx: func(_ context.Context, tx store.Tx) error { return jobs.CompleteTx(c.jobCtx, tx, c.job) }})
+		if errors.Is(err, jobs.ErrLost) {
+			// Another worker owns the chunk now: nothing of ours was
+			// stored; it is not an error of the run.
+			c.fail(err)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("engine: storing chunk %d: %w", c.args.Chunk, err)
+		}
+		for _, cf := range res.Conflicts {
+			if s.rejects != nil {
+				if err := s.rejects.Reject(perso.Reject{Column: perso.ColICCID, Class: "conflict",
+					Reason: fmt.Sprintf("ICCID %s is held by batch %s: not overwritten", cf.ICCID, cf.BatchID)}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// --- checkpoint ---
+
+// checkpoint answers the chunk's Work call, counts, reports progress and
+// ends the run when the batch is complete.
+type checkpoint struct{ p *pipeline }
+
+func (s *checkpoint) run(ctx context.Context, in <-chan *chunk, _ chan<- *chunk) error {
+	p := s.p
+	poll := time.NewTicker(500 * time.Millisecond) // other workers may finish the batch
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-poll.C:
+		case c, ok := <-in:
+			if !ok {
+				return nil
+			}
+			if c.buffers == nil { // lost to another worker: answered already
+				continue
+			}
+			p.stats.stored.Add(int64(len(c.profiles)))
+			p.stats.chunks.Add(1)
+			c.release()
+			c.done <- nil
+		}
+		b, err := p.db.GetBatch(ctx, p.batch.ID)
+		if err != nil {
+			return err
+		}
+		if p.cfg.Progress != nil {
+			p.cfg.Progress(Progress{BatchID: b.ID, Records: b.Records, Done: b.Profiles + b.Rejected + b.Conflicts,
+				Stored: b.Profiles, Rejected: b.Rejected, Conflicts: b.Conflicts, Chunks: b.Chunks,
+				ChunksDone: b.ChunksDone, Elapsed: time.Since(p.start), RunStored: p.stats.stored.Load()})
+		}
+		if b.ChunksDone >= b.Chunks {
+			return errFinished
+		}
+	}
+}
+
+// --- River ---
+
+// chunkWorker is the River worker of chunk jobs: each Work call hands its
+// chunk to the pipeline and waits until the chunk is stored (its job then
+// completed in the storing transaction) or failed.
+type chunkWorker struct {
+	river.WorkerDefaults[ChunkArgs]
+	requests chan<- *chunk
+	stopped  <-chan struct{}
+}
+
+// errStopped answers the chunks still in flight when the run stops: their
+// jobs stay unfinished and are worked again.
+var errStopped = errors.New("engine: the run stopped before this chunk was stored")
+
+func (w *chunkWorker) Work(ctx context.Context, job *river.Job[ChunkArgs]) error {
+	c := &chunk{args: job.Args, job: job, jobCtx: ctx, done: make(chan error, 1)}
+	select {
+	case w.requests <- c:
+	case <-w.stopped:
+		return errStopped
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-c.done:
+		return err
+	case <-w.stopped:
+		return errStopped
+	}
+}
