@@ -252,10 +252,10 @@ func startProfiles(o runOptions) (func(), error) {
 // progress shows a run's progress: a bar on a terminal, log lines
 // otherwise.
 type progress struct {
-	a     *app
-	mode  string
-	p     *mpb.Progress
-	bar   *mpb.Bar
+	a       *app
+	mode    string
+	p       *mpb.Progress
+	bar     *mpb.Bar
 	last    time.Time
 	rejects atomic.Int64 // read by the bar's decorator goroutine
 }
