@@ -338,12 +338,15 @@ type edit struct {
 // rewrite slots the record sets and the lengths of the TLVs around them. It
 // returns the shifts that move the fixed slots after each edit.
 func (pl *Plan) rewriteVars(e *encoded, out []byte, shifts []shift) ([]byte, []shift) {
+	// grow[h] is the change of TLV h's content length; touched[h] says a
+	// rewrite lies inside it.
 	var growBuf [32]int
-	grow := growBuf[:0]
+	var touchedBuf [32]bool
+	grow, touched := growBuf[:0], touchedBuf[:0]
 	if len(pl.hdrs) > len(growBuf) {
-		grow = make([]int, len(pl.hdrs))
+		grow, touched = make([]int, len(pl.hdrs)), make([]bool, len(pl.hdrs))
 	} else {
-		grow = growBuf[:len(pl.hdrs)]
+		grow, touched = growBuf[:len(pl.hdrs)], touchedBuf[:len(pl.hdrs)]
 	}
 	var editBuf [32]edit
 	edits := editBuf[:0]
@@ -355,12 +358,24 @@ func (pl *Plan) rewriteVars(e *encoded, out []byte, shifts []shift) ([]byte, []s
 		edits = append(edits, edit{start: vs.rw.start, end: vs.rw.end, hdr: -1, vs: i})
 		for _, h := range vs.hdrs {
 			grow[h] += vs.growth
+			touched[h] = true
 		}
 	}
+	// A TLV's length also changes when the header of a TLV inside it
+	// changes size (a length crossing 127 or 255): pl.hdrs runs from the
+	// innermost (highest offset) outwards, so inner deltas are known first.
 	for h := range pl.hdrs {
-		if grow[h] != 0 {
-			edits = append(edits, edit{start: pl.hdrs[h].start, end: pl.hdrs[h].valStart, hdr: h, vs: -1})
+		if !touched[h] {
+			continue
 		}
+		hi := &pl.hdrs[h]
+		for k := 0; k < h; k++ {
+			hk := &pl.hdrs[k]
+			if touched[k] && hk.start >= hi.valStart && hk.end <= hi.end {
+				grow[h] += lenSize(hk.end-hk.valStart+grow[k]) - lenSize(hk.end-hk.valStart)
+			}
+		}
+		edits = append(edits, edit{start: hi.start, end: hi.valStart, hdr: h, vs: -1})
 	}
 	// Insertion sort: a handful of edits, and no allocation.
 	for i := 1; i < len(edits); i++ {

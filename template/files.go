@@ -34,6 +34,12 @@ import (
 // lengths of the TLVs around it (File, or the command SEQUENCE and list,
 // and the PE).
 
+// maxFilePos bounds the file positions fill commands may reach: far above
+// any EF a profile creates (their sizes are two-byte numbers), low enough
+// that offsets (each up to 65535, any number of them) cannot make the
+// compiler build huge file images.
+const maxFilePos = 1 << 20
+
 // fillWrite is one fillFileContent aimed at a file.
 type fillWrite struct {
 	pos, n  int // position in the file and length
@@ -223,6 +229,9 @@ func (pe *PE) fsElement(f *File) (*fileElement, error) {
 			el.keep = append(el.keep, it.Encode()...)
 			continue
 		}
+		if pos > maxFilePos {
+			return nil, structErr(pe.Index, pe.Type, it.Offset, f.Name, "fill command reaches file byte %d, beyond %d", pos, maxFilePos)
+		}
 		if size >= 0 && pos > size {
 			return nil, structErr(pe.Index, pe.Type, it.Offset, f.Name,
 				"fill command reaches file byte %d, beyond the file size of %d bytes (efFileSize)", pos, size)
@@ -295,6 +304,9 @@ func (m *fileModel) walkGFM(pe *PE) error {
 				}
 				if el != nil {
 					el.end = it.End()
+				}
+				if pos > maxFilePos {
+					return structErr(pe.Index, pe.Type, it.Offset, where+"["+strconv.Itoa(j)+"]", "%s reaches file byte %d, beyond %d", c.Kind, pos, maxFilePos)
 				}
 				if size >= 0 && pos > size {
 					return structErr(pe.Index, pe.Type, it.Offset, where+"["+strconv.Itoa(j)+"]",
@@ -576,6 +588,24 @@ func (pl *Plan) compileFiles(p *Profile) error {
 		}
 		pl.vars = append(pl.vars, vs)
 		pl.kinds[fd.kind] = true
+	}
+	// Order the enclosing TLVs innermost first (highest offset first: a TLV
+	// inside another starts after it) for Apply's length propagation.
+	order := make([]int, len(pl.hdrs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(i, j int) bool { return pl.hdrs[order[i]].start > pl.hdrs[order[j]].start })
+	pos := make([]int, len(order))
+	hdrs := make([]hdrInfo, len(order))
+	for newI, oldI := range order {
+		pos[oldI], hdrs[newI] = newI, pl.hdrs[oldI]
+	}
+	pl.hdrs = hdrs
+	for i := range pl.vars {
+		for j, h := range pl.vars[i].hdrs {
+			pl.vars[i].hdrs[j] = pos[h]
+		}
 	}
 	return nil
 }
