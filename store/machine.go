@@ -1,8 +1,10 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,11 +32,14 @@ type backend interface {
 	typeExists(ctx context.Context, profileType string) (bool, error)
 	// allocate moves one Available profile of the type to state (bound to
 	// eid) and returns it; ErrNoProfileAvailable when there is none.
-	allocate(ctx context.Context, profileType, eid string, state State, now time.Time) (Profile, error)
+	// after as for mutate.
+	allocate(ctx context.Context, profileType, eid string, state State, now time.Time, after afterWrite) (Profile, error)
 	// mutate locks the profile's row, loads its order columns, applies fn
 	// and writes the order columns back, atomically. fn returning errNoWrite
 	// skips the write; returning commitErr writes and then fails.
-	mutate(ctx context.Context, iccid string, fn func(p *Profile) error) (Profile, error)
+	// after (when not nil) runs in the same transaction once the row is
+	// written, and its error rolls the write back (see DB.SetTransitionHook).
+	mutate(ctx context.Context, iccid string, fn func(p *Profile) error, after afterWrite) (Profile, error)
 
 	putSession(ctx context.Context, s Session) error
 	getSession(ctx context.Context, tid string) (Session, error)
@@ -64,8 +69,9 @@ func (c commitErr) Error() string { return c.err.Error() }
 // the small interfaces they need (an order desk, a session keeper, a batch
 // loader) and pass a *DB where they are wired.
 type DB struct {
-	b backend
-	o options
+	b    backend
+	o    options
+	hook atomic.Pointer[TransitionHook] // see SetTransitionHook
 }
 
 func (d *DB) now() time.Time { return d.o.now().UTC().Truncate(time.Microsecond) }
@@ -148,7 +154,7 @@ func (d *DB) DownloadOrder(ctx context.Context, r DownloadOrderRequest) (Profile
 		if r.ProfileType == "" {
 			return Profile{}, &Error{Kind: ErrInvalid, Event: ev, Key: KeyProfileType, Detail: "neither iccid nor profileType given"}
 		}
-		p, err := d.b.allocate(ctx, r.ProfileType, r.EID, state, now)
+		p, err := d.allocate(ctx, r, state, now)
 		if errors.Is(err, ErrNoProfileAvailable) {
 			exists, xerr := d.b.typeExists(ctx, r.ProfileType)
 			if xerr != nil {
@@ -161,7 +167,7 @@ func (d *DB) DownloadOrder(ctx context.Context, r DownloadOrderRequest) (Profile
 		}
 		return p, withEvent(err, ev)
 	}
-	p, err := d.b.mutate(ctx, r.ICCID, func(p *Profile) error {
+	p, err := d.mutateOwned(ctx, ev, r.ICCID, r.Operator, func(p *Profile) error {
 		if r.ProfileType != "" && p.ProfileType != r.ProfileType {
 			return &Error{Kind: ErrProfileTypeMismatch, Event: ev, Key: KeyICCID, Value: p.ICCID,
 				Detail: "profile is of type " + p.ProfileType}
@@ -202,7 +208,10 @@ func (d *DB) ConfirmOrder(ctx context.Context, r ConfirmOrderRequest) (Profile, 
 		return Profile{}, newErr(ErrInvalid, ev, KeyICCID, "")
 	}
 	now := d.now()
-	p, err := d.b.mutate(ctx, r.ICCID, func(p *Profile) error {
+	p, err := d.mutate(ctx, ev, r.ICCID, func(p *Profile) error {
+		if resentConfirm(p, r) {
+			return errNoWrite // a resent call: same parameters, same answer
+		}
 		if p.State != StateAllocated && p.State != StateLinked {
 			return illegal(ev, p.State, p.ICCID)
 		}
@@ -242,6 +251,21 @@ func (d *DB) ConfirmOrder(ctx context.Context, r ConfirmOrderRequest) (Profile, 
 	return p, withEvent(err, ev)
 }
 
+// resentConfirm reports whether r repeats the ConfirmOrder that confirmed
+// p: same EID (or none), same matching ID (or none asked for: the one given
+// then is returned again), same confirmation code, and the same release
+// flag (a confirmation without release that ReleaseProfile released since is
+// no longer the same call: it answers as a conflict).
+func resentConfirm(p *Profile, r ConfirmOrderRequest) bool {
+	if p.State != StateConfirmed && p.State != StateReleased {
+		return false
+	}
+	return (r.EID == "" || r.EID == p.EID) &&
+		(r.MatchingID == nil || *r.MatchingID == p.MatchingID) &&
+		bytes.Equal(r.CCHash, p.CCHash) &&
+		r.ReleaseFlag == (p.State == StateReleased)
+}
+
 // CancelOrder is ES2+ CancelOrder: the order ends and the profile becomes
 // r.Final (Available or Unavailable).
 func (d *DB) CancelOrder(ctx context.Context, r CancelOrderRequest) (Profile, error) {
@@ -253,7 +277,7 @@ func (d *DB) CancelOrder(ctx context.Context, r CancelOrderRequest) (Profile, er
 		return Profile{}, newErr(ErrInvalid, ev, KeyFinalState, string(r.Final))
 	}
 	now := d.now()
-	p, err := d.b.mutate(ctx, r.ICCID, func(p *Profile) error {
+	p, err := d.mutate(ctx, ev, r.ICCID, func(p *Profile) error {
 		switch p.State {
 		case StateAllocated, StateLinked, StateConfirmed, StateReleased, StateError:
 		default:
@@ -283,7 +307,10 @@ func (d *DB) ReleaseProfile(ctx context.Context, iccid string) (Profile, error) 
 		return Profile{}, newErr(ErrInvalid, ev, KeyICCID, "")
 	}
 	now := d.now()
-	p, err := d.b.mutate(ctx, iccid, func(p *Profile) error {
+	p, err := d.mutate(ctx, ev, iccid, func(p *Profile) error {
+		if p.State == StateReleased {
+			return errNoWrite // released already: a resent call, or released by ConfirmOrder's flag
+		}
 		if p.State != StateConfirmed {
 			return illegal(ev, p.State, p.ICCID)
 		}
@@ -304,7 +331,7 @@ func (d *DB) AuthenticateClient(ctx context.Context, iccid, eid string) (Profile
 		return Profile{}, newErr(ErrInvalid, ev, KeyEID, "")
 	}
 	now := d.now()
-	p, err := d.b.mutate(ctx, iccid, func(p *Profile) error {
+	p, err := d.mutate(ctx, ev, iccid, func(p *Profile) error {
 		// Check order of es2-es10-codes.md §3.3 rows 16–19.
 		if p.EID != "" && p.EID != eid {
 			return newErr(ErrEIDMismatch, ev, KeyEID, eid)
@@ -332,7 +359,7 @@ func (d *DB) AuthenticateClient(ctx context.Context, iccid, eid string) (Profile
 func (d *DB) ConfirmationCodeFailed(ctx context.Context, iccid string) (Profile, error) {
 	const ev = EventCCFailure
 	now := d.now()
-	p, err := d.b.mutate(ctx, iccid, func(p *Profile) error {
+	p, err := d.mutate(ctx, ev, iccid, func(p *Profile) error {
 		if p.State != StateReleased {
 			return illegal(ev, p.State, p.ICCID)
 		}
@@ -351,7 +378,7 @@ func (d *DB) ConfirmationCodeFailed(ctx context.Context, iccid string) (Profile,
 func (d *DB) BPPDelivered(ctx context.Context, iccid string) (Profile, error) {
 	const ev = EventBPPDelivered
 	now := d.now()
-	p, err := d.b.mutate(ctx, iccid, func(p *Profile) error {
+	p, err := d.mutate(ctx, ev, iccid, func(p *Profile) error {
 		switch p.State {
 		case StateReleased:
 			p.State, p.UpdatedAt = StateDownloaded, now
@@ -370,7 +397,7 @@ func (d *DB) BPPDelivered(ctx context.Context, iccid string) (Profile, error) {
 func (d *DB) InstallResult(ctx context.Context, iccid string, success bool) (Profile, error) {
 	const ev = EventInstallResult
 	now := d.now()
-	p, err := d.b.mutate(ctx, iccid, func(p *Profile) error {
+	p, err := d.mutate(ctx, ev, iccid, func(p *Profile) error {
 		switch {
 		case p.State == StateDownloaded && success:
 			p.State = StateInstalled
@@ -392,7 +419,7 @@ func (d *DB) InstallResult(ctx context.Context, iccid string, success bool) (Pro
 func (d *DB) SessionCancelled(ctx context.Context, iccid string) (Profile, error) {
 	const ev = EventSessionCancelled
 	now := d.now()
-	p, err := d.b.mutate(ctx, iccid, func(p *Profile) error {
+	p, err := d.mutate(ctx, ev, iccid, func(p *Profile) error {
 		if p.State != StateReleased && p.State != StateDownloaded {
 			return illegal(ev, p.State, p.ICCID)
 		}

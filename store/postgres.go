@@ -130,6 +130,19 @@ var pgMigrations = []string{
 		updated_at timestamptz NOT NULL,
 		PRIMARY KEY (batch_id, worker)
 	);`,
+	// 3: ES2+ operators (their TLS trust anchors and callback URL, see
+	// operators.go) and which operator placed each order, so that the
+	// order's progress is reported to it.
+	`CREATE TABLE operators (
+		id           TEXT PRIMARY KEY,
+		trust_pem    TEXT NOT NULL,
+		callback_url TEXT NOT NULL DEFAULT '',
+		created_at   timestamptz NOT NULL
+	);
+	CREATE TABLE order_owners (
+		iccid       TEXT PRIMARY KEY,
+		operator_id TEXT NOT NULL
+	);`,
 }
 
 func openPostgres(ctx context.Context, dsn string, o options) (backend, error) {
@@ -550,25 +563,91 @@ func (b *pgBackend) typeExists(ctx context.Context, profileType string) (bool, e
 	return ok, err
 }
 
-func (b *pgBackend) allocate(ctx context.Context, profileType, eid string, state State, now time.Time) (Profile, error) {
-	// SKIP LOCKED: concurrent orders each lock a different Available row
-	// instead of queueing on the same one; the lock re-checks the state, so
-	// a row allocated meanwhile is never taken twice.
-	p, err := scanPGProfile(b.pool.QueryRow(ctx, `UPDATE profiles SET state = $1, eid = $2, matching_id = NULL,
+// pgAllocate: SKIP LOCKED, so that concurrent orders each lock a different
+// Available row instead of queueing on the same one; the lock re-checks the
+// state, so a row allocated meanwhile is never taken twice.
+const pgAllocate = `UPDATE profiles SET state = $1, eid = $2, matching_id = NULL,
 		cc_hash = NULL, download_attempts = 0, cc_attempts = 0, order_expires_at = NULL, updated_at = $3
 		WHERE iccid = (SELECT iccid FROM profiles WHERE profile_type = $4 AND state = 'Available'
 			LIMIT 1 FOR UPDATE SKIP LOCKED)
-		RETURNING `+orderCols, string(state), nullStr(eid), now, profileType), false)
+		RETURNING ` + orderCols
+
+func (b *pgBackend) allocate(ctx context.Context, profileType, eid string, state State, now time.Time, after afterWrite) (Profile, error) {
+	if after == nil {
+		p, err := scanPGProfile(b.pool.QueryRow(ctx, pgAllocate, string(state), nullStr(eid), now, profileType), false)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return Profile{}, newErr(ErrNoProfileAvailable, "", KeyProfileType, profileType)
+		}
+		return p, err
+	}
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		return Profile{}, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	p, err := scanPGProfile(tx.QueryRow(ctx, pgAllocate, string(state), nullStr(eid), now, profileType), false)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Profile{}, newErr(ErrNoProfileAvailable, "", KeyProfileType, profileType)
 	}
-	return p, err
+	if err != nil {
+		return Profile{}, err
+	}
+	if err := after(ctx, Tx{pg: tx}, StateAvailable, p); err != nil {
+		return Profile{}, err
+	}
+	return p, tx.Commit(ctx)
+}
+
+// mutateTx is mutate as one pgx transaction, for writes that run a
+// caller's statements (after) before the commit; mutate's pipelined
+// BEGIN/COMMIT exchange has no pgx.Tx to hand out.
+func (b *pgBackend) mutateTx(ctx context.Context, iccid string, fn func(p *Profile) error, after afterWrite) (Profile, error) {
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		return Profile{}, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	p, err := scanPGProfile(tx.QueryRow(ctx, `SELECT `+orderCols+` FROM profiles WHERE iccid = $1 FOR UPDATE`, iccid), false)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Profile{}, newErr(ErrNotFound, "", KeyICCID, iccid)
+	}
+	if err != nil {
+		return Profile{}, err
+	}
+	from := p.State
+	write, result := runMutation(fn, &p)
+	if !write {
+		if result != nil {
+			return Profile{}, result
+		}
+		return p, nil
+	}
+	_, err = tx.Exec(ctx, `UPDATE profiles SET state = $1, eid = $2, matching_id = $3, cc_hash = $4,
+		download_attempts = $5, cc_attempts = $6, order_expires_at = $7, updated_at = $8 WHERE iccid = $9`,
+		string(p.State), nullStr(p.EID), nullStr(p.MatchingID), nullBytes(p.CCHash), p.DownloadAttempts, p.CCAttempts,
+		nullTime(p.OrderExpiresAt), p.UpdatedAt, p.ICCID)
+	if pgUnique(err, "profiles_matching_id") {
+		return Profile{}, newErr(ErrMatchingIDInUse, "", KeyMatchingID, p.MatchingID)
+	}
+	if err != nil {
+		return Profile{}, err
+	}
+	if err := after(ctx, Tx{pg: tx}, from, p); err != nil {
+		return Profile{}, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return Profile{}, err
+	}
+	return p, result
 }
 
 // mutate runs BEGIN + SELECT … FOR UPDATE in one round trip and UPDATE +
 // COMMIT in a second one (pgx batches), holding the row lock in between
 // while fn decides.
-func (b *pgBackend) mutate(ctx context.Context, iccid string, fn func(p *Profile) error) (Profile, error) {
+func (b *pgBackend) mutate(ctx context.Context, iccid string, fn func(p *Profile) error, after afterWrite) (Profile, error) {
+	if after != nil {
+		return b.mutateTx(ctx, iccid, fn, after)
+	}
 	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return Profile{}, err

@@ -139,7 +139,7 @@ const (
 )
 
 var (
-	sqliteTxStmts     = []string{sqlMutateSelect, sqlMutateUpdate, sqlInsertProfile, sqlProfileOwner}
+	sqliteTxStmts     = []string{sqlMutateSelect, sqlMutateUpdate, sqlInsertProfile, sqlProfileOwner, sqlAllocate}
 	sqliteBlobTxStmts = []string{sqlInsertBlob}
 )
 
@@ -273,6 +273,19 @@ var sqliteMigrations = []string{
 		profiles   INTEGER NOT NULL DEFAULT 0,
 		updated_at INTEGER NOT NULL,
 		PRIMARY KEY (batch_id, worker)
+	);`,
+	// 3: ES2+ operators (their TLS trust anchors and callback URL, see
+	// operators.go) and which operator placed each order, so that the
+	// order's progress is reported to it.
+	`CREATE TABLE operators (
+		id           TEXT PRIMARY KEY,
+		trust_pem    TEXT NOT NULL,
+		callback_url TEXT NOT NULL DEFAULT '',
+		created_at   INTEGER NOT NULL
+	);
+	CREATE TABLE order_owners (
+		iccid       TEXT PRIMARY KEY,
+		operator_id TEXT NOT NULL
 	);`,
 }
 
@@ -801,21 +814,45 @@ func (b *sqliteBackend) typeExists(ctx context.Context, profileType string) (boo
 	return err == nil, err
 }
 
-func (b *sqliteBackend) allocate(ctx context.Context, profileType, eid string, state State, now time.Time) (Profile, error) {
-	// One statement on the single write connection: atomic, and serialised
-	// with every other writer (in this process by the pool of one, across
-	// processes by SQLite's write lock).
-	p, err := scanSQLiteProfile(b.queryRow(ctx, b.w, `UPDATE profiles SET state = ?, eid = ?, matching_id = NULL,
+const sqlAllocate = `UPDATE profiles SET state = ?, eid = ?, matching_id = NULL,
 		cc_hash = NULL, download_attempts = 0, cc_attempts = 0, order_expires_at = 0, updated_at = ?
 		WHERE rowid = (SELECT rowid FROM profiles WHERE profile_type = ? AND state = 'Available' LIMIT 1)
-		RETURNING `+orderCols, state, nullStr(eid), now.UnixMicro(), profileType), false)
+		RETURNING ` + orderCols
+
+func (b *sqliteBackend) allocate(ctx context.Context, profileType, eid string, state State, now time.Time, after afterWrite) (Profile, error) {
+	if after == nil {
+		// One statement on the single write connection: atomic, and
+		// serialised with every other writer (in this process by the pool
+		// of one, across processes by SQLite's write lock).
+		p, err := scanSQLiteProfile(b.queryRow(ctx, b.w, sqlAllocate, state, nullStr(eid), now.UnixMicro(), profileType), false)
+		if errors.Is(err, sql.ErrNoRows) {
+			return Profile{}, newErr(ErrNoProfileAvailable, "", KeyProfileType, profileType)
+		}
+		return p, err
+	}
+	tx, err := b.w.BeginTx(ctx, nil)
+	if err != nil {
+		return Profile{}, err
+	}
+	defer tx.Rollback()
+	st, err := b.txStmt(ctx, tx, sqlAllocate)
+	if err != nil {
+		return Profile{}, err
+	}
+	p, err := scanSQLiteProfile(st.QueryRowContext(ctx, state, nullStr(eid), now.UnixMicro(), profileType), false)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Profile{}, newErr(ErrNoProfileAvailable, "", KeyProfileType, profileType)
 	}
-	return p, err
+	if err != nil {
+		return Profile{}, err
+	}
+	if err := after(ctx, Tx{sql: tx}, StateAvailable, p); err != nil {
+		return Profile{}, err
+	}
+	return p, tx.Commit()
 }
 
-func (b *sqliteBackend) mutate(ctx context.Context, iccid string, fn func(p *Profile) error) (Profile, error) {
+func (b *sqliteBackend) mutate(ctx context.Context, iccid string, fn func(p *Profile) error, after afterWrite) (Profile, error) {
 	tx, err := b.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the write lock is held from here
 	if err != nil {
 		return Profile{}, err
@@ -832,6 +869,7 @@ func (b *sqliteBackend) mutate(ctx context.Context, iccid string, fn func(p *Pro
 	if err != nil {
 		return Profile{}, err
 	}
+	from := p.State
 	write, result := runMutation(fn, &p)
 	if !write {
 		if result != nil {
@@ -850,6 +888,11 @@ func (b *sqliteBackend) mutate(ctx context.Context, iccid string, fn func(p *Pro
 	}
 	if err != nil {
 		return Profile{}, err
+	}
+	if after != nil {
+		if err := after(ctx, Tx{sql: tx}, from, p); err != nil {
+			return Profile{}, err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return Profile{}, err

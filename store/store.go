@@ -173,6 +173,10 @@ type DownloadOrderRequest struct {
 	EID         string
 	ICCID       string
 	ProfileType string
+	// Operator is the ES2+ operator placing the order (Operator.ID): the
+	// order's transitions are reported to it (Transition.Operator).
+	// Empty: nobody is told.
+	Operator string
 }
 
 // ConfirmOrderRequest is ES2+ ConfirmOrder. MatchingID nil: the store

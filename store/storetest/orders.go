@@ -138,11 +138,14 @@ var legal = map[store.State]map[string]store.State{
 		"CancelOrder→Unavailable": store.StateUnavailable,
 	},
 	store.StateConfirmed: {
+		"ConfirmOrder":            store.StateConfirmed, // a resent call (same EID, no matchingId asked, no release)
 		"ReleaseProfile":          store.StateReleased,
 		"CancelOrder→Available":   store.StateAvailable,
 		"CancelOrder→Unavailable": store.StateUnavailable,
 	},
 	store.StateReleased: {
+		"ConfirmOrder+release":    store.StateReleased, // a resent call: the outcome of the order's confirmation
+		"ReleaseProfile":          store.StateReleased, // a resent call
 		"AuthenticateClient":      store.StateReleased,
 		"ConfirmationCodeFailed":  store.StateReleased,
 		"BPPDelivered":            store.StateDownloaded,

@@ -87,6 +87,8 @@ func Run(t *testing.T, open Opener) {
 		{"Sweep", testSweep},
 		{"ConcurrentAllocation", testConcurrentAllocation},
 		{"ConcurrentOrdersOnOneProfile", testConcurrentOrdersOnOneProfile},
+		{"Operators", testOperators},
+		{"TransitionHook", testTransitionHook},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
