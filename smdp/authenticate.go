@@ -1,0 +1,194 @@
+package smdp
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/perso-esim/perso/bpp"
+	"github.com/perso-esim/perso/esim"
+	"github.com/perso-esim/perso/rsp"
+	"github.com/perso-esim/perso/store"
+)
+
+// AuthenticateClient is ES9+ AuthenticateClient. Checks in the row order of
+// es2-es10-codes.md §3.3 (the first failing row decides): session, eUICC
+// error, EUM → CI → eUICC chain (AKI, chosen CI, expiry before policy,
+// extensions, signatures), euiccSignature1, EID range, server challenge,
+// inner transaction id, matching ID / EID order lookup, then the store's
+// order checks (EID binding, released, expiry, attempts).
+func (s *Server) AuthenticateClient(ctx context.Context, req *rsp.AuthenticateClientRequest) (*rsp.AuthenticateClientResponse, error) {
+	const fn = ES9AuthenticateClient
+	sess, d, err := s.loadSession(ctx, fn, req.TransactionID, phaseInitiated) // row 1
+	if err != nil {
+		return nil, err
+	}
+	ok, err := authenticateOk(&req.AuthenticateServerResponse) // row 23
+	if err != nil {
+		return nil, err
+	}
+	cred := s.credentialsFor(d.CISKI)
+	if cred == nil {
+		return nil, s.internal(ctx, fn, "finding the session's CI", fmt.Errorf("CI %X no longer configured", d.CISKI))
+	}
+	eum, euicc, err := checkChain(cred.CI, ok.EUMCertificate, ok.EUICCCertificate, s.cfg.Now()) // rows 2–8
+	if err != nil {
+		return nil, err
+	}
+	signed := &ok.EUICCSigned1
+	if !verifyRS(euicc.PublicKey, signed.Raw, ok.EUICCSignature1) { // row 9
+		return nil, status(rsp.SubjectEUICC, rsp.ReasonVerificationFailed, "euiccSignature1 does not verify with the eUICC certificate")
+	}
+	eid := euicc.SubjectSerialNumber
+	if !eum.EIDPermitted(eid) { // row 10
+		return nil, status(rsp.SubjectEUICCCertificate, rsp.ReasonVerificationFailed, "EID outside the EUM's permitted range")
+	}
+	if !bytes.Equal(signed.ServerChallenge[:], sess.ServerChallenge) { // row 11
+		return nil, status(rsp.SubjectEUICC, rsp.ReasonVerificationFailed, "serverChallenge does not match the session")
+	}
+	if !signed.TransactionID.Equal(req.TransactionID) { // row 12
+		return nil, status(rsp.SubjectTransactionID, rsp.ReasonUnknown, "transactionId in euiccSigned1 differs from the request's")
+	}
+	if signed.CtxParams1.Common == nil { // row 21 (checked here: the matching ID is in it)
+		return nil, status(rsp.SubjectCtxParams1, rsp.ReasonMissing, "ctxParams1 is not ctxParamsForCommonAuthentication")
+	}
+	p, err := s.findOrder(ctx, signed.CtxParams1.Common.MatchingID, eid) // rows 13–15
+	if err != nil {
+		return nil, err
+	}
+	if p, err = s.cfg.Store.AuthenticateClient(ctx, p.ICCID, eid); err != nil { // rows 16–19
+		return nil, s.internal(ctx, fn, "recording the download attempt", err)
+	}
+	return s.offerProfile(ctx, sess, d, cred, ok, eid, p)
+}
+
+// authenticateOk: an authenticateResponseError from the eUICC is a Failed
+// answer (no agreed code; 8.1/6.1 names the eUICC's refusal), never a 500.
+func authenticateOk(r *rsp.AuthenticateServerResponse) (*rsp.AuthenticateResponseOk, error) {
+	if r.Ok == nil {
+		code := int64(-1)
+		if r.Error != nil {
+			code = int64(r.Error.Code)
+		}
+		return nil, status(rsp.SubjectEUICC, rsp.ReasonVerificationFailed, fmt.Sprintf("the eUICC refused AuthenticateServer (error %d)", code))
+	}
+	return r.Ok, nil
+}
+
+// checkChain checks CI → EUM → eUICC by hand (rows 2–8 of §3.3, in order).
+func checkChain(ci *Certificate, eumDER, euiccDER []byte, now time.Time) (eum, euicc *Certificate, err error) {
+	eum, perr := ParseCertificate(eumDER)
+	if perr != nil {
+		return nil, nil, status(rsp.SubjectEUMCertificate, rsp.ReasonVerificationFailed, "EUM certificate malformed")
+	}
+	euicc, perr = ParseCertificate(euiccDER)
+	if perr != nil {
+		return nil, nil, status(rsp.SubjectEUICCCertificate, rsp.ReasonVerificationFailed, "eUICC certificate malformed")
+	}
+	switch {
+	case len(eum.AKI) == 0: // row 2
+		return nil, nil, status(rsp.SubjectEUMCertificate, rsp.ReasonVerificationFailed, "EUM certificate has no authorityKeyIdentifier")
+	case !sameKeyID(eum.AKI, ci.SKI): // row 3
+		return nil, nil, status(rsp.SubjectCIPublicKey, rsp.ReasonUnknown, "EUM certificate not issued by the CI chosen in InitiateAuthentication")
+	case !eum.ValidAt(now): // row 4
+		return nil, nil, status(rsp.SubjectEUMCertificate, rsp.ReasonExpired, "EUM certificate expired or not yet valid")
+	case !euicc.ValidAt(now): // row 5
+		return nil, nil, status(rsp.SubjectEUICCCertificate, rsp.ReasonExpired, "eUICC certificate expired or not yet valid")
+	case !eum.HasKeyUsage || eum.KeyUsage&(1<<5) == 0 || !eum.HasPolicy(PolicyEUM) || !eum.IsCA || eum.MaxPathLen != 0: // row 6
+		return nil, nil, status(rsp.SubjectEUMCertificate, rsp.ReasonVerificationFailed, "EUM certificate extensions wrong (keyCertSign, EUM policy, CA pathlen 0)")
+	case eum.Curve != ci.Curve || !eum.CheckSignatureFrom(ci):
+		return nil, nil, status(rsp.SubjectEUMCertificate, rsp.ReasonVerificationFailed, "EUM certificate signature does not verify with the CI")
+	case !euicc.HasKeyUsage || euicc.KeyUsage&1 == 0 || !euicc.HasPolicy(PolicyEUICC) || euicc.SubjectO == "" || !isEID(euicc.SubjectSerialNumber): // row 7
+		return nil, nil, status(rsp.SubjectEUICCCertificate, rsp.ReasonVerificationFailed, "eUICC certificate extensions or subject wrong (digitalSignature, eUICC policy, O, EID)")
+	case !sameKeyID(euicc.AKI, eum.SKI) || euicc.Curve != eum.Curve || !euicc.CheckSignatureFrom(eum): // row 8
+		return nil, nil, status(rsp.SubjectEUICCCertificate, rsp.ReasonVerificationFailed, "eUICC certificate not signed by the EUM")
+	}
+	return eum, euicc, nil
+}
+
+// isEID: 32 decimal digits with valid check digits.
+func isEID(s string) bool {
+	_, err := esim.ParseEID(s)
+	return err == nil
+}
+
+// findOrder finds the download: by matching ID when one is given (unknown
+// → 8.2.6/3.8); absent or empty → the EID's pending order (none → 8.1.1/3.8).
+func (s *Server) findOrder(ctx context.Context, matchingID *string, eid string) (store.Profile, error) {
+	const fn = ES9AuthenticateClient
+	var (
+		p   store.Profile
+		err error
+	)
+	if matchingID != nil && *matchingID != "" {
+		p, err = s.cfg.Store.ProfileByMatchingID(ctx, *matchingID)
+	} else {
+		p, err = s.cfg.Store.PendingOrderByEID(ctx, eid)
+	}
+	if err != nil {
+		return store.Profile{}, s.internal(ctx, fn, "finding the download order", err)
+	}
+	return p, nil
+}
+
+// offerProfile builds the profile metadata and smdpSigned2, signs
+// smdpSignature2 with DPpb and advances the session.
+func (s *Server) offerProfile(ctx context.Context, sess store.Session, d *sessionData, cred *Credentials,
+	ok *rsp.AuthenticateResponseOk, eid string, p store.Profile) (*rsp.AuthenticateClientResponse, error) {
+	const fn = ES9AuthenticateClient
+	full, err := s.cfg.Store.GetProfile(ctx, p.ICCID) // order operations return no metadata
+	if err != nil {
+		return nil, s.internal(ctx, fn, "loading the profile", err)
+	}
+	md, err := profileMetadata(full)
+	if err != nil {
+		return nil, s.internal(ctx, fn, "encoding the profile metadata", err)
+	}
+	tid := ok.EUICCSigned1.TransactionID
+	s2 := rsp.SmdpSigned2{TransactionID: tid, CCRequired: p.CCRequired()}
+	raw, err := s2.Marshal()
+	if err != nil {
+		return nil, s.internal(ctx, fn, "encoding smdpSigned2", err)
+	}
+	s2.Raw = raw
+	sig, err := s.sign(ctx, RoleDPpb, cred.CI.Curve, rsp.SmdpSignature2Data(raw, ok.EUICCSignature1))
+	if err != nil {
+		return nil, s.internal(ctx, fn, "signing smdpSigned2 with DPpb", err)
+	}
+	d.EUICCSignature1 = ok.EUICCSignature1
+	d.EUICCCert = ok.EUICCCertificate
+	d.SmdpSignature2 = sig
+	d.ProfileMetadata = md
+	d.CCRequired = p.CCRequired()
+	sess.Phase, sess.EID, sess.ICCID, sess.MatchingID = phaseAuthenticated, eid, p.ICCID, p.MatchingID
+	if err := s.saveSession(ctx, fn, sess, d); err != nil {
+		return nil, err
+	}
+	return &rsp.AuthenticateClientResponse{
+		TransactionID:   tid,
+		ProfileMetadata: md,
+		SmdpSigned2:     s2,
+		SmdpSignature2:  sig,
+		SmdpCertificate: cred.DPpb.Raw,
+	}, nil
+}
+
+// profileMetadata is the StoreMetadataRequest (BF25) of a stored profile:
+// the eUICC sees the same bytes here and in the BPP.
+func profileMetadata(p store.Profile) ([]byte, error) {
+	iccid, err := esim.ParseICCID(p.ICCID)
+	if err != nil {
+		return nil, err
+	}
+	class := bpp.ClassOperational
+	switch p.Metadata.ProfileClass {
+	case 0:
+		class = bpp.ClassTest
+	case 1:
+		class = bpp.ClassProvisioning
+	}
+	m := bpp.StoreMetadata{ICCID: iccid, ServiceProviderName: p.Metadata.ServiceProviderName,
+		ProfileName: p.Metadata.ProfileName, ProfileClass: class}
+	return m.Marshal()
+}

@@ -1,0 +1,189 @@
+package smdp
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+
+	"github.com/perso-esim/perso/bpp"
+	"github.com/perso-esim/perso/esim"
+	"github.com/perso-esim/perso/rsp"
+	"github.com/perso-esim/perso/store"
+)
+
+// GetBoundProfilePackage is ES9+ GetBoundProfilePackage. Checks in the order
+// of es2-es10-codes.md §3.4: session, eUICC error, euiccSignature2, inner
+// transaction id, confirmation code (missing, wrong, retries), one-time key
+// reuse (§4.1); then the stored PPP is bound through the HSM.
+func (s *Server) GetBoundProfilePackage(ctx context.Context, req *rsp.GetBoundProfilePackageRequest) (*rsp.GetBoundProfilePackageResponse, error) {
+	const fn = ES9GetBoundProfilePackage
+	sess, d, err := s.loadSession(ctx, fn, req.TransactionID, phaseAuthenticated, phaseBound)
+	if err != nil {
+		return nil, err
+	}
+	pd := req.PrepareDownloadResponse
+	if pd.Ok == nil {
+		return nil, status(rsp.SubjectEUICC, rsp.ReasonVerificationFailed, "the eUICC refused PrepareDownload")
+	}
+	signed := &pd.Ok.EUICCSigned2
+	if err := verifyEUICCSignature2(d, pd.Ok); err != nil {
+		return nil, err
+	}
+	if !signed.TransactionID.Equal(req.TransactionID) {
+		return nil, status(rsp.SubjectTransactionID, rsp.ReasonUnknown, "transactionId in euiccSigned2 differs from the request's")
+	}
+	if err := s.checkConfirmationCode(ctx, sess, d, signed.HashCc, req.TransactionID); err != nil {
+		return nil, err
+	}
+	if sess.Phase == phaseBound && bytes.Equal(sess.EUICCOtPK, signed.EUICCOtpk) {
+		// A retried call with the same eUICC one-time key: the package
+		// already bound (same smdpOtpk) is offered again (§4.1).
+		return &rsp.GetBoundProfilePackageResponse{TransactionID: req.TransactionID, BoundProfilePackage: d.BPP}, nil
+	}
+	if err := s.checkOneTimeKey(ctx, sess, signed.EUICCOtpk); err != nil {
+		return nil, err
+	}
+	pkg, smdpOtpk, err := s.bind(ctx, sess, d, req.TransactionID, signed.EUICCOtpk)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.cfg.Store.BPPDelivered(ctx, sess.ICCID); err != nil {
+		return nil, s.internal(ctx, fn, "recording the delivery", err)
+	}
+	if err := s.cfg.Store.PutOneTimeKey(ctx, store.OneTimeKey{EUICCOtPK: signed.EUICCOtpk, ICCID: sess.ICCID,
+		SMDPOtPK: smdpOtpk}); err != nil {
+		return nil, s.internal(ctx, fn, "recording the one-time key", err)
+	}
+	sess.Phase, sess.EUICCOtPK, sess.SMDPOtPK = phaseBound, signed.EUICCOtpk, smdpOtpk
+	d.BPP = pkg
+	if err := s.saveSession(ctx, fn, sess, d); err != nil {
+		return nil, err
+	}
+	return &rsp.GetBoundProfilePackageResponse{TransactionID: req.TransactionID, BoundProfilePackage: pkg}, nil
+}
+
+// verifyEUICCSignature2: over the received euiccSigned2 bytes followed by
+// the smdpSignature2 element this session sent; else 8.1/6.1.
+func verifyEUICCSignature2(d *sessionData, ok *rsp.PrepareDownloadResponseOk) error {
+	cert, err := ParseCertificate(d.EUICCCert)
+	if err == nil && verifyRS(cert.PublicKey, rsp.EUICCSignature2Data(ok.EUICCSigned2.Raw, d.SmdpSignature2), ok.EUICCSignature2) {
+		return nil
+	}
+	return status(rsp.SubjectEUICC, rsp.ReasonVerificationFailed, "euiccSignature2 does not verify with the eUICC certificate")
+}
+
+// checkConfirmationCode: when the order requires one, hashCc must be
+// SHA-256(SHA-256(CC) ‖ transactionId) for one of the stored hashes of
+// the code (ASCII or hex-decoded digits, §4.2). Missing → 8.2.7/2.2,
+// wrong → 8.2.7/3.8, each counted; at the store's limit → 8.2.7/6.4.
+// The session stays usable after a wrong code.
+func (s *Server) checkConfirmationCode(ctx context.Context, sess store.Session, d *sessionData, hashCc []byte, tid rsp.TransactionID) error {
+	const fn = ES9GetBoundProfilePackage
+	if !d.CCRequired {
+		return nil // hashCc is ignored when the order requires none
+	}
+	p, err := s.cfg.Store.GetProfile(ctx, sess.ICCID)
+	if err != nil {
+		return s.internal(ctx, fn, "loading the order", err)
+	}
+	if hashCc != nil && ccMatches(p.CCHash, hashCc, tid) {
+		return nil
+	}
+	st := status(rsp.SubjectConfirmationCode, rsp.ReasonRefused, "confirmation code refused")
+	if hashCc == nil {
+		st = status(rsp.SubjectConfirmationCode, rsp.ReasonMissing, "confirmation code required")
+	}
+	if _, err := s.cfg.Store.ConfirmationCodeFailed(ctx, sess.ICCID); err != nil {
+		return s.internal(ctx, fn, "counting the confirmation code failure", err)
+	}
+	return st
+}
+
+func ccMatches(stored, hashCc []byte, tid []byte) bool {
+	for i := 0; i+sha256.Size <= len(stored); i += sha256.Size {
+		h := sha256.New()
+		h.Write(stored[i : i+sha256.Size])
+		h.Write(tid)
+		if subtle.ConstantTimeCompare(h.Sum(nil), hashCc) == 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// checkOneTimeKey: an eUICC one-time key already bound in another session
+// needs the same SM-DP+ one-time key again (§4.1). The HSM destroys that
+// private key after the ECDH, so this server cannot rebind to it and
+// refuses (8.2/3.7, which §3.4 allows) rather than offer a package the
+// eUICC would fail to open.
+func (s *Server) checkOneTimeKey(ctx context.Context, sess store.Session, euiccOtpk []byte) error {
+	k, err := s.cfg.Store.GetOneTimeKey(ctx, euiccOtpk)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return s.internal(ctx, ES9GetBoundProfilePackage, "looking up the one-time key", err)
+	}
+	_ = k
+	return status(rsp.SubjectProfile, rsp.ReasonUnavailable, "the BPP cannot be re-bound to an eUICC one-time key of an earlier session; retry with a new key")
+}
+
+// captureKA keeps the SM-DP+ one-time public key the HSM made.
+type captureKA struct {
+	bpp.KeyAgreement
+	otpk []byte
+}
+
+func (c *captureKA) EphemeralECDH(ctx context.Context, peer []byte) ([]byte, []byte, error) {
+	otpk, z, err := c.KeyAgreement.EphemeralECDH(ctx, peer)
+	c.otpk = append([]byte(nil), otpk...)
+	return otpk, z, err
+}
+
+// bind loads the stored PPP, unseals its PPK through the HSM and binds it
+// to the eUICC's one-time key (ECDH and smdpSign on the HSM).
+func (s *Server) bind(ctx context.Context, sess store.Session, d *sessionData, tid rsp.TransactionID, euiccOtpk []byte) (pkg, smdpOtpk []byte, err error) {
+	const fn = ES9GetBoundProfilePackage
+	cred := s.credentialsFor(d.CISKI)
+	if cred == nil {
+		return nil, nil, s.internal(ctx, fn, "finding the session's CI", errors.New("CI no longer configured"))
+	}
+	curve := cred.CI.Curve
+	if err := curve.CheckPoint(euiccOtpk); err != nil {
+		return nil, nil, status(rsp.SubjectEUICC, rsp.ReasonVerificationFailed, "euiccOtpk is not a point on the session's curve")
+	}
+	eid, err := esim.ParseEID(sess.EID)
+	if err != nil {
+		return nil, nil, s.internal(ctx, fn, "decoding the session's EID", err)
+	}
+	p, err := s.cfg.Store.GetProfile(ctx, sess.ICCID)
+	if err != nil {
+		return nil, nil, s.internal(ctx, fn, "loading the profile", err)
+	}
+	b, err := s.cfg.Store.GetBatch(ctx, p.BatchID)
+	if err != nil {
+		return nil, nil, s.internal(ctx, fn, "loading the profile's batch", err)
+	}
+	flat, err := s.cfg.HSM.UnprotectPPK(ctx, b.KeyBlob, p.ICCID, p.ProtectedPPK)
+	if err != nil {
+		return nil, nil, s.internal(ctx, fn, "unsealing the PPK", err)
+	}
+	ppk, err := bpp.PPKFromBytes(flat)
+	clear(flat)
+	if err != nil {
+		return nil, nil, s.internal(ctx, fn, "unsealing the PPK", err)
+	}
+	defer ppk.Zero()
+	bcd := eid.BCD()
+	ka := &captureKA{KeyAgreement: s.cfg.HSM.KeyAgreement(curve)}
+	pkg, err = bpp.Bind(ctx, s.cfg.HSM.Signer(RoleDPpb, curve), ka, &bpp.BindParams{
+		TransactionID: tid, HostID: s.cfg.HostID, EID: bcd[:], EUICCOtpk: euiccOtpk,
+		MetadataDER: d.ProfileMetadata,
+	}, &bpp.PPP{Segments: p.Segments, PPK: ppk})
+	if err != nil {
+		return nil, nil, s.internal(ctx, fn, "binding the profile", err)
+	}
+	return pkg, ka.otpk, nil
+}

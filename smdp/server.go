@@ -1,0 +1,262 @@
+package smdp
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/perso-esim/perso/bpp"
+	"github.com/perso-esim/perso/esim"
+	"github.com/perso-esim/perso/rsp"
+	"github.com/perso-esim/perso/store"
+)
+
+// Store is what the ES9+ handlers need of the inventory; *store.DB
+// implements it. Sessions live there, not in process memory, so that
+// several servers on one database can serve one session's calls.
+type Store interface {
+	PutSession(ctx context.Context, s store.Session) (store.Session, error)
+	GetSession(ctx context.Context, tid string) (store.Session, error)
+	UpdateSession(ctx context.Context, s store.Session) (store.Session, error)
+	DeleteSession(ctx context.Context, tid string) error
+	GetOneTimeKey(ctx context.Context, euiccOtPK []byte) (store.OneTimeKey, error)
+	PutOneTimeKey(ctx context.Context, k store.OneTimeKey) error
+
+	ProfileByMatchingID(ctx context.Context, matchingID string) (store.Profile, error)
+	PendingOrderByEID(ctx context.Context, eid string) (store.Profile, error)
+	GetProfile(ctx context.Context, iccid string) (store.Profile, error)
+	GetBatch(ctx context.Context, id string) (store.Batch, error)
+
+	AuthenticateClient(ctx context.Context, iccid, eid string) (store.Profile, error)
+	ConfirmationCodeFailed(ctx context.Context, iccid string) (store.Profile, error)
+	BPPDelivered(ctx context.Context, iccid string) (store.Profile, error)
+	InstallResult(ctx context.Context, iccid string, success bool) (store.Profile, error)
+	SessionCancelled(ctx context.Context, iccid string) (store.Profile, error)
+}
+
+// Role names an SM-DP+ signing key.
+type Role int
+
+const (
+	RoleDPauth Role = iota + 1 // serverSignature1
+	RoleDPpb                   // smdpSignature2, smdpSign
+)
+
+// HSM is what the handlers need of the key store; cmd/perso adapts
+// hsmpool.Pool (live lane). No private key ever reaches this package.
+type HSM interface {
+	Signer(role Role, c esim.Curve) bpp.Signer
+	KeyAgreement(c esim.Curve) bpp.KeyAgreement
+	// UnprotectPPK returns a stored profile's PPK (48 bytes) from its batch
+	// key blob; the caller zeroes it.
+	UnprotectPPK(ctx context.Context, batchKeyBlob []byte, iccid string, protected []byte) ([]byte, error)
+}
+
+// Credentials are one curve's SM-DP+ certificates and the CI they chain to.
+type Credentials struct {
+	CI     *Certificate
+	DPauth *Certificate
+	DPpb   *Certificate
+}
+
+// Config configures a Server.
+type Config struct {
+	// Address is the SM-DP+ FQDN (the activation code's address, the TLS
+	// name); compared case-insensitively, a ":port" suffix tolerated.
+	Address string
+	// Credentials, in order of preference when an eUICC supports several CIs.
+	Credentials []Credentials
+	Store       Store
+	HSM         HSM
+	HostID      []byte           // BPP CRT host ID (4..16 bytes); default "perso-smdp"
+	Now         func() time.Time // default time.Now
+	Log         *slog.Logger     // default slog.Default()
+}
+
+// Server executes the ES9+ functions. Its methods take and return rsp
+// types, and a failure is an rsp.Status (as the error), so that they are
+// tested without HTTP.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// NewServer checks cfg and returns a Server.
+func NewServer(cfg Config) (*Server, error) {
+	if cfg.Address == "" {
+		return nil, errors.New("smdp: no SM-DP+ address configured (set serve.address)")
+	}
+	if cfg.Store == nil || cfg.HSM == nil {
+		return nil, errors.New("smdp: a store and an HSM are required")
+	}
+	if len(cfg.Credentials) == 0 {
+		return nil, errors.New("smdp: no CI/DPauth/DPpb certificates configured")
+	}
+	for i, c := range cfg.Credentials {
+		if c.CI == nil || c.DPauth == nil || c.DPpb == nil {
+			return nil, fmt.Errorf("smdp: credentials %d: CI, DPauth and DPpb certificates are all required", i)
+		}
+		if c.DPauth.Curve != c.CI.Curve || c.DPpb.Curve != c.CI.Curve {
+			return nil, fmt.Errorf("smdp: credentials %d: CI, DPauth and DPpb must be on one curve", i)
+		}
+		if !sameKeyID(c.DPauth.AKI, c.CI.SKI) || !c.DPauth.CheckSignatureFrom(c.CI) {
+			return nil, fmt.Errorf("smdp: credentials %d: the DPauth certificate is not issued by the configured CI", i)
+		}
+		if !sameKeyID(c.DPpb.AKI, c.CI.SKI) || !c.DPpb.CheckSignatureFrom(c.CI) {
+			return nil, fmt.Errorf("smdp: credentials %d: the DPpb certificate is not issued by the configured CI", i)
+		}
+		if c.DPauth.smdpOID() == nil {
+			return nil, fmt.Errorf("smdp: credentials %d: the DPauth certificate has no SAN registeredID (SM-DP+ OID)", i)
+		}
+	}
+	if cfg.HostID == nil {
+		cfg.HostID = []byte("perso-smdp")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{cfg: cfg, log: log}, nil
+}
+
+// Session phases (store.Session.Phase).
+const (
+	phaseInitiated     = "initiated"
+	phaseAuthenticated = "authenticated"
+	phaseBound         = "bound"
+)
+
+// sessionData is store.Session.Data: what later calls of the session need.
+// No secret: certificates, signatures, public keys and the bound package
+// (which is encrypted under the session keys).
+type sessionData struct {
+	CISKI           []byte `json:"ci"`
+	EUICCSignature1 []byte `json:"s1,omitempty"`
+	EUICCCert       []byte `json:"euicc,omitempty"`
+	SmdpSignature2  []byte `json:"s2,omitempty"`
+	ProfileMetadata []byte `json:"md,omitempty"`
+	CCRequired      bool   `json:"cc,omitempty"`
+	BPP             []byte `json:"bpp,omitempty"` // served again on a retry with the same euiccOtpk
+}
+
+func tidKey(t rsp.TransactionID) string { return strings.ToUpper(hex.EncodeToString(t)) }
+
+func status(subject rsp.SubjectCode, reason rsp.ReasonCode, msg string) error {
+	return rsp.Status{Subject: subject, Reason: reason, Message: msg}
+}
+
+// Status codes the spec's tables give outside rsp's list.
+const (
+	subjectFunction    rsp.SubjectCode = "1.2.1" // the function request (content type, size, format)
+	subjectAdminHeader rsp.SubjectCode = "1.2.2" // X-Admin-Protocol
+)
+
+// internal turns a failure without an SGP.22 condition (database, HSM) into
+// a Failed status the client can act on (retry later), and logs the cause.
+func (s *Server) internal(ctx context.Context, fn Function, what string, err error) error {
+	if st, ok := StoreStatus(fn, err); ok {
+		return st
+	}
+	s.log.ErrorContext(ctx, "smdp: "+what, "function", string(fn), "err", err)
+	return status(rsp.SubjectSMDP, rsp.ReasonExecutionError, what+" failed; retry later")
+}
+
+// loadSession finds the session of tid in one of the phases; an unknown,
+// expired, cancelled or finished session, or one in another phase (a
+// replayed call), is 8.10.1/3.9.
+func (s *Server) loadSession(ctx context.Context, fn Function, tid rsp.TransactionID, phases ...string) (store.Session, *sessionData, error) {
+	if len(tid) == 0 {
+		return store.Session{}, nil, status(rsp.SubjectTransactionID, rsp.ReasonUnknown, "unknown or expired transactionId")
+	}
+	sess, err := s.cfg.Store.GetSession(ctx, tidKey(tid))
+	if err != nil {
+		return store.Session{}, nil, s.internal(ctx, fn, "loading the session", err)
+	}
+	ok := false
+	for _, p := range phases {
+		ok = ok || sess.Phase == p
+	}
+	if !ok {
+		return store.Session{}, nil, status(rsp.SubjectTransactionID, rsp.ReasonUnknown, "transactionId not valid for this function (replayed or out of order)")
+	}
+	d := new(sessionData)
+	if err := json.Unmarshal(sess.Data, d); err != nil {
+		return store.Session{}, nil, s.internal(ctx, fn, "decoding the session", err)
+	}
+	return sess, d, nil
+}
+
+func (s *Server) saveSession(ctx context.Context, fn Function, sess store.Session, d *sessionData) error {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return s.internal(ctx, fn, "encoding the session", err)
+	}
+	sess.Data = b
+	if _, err := s.cfg.Store.UpdateSession(ctx, sess); err != nil {
+		if errors.Is(err, store.ErrStale) {
+			// Another replica advanced the session concurrently: this call
+			// is a duplicate of one already executed.
+			return status(rsp.SubjectTransactionID, rsp.ReasonUnknown, "session changed by a concurrent call")
+		}
+		return s.internal(ctx, fn, "storing the session", err)
+	}
+	return nil
+}
+
+func (s *Server) credentialsFor(ciSKI []byte) *Credentials {
+	for i := range s.cfg.Credentials {
+		if sameKeyID(s.cfg.Credentials[i].CI.SKI, ciSKI) {
+			return &s.cfg.Credentials[i]
+		}
+	}
+	return nil
+}
+
+// sign signs SHA-256(data) with the role's key and returns the 5F37 element.
+func (s *Server) sign(ctx context.Context, role Role, c esim.Curve, data []byte) (rsp.Signature, error) {
+	d := sha256.Sum256(data)
+	rs, err := s.cfg.HSM.Signer(role, c).SignDigest(ctx, d[:])
+	if err != nil {
+		return nil, err
+	}
+	return rsp.NewSignature(rs)
+}
+
+// verifyRS checks a raw r‖s signature element over data.
+func verifyRS(pub *ecdsa.PublicKey, data []byte, sig rsp.Signature) bool {
+	rs := sig.RS()
+	if rs == nil {
+		return false
+	}
+	d := sha256.Sum256(data)
+	return bpp.VerifySignature(pub, d[:], rs)
+}
+
+func random(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// sameAddress compares SM-DP+ addresses case-insensitively, ignoring a
+// ":port" suffix on either side (es2-es10-codes.md §6.2).
+func sameAddress(a, b string) bool {
+	strip := func(s string) string {
+		if i := strings.LastIndexByte(s, ':'); i >= 0 && !strings.Contains(s[i:], "]") {
+			s = s[:i]
+		}
+		return strings.TrimSuffix(s, ".")
+	}
+	return strings.EqualFold(strip(a), strip(b))
+}
