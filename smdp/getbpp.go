@@ -5,10 +5,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
+	"fmt"
 
 	"github.com/perso-esim/perso/bpp"
-	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/rsp"
 	"github.com/perso-esim/perso/store"
 )
@@ -154,9 +155,9 @@ func (s *Server) bind(ctx context.Context, sess store.Session, d *sessionData, t
 	if err := curve.CheckPoint(euiccOtpk); err != nil {
 		return nil, nil, status(rsp.SubjectEUICC, rsp.ReasonVerificationFailed, "euiccOtpk is not a point on the session's curve")
 	}
-	eid, err := esim.ParseEID(sess.EID)
-	if err != nil {
-		return nil, nil, s.internal(ctx, fn, "decoding the session's EID", err)
+	eid, err := hex.DecodeString(sess.EID) // 32 digits → 16 bytes plain BCD
+	if err != nil || len(eid) != 16 {
+		return nil, nil, s.internal(ctx, fn, "decoding the session's EID", fmt.Errorf("EID %q is not 32 digits", sess.EID))
 	}
 	p, err := s.cfg.Store.GetProfile(ctx, sess.ICCID)
 	if err != nil {
@@ -176,10 +177,9 @@ func (s *Server) bind(ctx context.Context, sess store.Session, d *sessionData, t
 		return nil, nil, s.internal(ctx, fn, "unsealing the PPK", err)
 	}
 	defer ppk.Zero()
-	bcd := eid.BCD()
 	ka := &captureKA{KeyAgreement: s.cfg.HSM.KeyAgreement(curve)}
 	pkg, err = bpp.Bind(ctx, s.cfg.HSM.Signer(RoleDPpb, curve), ka, &bpp.BindParams{
-		TransactionID: tid, HostID: s.cfg.HostID, EID: bcd[:], EUICCOtpk: euiccOtpk,
+		TransactionID: tid, HostID: s.cfg.HostID, EID: eid, EUICCOtpk: euiccOtpk,
 		MetadataDER: d.ProfileMetadata,
 	}, &bpp.PPP{Segments: p.Segments, PPK: ppk})
 	if err != nil {

@@ -1,0 +1,582 @@
+package smdp
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/asn1"
+	"testing"
+	"time"
+
+	"github.com/perso-esim/perso/esim"
+	"github.com/perso-esim/perso/rsp"
+	"github.com/perso-esim/perso/store"
+)
+
+func wantStatus(t *testing.T, got rsp.Status, want string) {
+	t.Helper()
+	if want == "" {
+		if !got.IsZero() {
+			t.Fatalf("got %v, want success", got)
+		}
+		return
+	}
+	if got.Code() != want {
+		t.Fatalf("got %v, want %s", got, want)
+	}
+}
+
+func initiated(t *testing.T, e *env, eu *testEUICC) *rsp.InitiateAuthenticationResponse {
+	t.Helper()
+	ia, st := call[*rsp.InitiateAuthenticationResponse](t, e, eu.initiate())
+	wantStatus(t, st, "")
+	return ia
+}
+
+// authenticated runs InitiateAuthentication and AuthenticateClient for an
+// order made by matching ID.
+func authenticated(t *testing.T, e *env, eu *testEUICC, mid string) (*rsp.InitiateAuthenticationResponse, *rsp.AuthenticateClientResponse) {
+	t.Helper()
+	ia := initiated(t, e, eu)
+	ac, st := call[*rsp.AuthenticateClientResponse](t, e, eu.authenticate(t, ia.TransactionID, eu.authSigned1(ia, &mid), eu.cert, eu.eum))
+	wantStatus(t, st, "")
+	return ia, ac
+}
+
+func TestInitiateAuthenticationChecks(t *testing.T) {
+	e := newEnv(t)
+	nist := testCredentials(t, esim.CurveP256).CI.SKI
+	brp := testCredentials(t, esim.CurveBrainpoolP256r1).CI.SKI
+	unknown := mustCert(t, "invalid", "CERT_UNKNOWN_CI_ECDSA_NIST.der").SKI
+	for _, tc := range []struct {
+		name   string
+		mutate func(*rsp.InitiateAuthenticationRequest)
+		want   string
+		ci     []byte // the CI the server must choose on success
+	}{
+		{"ok", func(*rsp.InitiateAuthenticationRequest) {}, "", nist},
+		{"address case and port", func(r *rsp.InitiateAuthenticationRequest) { r.SMDPAddress = "TestSMDPplus1.example.com:443" }, "", nist},
+		{"wrong address", func(r *rsp.InitiateAuthenticationRequest) { r.SMDPAddress = "other.example.com" }, "8.8.1/3.8", nil},
+		{"wrong address before svn", func(r *rsp.InitiateAuthenticationRequest) {
+			r.SMDPAddress = "x.example.com"
+			r.EUICCInfo1.SVN = rsp.Version{1, 0, 0}
+		}, "8.8.1/3.8", nil},
+		{"svn 1.0.0", func(r *rsp.InitiateAuthenticationRequest) { r.EUICCInfo1.SVN = rsp.Version{1, 0, 0} }, "8.8.3/3.1", nil},
+		{"svn 3.0.0", func(r *rsp.InitiateAuthenticationRequest) { r.EUICCInfo1.SVN = rsp.Version{3, 0, 0} }, "8.8.3/3.1", nil},
+		{"svn 2.4.0", func(r *rsp.InitiateAuthenticationRequest) { r.EUICCInfo1.SVN = rsp.Version{2, 4, 0} }, "", nist},
+		{"unknown CI", func(r *rsp.InitiateAuthenticationRequest) {
+			r.EUICCInfo1.CIPKIDsForSigning = [][]byte{unknown}
+			r.EUICCInfo1.CIPKIDsForVerification = [][]byte{unknown}
+		}, "8.8.2/3.1", nil},
+		{"unknown and short PKIDs skipped", func(r *rsp.InitiateAuthenticationRequest) {
+			r.EUICCInfo1.CIPKIDsForSigning = [][]byte{{1, 2}, unknown, brp}
+			r.EUICCInfo1.CIPKIDsForVerification = [][]byte{{1, 2}, brp}
+		}, "", brp},
+		{"signing NIST, verification BRP only", func(r *rsp.InitiateAuthenticationRequest) {
+			r.EUICCInfo1.CIPKIDsForSigning = [][]byte{nist}
+			r.EUICCInfo1.CIPKIDsForVerification = [][]byte{brp}
+		}, "8.8.4/3.7", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := newTestEUICC(t, esim.CurveP256).initiate()
+			tc.mutate(req)
+			resp, st := call[*rsp.InitiateAuthenticationResponse](t, e, req)
+			wantStatus(t, st, tc.want)
+			if tc.want != "" {
+				return
+			}
+			if !bytes.Equal(resp.EUICCCIPKIDToBeUsed, tc.ci) {
+				t.Fatalf("CI %X chosen, want %X", resp.EUICCCIPKIDToBeUsed, tc.ci)
+			}
+			dpauth, err := ParseCertificate(resp.ServerCertificate)
+			if err != nil || !sameKeyID(dpauth.AKI, tc.ci) || !dpauth.HasPolicy(PolicyDPauth) {
+				t.Fatalf("serverCertificate is not the DPauth certificate of the chosen CI (%v)", err)
+			}
+			if !verifyRS(dpauth.PublicKey, resp.ServerSigned1.Raw, resp.ServerSignature1) {
+				t.Fatal("serverSignature1 does not verify with CERT.DPauth")
+			}
+			if resp.ServerSigned1.EUICCChallenge != req.EUICCChallenge || resp.ServerSigned1.ServerAddress != testAddress {
+				t.Fatal("serverSigned1 does not echo the challenge and carry the address")
+			}
+		})
+	}
+	t.Run("fresh transaction ids and challenges", func(t *testing.T) {
+		eu := newTestEUICC(t, esim.CurveP256)
+		a, b := initiated(t, e, eu), initiated(t, e, eu)
+		if a.TransactionID.Equal(b.TransactionID) || a.ServerSigned1.ServerChallenge == b.ServerSigned1.ServerChallenge {
+			t.Fatal("two sessions share a transaction id or server challenge")
+		}
+	})
+}
+
+func TestAuthenticateClientChecks(t *testing.T) {
+	inv := func(t *testing.T, f string) []byte { return sgp26(t, "invalid", f) }
+	type setup struct {
+		e   *env
+		eu  *testEUICC
+		ia  *rsp.InitiateAuthenticationResponse
+		mid string
+	}
+	for _, tc := range []struct {
+		name string
+		// order places the order; nil: by matching ID, no EID.
+		order func(t *testing.T, e *env, iccid string) string
+		// build returns the request; nil: the regular one.
+		build func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest
+		opts  []store.Option
+		want  string
+	}{
+		{name: "ok"},
+		{name: "unknown transactionId", want: "8.10.1/3.9", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			return s.eu.authenticate(t, rsp.TransactionID{1, 2, 3}, s.eu.authSigned1(s.ia, &s.mid), s.eu.cert, s.eu.eum)
+		}},
+		{name: "eUICC error", want: "8.1/6.1", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			return &rsp.AuthenticateClientRequest{TransactionID: s.ia.TransactionID, AuthenticateServerResponse: rsp.AuthenticateServerResponse{
+				Error: &rsp.AuthenticateResponseError{TransactionID: s.ia.TransactionID, Code: 2}}}
+		}},
+		{name: "EUM self-signed without AKI", want: "8.1.2/6.1", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &s.mid), s.eu.cert, inv(t, "CERT_EUM_ECDSA_NIST_INVALID.der"))
+		}},
+		{name: "EUM under an unknown CI", want: "8.11.1/3.9", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &s.mid), s.eu.cert, inv(t, "CERT_EUM_ECDSA_NIST_UNKNOWN_CI.der"))
+		}},
+		{name: "EUM expired (policy also wrong: expiry first)", want: "8.1.2/6.3", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &s.mid), s.eu.cert, inv(t, "CERT_EUM_ECDSA_NIST_EXPIRED.der"))
+		}},
+		{name: "eUICC expired", want: "8.1.3/6.3", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &s.mid), inv(t, "CERT_EUICC_ECDSA_NIST_EXPIRED.der"), s.eu.eum)
+		}},
+		{name: "eUICC self-signed", want: "8.1.3/6.1", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &s.mid), inv(t, "CERT_EUICC_ECDSA_NIST_INVALID.der"), s.eu.eum)
+		}},
+		{name: "eUICC EID outside the EUM range", want: "8.1.3/6.1", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &s.mid), inv(t, "CERT_EUICC_ECDSA_NIST_INVALID_EID.der"), s.eu.eum)
+		}},
+		{name: "eUICC certificate of the other curve's EUM", want: "8.1.3/6.1", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &s.mid), sgp26(t, "eUICC", "CERT_EUICC_ECDSA_BRP.der"), s.eu.eum)
+		}},
+		{name: "forged euiccSignature1", want: "8.1/6.1", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			r := s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &s.mid), s.eu.cert, s.eu.eum)
+			sig := append(rsp.Signature(nil), r.AuthenticateServerResponse.Ok.EUICCSignature1...)
+			sig[10] ^= 1
+			r.AuthenticateServerResponse.Ok.EUICCSignature1 = sig
+			return r
+		}},
+		{name: "euiccSignature1 by another key", want: "8.1/6.1", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			s.eu.key = mustKey(t, "EUM", "SK_EUM_ECDSA_NIST.pem")
+			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &s.mid), s.eu.cert, s.eu.eum)
+		}},
+		{name: "wrong serverChallenge", want: "8.1/6.1", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			s1 := s.eu.authSigned1(s.ia, &s.mid)
+			s1.ServerChallenge[0] ^= 1
+			return s.eu.authenticate(t, s.ia.TransactionID, s1, s.eu.cert, s.eu.eum)
+		}},
+		{name: "transactionId inside differs", want: "8.10.1/3.9", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			s1 := s.eu.authSigned1(s.ia, &s.mid)
+			s1.TransactionID = rsp.TransactionID{9, 9}
+			return s.eu.authenticate(t, s.ia.TransactionID, s1, s.eu.cert, s.eu.eum)
+		}},
+		{name: "unknown matchingId", want: "8.2.6/3.8", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			mid := "NOT-AN-ORDER"
+			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &mid), s.eu.cert, s.eu.eum)
+		}},
+		{name: "missing matchingId, no order for the EID", want: "8.1.1/3.8", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, nil), s.eu.cert, s.eu.eum)
+		}},
+		{name: "empty matchingId, no order for the EID", want: "8.1.1/3.8", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, new(string)), s.eu.cert, s.eu.eum)
+		}},
+		{name: "order bound to another EID", want: "8.1.1/3.8",
+			order: func(t *testing.T, e *env, iccid string) string {
+				return e.order(t, iccid, "89049032123451234512345678901299", nil, "").MatchingID
+			}},
+		{name: "other eUICC of the EUM, order bound to the first", want: "8.1.1/3.8",
+			order: func(t *testing.T, e *env, iccid string) string { return e.order(t, iccid, testEID, nil, "").MatchingID },
+			build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+				return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &s.mid), inv(t, "CERT_EUICC_ECDSA_NIST_UNMATCHED_EID.der"), s.eu.eum)
+			}},
+		{name: "other eUICC of the EUM, unbound order", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &s.mid), inv(t, "CERT_EUICC_ECDSA_NIST_UNMATCHED_EID.der"), s.eu.eum)
+		}},
+		{name: "order not released", want: "8.2/1.2",
+			order: func(t *testing.T, e *env, iccid string) string {
+				ctx := context.Background()
+				e.db.DownloadOrder(ctx, store.DownloadOrderRequest{ICCID: iccid})
+				p, err := e.db.ConfirmOrder(ctx, store.ConfirmOrderRequest{ICCID: iccid})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return p.MatchingID
+			}},
+		{name: "cancelled order", want: "8.2.6/3.8",
+			order: func(t *testing.T, e *env, iccid string) string {
+				mid := e.order(t, iccid, "", nil, "").MatchingID
+				if _, err := e.db.CancelOrder(context.Background(), store.CancelOrderRequest{ICCID: iccid, Final: store.StateAvailable}); err != nil {
+					t.Fatal(err)
+				}
+				return mid
+			}},
+		{name: "order expired", want: "8.8.5/4.10", opts: []store.Option{store.WithOrderTTL(time.Hour)},
+			build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+				s.e.now = s.e.now.Add(2 * time.Hour)
+				ia := initiated(t, s.e, s.eu) // a fresh session after the wait
+				return s.eu.authenticate(t, ia.TransactionID, s.eu.authSigned1(ia, &s.mid), s.eu.cert, s.eu.eum)
+			}},
+		{name: "session expired", want: "8.10.1/3.9", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			s.e.now = s.e.now.Add(11 * time.Minute)
+			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &s.mid), s.eu.cert, s.eu.eum)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.opts...)
+			iccid := e.addProfile(t)
+			var mid string
+			if tc.order != nil {
+				mid = tc.order(t, e, iccid)
+			} else {
+				mid = e.order(t, iccid, "", nil, "").MatchingID
+			}
+			eu := newTestEUICC(t, esim.CurveP256)
+			s := &setup{e: e, eu: eu, ia: initiated(t, e, eu), mid: mid}
+			req := eu.authenticate(t, s.ia.TransactionID, eu.authSigned1(s.ia, &mid), eu.cert, eu.eum)
+			if tc.build != nil {
+				req = tc.build(t, s)
+			}
+			resp, st := call[*rsp.AuthenticateClientResponse](t, e, req)
+			wantStatus(t, st, tc.want)
+			if tc.want != "" {
+				return
+			}
+			if resp.SmdpSigned2.CCRequired || !resp.TransactionID.Equal(s.ia.TransactionID) {
+				t.Fatalf("smdpSigned2 %+v", resp.SmdpSigned2)
+			}
+			// A replay of the same call is refused.
+			_, st = call[*rsp.AuthenticateClientResponse](t, e, req)
+			wantStatus(t, st, "8.10.1/3.9")
+		})
+	}
+}
+
+func TestDownloadLimits(t *testing.T) {
+	t.Run("second download of a downloaded profile", func(t *testing.T) {
+		e := newEnv(t)
+		p := e.order(t, e.addProfile(t), "", nil, "")
+		eu := newTestEUICC(t, esim.CurveP256)
+		download(t, e, eu, &p.MatchingID, "")
+		ia := initiated(t, e, eu)
+		_, st := call[*rsp.AuthenticateClientResponse](t, e, eu.authenticate(t, ia.TransactionID, eu.authSigned1(ia, &p.MatchingID), eu.cert, eu.eum))
+		wantStatus(t, st, "8.2/1.2")
+	})
+	t.Run("download attempts exhausted", func(t *testing.T) {
+		e := newEnv(t, store.WithMaxDownloadAttempts(2))
+		p := e.order(t, e.addProfile(t), "", nil, "")
+		eu := newTestEUICC(t, esim.CurveP256)
+		for i, want := range []string{"", "", "8.8.5/6.4"} {
+			ia := initiated(t, e, eu)
+			_, st := call[*rsp.AuthenticateClientResponse](t, e, eu.authenticate(t, ia.TransactionID, eu.authSigned1(ia, &p.MatchingID), eu.cert, eu.eum))
+			if st.Code() != want && !(want == "" && st.IsZero()) {
+				t.Fatalf("attempt %d: %v, want %q", i+1, st, want)
+			}
+		}
+	})
+}
+
+func TestGetBoundProfilePackageChecks(t *testing.T) {
+	type setup struct {
+		e  *env
+		eu *testEUICC
+		ac *rsp.AuthenticateClientResponse
+	}
+	for _, tc := range []struct {
+		name  string
+		cc    string
+		build func(t *testing.T, s *setup) *rsp.GetBoundProfilePackageRequest
+		want  string
+	}{
+		{name: "ok"},
+		{name: "ok with confirmation code", cc: "12345678", build: func(t *testing.T, s *setup) *rsp.GetBoundProfilePackageRequest {
+			return s.eu.prepare(t, s.ac, "12345678")
+		}},
+		{name: "confirmation code hex-decoded (conformance suite)", cc: "87654321", build: func(t *testing.T, s *setup) *rsp.GetBoundProfilePackageRequest {
+			r := s.eu.prepare(t, s.ac, "")
+			h1 := sha256Sum([]byte{0x87, 0x65, 0x43, 0x21})
+			r.PrepareDownloadResponse.Ok.EUICCSigned2.HashCc = sha256Sum(append(h1, s.ac.TransactionID...))
+			return s.eu.prepareSigned(t, s.ac.TransactionID, r.PrepareDownloadResponse.Ok.EUICCSigned2)
+		}},
+		{name: "unknown transactionId", want: "8.10.1/3.9", build: func(t *testing.T, s *setup) *rsp.GetBoundProfilePackageRequest {
+			r := s.eu.prepare(t, s.ac, "")
+			r.TransactionID = rsp.TransactionID{7}
+			return r
+		}},
+		{name: "eUICC error", want: "8.1/6.1", build: func(t *testing.T, s *setup) *rsp.GetBoundProfilePackageRequest {
+			return &rsp.GetBoundProfilePackageRequest{TransactionID: s.ac.TransactionID, PrepareDownloadResponse: rsp.PrepareDownloadResponse{
+				Error: &rsp.PrepareDownloadResponseError{TransactionID: s.ac.TransactionID, Code: 127}}}
+		}},
+		{name: "forged euiccSignature2", want: "8.1/6.1", build: func(t *testing.T, s *setup) *rsp.GetBoundProfilePackageRequest {
+			r := s.eu.prepare(t, s.ac, "")
+			sig := append(rsp.Signature(nil), r.PrepareDownloadResponse.Ok.EUICCSignature2...)
+			sig[40] ^= 0x80
+			r.PrepareDownloadResponse.Ok.EUICCSignature2 = sig
+			return r
+		}},
+		{name: "euiccSignature2 over another smdpSignature2", want: "8.1/6.1", build: func(t *testing.T, s *setup) *rsp.GetBoundProfilePackageRequest {
+			r := s.eu.prepare(t, s.ac, "")
+			s.eu.smdpSig2 = append(rsp.Signature(nil), s.eu.smdpSig2...)
+			s.eu.smdpSig2[5] ^= 1
+			return s.eu.prepareSigned(t, s.ac.TransactionID, r.PrepareDownloadResponse.Ok.EUICCSigned2)
+		}},
+		{name: "transactionId inside differs", want: "8.10.1/3.9", build: func(t *testing.T, s *setup) *rsp.GetBoundProfilePackageRequest {
+			r := s.eu.prepare(t, s.ac, "")
+			s2 := r.PrepareDownloadResponse.Ok.EUICCSigned2
+			s2.TransactionID = rsp.TransactionID{1}
+			return s.eu.prepareSigned(t, s.ac.TransactionID, s2)
+		}},
+		{name: "confirmation code missing", cc: "12345678", want: "8.2.7/2.2", build: func(t *testing.T, s *setup) *rsp.GetBoundProfilePackageRequest {
+			return s.eu.prepare(t, s.ac, "")
+		}},
+		{name: "confirmation code wrong", cc: "12345678", want: "8.2.7/3.8", build: func(t *testing.T, s *setup) *rsp.GetBoundProfilePackageRequest {
+			return s.eu.prepare(t, s.ac, "12345679")
+		}},
+		{name: "one-time key point not on the curve", want: "8.1/6.1", build: func(t *testing.T, s *setup) *rsp.GetBoundProfilePackageRequest {
+			r := s.eu.prepare(t, s.ac, "")
+			s2 := r.PrepareDownloadResponse.Ok.EUICCSigned2
+			s2.EUICCOtpk = append([]byte{4}, make([]byte, 64)...)
+			return s.eu.prepareSigned(t, s.ac.TransactionID, s2)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			iccid := e.addProfile(t)
+			p := e.order(t, iccid, "", nil, tc.cc)
+			eu := newTestEUICC(t, esim.CurveP256)
+			_, ac := authenticated(t, e, eu, p.MatchingID)
+			if ac.SmdpSigned2.CCRequired != (tc.cc != "") {
+				t.Fatalf("ccRequiredFlag %v", ac.SmdpSigned2.CCRequired)
+			}
+			req := eu.prepare(t, ac, "")
+			if tc.build != nil {
+				req = tc.build(t, &setup{e: e, eu: eu, ac: ac})
+			}
+			resp, st := call[*rsp.GetBoundProfilePackageResponse](t, e, req)
+			wantStatus(t, st, tc.want)
+			got, _ := e.db.GetProfile(context.Background(), iccid)
+			if tc.want != "" {
+				if got.State != store.StateReleased {
+					t.Fatalf("state %s after a refused call, want Released", got.State)
+				}
+				return
+			}
+			if got.State != store.StateDownloaded {
+				t.Fatalf("state %s, want Downloaded", got.State)
+			}
+			if upp, _ := eu.install(t, resp, true); !bytes.Equal(upp, e.upp) {
+				t.Fatal("UPP differs")
+			}
+		})
+	}
+}
+
+func sha256Sum(b []byte) []byte {
+	h := sha256Sum32(b)
+	return h[:]
+}
+
+func TestConfirmationCodeRetries(t *testing.T) {
+	e := newEnv(t, store.WithMaxCCAttempts(3))
+	p := e.order(t, e.addProfile(t), "", nil, "1234")
+	eu := newTestEUICC(t, esim.CurveP256)
+	_, ac := authenticated(t, e, eu, p.MatchingID)
+	// A wrong code keeps the session usable; the right one then succeeds.
+	_, st := call[*rsp.GetBoundProfilePackageResponse](t, e, eu.prepare(t, ac, "9999"))
+	wantStatus(t, st, "8.2.7/3.8")
+	_, st = call[*rsp.GetBoundProfilePackageResponse](t, e, eu.prepare(t, ac, "1234"))
+	wantStatus(t, st, "")
+
+	e = newEnv(t, store.WithMaxCCAttempts(3))
+	p = e.order(t, e.addProfile(t), "", nil, "1234")
+	_, ac = authenticated(t, e, eu, p.MatchingID)
+	for i, want := range []string{"8.2.7/3.8", "8.2.7/2.2", "8.2.7/6.4", "8.10.1/3.9"} {
+		cc := "0000"
+		if i == 1 {
+			cc = ""
+		}
+		_, st := call[*rsp.GetBoundProfilePackageResponse](t, e, eu.prepare(t, ac, cc))
+		if st.Code() != want {
+			// After the limit the profile is in Error; the session is still
+			// there but binding is refused by the store's state.
+			if !(i == 3 && !st.IsZero()) {
+				t.Fatalf("attempt %d: %v, want %s", i+1, st, want)
+			}
+		}
+	}
+	got, _ := e.db.GetProfile(context.Background(), p.ICCID)
+	if got.State != store.StateError {
+		t.Fatalf("state %s after the CC retry limit, want Error", got.State)
+	}
+}
+
+func TestOneTimeKeyReuse(t *testing.T) {
+	e := newEnv(t)
+	p := e.order(t, e.addProfile(t), "", nil, "")
+	eu := newTestEUICC(t, esim.CurveP256)
+	_, ac := authenticated(t, e, eu, p.MatchingID)
+	req := eu.prepare(t, ac, "")
+	first, st := call[*rsp.GetBoundProfilePackageResponse](t, e, req)
+	wantStatus(t, st, "")
+	binds := e.hsm.binds.Load()
+	// The same call again (a retry after a lost answer): the same package,
+	// so the same smdpOtpk, and no new key agreement.
+	again, st := call[*rsp.GetBoundProfilePackageResponse](t, e, req)
+	wantStatus(t, st, "")
+	if !bytes.Equal(first.BoundProfilePackage, again.BoundProfilePackage) || e.hsm.binds.Load() != binds {
+		t.Fatal("a retry with the same euiccOtpk was bound again")
+	}
+	if upp, _ := eu.install(t, again, true); !bytes.Equal(upp, e.upp) {
+		t.Fatal("UPP differs")
+	}
+	// A later session presenting the same euiccOtpk cannot be re-bound to
+	// the destroyed SM-DP+ one-time key: refused, 8.2/3.7.
+	if _, err := e.db.SessionCancelled(context.Background(), p.ICCID); err != nil {
+		t.Fatal(err)
+	}
+	_, ac = authenticated(t, e, eu, p.MatchingID)
+	_, st = call[*rsp.GetBoundProfilePackageResponse](t, e, eu.prepare(t, ac, ""))
+	wantStatus(t, st, "8.2/3.7")
+	// A new key is bound afresh.
+	eu.otk = nil
+	_, st = call[*rsp.GetBoundProfilePackageResponse](t, e, eu.prepare(t, ac, ""))
+	wantStatus(t, st, "")
+}
+
+func TestHandleNotification(t *testing.T) {
+	ctx := context.Background()
+	bound := func(t *testing.T) (*env, *testEUICC, string, *rsp.GetBoundProfilePackageResponse) {
+		e := newEnv(t)
+		p := e.order(t, e.addProfile(t), "", nil, "")
+		eu := newTestEUICC(t, esim.CurveP256)
+		_, ac := authenticated(t, e, eu, p.MatchingID)
+		gb, st := call[*rsp.GetBoundProfilePackageResponse](t, e, eu.prepare(t, ac, ""))
+		wantStatus(t, st, "")
+		return e, eu, p.ICCID, gb
+	}
+	for _, tc := range []struct {
+		name    string
+		success bool
+		mutate  func(*rsp.HandleNotification)
+		refused bool
+		state   store.State
+	}{
+		{name: "install success", success: true, state: store.StateInstalled},
+		{name: "install failure: back for a re-download", success: false, state: store.StateReleased},
+		{name: "forged euiccSignPIR", success: true, refused: true, state: store.StateDownloaded, mutate: func(n *rsp.HandleNotification) {
+			n.PendingNotification.PIR.EUICCSignPIR[20] ^= 1
+		}},
+		{name: "unknown transactionId", success: true, refused: true, state: store.StateDownloaded, mutate: func(n *rsp.HandleNotification) {
+			n.PendingNotification.PIR.Data.TransactionID = rsp.TransactionID{5}
+			n.PendingNotification.PIR.Data.Raw = nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, eu, iccid, gb := bound(t)
+			_, n := eu.install(t, gb, tc.success)
+			if tc.mutate != nil {
+				tc.mutate(n)
+			}
+			err := e.srv.HandleNotification(ctx, wire(t, n))
+			if (err != nil) != tc.refused {
+				t.Fatalf("err %v, refused %v", err, tc.refused)
+			}
+			got, _ := e.db.GetProfile(ctx, iccid)
+			if got.State != tc.state {
+				t.Fatalf("state %s, want %s", got.State, tc.state)
+			}
+		})
+	}
+	t.Run("other notification", func(t *testing.T) {
+		e := newEnv(t)
+		for _, c := range []esim.Curve{esim.CurveP256, esim.CurveBrainpoolP256r1} {
+			eu := newTestEUICC(t, c)
+			md := rsp.NotificationMetadata{SeqNumber: 7, Operation: rsp.NotificationEnable, NotificationAddress: testAddress,
+				ICCID: []byte{0x98, 0, 0, 0, 0, 0, 0, 0, 0, 0x10}}
+			raw, err := md.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := &rsp.HandleNotification{PendingNotification: rsp.PendingNotification{Other: &rsp.OtherSignedNotification{
+				TBSOtherNotification: md, EUICCNotificationSignature: eu.sign(t, raw), EUICCCertificate: eu.cert, EUMCertificate: eu.eum}}}
+			if err := e.srv.HandleNotification(ctx, wire(t, n)); err != nil {
+				t.Fatalf("%s: %v", c, err)
+			}
+			n.PendingNotification.Other.EUICCNotificationSignature[9] ^= 1
+			if err := e.srv.HandleNotification(ctx, wire(t, n)); err == nil {
+				t.Fatalf("%s: forged notification accepted", c)
+			}
+		}
+	})
+}
+
+func TestCancelSession(t *testing.T) {
+	ctx := context.Background()
+	oid := asn1.ObjectIdentifier{2, 999, 10}
+	for _, reason := range []rsp.CancelSessionReason{0, 1, 2, 3, 4, 5, 127} {
+		for _, afterBPP := range []bool{false, true} {
+			e := newEnv(t)
+			p := e.order(t, e.addProfile(t), "", nil, "")
+			eu := newTestEUICC(t, esim.CurveP256)
+			_, ac := authenticated(t, e, eu, p.MatchingID)
+			if afterBPP {
+				_, st := call[*rsp.GetBoundProfilePackageResponse](t, e, eu.prepare(t, ac, ""))
+				wantStatus(t, st, "")
+			}
+			_, st := call[*rsp.CancelSessionResponseEs9](t, e, eu.cancel(t, ac.TransactionID, reason, oid))
+			wantStatus(t, st, "")
+			got, _ := e.db.GetProfile(ctx, p.ICCID)
+			if got.State != store.StateReleased {
+				t.Fatalf("reason %d: state %s, want Released", reason, got.State)
+			}
+			// The session is gone.
+			_, st = call[*rsp.GetBoundProfilePackageResponse](t, e, eu.prepare(t, ac, ""))
+			wantStatus(t, st, "8.10.1/3.9")
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		build func(eu *testEUICC, tid rsp.TransactionID) *rsp.CancelSessionRequestEs9
+		want  string
+	}{
+		{"unknown transactionId", func(eu *testEUICC, tid rsp.TransactionID) *rsp.CancelSessionRequestEs9 {
+			return eu.cancel(t, rsp.TransactionID{3}, 1, oid)
+		}, "8.10.1/3.9"},
+		{"forged signature", func(eu *testEUICC, tid rsp.TransactionID) *rsp.CancelSessionRequestEs9 {
+			r := eu.cancel(t, tid, 1, oid)
+			r.CancelSessionResponse.Ok.EUICCCancelSessionSignature[30] ^= 1
+			return r
+		}, "8.1/6.1"},
+		{"wrong smdpOid", func(eu *testEUICC, tid rsp.TransactionID) *rsp.CancelSessionRequestEs9 {
+			return eu.cancel(t, tid, 1, asn1.ObjectIdentifier{2, 999, 12})
+		}, "8.8/3.10"},
+		{"signed transactionId differs", func(eu *testEUICC, tid rsp.TransactionID) *rsp.CancelSessionRequestEs9 {
+			r := eu.cancel(t, rsp.TransactionID{4, 4}, 1, oid)
+			r.TransactionID = tid
+			return r
+		}, "8.10.1/3.9"},
+		{"eUICC error", func(eu *testEUICC, tid rsp.TransactionID) *rsp.CancelSessionRequestEs9 {
+			code := rsp.CancelSessionErrUndefined
+			return &rsp.CancelSessionRequestEs9{TransactionID: tid, CancelSessionResponse: rsp.CancelSessionResponse{Error: &code}}
+		}, "8.1/6.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			p := e.order(t, e.addProfile(t), "", nil, "")
+			eu := newTestEUICC(t, esim.CurveP256)
+			_, ac := authenticated(t, e, eu, p.MatchingID)
+			_, st := call[*rsp.CancelSessionResponseEs9](t, e, tc.build(eu, ac.TransactionID))
+			wantStatus(t, st, tc.want)
+			if _, err := e.db.GetSession(ctx, tidKey(ac.TransactionID)); err != nil {
+				t.Fatal("a refused cancel ended the session")
+			}
+		})
+	}
+}
+
+func sha256Sum32(b []byte) [32]byte { return sha256.Sum256(b) }
