@@ -195,7 +195,7 @@ func (d *testDP) authenticate(req *rsp.AuthenticateClientRequest) (*rsp.Authenti
 	bcd := eid.BCD()
 	s.eid, s.euiccPub, s.euiccSignature1 = bcd[:], cert.Public, ok.EUICCSignature1
 	md := &bpp.StoreMetadata{ICCID: d.iccid, ServiceProviderName: "perso test", ProfileName: "TS.48 " + d.curve.SGP26Name(),
-		ProfileClass: bpp.ClassTest,
+		ProfileClass:  bpp.ClassTest,
 		Notifications: []bpp.NotificationConfig{{Events: bpp.NotifyInstall | bpp.NotifyEnable | bpp.NotifyDelete, Address: d.address}}}
 	if s.metadata, err = md.Marshal(); err != nil {
 		d.t.Fatal(err)

@@ -356,11 +356,11 @@ func TestLoadBoundProfilePackage(t *testing.T) {
 	for _, curve := range curves {
 		n := curve.SGP26Name()
 		tests := []struct {
-			name    string
-			mutate  func(*testing.T, *EUICC, *testDP, []byte) []byte
-			cmd     int64
-			reason  int64 // 0: success
-			twice   bool
+			name   string
+			mutate func(*testing.T, *EUICC, *testDP, []byte) []byte
+			cmd    int64
+			reason int64 // 0: success
+			twice  bool
 		}{
 			{name: "valid"},
 			{name: "last 86 segment tampered", cmd: cmdLoadProfileElements, reason: reasonSCP03tSecurityError,

@@ -1,0 +1,172 @@
+package euiccsim
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/perso-esim/perso/rsp"
+)
+
+func TestParseActivationCode(t *testing.T) {
+	tests := []struct {
+		in   string
+		want ActivationCode
+		err  string
+	}{
+		{in: "LPA:1$testsmdpplus1.example.com$MATCH-1", want: ActivationCode{SMDPAddress: testAddress, MatchingID: "MATCH-1"}},
+		{in: "1$testsmdpplus1.example.com$MATCH-1", want: ActivationCode{SMDPAddress: testAddress, MatchingID: "MATCH-1"}},
+		{in: "lpa:1$smdp.example.com:8443$M", want: ActivationCode{SMDPAddress: "smdp.example.com:8443", MatchingID: "M"}},
+		{in: "LPA:1$smdp.example.com$M$2.999.10", want: ActivationCode{SMDPAddress: "smdp.example.com", MatchingID: "M", SMDPOID: "2.999.10"}},
+		{in: "LPA:1$smdp.example.com$M$$1", want: ActivationCode{SMDPAddress: "smdp.example.com", MatchingID: "M", CCRequired: true}},
+		{in: "LPA:1$smdp.example.com$M$2.999.10$1", want: ActivationCode{SMDPAddress: "smdp.example.com", MatchingID: "M", SMDPOID: "2.999.10", CCRequired: true}},
+		{in: "LPA:1$smdp.example.com$", want: ActivationCode{SMDPAddress: "smdp.example.com"}},
+		{in: "LPA:2$smdp.example.com$M", err: "format"},
+		{in: "LPA:1$smdp.example.com", err: "at least"},
+		{in: "LPA:1$$M", err: "empty SM-DP+ address"},
+		{in: "LPA:1$smdp example.com$M", err: "holds"},
+		{in: "LPA:1$smdp.example.com$M$oid$1", err: "object identifier"},
+		{in: "LPA:1$smdp.example.com$M$$yes", err: "flag"},
+		{in: "LPA:1$smdp.example.com$M$$1$x", err: "at most 5"},
+		{in: "LPA:1$smdp.example.com$M\n", err: "control"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseActivationCode(tc.in)
+			if tc.err != "" {
+				if !errors.Is(err, ErrActivationCode) || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("got %v, want an error saying %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+			if back, err := ParseActivationCode(got.String()); err != nil || back != got {
+				t.Fatalf("String() %q does not parse back: %+v %v", got.String(), back, err)
+			}
+		})
+	}
+}
+
+// TestDownload is the loopback proof: the LPA downloads over HTTPS (the
+// SGP.26 DPtls certificate, testsmdpplus1.example.com resolved to the
+// listener) from the in-test SM-DP+, on both curves and both bindings, and
+// recovers exactly the UPP the SM-DP+ bound; the SM-DP+ receives a PIR whose
+// signature verifies, and no notification stays pending.
+func TestDownload(t *testing.T) {
+	for _, curve := range curves {
+		for _, b := range []Binding{BindingJSON, BindingASN1} {
+			t.Run(curve.SGP26Name()+"/"+b.String(), func(t *testing.T) {
+				e, dp := newTestEUICC(t, curve), newTestDP(t, curve)
+				cfg := dp.serveTLS(t)
+				cfg.Binding = b
+				upp, err := NewLPA(e, cfg).Download(t.Context(), "LPA:1$"+testAddress+"$"+dp.matchingID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(upp, dp.upp) {
+					t.Fatal("recovered UPP differs from the bound one")
+				}
+				if len(dp.pirs) != 1 || dp.pirs[0].Data.Success == nil {
+					t.Fatalf("SM-DP+ got %d PIRs, want one success", len(dp.pirs))
+				}
+				if n := len(e.ListNotification()); n != 0 {
+					t.Errorf("%d notifications still pending after delivery", n)
+				}
+			})
+		}
+	}
+}
+
+// TestDownloadFailures: each failure comes back as a *DownloadError naming
+// the step, with the SM-DP+'s SGP.22 status when it sent one.
+func TestDownloadFailures(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(*testDP, *LPAConfig) string // returns the activation code
+		step    string
+		status  string // "" when the SM-DP+ sent none
+		wantErr error
+		cancels int
+	}{
+		{name: "wrong matching ID", step: "authenticateClient", status: "8.2.6/3.8",
+			setup: func(dp *testDP, c *LPAConfig) string { return "LPA:1$" + testAddress + "$NOPE" }},
+		{name: "address the SM-DP+ does not serve", step: "initiateAuthentication", status: "8.8.1/3.8",
+			setup: func(dp *testDP, c *LPAConfig) string {
+				dp.address = "other.example.com" // TLS still names testsmdpplus1
+				return "LPA:1$" + testAddress + "$" + dp.matchingID
+			}},
+		{name: "confirmation code missing", step: "confirmation code", wantErr: ErrConfirmationCodeRequired, cancels: 1,
+			setup: func(dp *testDP, c *LPAConfig) string {
+				dp.cc = "87654321"
+				return "LPA:1$" + testAddress + "$" + dp.matchingID + "$$1"
+			}},
+		{name: "confirmation code wrong", step: "getBoundProfilePackage", status: "8.2.7/3.8",
+			setup: func(dp *testDP, c *LPAConfig) string {
+				dp.cc, c.ConfirmationCode = "87654321", "12345678"
+				return "LPA:1$" + testAddress + "$" + dp.matchingID
+			}},
+		{name: "confirmation code right", step: "",
+			setup: func(dp *testDP, c *LPAConfig) string {
+				dp.cc, c.ConfirmationCode = "87654321", "87654321"
+				return "LPA:1$" + testAddress + "$" + dp.matchingID
+			}},
+		{name: "TLS root not trusted", step: "initiateAuthentication",
+			setup: func(dp *testDP, c *LPAConfig) string {
+				c.RootCAs = nil
+				return "LPA:1$" + testAddress + "$" + dp.matchingID
+			}},
+		{name: "bad activation code", step: "activation code", wantErr: ErrActivationCode,
+			setup: func(dp *testDP, c *LPAConfig) string { return "LPA:1$" + testAddress }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e, dp := newTestEUICC(t, curves[0]), newTestDP(t, curves[0])
+			cfg := dp.serveTLS(t)
+			code := tc.setup(dp, &cfg)
+			_, err := NewLPA(e, cfg).Download(t.Context(), code)
+			if tc.step == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var de *DownloadError
+			if !errors.As(err, &de) || de.Step != tc.step {
+				t.Fatalf("got %v, want a DownloadError at %s", err, tc.step)
+			}
+			if got := ""; !de.Status.IsZero() || tc.status != "" {
+				got = de.Status.Code()
+				if got != tc.status {
+					t.Errorf("status %q, want %q", got, tc.status)
+				}
+			}
+			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Errorf("error %v does not wrap %v", err, tc.wantErr)
+			}
+			if len(dp.cancels) != tc.cancels {
+				t.Errorf("SM-DP+ saw %d cancelSession, want %d", len(dp.cancels), tc.cancels)
+			}
+			if strings.Contains(err.Error(), "87654321") || strings.Contains(err.Error(), dp.matchingID) {
+				t.Errorf("error %q leaks the confirmation code or the matching ID", err)
+			}
+		})
+	}
+}
+
+// TestDownloadEUICCRefusal: when the eUICC refuses the SM-DP+ (here: it
+// trusts no CI the SM-DP+ can use), the LPA forwards the refusal and
+// reports the eUICC's code.
+func TestDownloadEUICCRefusal(t *testing.T) {
+	e, dp := newTestEUICC(t, curves[0]), newTestDP(t, curves[0])
+	cfg := dp.serveTLS(t)
+	dp.authCert = dp.pbCert // wrong role: invalidCertificate
+	_, err := NewLPA(e, cfg).Download(t.Context(), "LPA:1$"+testAddress+"$"+dp.matchingID)
+	var de *DownloadError
+	var es10 *ES10Error
+	if !errors.As(err, &de) || de.Step != "AuthenticateServer" || !errors.As(err, &es10) || es10.Code != int64(rsp.AuthErrInvalidCertificate) {
+		t.Fatalf("got %v, want the eUICC's invalidCertificate", err)
+	}
+}
