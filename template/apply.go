@@ -31,6 +31,13 @@ type encoded struct {
 	hasSPN         bool
 	msisdn         [255]byte
 	msisdnLen      int // record length when MSISDN is set, else 0
+	// Derived (Options.HomePLMN).
+	ad                          [1]byte
+	hasAD                       bool
+	plmn                        [3]byte
+	hasPLMN                     bool
+	impi, impu, domain          [255]byte
+	impiLen, impuLen, domainLen int // field lengths when set, else 0
 }
 
 // Apply writes one personalised UPP: the template with every slot for which
@@ -143,8 +150,96 @@ func (e *encoded) value(k SlotKind) []byte {
 		if e.msisdnLen > 0 {
 			return e.msisdn[:e.msisdnLen]
 		}
+	case SlotAD:
+		if e.hasAD {
+			return e.ad[:]
+		}
+	case SlotEHPLMN, SlotHPLMNwAcT:
+		if e.hasPLMN {
+			return e.plmn[:]
+		}
+	case SlotIMPI:
+		if e.impiLen > 0 {
+			return e.impi[:e.impiLen]
+		}
+	case SlotIMPU:
+		if e.impuLen > 0 {
+			return e.impu[:e.impuLen]
+		}
+	case SlotDomain:
+		if e.domainLen > 0 {
+			return e.domain[:e.domainLen]
+		}
 	}
 	return nil
+}
+
+// encodeDerived computes the fields derived from the options and the
+// record's IMSI (Options.HomePLMN, Derived).
+func (pl *Plan) encodeDerived(v *Values, e *encoded) error {
+	mnc := pl.opts.mncLen()
+	if mnc == 0 {
+		return nil
+	}
+	if pl.kinds[SlotAD] {
+		e.ad[0], e.hasAD = byte(mnc), true
+	}
+	if v.IMSI.IsZero() {
+		return nil
+	}
+	imsi := v.IMSI.String()
+	if len(imsi) < 3+mnc+1 {
+		return valueErr("IMSI", "%d digits: no MSIN after a %d-digit MNC", len(imsi), mnc)
+	}
+	if pl.kinds[SlotEHPLMN] || pl.kinds[SlotHPLMNwAcT] {
+		d := func(i int) byte { return imsi[i] - '0' }
+		e.plmn[0] = d(1)<<4 | d(0)
+		e.plmn[1] = 0xF0 | d(2)
+		if mnc == 3 {
+			e.plmn[1] = d(5)<<4 | d(2)
+		}
+		e.plmn[2] = d(4)<<4 | d(3)
+		e.hasPLMN = true
+	}
+	if pl.kinds[SlotIMPI] {
+		e.impiLen = pl.fieldLen[SlotIMPI]
+		ims(e.impi[:e.impiLen], "", imsi, imsi[:3], imsi[3:3+mnc])
+	}
+	if pl.kinds[SlotIMPU] {
+		e.impuLen = pl.fieldLen[SlotIMPU]
+		ims(e.impu[:e.impuLen], "sip:", imsi, imsi[:3], imsi[3:3+mnc])
+	}
+	if pl.kinds[SlotDomain] {
+		e.domainLen = pl.fieldLen[SlotDomain]
+		ims(e.domain[:e.domainLen], "", "", imsi[:3], imsi[3:3+mnc])
+	}
+	return nil
+}
+
+// ims writes an ISIM identity as the TLV 80 len UTF-8 (TS 31.103
+// §4.2.2–4), FF padded to len(dst): prefix + user + "@" (when user is set)
+// + "ims.mnc<MNC>.mcc<MCC>.3gppnetwork.org" with the MNC padded to 3
+// digits (TS 23.003 §13.2–13.4B). Compile checked that the longest value
+// fits dst.
+func ims(dst []byte, prefix, user, mcc, mnc string) {
+	b := dst[:2]
+	b = append(b, prefix...)
+	if user != "" {
+		b = append(b, user...)
+		b = append(b, '@')
+	}
+	b = append(b, "ims.mnc"...)
+	if len(mnc) == 2 {
+		b = append(b, '0')
+	}
+	b = append(b, mnc...)
+	b = append(b, ".mcc"...)
+	b = append(b, mcc...)
+	b = append(b, ".3gppnetwork.org"...)
+	dst[0], dst[1] = 0x80, byte(len(b)-2)
+	for i := len(b); i < len(dst); i++ {
+		dst[i] = 0xFF
+	}
 }
 
 // checkCode checks a code in card form by esim's rules for its kind; the
@@ -278,6 +373,9 @@ func (pl *Plan) encode(v *Values, e *encoded) error {
 			return err
 		}
 		e.msisdnLen = recLen
+	}
+	if err := pl.encodeDerived(v, e); err != nil {
+		return err
 	}
 	if v.SPN != "" {
 		if !pl.kinds[SlotSPN] {

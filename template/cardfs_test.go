@@ -97,6 +97,7 @@ type installedCard struct {
 	services    map[int]bool
 	files       map[string]*cardEF // DF path + FID, hex
 	usimADFs    []string
+	isimADFs    []string
 	akas        []cardAKA
 	pins, puks  map[int][][]byte
 }
@@ -116,8 +117,12 @@ const (
 	cardServiceBase = 0x80
 )
 
-// cardUSIMFiles maps usim component numbers to FIDs.
-var cardUSIMFiles = map[int]string{3: cardFIDIMSI, 11: cardFIDSMSP, 13: cardFIDSPN, 18: cardFIDACC}
+// Component numbers → FIDs of the files the check reads, per PE.
+var (
+	cardUSIMFiles = map[int]string{3: cardFIDIMSI, 11: cardFIDSMSP, 13: cardFIDSPN, 18: cardFIDACC, 21: "6fad"}
+	cardOptFiles  = map[int]string{cardOptMSISDN: cardFIDMSISDN, 17: "6f62", 58: "6fd9"}
+	cardISIMFiles = map[int]string{3: "6f02", 4: "6f04", 5: "6f03"}
+)
 
 // installCard reads a UPP as a card installs it.
 func installCard(t *testing.T, upp []byte) *installedCard {
@@ -167,31 +172,40 @@ func installCard(t *testing.T, upp []byte) *installedCard {
 			}
 		case 0xB0: // mf
 			for _, k := range cardKids(t, pe.val) {
-				if int(k.tag)&0x1F == cardMFICCID && k.tag&0x20 != 0 {
+				if k.tag.Number() == cardMFICCID && k.tag.Class() == 0x80 && k.tag.Constructed() {
 					fsFile("", cardFIDICCID, k.val)
 				}
 			}
-		case 0xB3: // usim
+		case 0xB3, 0xB5: // usim, isim
 			kids := cardKids(t, pe.val)
+			naa, files := cardADFUSIMFID, cardUSIMFiles
+			if pe.tag == 0xB5 {
+				naa, files = "7fb0", cardISIMFiles
+			}
 			for _, k := range kids {
-				if int(k.tag)&0x1F == cardUSIMADF {
+				if k.tag.Number() == cardUSIMADF && k.tag.Class() == 0x80 {
 					if fcp := cardChild(t, k.val, 0xA1); fcp != nil {
 						if id := cardChild(t, fcp, 0x83); len(id) == 2 {
-							adf = hex.EncodeToString(id)
+							naa = hex.EncodeToString(id)
 						}
 					}
 				}
 			}
-			c.usimADFs = append(c.usimADFs, adf)
+			if pe.tag == 0xB3 {
+				adf = naa
+				c.usimADFs = append(c.usimADFs, adf)
+			} else {
+				c.isimADFs = append(c.isimADFs, naa)
+			}
 			for _, k := range kids {
-				if fid, ok := cardUSIMFiles[int(k.tag)&0x1F]; ok && k.tag&0xE0 == 0xA0 {
-					fsFile(adf, fid, k.val)
+				if fid, ok := files[k.tag.Number()]; ok && k.tag.Class() == 0x80 && k.tag.Constructed() {
+					fsFile(naa, fid, k.val)
 				}
 			}
 		case 0xB4: // opt-usim
 			for _, k := range cardKids(t, pe.val) {
-				if int(k.tag)&0x1F == cardOptMSISDN && k.tag&0xE0 == 0xA0 {
-					fsFile(adf, cardFIDMSISDN, k.val)
+				if fid, ok := cardOptFiles[k.tag.Number()]; ok && k.tag.Class() == 0x80 && k.tag.Constructed() {
+					fsFile(adf, fid, k.val)
 				}
 			}
 		case 0xA1: // genericFileManagement
@@ -394,6 +408,68 @@ func checkCard(t *testing.T, upp []byte, v *Values, wantAlg esim.Algorithm) {
 		}
 		for i, got := range c.puks[ref] {
 			eq(fmt.Sprintf("PUK 0x%02X copy %d", ref, i), got, want)
+		}
+	}
+}
+
+// checkDerived compares the derived files of an installed card with what
+// TS 31.102/31.103 and TS 23.003 §13 say they hold for the record's IMSI
+// and the home PLMN. want lists the files the plan derives (by slot kind).
+func checkDerived(t *testing.T, upp []byte, v *Values, homePLMN string, want map[SlotKind]bool) {
+	t.Helper()
+	c := installCard(t, upp)
+	imsi := v.IMSI.String()
+	mncLen := len(homePLMN) - 3
+	mcc, mnc := imsi[:3], imsi[3:3+mncLen]
+	mnc3 := fmt.Sprintf("%03s", mnc)
+	// PLMN coding, TS 24.008 §10.5.1.3: MCC2 MCC1 | MNC3 MCC3 | MNC2 MNC1.
+	nib := func(s string, i int) byte {
+		if i < len(s) {
+			return s[i] - '0'
+		}
+		return 0xF
+	}
+	plmn := []byte{nib(mcc, 1)<<4 | nib(mcc, 0), nib(mnc, 2)<<4 | nib(mcc, 2), nib(mnc, 1)<<4 | nib(mnc, 0)}
+	tlvPad := func(s string, n int) []byte {
+		b := append([]byte{0x80, byte(len(s))}, s...)
+		return append(b, bytes.Repeat([]byte{0xFF}, n-len(b))...)
+	}
+	domain := "ims.mnc" + mnc3 + ".mcc" + mcc + ".3gppnetwork.org"
+	for _, adf := range c.usimADFs {
+		if want[SlotAD] {
+			if got := c.files[adf+"6fad"].bytes(t, "EF.AD", 3, 1)[0]; int(got) != mncLen {
+				t.Fatalf("card: EF.AD byte 4 = %02x, want the MNC length %d", got, mncLen)
+			}
+		}
+		if want[SlotEHPLMN] {
+			if got := c.files[adf+"6fd9"].bytes(t, "EF.EHPLMN", 0, 3); !bytes.Equal(got, plmn) {
+				t.Fatalf("card: EF.EHPLMN %x, want %x", got, plmn)
+			}
+		}
+		if want[SlotHPLMNwAcT] {
+			if got := c.files[adf+"6f62"].bytes(t, "EF.HPLMNwAcT", 0, 3); !bytes.Equal(got, plmn) {
+				t.Fatalf("card: EF.HPLMNwAcT %x, want %x", got, plmn)
+			}
+		}
+	}
+	for _, adf := range c.isimADFs {
+		if want[SlotIMPI] {
+			f := c.files[adf+"6f02"]
+			if got, exp := f.bytes(t, "EF.IMPI", 0, len(f.data)), tlvPad(imsi+"@"+domain, len(f.data)); !bytes.Equal(got, exp) {
+				t.Fatalf("card: EF.IMPI %q, want %q", got, exp)
+			}
+		}
+		if want[SlotIMPU] {
+			f := c.files[adf+"6f04"]
+			if got, exp := f.bytes(t, "EF.IMPU record 1", 0, f.recLen), tlvPad("sip:"+imsi+"@"+domain, f.recLen); !bytes.Equal(got, exp) {
+				t.Fatalf("card: EF.IMPU record 1 %q, want %q", got, exp)
+			}
+		}
+		if want[SlotDomain] {
+			f := c.files[adf+"6f03"]
+			if got, exp := f.bytes(t, "EF.DOMAIN", 0, len(f.data)), tlvPad(domain, len(f.data)); !bytes.Equal(got, exp) {
+				t.Fatalf("card: EF.DOMAIN %q, want %q", got, exp)
+			}
 		}
 	}
 }

@@ -85,6 +85,7 @@ var trackedFiles = map[PEType][]string{
 	PEMF:      {"ef-iccid"},
 	PEUSIM:    {"ef-imsi", "ef-acc", "ef-smsp", "ef-spn", "ef-ad"},
 	PEOptUSIM: {"ef-msisdn", "ef-ehplmn", "ef-hplmnwact"},
+	PEISIM:    {"ef-impi", "ef-impu", "ef-domain"},
 	PEIoT:     {"ef-iccid", "ef-imsi", "ef-acc", "ef-smsp", "ef-spn", "ef-ad"},
 	PEOptIoT:  {"ef-ehplmn", "ef-hplmnwact"},
 }
@@ -445,15 +446,18 @@ type fileField struct {
 	kind     SlotKind
 	file     string
 	required bool
+	derive   Derived // 0 for record fields; else on only with the option
 }
 
 // fileFields lists the file fields per FS PE type.
 var fileFields = map[PEType][]fileField{
-	PEMF:      {{SlotEFICCID, "ef-iccid", true}},
-	PEUSIM:    {{SlotIMSI, "ef-imsi", true}, {SlotACC, "ef-acc", false}, {SlotSMSC, "ef-smsp", false}, {SlotSPN, "ef-spn", false}},
-	PEOptUSIM: {{SlotMSISDN, "ef-msisdn", false}},
-	PEIoT: {{SlotEFICCID, "ef-iccid", false}, {SlotIMSI, "ef-imsi", true}, {SlotACC, "ef-acc", false},
-		{SlotSMSC, "ef-smsp", false}, {SlotSPN, "ef-spn", false}},
+	PEMF: {{SlotEFICCID, "ef-iccid", true, 0}},
+	PEUSIM: {{SlotIMSI, "ef-imsi", true, 0}, {SlotACC, "ef-acc", false, 0}, {SlotSMSC, "ef-smsp", false, 0},
+		{SlotSPN, "ef-spn", false, 0}, {SlotAD, "ef-ad", false, DeriveAD}},
+	PEOptUSIM: {{SlotMSISDN, "ef-msisdn", false, 0}, {SlotEHPLMN, "ef-ehplmn", false, DeriveHPLMN}, {SlotHPLMNwAcT, "ef-hplmnwact", false, DeriveHPLMN}},
+	PEISIM:    {{SlotIMPI, "ef-impi", false, DeriveISIM}, {SlotIMPU, "ef-impu", false, DeriveISIM}, {SlotDomain, "ef-domain", false, DeriveISIM}},
+	PEIoT: {{SlotEFICCID, "ef-iccid", false, 0}, {SlotIMSI, "ef-imsi", true, 0}, {SlotACC, "ef-acc", false, 0},
+		{SlotSMSC, "ef-smsp", false, 0}, {SlotSPN, "ef-spn", false, 0}, {SlotAD, "ef-ad", false, DeriveAD}},
 }
 
 func fieldFor(t PEType, file string) (fileField, bool) {
@@ -465,10 +469,18 @@ func fieldFor(t PEType, file string) (fileField, bool) {
 	return fileField{}, false
 }
 
-// fieldLength is the length of a field's value in file t, or why the file
-// cannot take it.
-func fieldLength(k SlotKind, t *fileTrack) (int, string) {
-	n := 0
+// Longest derived ISIM values: a 15-digit IMSI's NAI is 49 characters
+// ("001010123456789@ims.mnc001.mcc001.3gppnetwork.org"), its IMPU 53, the
+// domain 33; each plus a 2-byte TLV header.
+const (
+	maxIMPI   = 2 + 15 + len("@ims.mnc000.mcc000.3gppnetwork.org")
+	maxIMPU   = maxIMPI + len("sip:")
+	domainLen = 2 + len("ims.mnc000.mcc000.3gppnetwork.org")
+)
+
+// fieldPlace is the position and length of a field in file t, or why the
+// file cannot take it.
+func fieldPlace(k SlotKind, t *fileTrack) (at, n int, why string) {
 	switch k {
 	case SlotEFICCID:
 		n = 10
@@ -476,32 +488,45 @@ func fieldLength(k SlotKind, t *fileTrack) (int, string) {
 		n = 9
 	case SlotACC:
 		n = 2
+	case SlotAD:
+		at, n = 3, 1
+	case SlotEHPLMN, SlotHPLMNwAcT:
+		n = 3
 	case SlotSPN:
 		n = 17
 		if t.size >= 0 && t.size != n {
-			return 0, fmt.Sprintf("EF.SPN declared with %d bytes, want 17", t.size)
+			return 0, 0, fmt.Sprintf("EF.SPN declared with %d bytes, want 17", t.size)
 		}
-	case SlotSMSC, SlotMSISDN:
+	case SlotIMPI, SlotDomain:
+		need := maxIMPI
+		if k == SlotDomain {
+			need = domainLen
+		}
+		if t.size < 0 {
+			return 0, 0, "no efFileSize in the file descriptor: the value's padding needs the file size"
+		}
+		if t.size < need || t.size > 255 {
+			return 0, 0, fmt.Sprintf("the file has %d bytes; the value needs %d (for a 15-digit IMSI), at most 255 are supported", t.size, need)
+		}
+		n = t.size
+	case SlotSMSC, SlotMSISDN, SlotIMPU:
 		rl := 0
 		if t.fcp != nil {
 			rl = t.fcp.RecordLength()
 		}
-		min := 28
-		if k == SlotMSISDN {
-			min = 14
-		}
+		min := map[SlotKind]int{SlotSMSC: 28, SlotMSISDN: 14, SlotIMPU: maxIMPU}[k]
 		if rl < min || rl > 255 {
 			if rl == 0 {
-				return 0, "no record length in the file descriptor"
+				return 0, 0, "no record length in the file descriptor"
 			}
-			return 0, fmt.Sprintf("record length %d, want %d..255", rl, min)
+			return 0, 0, fmt.Sprintf("record length %d, want %d..255", rl, min)
 		}
 		n = rl
 	}
-	if t.size >= 0 && t.size < n {
-		return 0, fmt.Sprintf("the file has %d bytes (efFileSize), the value needs %d", t.size, n)
+	if t.size >= 0 && t.size < at+n {
+		return 0, 0, fmt.Sprintf("the file has %d bytes (efFileSize), the value needs %d", t.size, at+n)
 	}
-	return n, ""
+	return at, n, ""
 }
 
 // peAt returns the PE holding an absolute template offset.
@@ -526,17 +551,17 @@ func (pl *Plan) hdrIndex(n *Node) int {
 
 // compileFiles finds the placement of every file field (see the file
 // model at the top of this file).
-func (pl *Plan) compileFiles(p *Profile) error {
+func (pl *Plan) compileFiles(p *Profile, o Options) error {
 	m, err := p.buildFileModel()
 	if err != nil {
 		return err
 	}
 	for _, t := range m.tracks {
 		fd, ok := fieldFor(t.pe.Type, t.name)
-		if !ok {
+		if !ok || (fd.derive != 0 && !o.derives(fd.derive)) {
 			continue
 		}
-		n, why := fieldLength(fd.kind, t)
+		at, n, why := fieldPlace(fd.kind, t)
 		if why == "" && !t.exists {
 			why = "the file is not in the template (no File component or doNotCreate, and no createFCP)"
 		}
@@ -553,12 +578,12 @@ func (pl *Plan) compileFiles(p *Profile) error {
 		}
 		pl.fieldLen[fd.kind] = n
 		base := Slot{Kind: fd.kind, File: t.name}
-		if pieces, covered := t.landing(0, n); covered {
+		if pieces, covered := t.landing(at, n); covered {
 			for _, pc := range pieces {
 				s := base
-				at := p.peAt(pc.tmplOff)
-				s.PE, s.PEType, s.Offset, s.Len, s.From, s.FileOffset, s.Fixed = at.Index, at.Type, pc.tmplOff, pc.n, pc.from, pc.from, true
-				if len(pieces) > 1 || at != t.pe {
+				holder := p.peAt(pc.tmplOff)
+				s.PE, s.PEType, s.Offset, s.Len, s.From, s.FileOffset, s.Fixed = holder.Index, holder.Type, pc.tmplOff, pc.n, pc.from, at+pc.from, true
+				if len(pieces) > 1 || holder != t.pe {
 					s.Placement = PlacePiece
 				}
 				pl.slots = append(pl.slots, s)
@@ -570,16 +595,17 @@ func (pl *Plan) compileFiles(p *Profile) error {
 		reason := "the template writes no content for it"
 		for _, e := range t.elems {
 			for _, w := range e.writes {
-				if w.pos < n {
+				if w.pos < at+n && w.pos+w.n > at {
 					reason = "the template writes only part of it"
 				}
 			}
 		}
-		rw, err := compileRewrite(p.src, el, 0, n)
+		rw, err := compileRewrite(p.src, el, at, n)
 		if err != nil {
 			return err
 		}
 		s := base
+		s.FileOffset = at
 		s.PE, s.PEType, s.Offset, s.Len, s.Placement, s.Target, s.Reason = el.pe.Index, el.pe.Type, rw.start, n, PlaceRewrite, el.describe(), reason
 		pl.slots = append(pl.slots, s)
 		vs := varSlot{kind: fd.kind, pe: el.pe.Index, rw: rw, growth: rw.newLen - (rw.end - rw.start)}

@@ -20,6 +20,70 @@ type Options struct {
 	// KeyLength is the K length for TUAK: 16 (TUAK-128, the default) or 32
 	// (TUAK-256). Milenage and the test algorithm use 16-byte keys.
 	KeyLength int
+	// HomePLMN is the home network's MCC and MNC, 5 or 6 digits ("00101",
+	// "310150"): the MNC length cannot be told from an IMSI. Setting it
+	// turns on the derived fields (see Derived) of every file the template
+	// has, except those in NoDerive.
+	HomePLMN string
+	// NoDerive turns derived fields off.
+	NoDerive Derived
+}
+
+// Derived selects fields derived from the configuration and the record.
+// Each is written only when Options.HomePLMN is set and the template has
+// the file (in any placement; see Plan.Slots and Plan.Notes):
+//
+//   - DeriveAD: EF.AD (USIM 6FAD) byte 4 = the length of the MNC, 2 or 3,
+//     from HomePLMN (TS 31.102 §4.2.18). The same for every profile.
+//   - DeriveHPLMN: the first entry of EF.EHPLMN (opt-usim 6FD9, TS 31.102
+//     §4.2.84) and the PLMN of the first entry of EF.HPLMNwAcT (6F62,
+//     §4.2.54; its access technology bits are the template's) = the
+//     IMSI's PLMN: its first 3 digits (MCC) and the next 2 or 3 (MNC,
+//     HomePLMN's length), coded as TS 24.008 §10.5.1.3. EF.HPPLMN holds a
+//     search period, not a PLMN: it is not derived.
+//   - DeriveISIM: EF.IMPI (ISIM 6F02) = the private user identity
+//     "<IMSI>@ims.mnc<MNC>.mcc<MCC>.3gppnetwork.org" (TS 23.003 §13.3, MNC
+//     padded to 3 digits with a leading 0); EF.IMPU (6F04) record 1 = the
+//     temporary public user identity "sip:" + that NAI (§13.4B); EF.DOMAIN
+//     (6F03) = the home network domain "ims.mnc<MNC>.mcc<MCC>.3gppnetwork.org"
+//     (§13.2); MCC and MNC from the IMSI as above. Each is a TLV (tag 80,
+//     UTF-8) padded with FF to the file (or record) size (TS 31.103 §4.2.2–4);
+//     a file too small for a 15-digit IMSI's value is not derived (a note
+//     says so).
+type Derived uint8
+
+// Derived fields.
+const (
+	DeriveAD Derived = 1 << iota
+	DeriveHPLMN
+	DeriveISIM
+)
+
+// derives reports whether the options turn on the derived fields d.
+func (o Options) derives(d Derived) bool { return o.HomePLMN != "" && o.NoDerive&d == 0 }
+
+// mncLen is the length of the home MNC (0 without HomePLMN).
+func (o Options) mncLen() int {
+	if o.HomePLMN == "" {
+		return 0
+	}
+	return len(o.HomePLMN) - 3
+}
+
+// checkOptions validates the options that do not depend on the template.
+func (o Options) check() error {
+	if o.HomePLMN != "" {
+		if n := len(o.HomePLMN); n != 5 && n != 6 {
+			return &Error{PE: -1, Offset: -1, Field: "Options.HomePLMN", Err: fmt.Errorf("%d digits, want 5 or 6 (MCC + MNC): %w", n, ErrValue)}
+		}
+		if err := checkDigits("Options.HomePLMN", o.HomePLMN, 5, 6); err != nil {
+			return err
+		}
+	}
+	if o.Algorithm == esim.AlgorithmUnset && o.KeyLength != 0 {
+		return &Error{PE: -1, Offset: -1, Field: "Options.KeyLength", Err: fmt.Errorf("set without Options.Algorithm: %w", ErrValue)}
+	}
+	return nil
 }
 
 // algorithmServices are the eUICC-Mandatory-services flags (context tag
@@ -31,25 +95,30 @@ var algorithmServices = map[int]string{4: "milenage", 5: "tuak128", 16: "tuak256
 // (SwitchAlgorithm); the Plan then holds the switched template, and
 // Plan.Switch describes what changed.
 func CompileWith(der []byte, o Options) (*Plan, error) {
-	if o.Algorithm == esim.AlgorithmUnset {
-		if o.KeyLength != 0 {
-			return nil, &Error{PE: -1, Offset: -1, Field: "Options.KeyLength", Err: fmt.Errorf("set without Options.Algorithm: %w", ErrValue)}
-		}
-		return Compile(der)
+	if err := o.check(); err != nil {
+		return nil, err
 	}
 	p, err := Decode(der)
 	if err != nil {
 		return nil, err
 	}
-	desc, err := p.SwitchAlgorithm(o)
+	desc := ""
+	if o.Algorithm != esim.AlgorithmUnset {
+		if desc, err = p.SwitchAlgorithm(o); err != nil {
+			return nil, err
+		}
+		if p, err = Decode(p.Encode()); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	pl, err := p.compile(o)
 	if err != nil {
 		return nil, err
 	}
-	pl, err := Compile(p.Encode())
-	if err != nil {
-		return nil, err
-	}
-	pl.opts, pl.switched = o, desc
+	pl.switched = desc
 	return pl, nil
 }
 

@@ -25,12 +25,19 @@ const (
 	SlotSMSC                            // EF.SMSP record 1 (variable: re-encodes its PE)
 	SlotSPN                             // EF.SPN content (variable: re-encodes its PE)
 	SlotMSISDN                          // EF.MSISDN record 1 in opt-usim (variable: re-encodes its PE)
+	SlotAD                              // derived: EF.AD byte 4, length of the MNC (Options.HomePLMN)
+	SlotEHPLMN                          // derived: EF.EHPLMN first entry, the IMSI's PLMN
+	SlotHPLMNwAcT                       // derived: EF.HPLMNwAcT first entry's PLMN, the IMSI's
+	SlotIMPI                            // derived: EF.IMPI, the private user identity from the IMSI (TS 23.003 §13.3)
+	SlotIMPU                            // derived: EF.IMPU record 1, the temporary public user identity (§13.4B)
+	SlotDomain                          // derived: EF.DOMAIN, the home network domain name (§13.2)
 )
 
 var slotKindNames = map[SlotKind]string{
 	SlotHeaderICCID: "header-iccid", SlotEFICCID: "ef-iccid", SlotIMSI: "ef-imsi", SlotACC: "ef-acc",
 	SlotAlgorithm: "algorithm", SlotK: "k", SlotOPc: "opc", SlotPIN: "pin", SlotPUK: "puk",
 	SlotSDKey: "sd-key", SlotSMSC: "smsc", SlotSPN: "spn", SlotMSISDN: "msisdn",
+	SlotAD: "ef-ad", SlotEHPLMN: "ef-ehplmn", SlotHPLMNwAcT: "ef-hplmnwact", SlotIMPI: "ef-impi", SlotIMPU: "ef-impu", SlotDomain: "ef-domain",
 }
 
 func (k SlotKind) String() string {
@@ -118,6 +125,18 @@ func (s Slot) Name() string {
 		return "SPN (EF.SPN)"
 	case SlotMSISDN:
 		return "MSISDN (EF.MSISDN)"
+	case SlotAD:
+		return "MNC length (EF.AD)"
+	case SlotEHPLMN:
+		return "home PLMN (EF.EHPLMN)"
+	case SlotHPLMNwAcT:
+		return "home PLMN (EF.HPLMNwAcT)"
+	case SlotIMPI:
+		return "IMPI (EF.IMPI)"
+	case SlotIMPU:
+		return "IMPU (EF.IMPU)"
+	case SlotDomain:
+		return "home domain (EF.DOMAIN)"
 	}
 	return s.Kind.String()
 }
@@ -278,9 +297,11 @@ func (pl *Plan) Slots() []Slot { return append([]Slot(nil), pl.slots...) }
 func (pl *Plan) Has(k SlotKind) bool { return pl.kinds[k] }
 
 // Compile decodes and validates a template and records every slot. It
-// fails when the template lacks what every record needs: the header ICCID,
-// EF.ICCID and EF.IMSI with explicit content, and at least one
-// algoParameter (K/OPc).
+// fails when the template lacks what every record needs: the header
+// ICCID, an mf PE creating EF.ICCID and a usim PE creating EF.IMSI (their
+// content may be written in any way SAIP allows, or not at all), and at
+// least one algoParameter (K/OPc). Compile(der) is CompileWith(der,
+// Options{}).
 func Compile(der []byte) (*Plan, error) {
 	p, err := Decode(der)
 	if err != nil {
@@ -289,15 +310,15 @@ func Compile(der []byte) (*Plan, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	return p.compile()
+	return p.compile(Options{})
 }
 
 // Compile builds a Plan from a decoded (possibly edited) profile: its
 // current encoding is decoded, validated and compiled afresh.
 func (p *Profile) Compile() (*Plan, error) { return Compile(p.Encode()) }
 
-func (p *Profile) compile() (*Plan, error) {
-	pl := &Plan{tmpl: p.src, kinds: map[SlotKind]bool{}, fieldLen: map[SlotKind]int{}, pins: map[int]bool{}, puks: map[int]bool{}, algos: map[esim.Algorithm]bool{}}
+func (p *Profile) compile(o Options) (*Plan, error) {
+	pl := &Plan{opts: o, tmpl: p.src, kinds: map[SlotKind]bool{}, fieldLen: map[SlotKind]int{}, pins: map[int]bool{}, puks: map[int]bool{}, algos: map[esim.Algorithm]bool{}}
 	if h := p.Header(); h != nil {
 		pl.algos[esim.AlgorithmMilenage] = h.HasService("milenage")
 		pl.algos[esim.AlgorithmTUAK] = h.HasService("tuak128") || h.HasService("tuak256")
@@ -340,7 +361,7 @@ func (p *Profile) compile() (*Plan, error) {
 			sdOrdinal++
 		}
 	}
-	if err := pl.compileFiles(p); err != nil {
+	if err := pl.compileFiles(p, o); err != nil {
 		return nil, err
 	}
 	for _, need := range []struct {

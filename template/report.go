@@ -168,7 +168,7 @@ func InspectWith(der []byte, o InspectOptions) (*Report, error) {
 	for _, e := range p.Problems() {
 		r.Problems = append(r.Problems, e.Error())
 	}
-	pl, err := p.compile()
+	pl, err := p.compile(o.Compile)
 	if err != nil {
 		r.CompileError = err.Error()
 		return r, nil

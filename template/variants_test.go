@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"sort"
 	"testing"
 
@@ -116,8 +117,8 @@ func variant(t *testing.T, der []byte, fv fileVariant, target int) []byte {
 	ft := fileTargets[target]
 	pe := p.First(ft.pt)
 	path := ft.fid
-	if ft.pt == PEUSIM {
-		path = hex.EncodeToString(pe.FS.Files[0].FCP.FileID()) + ft.fid
+	if ft.pt == PEUSIM || ft.pt == PEOptUSIM {
+		path = hex.EncodeToString(p.First(PEUSIM).FS.Files[0].FCP.FileID()) + ft.fid
 	}
 	c := append([]byte(nil), pe.FS.File(ft.file).Content()...)
 	fv.edit(t, p, ft.pt, ft.file, path, c)
@@ -254,5 +255,110 @@ func TestAlgorithmOptionsAreChecked(t *testing.T) {
 		if _, err := CompileWith(der, o); !errors.Is(err, ErrValue) {
 			t.Errorf("CompileWith(%+v): %v, want ErrValue", o, err)
 		}
+	}
+}
+
+// TestDerivedFieldsByTheIndependentCheck turns the derived fields on for
+// every TS.48 template (and placement variants of EF.AD and EF.HPLMNwAcT),
+// with a 2- and a 3-digit MNC, and checks the derived files on the card.
+func TestDerivedFieldsByTheIndependentCheck(t *testing.T) {
+	profiles := ts48(t)
+	targets := []struct {
+		pt   PEType
+		file string
+		kind SlotKind
+		fid  string
+	}{{PEUSIM, "ef-ad", SlotAD, "6fad"}, {PEOptUSIM, "ef-hplmnwact", SlotHPLMNwAcT, "6f62"}}
+	saved := fileTargets
+	defer func() { fileTargets = saved }()
+	for _, name := range sortedNames(profiles) {
+		for ti, tg := range targets {
+			fileTargets = append(saved[:len(saved):len(saved)], tg)
+			for _, fv := range fileVariants {
+				tmpl := variant(t, profiles[name], fv, len(saved))
+				for _, home := range []string{"00101", "310150"} {
+					t.Run(name+"/"+tg.file+"/"+fv.name+"/"+home, func(t *testing.T) {
+						if ti == 1 && fv.name == "as shipped" {
+							// Derived fields are off without HomePLMN.
+							pl, _ := Compile(tmpl)
+							if pl.Has(SlotAD) || pl.Has(SlotIMPU) {
+								t.Fatal("derived slots without Options.HomePLMN")
+							}
+						}
+						pl, err := CompileWith(tmpl, Options{HomePLMN: home})
+						if err != nil {
+							t.Fatalf("CompileWith: %v", err)
+						}
+						want := map[SlotKind]bool{}
+						for _, k := range []SlotKind{SlotAD, SlotEHPLMN, SlotHPLMNwAcT, SlotIMPI, SlotIMPU, SlotDomain} {
+							want[k] = pl.Has(k)
+						}
+						if !want[SlotAD] || !want[SlotHPLMNwAcT] || !want[SlotEHPLMN] || !want[SlotIMPU] {
+							t.Fatalf("derived slots %v, want EF.AD, EF.EHPLMN, EF.HPLMNwAcT and EF.IMPU; notes %q", want, pl.Notes())
+						}
+						if want[SlotIMPI] || len(pl.Notes()) != 2 {
+							t.Fatalf("TS.48's 32-byte EF.IMPI and EF.DOMAIN cannot take the derived values: want 2 notes, have %q", pl.Notes())
+						}
+						r := seedFor(name + tg.file + fv.name + home)
+						for i := 0; i < 3; i++ {
+							v := randomValues(r, pl)
+							v.IMSI = testIMSI(home + fmt.Sprintf("%09d", r.IntN(1e9)))
+							out, err := pl.Apply(v, nil)
+							if err != nil {
+								t.Fatalf("Apply: %v", err)
+							}
+							if _, err := Decode(out); err != nil {
+								t.Fatal(err)
+							}
+							checkCard(t, out, v, v.Algorithm)
+							checkDerived(t, out, v, home, want)
+						}
+					})
+				}
+			}
+		}
+	}
+}
+
+// TestDerivedISIMIdentitiesFitLargerFiles gives EF.IMPI and EF.DOMAIN room
+// for their values (TS.48's are 32 bytes) and checks all three ISIM files.
+func TestDerivedISIMIdentitiesFitLargerFiles(t *testing.T) {
+	p, _ := Decode(ts48(t)[v5])
+	isim := p.First(PEISIM)
+	for _, name := range []string{"ef-impi", "ef-domain"} {
+		f := isim.FS.File(name)
+		if f == nil {
+			t.Fatalf("no %s", name)
+		}
+		fcp := []byte{0x82, 0x02, 0x41, 0x21, 0x83, 0x02, 0x6F, 0x02, 0x80, 0x01, 0x40}
+		if name == "ef-domain" {
+			fcp[7] = 0x03
+		}
+		f.FCP.Node.Value = fcp
+		setFill(t, p, PEISIM, name)
+	}
+	pl, err := CompileWith(p.Encode(), Options{HomePLMN: "310150"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pl.Has(SlotIMPI) || !pl.Has(SlotDomain) || !pl.Has(SlotIMPU) {
+		t.Fatalf("ISIM slots missing; notes %q", pl.Notes())
+	}
+	v := randomValues(seedFor("isim"), pl)
+	v.IMSI = testIMSI("310150123456789")
+	out, err := pl.Apply(v, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDerived(t, out, v, "310150", map[SlotKind]bool{SlotIMPI: true, SlotIMPU: true, SlotDomain: true, SlotAD: true})
+	c := installCard(t, out)
+	if got := string(c.files[c.isimADFs[0]+"6f02"].data[2:51]); got != "310150123456789@ims.mnc150.mcc310.3gppnetwork.org" {
+		t.Fatalf("EF.IMPI holds %q", got)
+	}
+	if _, err := pl.Apply(&Values{IMSI: testIMSI("310150")}, nil); !errors.Is(err, ErrValue) {
+		t.Fatalf("IMSI without an MSIN after the 3-digit MNC: %v, want ErrValue", err)
+	}
+	if _, err := CompileWith(ts48(t)[v5], Options{HomePLMN: "0010"}); !errors.Is(err, ErrValue) {
+		t.Fatalf("HomePLMN of 4 digits: %v, want ErrValue", err)
 	}
 }
