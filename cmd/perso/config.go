@@ -95,6 +95,20 @@ var settings = []setting{
 	{key: "store.driver", kind: kindEnum, def: "sqlite", enum: []string{"sqlite", "postgres"}, show: showPlain},
 	{key: "store.dsn", kind: kindString, def: "perso.db", nonEmpty: true, show: showDSN},
 
+	// perso serve (ES9+). The defaults serve the SGP.26 test PKI from the
+	// repository's testdata as testsmdpplus1.example.com.
+	{key: "serve.address", kind: kindString, def: "testsmdpplus1.example.com", nonEmpty: true, maxLen: 255, show: showPlain},
+	{key: "serve.listen", kind: kindString, def: ":8443", nonEmpty: true, show: showPlain},
+	{key: "serve.curves", kind: kindString, def: "nist,brp", nonEmpty: true, show: showPlain},
+	{key: "serve.pki_dir", kind: kindString, def: "testdata/sgp26", nonEmpty: true, show: showPlain}, // CI, DPauth, DPpb certificates (SGP.26 layout)
+	{key: "serve.tls", kind: kindEnum, def: "on", enum: []string{"on", "off"}, show: showPlain},      // off: behind a TLS terminator
+	{key: "serve.tls_cert", kind: kindString, def: "testdata/sgp26/DPtls/CERT_S_SM_DP_VARO_TLS_NIST.der", nonEmpty: true, show: showPlain},
+	{key: "serve.tls_key", kind: kindString, def: "testdata/sgp26/DPtls/SK_S_SM_DP_TLS_NIST.pem", nonEmpty: true, show: showPlain}, // a path, not the key
+	// Sessions live in the store; LPAs pause between calls, so at least a minute.
+	{key: "serve.session_ttl", kind: kindDuration, def: "10m", min: int64(time.Minute), max: int64(24 * time.Hour), show: showPlain},
+	{key: "serve.max_body", kind: kindInt, def: 64 << 10, min: 4 << 10, max: 16 << 20, show: showPlain},
+	{key: "serve.call_timeout", kind: kindDuration, def: "30s", min: int64(time.Second), max: int64(10 * time.Minute), show: showPlain},
+
 	// Largest template file read (bytes); --template-max-size overrides it.
 	{key: "template.max_size", kind: kindInt, def: 4 << 20, min: 1 << 10, max: 1 << 30, show: showPlain},
 

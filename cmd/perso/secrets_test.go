@@ -199,6 +199,13 @@ func TestNoCommandRevealsASecret(t *testing.T) {
 		// A PostgreSQL DSN given to the SQLite driver: the driver quotes it in its error.
 		{"demo", secretRun{args: []string{"--template", tmpl, "--count", "1", "--store.dsn", deadDSN},
 			env: []string{"PERSO_STORE_DRIVER=sqlite"}, code: exitFailure}},
+		// serve: the HSM from hsm init (SGP.26 keys imported), PKI and TLS from testdata.
+		{"serve", secretRun{args: []string{"--serve.listen", "127.0.0.1:0", "--stop-after", "300ms"}, env: []string{
+			"PERSO_SERVE_PKI_DIR=" + testenv.Path(t, "sgp26"),
+			"PERSO_SERVE_TLS_CERT=" + testenv.Path(t, "sgp26", "DPtls", "CERT_S_SM_DP_VARO_TLS_NIST.der"),
+			"PERSO_SERVE_TLS_KEY=" + testenv.Path(t, "sgp26", "DPtls", "SK_S_SM_DP_TLS_NIST.pem")}}},
+		{"serve", secretRun{args: []string{"--serve.listen", "127.0.0.1:0", "--stop-after", "300ms"}, code: exitUsage,
+			env: []string{"PERSO_SERVE_PKI_DIR=no-such-dir"}}},
 		{"template personalise", secretRun{args: []string{"--template", tmpl, "--iccid", "8949449999999990999", "--imsi", "001010123456789",
 			"-o", "profile.der"}, outputs: map[string][]plantedSecret{"profile.der": profileSecrets}}},
 		{"template inspect", secretRun{args: []string{"profile.der"}}},
@@ -220,6 +227,11 @@ func TestNoCommandRevealsASecret(t *testing.T) {
 		{"batch list", secretRun{}},
 		{"batch show", secretRun{args: []string{"sec", "--json"}}},
 		{"batch", usage},
+		// No SM-DP+ listens on port 1: the download fails after loading the eUICC (exit 1).
+		{"euicc download", secretRun{args: []string{"LPA:1$127.0.0.1:1$MATCH", "--sgp26", testenv.Path(t, "sgp26"), "--tls-root", "system",
+			"-o", "upp.der"}, code: exitFailure}},
+		{"euicc download", secretRun{args: []string{"LPA:2$smdp.example.com$MATCH"}, code: exitUsage}},
+		{"euicc", usage},
 		{"config", secretRun{}},
 		{"config", secretRun{args: []string{"--config", "broken.yaml"}, code: exitUsage}},
 		{"config", secretRun{args: []string{"--config", "unknown.yaml"}, code: exitUsage}},
