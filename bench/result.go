@@ -156,8 +156,8 @@ type Result struct {
 	Time time.Time `json:"time"`
 	// WallSeconds is how long the whole run took, for the reader's sense of
 	// scale; it is not a figure.
-	WallSeconds float64 `json:"wall_seconds"`
-	Env         Env     `json:"env"`
+	WallSeconds float64  `json:"wall_seconds"`
+	Env         Env      `json:"env"`
 	HSM         *HSMInfo `json:"hsm,omitempty"`
 	// Store names the store backend(s) measured or written to.
 	Store string `json:"store,omitempty"`
