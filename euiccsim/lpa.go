@@ -361,12 +361,11 @@ func (l *LPA) SendNotifications(ctx context.Context, address string) (int, error
 		if err != nil {
 			return n, err
 		}
-		meta := pn.Other
-		to := ""
+		var to string
 		if pn.PIR != nil {
 			to = pn.PIR.Data.NotificationMetadata.NotificationAddress
 		} else {
-			to = meta.TBSOtherNotification.NotificationAddress
+			to = pn.Other.TBSOtherNotification.NotificationAddress
 		}
 		if !strings.EqualFold(to, address) {
 			continue
@@ -426,17 +425,17 @@ func (l *LPA) call(ctx context.Context, address string, req rsp.Request) (rsp.Re
 	start := time.Now()
 	resp, err := l.client.Do(hreq)
 	if err != nil {
-		return nil, fmt.Errorf("%v: %w", f, err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
 	if err != nil {
-		return nil, fmt.Errorf("%v: reading the answer: %w", f, err)
+		return nil, fmt.Errorf("reading the answer: %w", err)
 	}
 	l.log.DebugContext(ctx, "ES9+ call", "function", f.String(), "binding", l.binding.String(),
 		"http_status", resp.StatusCode, "bytes", len(data), "duration", time.Since(start))
 	if len(data) > maxResponse {
-		return nil, fmt.Errorf("%v: answer larger than %d bytes", f, maxResponse)
+		return nil, fmt.Errorf("answer larger than %d bytes", maxResponse)
 	}
 	if f == rsp.HandleNotificationFunction {
 		// 204 is the answer; strict clients also accept 200 with a
@@ -453,13 +452,13 @@ func (l *LPA) call(ctx context.Context, address string, req rsp.Request) (rsp.Re
 			}
 			return nil, nil
 		}
-		return nil, fmt.Errorf("%v: HTTP %s", f, resp.Status)
+		return nil, fmt.Errorf("HTTP %s", resp.Status)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%v: HTTP %s, want 200", f, resp.Status)
+		return nil, fmt.Errorf("HTTP %s, want 200", resp.Status)
 	}
 	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || !strings.EqualFold(mt, strings.Split(ct, ";")[0]) {
-		return nil, fmt.Errorf("%v: answer Content-Type %q, want %s", f, resp.Header.Get("Content-Type"), ct)
+		return nil, fmt.Errorf("answer Content-Type %q, want %s", resp.Header.Get("Content-Type"), ct)
 	}
 	var (
 		out rsp.Response
@@ -471,13 +470,13 @@ func (l *LPA) call(ctx context.Context, address string, req rsp.Request) (rsp.Re
 		out, st, err = rsp.DecodeJSONResponse(f, data)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%v: decoding the answer: %w", f, err)
+		return nil, fmt.Errorf("decoding the answer: %w", err)
 	}
 	if !st.IsZero() {
 		return nil, &DownloadError{Step: f.String(), Status: st}
 	}
 	if out == nil && f != rsp.CancelSession {
-		return nil, fmt.Errorf("%v: empty answer", f)
+		return nil, errors.New("empty answer")
 	}
 	return out, nil
 }

@@ -170,3 +170,27 @@ func TestDownloadEUICCRefusal(t *testing.T) {
 		t.Fatalf("got %v, want the eUICC's invalidCertificate", err)
 	}
 }
+
+// TestSendNotifications: after a download, enabling the profile queues a
+// signed notification that SendNotifications delivers to the address the
+// metadata names, and only there.
+func TestSendNotifications(t *testing.T) {
+	e, dp := newTestEUICC(t, curves[1]), newTestDP(t, curves[1])
+	lpa := NewLPA(e, dp.serveTLS(t))
+	if _, err := lpa.Download(t.Context(), "LPA:1$"+testAddress+"$"+dp.matchingID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.EnableProfile(dp.iccid); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := lpa.SendNotifications(t.Context(), "elsewhere.example.com"); n != 0 || err != nil {
+		t.Fatalf("sent %d to another address (%v)", n, err)
+	}
+	n, err := lpa.SendNotifications(t.Context(), testAddress)
+	if n != 1 || err != nil || len(dp.others) != 1 || dp.others[0].TBSOtherNotification.Operation != rsp.NotificationEnable {
+		t.Fatalf("sent %d (%v); SM-DP+ has %d", n, err, len(dp.others))
+	}
+	if len(e.ListNotification()) != 0 {
+		t.Error("delivered notification still pending")
+	}
+}
