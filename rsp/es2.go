@@ -33,7 +33,8 @@ func (f ES2Function) Path() string { return ES2PathPrefix + string(f) }
 // ES2Request is one of the ES2+ request types.
 type ES2Request interface {
 	ES2Function() ES2Function
-	header() *RequestHeader
+	// ES2Header is the request's header, to read or set.
+	ES2Header() *RequestHeader
 }
 
 // DownloadOrderRequest is ES2+ DownloadOrder: reserve the given ICCID or a
@@ -109,11 +110,11 @@ func (*HandleDownloadProgressInfoRequest) ES2Function() ES2Function {
 	return ES2HandleDownloadProgressInfo
 }
 
-func (r *DownloadOrderRequest) header() *RequestHeader              { return &r.Header }
-func (r *ConfirmOrderRequest) header() *RequestHeader               { return &r.Header }
-func (r *CancelOrderRequest) header() *RequestHeader                { return &r.Header }
-func (r *ReleaseProfileRequest) header() *RequestHeader             { return &r.Header }
-func (r *HandleDownloadProgressInfoRequest) header() *RequestHeader { return &r.Header }
+func (r *DownloadOrderRequest) ES2Header() *RequestHeader              { return &r.Header }
+func (r *ConfirmOrderRequest) ES2Header() *RequestHeader               { return &r.Header }
+func (r *CancelOrderRequest) ES2Header() *RequestHeader                { return &r.Header }
+func (r *ReleaseProfileRequest) ES2Header() *RequestHeader             { return &r.Header }
+func (r *HandleDownloadProgressInfoRequest) ES2Header() *RequestHeader { return &r.Header }
 
 // optStr reads an optional string member into *dst.
 func (o *jsonObject) optStr(key string, dst *string) error {
@@ -193,7 +194,7 @@ func DecodeES2Request(f ES2Function, body []byte) (ES2Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := decodeES2Header(o, req.header()); err != nil {
+	if err := decodeES2Header(o, req.ES2Header()); err != nil {
 		return nil, err
 	}
 	return req, nil
@@ -271,7 +272,7 @@ type jsonRequestHeader struct {
 // EncodeES2Request returns the JSON body of an ES2+ request (the
 // operator's side, and the SM-DP+'s for HandleDownloadProgressInfo).
 func EncodeES2Request(req ES2Request) ([]byte, error) {
-	h := req.header()
+	h := req.ES2Header()
 	hdr := jsonRequestHeader{h.FunctionRequesterIdentifier, h.FunctionCallIdentifier}
 	var v any
 	switch r := req.(type) {

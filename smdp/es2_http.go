@@ -110,7 +110,7 @@ func (h *es2Handler) wrap(f rsp.ES2Function) http.Handler {
 			h.writeStatus(w, st)
 			return
 		}
-		op = requesterID(req)
+		op = req.ES2Header().FunctionRequesterIdentifier
 		if err := h.authorize(ctx, op, r.TLS.PeerCertificates); err != nil {
 			h.es2.log.WarnContext(ctx, "smdp: ES2+ caller refused", "function", string(f), "requester", op, "remote", r.RemoteAddr, "err", err)
 			http.Error(w, "ES2+: "+err.Error(), http.StatusForbidden)
@@ -140,20 +140,6 @@ func (h *es2Handler) wrap(f rsp.ES2Function) http.Handler {
 		}
 		writeBody(w, false, out)
 	})
-}
-
-func requesterID(req rsp.ES2Request) string {
-	switch m := req.(type) {
-	case *rsp.DownloadOrderRequest:
-		return m.Header.FunctionRequesterIdentifier
-	case *rsp.ConfirmOrderRequest:
-		return m.Header.FunctionRequesterIdentifier
-	case *rsp.CancelOrderRequest:
-		return m.Header.FunctionRequesterIdentifier
-	case *rsp.ReleaseProfileRequest:
-		return m.Header.FunctionRequesterIdentifier
-	}
-	return ""
 }
 
 func (h *es2Handler) writeStatus(w http.ResponseWriter, st rsp.Status) {
