@@ -32,10 +32,16 @@ type encoded struct {
 	msisdn         [255]byte
 	msisdnLen      int // record length when MSISDN is set, else 0
 	// Derived (Options.HomePLMN).
-	ad                          [1]byte
-	hasAD                       bool
-	plmn                        [3]byte
-	hasPLMN                     bool
+	ad      [1]byte
+	hasAD   bool
+	plmn    [3]byte
+	hasPLMN bool
+	isim    *isimValues // only for plans deriving ISIM files
+}
+
+// isimValues are the derived ISIM identities, kept out of encoded so that
+// the common path does not clear them.
+type isimValues struct {
 	impi, impu, domain          [255]byte
 	impiLen, impuLen, domainLen int // field lengths when set, else 0
 }
@@ -159,16 +165,16 @@ func (e *encoded) value(k SlotKind) []byte {
 			return e.plmn[:]
 		}
 	case SlotIMPI:
-		if e.impiLen > 0 {
-			return e.impi[:e.impiLen]
+		if e.isim != nil && e.isim.impiLen > 0 {
+			return e.isim.impi[:e.isim.impiLen]
 		}
 	case SlotIMPU:
-		if e.impuLen > 0 {
-			return e.impu[:e.impuLen]
+		if e.isim != nil && e.isim.impuLen > 0 {
+			return e.isim.impu[:e.isim.impuLen]
 		}
 	case SlotDomain:
-		if e.domainLen > 0 {
-			return e.domain[:e.domainLen]
+		if e.isim != nil && e.isim.domainLen > 0 {
+			return e.isim.domain[:e.isim.domainLen]
 		}
 	}
 	return nil
@@ -201,17 +207,22 @@ func (pl *Plan) encodeDerived(v *Values, e *encoded) error {
 		e.plmn[2] = d(4)<<4 | d(3)
 		e.hasPLMN = true
 	}
+	if !pl.kinds[SlotIMPI] && !pl.kinds[SlotIMPU] && !pl.kinds[SlotDomain] {
+		return nil
+	}
+	d := &isimValues{}
+	e.isim = d
 	if pl.kinds[SlotIMPI] {
-		e.impiLen = pl.fieldLen[SlotIMPI]
-		ims(e.impi[:e.impiLen], "", imsi, imsi[:3], imsi[3:3+mnc])
+		d.impiLen = pl.fieldLen[SlotIMPI]
+		ims(d.impi[:d.impiLen], "", imsi, imsi[:3], imsi[3:3+mnc])
 	}
 	if pl.kinds[SlotIMPU] {
-		e.impuLen = pl.fieldLen[SlotIMPU]
-		ims(e.impu[:e.impuLen], "sip:", imsi, imsi[:3], imsi[3:3+mnc])
+		d.impuLen = pl.fieldLen[SlotIMPU]
+		ims(d.impu[:d.impuLen], "sip:", imsi, imsi[:3], imsi[3:3+mnc])
 	}
 	if pl.kinds[SlotDomain] {
-		e.domainLen = pl.fieldLen[SlotDomain]
-		ims(e.domain[:e.domainLen], "", "", imsi[:3], imsi[3:3+mnc])
+		d.domainLen = pl.fieldLen[SlotDomain]
+		ims(d.domain[:d.domainLen], "", "", imsi[:3], imsi[3:3+mnc])
 	}
 	return nil
 }

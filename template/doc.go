@@ -78,20 +78,62 @@
 //   - the keyData of every security-domain key, by securityDomain ordinal
 //     (0 = MNO-SD), KVN and key identifier (SCP80 KVN 01..03 ID 01..03,
 //     SCP03 KVN 30..32, …);
-//   - variable-size: EF.SMSP (SMSC address in record 1) and EF.SPN of every
-//     usim PE, EF.MSISDN (record 1) of every opt-usim PE.
+//   - EF.SMSP (SMSC address in record 1) and EF.SPN of every usim PE,
+//     EF.MSISDN (record 1) of every opt-usim PE;
+//   - with Options.HomePLMN, the derived files (Derived): EF.AD's MNC
+//     length, the first PLMN of EF.EHPLMN and EF.HPLMNwAcT, and the ISIM's
+//     EF.IMPI, EF.IMPU record 1 and EF.DOMAIN (TS 23.003 §13).
+//
+// # File contents: the whole fillFileOffset/fillFileContent grammar
+//
+// A file's content may be written in any legal way (files.go has the
+// model): by the File component of the FS PE that creates it, as one
+// fillFileContent or several, behind fillFileOffsets (relative skips),
+// not at all (FCP only), and again by later genericFileManagement
+// sequences that select the file (a filePath naming the EF) or create it;
+// the card keeps the last write of each byte. Record files are the stream
+// of their records. For each field Compile finds the template bytes that
+// land on the card:
+//
+//   - every byte of the field is written by the template: the field gets
+//     one fixed slot per contiguous piece (Placement PlaceInPlace for the
+//     usual single piece, PlacePiece for split content or content
+//     rewritten by a later PE; only the write that lands is patched). Apply
+//     patches them in place: O(1), no allocation;
+//   - some byte is not: the field is a PlaceRewrite slot. When a record
+//     sets it, Apply replaces the fill commands of the last element that
+//     writes the file (else the File that creates it) by an equivalent
+//     normalised sequence that also writes the field (everything else the
+//     element wrote is kept), and re-encodes the lengths around it (File,
+//     or the command SEQUENCE and list, and the PE); fixed slots after it
+//     move by the size difference. Slot.Target and Slot.Reason say which
+//     element and why; Plan.Notes says why optional fields have no slot.
+//
+// Fill commands past the file's efFileSize (or past 1 MiB), and
+// genericFileManagement fills without a selected EF, are located
+// ErrStructure errors (PE number and byte offset of the command).
+//
+// # Algorithm switch
+//
+// CompileWith(der, Options{Algorithm: …}) switches every algoParameter of
+// the template to Milenage, TUAK (KeyLength 16 or 32) or the test
+// algorithm, resizing K and OPc (TOPc, 32 bytes for TUAK), and makes the
+// header's eUICC-Mandatory-services declare exactly the algorithm now used
+// (Profile.SwitchAlgorithm). This is what an operator does with a
+// TS.48-based template, whose header declares only usim-test-algorithm:
+// without the switch, records may only set an algorithm the header
+// declares. Plan.Switch and Report.AlgorithmSwitch describe the change.
 //
 // Plan.Apply copies the template into the caller's buffer and writes the
 // fixed-size values at their offsets: no decoding, no re-encoding, no
 // allocation when dst has room (1–2 µs for a TS.48 profile). A value whose
 // size differs from its slot (K of 32 bytes in a 16-byte slot, an SD key of
-// another length) is refused rather than re-encoded. SMSC, SPN and MSISDN,
-// whose files carry no content in TS.48 templates, replace the File element's
-// fill commands with one fillFileContent (keeping its FCP) and re-encode the
-// length of that File and of its PE only; fixed slots after them are moved
-// by the size difference. Slot offsets are proved by tests that decode every
-// personalised output with the full decoder and compare every copy of every
-// field, and check that every byte outside the slots is unchanged.
+// another length) is refused rather than re-encoded. Slot offsets are
+// proved by tests that decode every personalised output with the full
+// decoder and with an independent card-side reader (cardfs_test.go: its
+// own DER walk and file system), over every TS.48 template and generated
+// variants of each placement, and check that every byte outside the slots
+// is unchanged.
 //
 // A Plan is immutable: any number of goroutines may call Apply on one Plan
 // concurrently; each call uses only its own stack and output buffer.
@@ -107,7 +149,8 @@
 // digits and PUKs 8, padded with FF; an ADM key may also be any 8 binary
 // bytes. The algorithm may only be set to one the header declares
 // in eUICC-Mandatory-services (otherwise the profile would ask the eUICC
-// for an algorithm it was not told to provide). K, OPc, the codes and SD
+// for an algorithm it was not told to provide); switch the template
+// (Options.Algorithm) to personalise another. K, OPc, the codes and SD
 // keys are byte slices that Apply reads but never retains; call
 // Values.Zero to wipe them after use.
 //
@@ -140,17 +183,29 @@
 //	            {"name": "SD key KVN 0x01 ID 0x01", "kind": "sd-key", …, "secret": true,
 //	             "value": "********", "kvn": 1, "keyId": 1, "sd": 0}],
 //	  "problems": [],                         // validation problems (strings)
-//	  "compileError": "…"                     // only when Compile would fail
+//	  "compileError": "…",                    // only when Compile would fail
+//	  "notes": ["SMSC (EF.SMSP): PE #7 (usim) ef-smsp: record length 20, want 28..255"],
+//	  "algorithmSwitch": "test → milenage in 2 akaParameter PE(s) …" // InspectWith only
 //	}
 //
+// File slots add "file" ("ef-imsi"), "fileOffset" (where the bytes land in
+// the file), "from" (offset of this piece in the value), "placement" ("in
+// place", "piece", "rewrite") and, for rewrites, "target" (the element
+// whose fill commands are rewritten) and "reason".
+//
 // Slot kinds: header-iccid, ef-iccid, ef-imsi, ef-acc, algorithm, k, opc,
-// pin, puk, sd-key, smsc, spn, msisdn. Secret slots (k, opc, sd-key) carry
+// pin, puk, sd-key, smsc, spn, msisdn, ef-ad, ef-ehplmn, ef-hplmnwact,
+// ef-impi, ef-impu, ef-domain. Secret slots (k, opc, sd-key) carry
 // "********" unless secrets are requested.
 //
 // # Limits
 //
-// Not personalised: EF.AD, PLMN lists, ISIM IMPI/IMPU, CSIM
-// IMSI_M/T, SUCI keys, additional SSDs' keys beyond replacing existing
-// ones, changing a key's type or length, or adding a key object that the
-// template lacks. Elements nested deeper than MaxDepth are refused.
+// Not personalised: GID1/GID2, 5G EF.SUCI_Calc_Info, CSIM IMSI_M/T and
+// cdmaParameter, PLMN lists other than the first home entry, additional
+// SSDs' keys beyond replacing existing ones, changing a key's type or
+// length, or adding a key object that the template lacks. A personalised
+// file whose File component the FS PE omits altogether (no FCP, no
+// doNotCreate) is refused for required fields (EF.ICCID, EF.IMSI) and
+// noted for optional ones: adding a File component is not implemented.
+// Elements nested deeper than MaxDepth are refused.
 package template

@@ -265,7 +265,9 @@ func (m *fileModel) walkGFM(pe *PE) error {
 				path := hex.EncodeToString(c.Value)
 				if tr := m.byKey[path]; tr != nil {
 					// A path naming a personalisable EF selects it for
-					// filling (SAIP allows filePath to reach an EF).
+					// filling (SAIP allows filePath to reach an EF); the
+					// EF exists, from the FS PE's template.
+					tr.exists = true
 					selectEF(tr, it.End())
 					size, selected = tr.size, true
 				} else {
