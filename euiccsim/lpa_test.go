@@ -194,3 +194,23 @@ func TestSendNotifications(t *testing.T) {
 		t.Error("delivered notification still pending")
 	}
 }
+
+// BenchmarkDownload measures one complete download (TLS loopback, both
+// sides: the in-test SM-DP+ signs and binds in software) per iteration.
+func BenchmarkDownload(b *testing.B) {
+	for _, curve := range curves {
+		for _, bind := range []Binding{BindingJSON, BindingASN1} {
+			b.Run(curve.SGP26Name()+"/"+bind.String(), func(b *testing.B) {
+				dp := newTestDP(b, curve)
+				cfg := dp.serveTLS(b)
+				cfg.Binding = bind
+				for b.Loop() {
+					e := newTestEUICC(b, curve)
+					if _, err := NewLPA(e, cfg).Download(b.Context(), "LPA:1$"+testAddress+"$"+dp.matchingID); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
