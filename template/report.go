@@ -104,6 +104,9 @@ func Inspect(der []byte, showSecrets bool) (*Report, error) {
 // akaParameters and slots) and says what the switch changed.
 func InspectWith(der []byte, o InspectOptions) (*Report, error) {
 	showSecrets := o.ShowSecrets
+	if err := o.Compile.check(); err != nil {
+		return nil, err
+	}
 	p, err := Decode(der)
 	if err != nil {
 		return nil, err

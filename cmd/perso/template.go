@@ -34,7 +34,7 @@ func invalid(err error) error { return exitError{code: 2, err: err} }
 
 func newTemplateInspectCmd(a *app) *cobra.Command {
 	var asJSON, showSecrets bool
-	var switchAlg string
+	var switchAlg, homePLMN string
 	cmd := &cobra.Command{
 		Use:   "inspect FILE",
 		Short: "list the PEs, NAAs, mandatory services and personalisable slots of a template",
@@ -52,6 +52,9 @@ fields (SMSC, SPN, MSISDN, EF.ACC) cannot be personalised.
 
 --switch-algorithm shows the plan of the template switched to milenage,
 tuak (TUAK-128), tuak256 or test (template.Options.Algorithm).
+--home-plmn MCCMNC adds the fields derived from it and the IMSI (EF.AD's
+MNC length, EF.EHPLMN/EF.HPLMNwAcT, ISIM EF.IMPI/IMPU/DOMAIN:
+template.Options.HomePLMN) and notes the files too small for them.
 
 --json prints a template.Report (see template/doc.go for the schema).`,
 		Args: cobra.ExactArgs(1),
@@ -60,6 +63,7 @@ tuak (TUAK-128), tuak256 or test (template.Options.Algorithm).
 			if err != nil {
 				return usagef("template inspect: %v", err)
 			}
+			opts.HomePLMN = homePLMN
 			der, err := readTemplate(cmd, a, args[0])
 			if err != nil {
 				return err
@@ -82,6 +86,7 @@ tuak (TUAK-128), tuak256 or test (template.Options.Algorithm).
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.Flags().BoolVar(&showSecrets, "show-secrets", false, "show K, OPc, SD key and PIN/PUK/ADM values instead of masking them")
 	cmd.Flags().StringVar(&switchAlg, "switch-algorithm", "", "show the plan switched to milenage, tuak, tuak256 or test")
+	cmd.Flags().StringVar(&homePLMN, "home-plmn", "", "home MCC+MNC (5 or 6 digits): show the derived fields")
 	templateMaxSizeFlag(cmd)
 	return cmd
 }
