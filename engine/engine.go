@@ -37,7 +37,8 @@ type Config struct {
 	// (personalise, protect) (default runtime.NumCPU()).
 	Workers int
 	// InFlight is the number of chunks in the pipeline at once: River's
-	// concurrency for the batch's queue (default 2 × Workers + 2).
+	// concurrency for the batch's queue, and the number of chunk buffers
+	// (≈ 2 × ChunkSize × the template size each) (default Workers + 2).
 	InFlight int
 	// ReadBatch is the number of rows per Arrow batch the reader produces
 	// (default perso.DefaultBatchSize).
@@ -66,7 +67,7 @@ func (c Config) withDefaults() Config {
 		c.Workers = runtime.NumCPU()
 	}
 	if c.InFlight <= 0 {
-		c.InFlight = 2*c.Workers + 2
+		c.InFlight = c.Workers + 2
 	}
 	if c.ReadBatch <= 0 {
 		c.ReadBatch = perso.DefaultBatchSize

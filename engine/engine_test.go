@@ -75,11 +75,11 @@ func openStore(t *testing.T, driver, dsn string) *store.DB {
 func writeInput(t *testing.T, dir string, format perso.Format, n int, iccidStart, imsiStart string, transport bool) string {
 	t.Helper()
 	o := perso.GenOptions{Count: int64(n), ICCIDStart: iccidStart, IMSIStart: imsiStart,
-		Layout: perso.Layout{OTAKVNs: []uint8{1, 2}}, Algorithm: perso.AlgTest, BatchSize: 300,
+		Layout: perso.Layout{OTAKVNs: []uint8{1, 2}}, Algorithm: esim.AlgorithmTest, BatchSize: 300,
 		ProfileName: "perso test", ServiceProvider: "perso"}
 	if transport {
 		// Milenage: OPc is encrypted too (and .out files carry an opc column).
-		o.Algorithm = perso.AlgMilenage
+		o.Algorithm = esim.AlgorithmMilenage
 		o.Transport, o.TransportKey = perso.Transport{Key: 7, Alg: perso.TransportAES128ECB}, transportKey
 	}
 	g, err := perso.NewGenerator(o)

@@ -22,8 +22,8 @@ import (
 )
 
 // chunk is one chunk job travelling through the stages. Its buffers come
-// from a pool and go back to it once the chunk is stored, so that a run
-// allocates a few chunks' worth of memory whatever the input size.
+// from the run's free list and go back to it once the chunk is stored: a
+// run allocates InFlight chunks' worth of memory whatever the input size.
 type chunk struct {
 	args   ChunkArgs
 	job    *river.Job[ChunkArgs]
@@ -32,6 +32,7 @@ type chunk struct {
 
 	rows []arrow.Record // read: slices of the reader's batches
 	*buffers
+	free     chan<- *buffers // where the buffers go back
 	rejected int
 }
 
@@ -48,8 +49,6 @@ type buffers struct {
 	profiles []store.Profile
 }
 
-var bufferPool = sync.Pool{New: func() any { return new(buffers) }}
-
 // reset sizes b for n records of a template of tlen bytes.
 func (b *buffers) reset(n, tlen int) {
 	b.recs = resize(b.recs, n)
@@ -59,6 +58,13 @@ func (b *buffers) reset(n, tlen int) {
 	b.upps = resize(b.upps, n)
 	if cap(b.uppArena) < n*tlen {
 		b.uppArena = make([]byte, n*tlen)
+	}
+	// Sized for every profile up front: AppendProtected grows its
+	// destination by what one profile needs, which for one arena would
+	// copy it over and over (quadratic).
+	seg, _ := bpp.ProtectedSize(tlen + 512) // + room for re-encoded SMSC/SPN/MSISDN
+	if cap(b.segArena) < n*seg {
+		b.segArena = make([]byte, 0, n*seg)
 	}
 	b.segArena = b.segArena[:0]
 	b.segEnd = b.segEnd[:0]
@@ -95,7 +101,10 @@ func (c *chunk) release() {
 	for i := range c.profiles {
 		c.profiles[i] = store.Profile{}
 	}
-	bufferPool.Put(c.buffers)
+	select {
+	case c.free <- c.buffers:
+	default:
+	}
 	c.buffers = nil
 }
 
@@ -131,7 +140,13 @@ func (p *pipeline) run(ctx context.Context, jc *jobs.Client) error {
 		make(chan *chunk, 1), make(chan *chunk, 1), make(chan *chunk, n), make(chan *chunk, n), make(chan *chunk, 1), make(chan *chunk, 1)
 
 	stage(g, ctx, 1, &reader{p: p}, p.requests, read)
-	stage(g, ctx, 1, &validator{plan: p.plan, keep: p.keep, file: fileName(p.spec)}, read, valid)
+	// One set of buffers per chunk River may have in flight: the
+	// validator waits for a free one, which bounds memory.
+	free := make(chan *buffers, p.cfg.InFlight)
+	for range p.cfg.InFlight {
+		free <- new(buffers)
+	}
+	stage(g, ctx, 1, &validator{plan: p.plan, keep: p.keep, file: fileName(p.spec), free: free}, read, valid)
 	stage(g, ctx, n, &personaliser{plan: p.plan}, valid, personal)
 	stageEach(g, ctx, n, func() runner { return &protector{bpp.NewProtector(rand.Reader)} }, personal, protected)
 	stage(g, ctx, 1, &sealer{bk: p.bk, profileType: p.batch.ProfileType, templateID: p.batch.TemplateID, batchID: p.batch.ID}, protected, sealed)
@@ -230,6 +245,7 @@ type validator struct {
 	keep    bool
 	file    string
 	rejects perso.RejectSink // survey only
+	free    chan *buffers    // pipeline only
 }
 
 func newValidator(plan *template.Plan, keep bool, file string, rejects perso.RejectSink) *validator {
@@ -261,7 +277,12 @@ func (v *validator) reject(ordinal int64, iccid string, err error) error {
 func (v *validator) run(ctx context.Context, in <-chan *chunk, out chan<- *chunk) error {
 	tlen := len(v.plan.Template())
 	return forEach(ctx, in, out, func(c *chunk) error {
-		c.buffers = bufferPool.Get().(*buffers)
+		select {
+		case c.buffers = <-v.free:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		c.free = v.free
 		c.reset(c.args.Count, tlen)
 		i := 0
 		for _, rows := range c.rows {
