@@ -59,7 +59,7 @@ func (pl *Plan) Apply(v *Values, dst []byte) ([]byte, error) {
 	if err := pl.encode(v, &e); err != nil {
 		return nil, err
 	}
-	var shiftBuf [32]shift
+	var shiftBuf [16]shift // enough for the rewrites of a TS.48 plan; more spill to the heap
 	shifts := shiftBuf[:0]
 	out := dst[:0]
 	active := false
@@ -439,8 +439,8 @@ func (pl *Plan) checkSecret(field string, val []byte, kind SlotKind) error {
 // edit replaces the template range [start, end) in the output: with a
 // TLV header of a new length (hdr ≥ 0) or with a rewritten element (vs ≥ 0).
 type edit struct {
-	start, end int
-	hdr, vs    int
+	start, end int32
+	hdr, vs    int16
 }
 
 // rewriteVars copies the template into out, rewriting the elements of the
@@ -449,22 +449,22 @@ type edit struct {
 func (pl *Plan) rewriteVars(e *encoded, out []byte, shifts []shift) ([]byte, []shift) {
 	// grow[h] is the change of TLV h's content length; touched[h] says a
 	// rewrite lies inside it.
-	var growBuf [32]int
-	var touchedBuf [32]bool
+	var growBuf [16]int
+	var touchedBuf [16]bool
 	grow, touched := growBuf[:0], touchedBuf[:0]
 	if len(pl.hdrs) > len(growBuf) {
 		grow, touched = make([]int, len(pl.hdrs)), make([]bool, len(pl.hdrs))
 	} else {
 		grow, touched = growBuf[:len(pl.hdrs)], touchedBuf[:len(pl.hdrs)]
 	}
-	var editBuf [32]edit
+	var editBuf [24]edit
 	edits := editBuf[:0]
 	for i := range pl.vars {
 		vs := &pl.vars[i]
 		if e.value(vs.kind) == nil {
 			continue
 		}
-		edits = append(edits, edit{start: vs.rw.start, end: vs.rw.end, hdr: -1, vs: i})
+		edits = append(edits, edit{start: int32(vs.rw.start), end: int32(vs.rw.end), hdr: -1, vs: int16(i)})
 		for _, h := range vs.hdrs {
 			grow[h] += vs.growth
 			touched[h] = true
@@ -484,7 +484,7 @@ func (pl *Plan) rewriteVars(e *encoded, out []byte, shifts []shift) ([]byte, []s
 				grow[h] += lenSize(hk.end-hk.valStart+grow[k]) - lenSize(hk.end-hk.valStart)
 			}
 		}
-		edits = append(edits, edit{start: hi.start, end: hi.valStart, hdr: h, vs: -1})
+		edits = append(edits, edit{start: int32(hi.start), end: int32(hi.valStart), hdr: int16(h), vs: -1})
 	}
 	// Insertion sort: a handful of edits, and no allocation.
 	for i := 1; i < len(edits); i++ {
@@ -494,7 +494,7 @@ func (pl *Plan) rewriteVars(e *encoded, out []byte, shifts []shift) ([]byte, []s
 	}
 	pos := 0
 	for _, ed := range edits {
-		out = append(out, pl.tmpl[pos:ed.start]...)
+		out = append(out, pl.tmpl[pos:int(ed.start)]...)
 		before := len(out)
 		if ed.hdr >= 0 {
 			h := &pl.hdrs[ed.hdr]
@@ -504,10 +504,10 @@ func (pl *Plan) rewriteVars(e *encoded, out []byte, shifts []shift) ([]byte, []s
 			vs := &pl.vars[ed.vs]
 			out = vs.rw.appendTo(out, e.value(vs.kind))
 		}
-		if d := len(out) - before - (ed.end - ed.start); d != 0 {
-			shifts = append(shifts, shift{ed.end, d})
+		if d := len(out) - before - int(ed.end-ed.start); d != 0 {
+			shifts = append(shifts, shift{int(ed.end), d})
 		}
-		pos = ed.end
+		pos = int(ed.end)
 	}
 	out = append(out, pl.tmpl[pos:]...)
 	return out, shifts
