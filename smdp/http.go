@@ -60,8 +60,13 @@ func (s *Server) wrap(o HTTPOptions, f rsp.Function, asn1 bool) http.Handler {
 				st = rsp.Status{Subject: rsp.SubjectSMDP, Reason: rsp.ReasonExecutionError, Message: "internal error"}
 				s.writeStatus(w, fn, asn1, st)
 			}
+			code := "ok"
+			if !st.IsZero() {
+				code = st.Code()
+			}
+			// No request content is logged: matching IDs are bearer tokens.
 			s.log.InfoContext(ctx, "es9+", "function", fn.String(), "binding", map[bool]string{true: "asn1", false: "json"}[asn1],
-				"status", st.Code(), "ms", time.Since(start).Milliseconds(), "remote", r.RemoteAddr)
+				"status", code, "ms", time.Since(start).Milliseconds(), "remote", r.RemoteAddr)
 		}()
 		body, hst := readRequest(w, r, o.MaxBody, asn1)
 		var req rsp.Request

@@ -16,7 +16,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/perso-esim/perso/bpp"
 	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/hsmpool"
 	"github.com/perso-esim/perso/smdp"
@@ -101,7 +100,7 @@ func runServe(ctx context.Context, a *app, demoPINs bool, stopAfter time.Duratio
 	defer db.Close()
 
 	srv, err := smdp.NewServer(smdp.Config{
-		Address: v.GetString("serve.address"), Credentials: creds, Store: db, HSM: poolHSM{pool}, Log: slog.Default(),
+		Address: v.GetString("serve.address"), Credentials: creds, Store: db, HSM: smdp.PoolHSM{Pool: pool}, Log: slog.Default(),
 	})
 	if err != nil {
 		return usageError(fmt.Errorf("serve: %w", err))
@@ -270,21 +269,4 @@ func loadTLSCertificate(certPath, keyPath string) (*tls.Certificate, error) {
 		return nil, fmt.Errorf("TLS certificate %s with key %s: %w (Go's TLS serves NIST P-256 only)", certPath, keyPath, err)
 	}
 	return &c, nil
-}
-
-// poolHSM adapts the HSM pool to smdp.HSM; every operation runs on the
-// pool's live lane, which batch work cannot starve.
-type poolHSM struct{ p *hsmpool.Pool }
-
-func (h poolHSM) Signer(role smdp.Role, c esim.Curve) bpp.Signer {
-	if role == smdp.RoleDPauth {
-		return h.p.Signer(hsmpool.DPauthLabel(c))
-	}
-	return h.p.Signer(hsmpool.DPpbLabel(c))
-}
-
-func (h poolHSM) KeyAgreement(c esim.Curve) bpp.KeyAgreement { return h.p.KeyAgreement(c) }
-
-func (h poolHSM) UnprotectPPK(ctx context.Context, blob []byte, iccid string, protected []byte) ([]byte, error) {
-	return h.p.UnprotectPPK(ctx, blob, iccid, protected)
 }
