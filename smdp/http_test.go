@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/perso-esim/perso/esim"
+	"github.com/perso-esim/perso/internal/testenv"
 	"github.com/perso-esim/perso/rsp"
 	"github.com/perso-esim/perso/store"
 )
@@ -115,12 +116,16 @@ func TestHTTPDownload(t *testing.T) {
 // Two servers, each with its own connection to one database, serve one
 // session's calls alternately: no session state is held in a process.
 func TestTwoServersOneStore(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { twoServers(t, "sqlite", filepath.Join(t.TempDir(), "shared.db")) })
+	t.Run("postgres", func(t *testing.T) { twoServers(t, "postgres", testenv.PostgresSchemaDSN(t)) })
+}
+
+func twoServers(t *testing.T, driver, dsn string) {
 	e := newEnv(t)
-	dsn := filepath.Join(t.TempDir(), "shared.db")
 	var bases []string
 	var dbs []*store.DB
 	for range 2 {
-		db, err := store.Open(context.Background(), "sqlite", dsn)
+		db, err := store.Open(context.Background(), driver, dsn)
 		if err != nil {
 			t.Fatal(err)
 		}
