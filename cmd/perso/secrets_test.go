@@ -227,6 +227,20 @@ func TestNoCommandRevealsASecret(t *testing.T) {
 		{"batch list", secretRun{}},
 		{"batch show", secretRun{args: []string{"sec", "--json"}}},
 		{"batch", usage},
+		// ES2+: an operator recorded from the (expired) SGP.26 operator
+		// certificate; no SM-DP+ listens on port 1, so order fails (exit 1)
+		// after loading the client key.
+		{"operator add", secretRun{args: []string{"op-sec", "--trust", testenv.Path(t, "sgp26", "es2-mno-client", "CERT_MNO_ECDSA_NIST.pem"),
+			"--callback-url", "https://bss.example/cb"}}},
+		{"operator add", secretRun{args: []string{"op-key", "--trust", testenv.Path(t, "sgp26", "es2-mno-client", "SK_MNO_ECDSA_NIST.pem")}, code: exitUsage}},
+		{"operator list", secretRun{}},
+		{"operator remove", secretRun{args: []string{"op-sec"}}},
+		{"operator", usage},
+		{"order", secretRun{args: []string{"--server", "https://127.0.0.1:1", "--requester", "op-sec", "--profile-type", "t1",
+			"--client-cert", testenv.Path(t, "sgp26", "es2-mno-client", "CERT_MNO_ECDSA_NIST.pem"),
+			"--client-key", testenv.Path(t, "sgp26", "es2-mno-client", "SK_MNO_ECDSA_NIST.pem"), "--qr", "code.png"}, code: exitFailure}},
+		{"order", secretRun{args: []string{"--server", "http://127.0.0.1:1", "--requester", "op-sec", "--iccid", "1",
+			"--client-cert", "x", "--client-key", "y"}, code: exitUsage}},
 		// No SM-DP+ listens on port 1: the download fails after loading the eUICC (exit 1).
 		{"euicc download", secretRun{args: []string{"LPA:1$127.0.0.1:1$MATCH", "--sgp26", testenv.Path(t, "sgp26"), "--tls-root", "system",
 			"-o", "upp.der"}, code: exitFailure}},
