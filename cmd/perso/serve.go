@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -53,7 +54,7 @@ has no brainpool: the NIST TLS certificate serves clients of both curves.
 SIGTERM stops accepting connections and lets calls in flight finish.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runServe(cmd.Context(), a, demoPINs, stopAfter)
+			return runServe(cmd.Context(), a, demoPINs, stopAfter, cmd.OutOrStdout())
 		},
 	}
 	f := cmd.Flags()
@@ -65,7 +66,7 @@ SIGTERM stops accepting connections and lets calls in flight finish.`,
 	return cmd
 }
 
-func runServe(ctx context.Context, a *app, demoPINs bool, stopAfter time.Duration) error {
+func runServe(ctx context.Context, a *app, demoPINs bool, stopAfter time.Duration, out io.Writer) error {
 	v := a.v
 	curves, err := serveCurves(v.GetString("serve.curves"))
 	if err != nil {
@@ -106,8 +107,14 @@ func runServe(ctx context.Context, a *app, demoPINs bool, stopAfter time.Duratio
 		return usageError(fmt.Errorf("serve: %w", err))
 	}
 	callTimeout := v.GetDuration("serve.call_timeout")
+	maxBody := int64(v.GetInt("serve.max_body"))
+	handler, stopES2, err := serveES2(ctx, a, db, srv.Handler(smdp.HTTPOptions{MaxBody: maxBody, CallTimeout: callTimeout}), tlsCert, callTimeout, maxBody)
+	if err != nil {
+		return err
+	}
+	defer stopES2()
 	hs := &http.Server{
-		Handler:           srv.Handler(smdp.HTTPOptions{MaxBody: int64(v.GetInt("serve.max_body")), CallTimeout: callTimeout}),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       callTimeout,
 		WriteTimeout:      callTimeout + 5*time.Second,
@@ -123,9 +130,10 @@ func runServe(ctx context.Context, a *app, demoPINs bool, stopAfter time.Duratio
 			// defaults and must be listed (es2-es10-codes.md §6.3).
 			CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256,
 				tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256},
-			// ES2+ on the same listener will request (not require) a client
-			// certificate and check it per path.
-			ClientAuth: tls.NoClientCert,
+			// ES2+ shares the listener: a client certificate is requested,
+			// not required (eUICCs have none), and checked per operator by
+			// the ES2+ handler (es2-es10-codes.md §6.1).
+			ClientAuth: tls.RequestClientCert,
 		}
 	}
 	ln, err := net.Listen("tcp", v.GetString("serve.listen"))
@@ -136,8 +144,10 @@ func runServe(ctx context.Context, a *app, demoPINs bool, stopAfter time.Duratio
 	if tlsCert == nil {
 		scheme = "http"
 	}
-	slog.Info("serve: ES9+ listening", "url", scheme+"://"+ln.Addr().String(), "address", v.GetString("serve.address"),
-		"curves", v.GetString("serve.curves"), "store", v.GetString("store.driver"))
+	// On stdout too, whatever the log level: scripts take the port from it
+	// when serve.listen asks for any (":0").
+	fmt.Fprintf(out, "perso serve: ES9+ on %s://%s as %s (curves %s, store %s)\n", scheme, ln.Addr(),
+		v.GetString("serve.address"), v.GetString("serve.curves"), v.GetString("store.driver"))
 
 	runCtx := ctx
 	if stopAfter > 0 {

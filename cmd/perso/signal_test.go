@@ -88,7 +88,14 @@ func TestSIGTERMStopsLongCommands(t *testing.T) {
 		{"bench hsm", func(t *testing.T, dir string) job {
 			return job{env: hsmEnv(t), args: []string{"bench", "hsm", "--ops", "sign", "--sessions", "1", "--raw=false",
 				"--duration", "30s", "--json", "bench.json"},
-				busy: func(stdout, _ string) bool { return strings.Contains(stdout, "ops/s") }, absent: []string{"bench.json"}}
+				busy: func(_, stderr string) bool { return strings.Contains(stderr, "bench hsm: measuring") }, absent: []string{"bench.json"}}
+		}},
+		{"serve", func(t *testing.T, dir string) job {
+			env := append(hsmEnv(t), "PERSO_SERVE_PKI_DIR="+testenv.Path(t, "sgp26"),
+				"PERSO_SERVE_TLS_CERT="+testenv.Path(t, "sgp26", "DPtls", "CERT_S_SM_DP_VARO_TLS_NIST.der"),
+				"PERSO_SERVE_TLS_KEY="+testenv.Path(t, "sgp26", "DPtls", "SK_S_SM_DP_TLS_NIST.pem"))
+			return job{env: env, args: []string{"serve", "--serve.listen", "127.0.0.1:0", "--store.dsn", filepath.Join(dir, "perso.db")},
+				busy: func(stdout, _ string) bool { return strings.Contains(stdout, "ES9+ on https://") }}
 		}},
 		{"demo", func(t *testing.T, dir string) job {
 			return job{env: hsmEnv(t), args: []string{"demo", "--template", testenv.Path(t, "ts48", "TS48v5_SAIP2.3_NoBERTLV.der"),
