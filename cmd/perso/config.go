@@ -108,6 +108,11 @@ var settings = []setting{
 	{key: "serve.session_ttl", kind: kindDuration, def: "10m", min: int64(time.Minute), max: int64(24 * time.Hour), show: showPlain},
 	{key: "serve.max_body", kind: kindInt, def: 64 << 10, min: 4 << 10, max: 16 << 20, show: showPlain},
 	{key: "serve.call_timeout", kind: kindDuration, def: "30s", min: int64(time.Second), max: int64(10 * time.Minute), show: showPlain},
+	// ES2+ progress reports to operators: CA certificates (PEM file) their
+	// callback servers chain to ("": the system roots), and deliveries in
+	// flight.
+	{key: "serve.operator_roots", kind: kindString, def: "", show: showPlain},
+	{key: "serve.callback_workers", kind: kindInt, def: 4, min: 1, max: 256, show: showPlain},
 
 	// Largest template file read (bytes); --template-max-size overrides it.
 	{key: "template.max_size", kind: kindInt, def: 4 << 20, min: 1 << 10, max: 1 << 30, show: showPlain},
