@@ -79,6 +79,9 @@ func (s *Server) wrap(o HTTPOptions, f rsp.Function, asn1 bool) http.Handler {
 			}
 			if err != nil {
 				hst = decodeStatus(err)
+				if asn1 {
+					fn = asn1Function(body) // so that the answer is the function's error alternative
+				}
 			} else {
 				fn = req.Function()
 			}
@@ -167,6 +170,35 @@ func readRequest(w http.ResponseWriter, r *http.Request, limit int64, asn1 bool)
 		return nil, rsp.Status{Subject: subjectFunction, Reason: rsp.ReasonInvalidFormat, Message: "request body unreadable"}
 	}
 	return body, rsp.Status{}
+}
+
+// asn1Function names the function a RemoteProfileProvisioningRequest body
+// selects (A2 { BFxx … }), reading only the headers, so that a malformed
+// message still gets its function's error answer; 0 when none.
+func asn1Function(body []byte) rsp.Function {
+	if len(body) < 4 || body[0] != 0xA2 {
+		return 0
+	}
+	off := 2
+	if body[1]&0x80 != 0 {
+		off += int(body[1] & 0x7F)
+	}
+	if off+1 >= len(body) || body[off] != 0xBF {
+		return 0
+	}
+	switch body[off+1] {
+	case 0x39:
+		return rsp.InitiateAuthentication
+	case 0x3B:
+		return rsp.AuthenticateClient
+	case 0x3A:
+		return rsp.GetBoundProfilePackage
+	case 0x3D:
+		return rsp.HandleNotificationFunction
+	case 0x41:
+		return rsp.CancelSession
+	}
+	return 0
 }
 
 // decodeStatus maps a request decoding failure: a missing member is

@@ -175,7 +175,8 @@ func TestHTTPRefusals(t *testing.T) {
 		{"wrong X-Admin-Protocol", "/gsma/rsp2/es9plus/initiateAuthentication", "application/json", "http/1.1", ia, 200, "1.2.2/2.1"},
 		{"unknown transactionId", "/gsma/rsp2/es9plus/cancelSession", "application/json", "", `{"transactionId":"0102","cancelSessionResponse":"v0EDgQF/"}`, 200, "8.10.1/3.9"},
 		{"notification garbage: 204", "/gsma/rsp2/es9plus/handleNotification", "application/json", "", `{"pendingNotification":"AAAA"}`, 204, ""},
-		{"malformed ASN.1", "/gsma/rsp2/asn1", rsp.ASN1ContentType, "", "\xA2\x05\xBF\x39\x02\x81", 400, ""},
+		{"ASN.1 naming no function", "/gsma/rsp2/asn1", rsp.ASN1ContentType, "", "\x30\x00", 400, ""},
+		{"unknown ASN.1 alternative", "/gsma/rsp2/asn1", rsp.ASN1ContentType, "", "\xA2\x03\xBF\x7F\x00", 400, ""},
 		{"unknown path", "/gsma/rsp2/es9plus/nothing", "application/json", "", `{}`, 404, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -214,6 +215,32 @@ func TestHTTPRefusals(t *testing.T) {
 				t.Fatalf("got %s, want %s", w.Body, tc.want)
 			}
 		})
+	}
+}
+
+// A malformed ASN.1 request naming its function is answered with that
+// function's error alternative (HTTP 200), as the JSON binding answers a
+// Failed status.
+func TestASN1MalformedGetsErrorAlternative(t *testing.T) {
+	e := newEnv(t)
+	h := e.srv.Handler(HTTPOptions{})
+	for _, tc := range []struct {
+		body string
+		fn   rsp.Function
+	}{
+		{"\xA2\x05\xBF\x39\x02\x81", rsp.InitiateAuthentication},
+		{"\xA2\x06\xBF\x3B\x03\x80\x01", rsp.AuthenticateClient},
+		{"\xA2\x05\xBF\x3A\x02\x80\x00", rsp.GetBoundProfilePackage},
+		{"\xA2\x05\xBF\x41\x02\x80\x01", rsp.CancelSession},
+	} {
+		r := httptest.NewRequest("POST", rsp.ASN1Path, strings.NewReader(tc.body))
+		r.Header.Set("Content-Type", rsp.ASN1ContentType)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		_, st, err := rsp.DecodeASN1Response(tc.fn, w.Body.Bytes())
+		if w.Code != 200 || err != nil || st.IsZero() {
+			t.Fatalf("%v: HTTP %d, %v, %v: % X", tc.fn, w.Code, st, err, w.Body.Bytes())
+		}
 	}
 }
 
