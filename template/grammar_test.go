@@ -131,56 +131,61 @@ func FuzzFileGrammar(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{2, 2, 3, 4, 1, 2, 3, 4})
 	f.Add([]byte{0, 0xFF, 0, 0xFF, 1, 3, 1, 2, 3, 2, 0xFF, 3, 1, 9})
-	der := ts48(f)[v5]
-	f.Fuzz(func(t *testing.T, ops []byte) {
-		p, err := Decode(der)
-		if err != nil {
-			t.Fatal(err)
+	grammarDER = ts48(f)[v5]
+	f.Fuzz(runGrammar)
+}
+
+var grammarDER []byte
+
+// runGrammar is FuzzFileGrammar's body.
+func runGrammar(t *testing.T, ops []byte) {
+	p, err := Decode(grammarDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adf := p.First(PEUSIM).FS.Files[0].FCP.FileID()
+	var fs, gfm []*Node
+	gfm = append(gfm, &Node{Tag: 0x80, Offset: -1, Value: append(append([]byte(nil), adf...), 0x6F, 0x07)})
+	for i := 0; i+1 < len(ops) && len(fs)+len(gfm) < 64; i += 2 {
+		op, n := ops[i], int(ops[i+1])
+		switch op % 4 {
+		case 0:
+			fs = append(fs, fillOffset(n*257))
+		case 1:
+			b := ops[i+2 : i+2+min(n%16, len(ops)-i-2)]
+			fs = append(fs, fillContent(b))
+			i += len(b)
+		case 2:
+			gfm = append(gfm, gfmOffset(n*257))
+		case 3:
+			b := ops[i+2 : i+2+min(n%16, len(ops)-i-2)]
+			gfm = append(gfm, gfmContent(b))
+			i += len(b)
 		}
-		adf := p.First(PEUSIM).FS.Files[0].FCP.FileID()
-		var fs, gfm []*Node
-		gfm = append(gfm, &Node{Tag: 0x80, Offset: -1, Value: append(append([]byte(nil), adf...), 0x6F, 0x07)})
-		for i := 0; i+1 < len(ops) && len(fs)+len(gfm) < 64; i += 2 {
-			op, n := ops[i], int(ops[i+1])
-			switch op % 4 {
-			case 0:
-				fs = append(fs, fillOffset(n*257))
-			case 1:
-				b := ops[i+2 : i+2+min(n%16, len(ops)-i-2)]
-				fs = append(fs, fillContent(b))
-				i += len(b)
-			case 2:
-				gfm = append(gfm, gfmOffset(n*257))
-			case 3:
-				b := ops[i+2 : i+2+min(n%16, len(ops)-i-2)]
-				gfm = append(gfm, gfmContent(b))
-				i += len(b)
-			}
+	}
+	setFill(t, p, PEUSIM, "ef-imsi", fs...)
+	if len(gfm) > 1 {
+		addGFM(p, gfm...)
+	}
+	tmpl := p.Encode()
+	pl, err := Compile(tmpl)
+	if err != nil {
+		var te *Error
+		if !errors.As(err, &te) || te.PE < 0 || te.Offset < 0 {
+			t.Fatalf("error without a PE and offset: %v", err)
 		}
-		setFill(t, p, PEUSIM, "ef-imsi", fs...)
-		if len(gfm) > 1 {
-			addGFM(p, gfm...)
-		}
-		tmpl := p.Encode()
-		pl, err := Compile(tmpl)
-		if err != nil {
-			var te *Error
-			if !errors.As(err, &te) || te.PE < 0 || te.Offset < 0 {
-				t.Fatalf("error without a PE and offset: %v", err)
-			}
-			return
-		}
-		v := randomValues(seedFor(string(ops)), pl)
-		out, err := pl.Apply(v, nil)
-		if err != nil {
-			t.Fatalf("Apply: %v", err)
-		}
-		if _, err := Decode(out); err != nil {
-			t.Fatalf("output does not decode: %v", err)
-		}
-		checkCard(t, out, v, v.Algorithm)
-		if out, err := pl.Apply(&Values{}, nil); err != nil || !bytes.Equal(out, tmpl) {
-			t.Fatalf("Apply(empty) changed the template (err %v)", err)
-		}
-	})
+		return
+	}
+	v := randomValues(seedFor(string(ops)), pl)
+	out, err := pl.Apply(v, nil)
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	if _, err := Decode(out); err != nil {
+		t.Fatalf("output does not decode: %v", err)
+	}
+	checkCard(t, out, v, v.Algorithm)
+	if out, err := pl.Apply(&Values{}, nil); err != nil || !bytes.Equal(out, tmpl) {
+		t.Fatalf("Apply(empty) changed the template (err %v)", err)
+	}
 }
