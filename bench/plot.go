@@ -147,6 +147,7 @@ func seriesChart(series []Series) ([]byte, error) {
 	legend.TextStyle.Font.Size = vg.Points(10)
 	var xs []float64
 	minY, maxY := math.Inf(1), math.Inf(-1)
+	colourOf := map[string]int{}
 	for i, s := range series {
 		xy := make(plotter.XYs, 0, len(s.Points))
 		for _, pt := range s.Points {
@@ -164,7 +165,15 @@ func seriesChart(series []Series) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		c := plotutil.DarkColors[i%len(plotutil.DarkColors)]
+		ci, ok := colourOf[s.Group]
+		if !ok || s.Group == "" {
+			ci = len(colourOf)
+			colourOf[s.Group+"\x00"+strconv.Itoa(i)] = ci
+			if s.Group != "" {
+				colourOf[s.Group] = ci
+			}
+		}
+		c := plotutil.DarkColors[ci%len(plotutil.DarkColors)]
 		line.Color = c
 		line.Width = vg.Points(1.5)
 		if s.Dashed {

@@ -49,14 +49,17 @@ type Point struct {
 // Series is a line of a plot: every Series with the same Plot is drawn on
 // one chart (one PNG), named by Plot, with the axes of its first series.
 type Series struct {
-	Plot   string  `json:"plot"`  // file stem of the chart, e.g. "hsm-throughput-by-sessions"
-	Title  string  `json:"title"` // chart title
-	Name   string  `json:"name"`  // legend entry
-	XLabel string  `json:"x_label"`
-	XUnit  string  `json:"x_unit,omitempty"`
-	YLabel string  `json:"y_label"`
-	YUnit  string  `json:"y_unit,omitempty"`
-	Dashed bool    `json:"dashed,omitempty"` // a baseline rather than the subject
+	Plot   string `json:"plot"`  // file stem of the chart, e.g. "hsm-throughput-by-sessions"
+	Title  string `json:"title"` // chart title
+	Name   string `json:"name"`  // legend entry
+	XLabel string `json:"x_label"`
+	XUnit  string `json:"x_unit,omitempty"`
+	YLabel string `json:"y_label"`
+	YUnit  string `json:"y_unit,omitempty"`
+	Dashed bool   `json:"dashed,omitempty"` // a baseline rather than the subject
+	// Group gives series that belong together (an operation's pool line
+	// and its baseline) one colour; empty: a colour of its own.
+	Group  string  `json:"group,omitempty"`
 	Points []Point `json:"points"`
 }
 
@@ -145,9 +148,6 @@ type HSMInfo struct {
 	Backend string `json:"backend"`
 	Module  string `json:"module,omitempty"`
 	Token   string `json:"token,omitempty"`
-	// Library is the token's manufacturer and model as the module reports
-	// them, when the mode opened the token.
-	Library string `json:"library,omitempty"`
 }
 
 // Result is one run of one mode.

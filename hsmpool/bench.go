@@ -16,6 +16,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/perso-esim/perso/esim"
+	"github.com/perso-esim/perso/internal/cputime"
 )
 
 // BenchOps lists the operations Bench knows, in display order.
@@ -54,6 +55,11 @@ type BenchResult struct {
 	// machine with an in-process token, waking the next caller competes
 	// with the token's own thread).
 	VsShared float64 `json:"vs_shared,omitempty"`
+	// CPUPerOp is the process's CPU time (user + system, all threads: the
+	// pool, the module if it runs in-process as SoftHSM2 does, GC) per
+	// completed operation over this row's slices, in µs. Wall-clock ops/s
+	// swings with a shared machine's load; CPU per op much less.
+	CPUPerOp float64 `json:"cpu_us_per_op,omitempty"`
 	// Handover is how the pool row's requests reached their sessions and
 	// their results their callers (pool rows only).
 	Handover *Handover `json:"handover,omitempty"`
@@ -290,29 +296,34 @@ func benchOp(ctx context.Context, p *Pool, bc BenchConfig, op string, sessions i
 	var poolH, rawH, sharedH Histogram
 	var poolN, poolErr, rawN, rawErr, sharedN, sharedErr uint64
 	var poolT, rawT, sharedT time.Duration
+	var poolCPU, rawCPU, sharedCPU time.Duration
 	h0 := p.sched.counts.snapshot()
 	nslices := max(1, int((bc.Duration+benchSlice-1)/benchSlice))
 	slice := bc.Duration / time.Duration(nslices)
 	for range nslices {
+		c0 := cputime.Process()
 		n, e, el := runPoolSlice(ctx, call, workers, slice, &poolH)
-		poolN, poolErr, poolT = poolN+n, poolErr+e, poolT+el
+		c1 := cputime.Process()
+		poolN, poolErr, poolT, poolCPU = poolN+n, poolErr+e, poolT+el, poolCPU+c1-c0
 		if rawCall != nil {
 			n, e, el, err := runRawSlice(ctx, p, rawCall, 1, slice, &rawH)
 			if err != nil {
 				return nil, err
 			}
-			rawN, rawErr, rawT = rawN+n, rawErr+e, rawT+el
+			c2 := cputime.Process()
+			rawN, rawErr, rawT, rawCPU = rawN+n, rawErr+e, rawT+el, rawCPU+c2-c1
 			n, e, el, err = runRawSlice(ctx, p, rawCall, bc.Workers, slice, &sharedH)
 			if err != nil {
 				return nil, err
 			}
-			sharedN, sharedErr, sharedT = sharedN+n, sharedErr+e, sharedT+el
+			sharedN, sharedErr, sharedT, sharedCPU = sharedN+n, sharedErr+e, sharedT+el, sharedCPU+cputime.Process()-c2
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 	}
 	pr := result(op, "pool", sessions, workers, poolN, poolErr, poolT, &poolH)
+	pr.CPUPerOp = cpuPerOp(poolCPU, poolN)
 	h := p.sched.counts.snapshot().since(h0)
 	pr.Handover = &h
 	if rawCall == nil {
@@ -320,6 +331,7 @@ func benchOp(ctx context.Context, p *Pool, bc BenchConfig, op string, sessions i
 	}
 	rr := result(op, "raw", 1, 1, rawN, rawErr, rawT, &rawH)
 	sr := result(op, "raw-shared", 1, bc.Workers, sharedN, sharedErr, sharedT, &sharedH)
+	rr.CPUPerOp, sr.CPUPerOp = cpuPerOp(rawCPU, rawN), cpuPerOp(sharedCPU, sharedN)
 	if rr.OpsPerSec > 0 {
 		pr.VsRaw = pr.OpsPerSec / rr.OpsPerSec
 	}
@@ -327,6 +339,13 @@ func benchOp(ctx context.Context, p *Pool, bc BenchConfig, op string, sessions i
 		pr.VsShared = pr.OpsPerSec / sr.OpsPerSec
 	}
 	return []BenchResult{rr, sr, pr}, nil
+}
+
+func cpuPerOp(cpu time.Duration, n uint64) float64 {
+	if n == 0 {
+		return 0
+	}
+	return float64(cpu.Nanoseconds()) / 1e3 / float64(n)
 }
 
 func runPoolSlice(ctx context.Context, call func(context.Context) error, workers int, d time.Duration, h *Histogram) (n, errs uint64, el time.Duration) {

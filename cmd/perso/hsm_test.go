@@ -130,11 +130,15 @@ func TestHSMInitStatusBench(t *testing.T) {
 	}
 
 	bench, _ := runPersoChild(t, env, "bench", "hsm", "--ops", "sign,ecdh,wrap,qos,ppk", "--sessions", "1,2",
-		"--duration", "20ms", "--ppk-profiles", "2000", "--format", "json")
-	var rep benchHSMReport
-	if err := json.Unmarshal([]byte(bench), &rep); err != nil {
-		t.Fatalf("bench JSON: %v\n%s", err, bench)
+		"--duration", "20ms", "--ppk-profiles", "2000", "--format", "json", "--history", "none")
+	var res struct {
+		Mode    string          `json:"mode"`
+		Details benchHSMDetails `json:"details"`
 	}
+	if err := json.Unmarshal([]byte(bench), &res); err != nil || res.Mode != "hsm" {
+		t.Fatalf("bench JSON (mode %q): %v\n%s", res.Mode, err, bench)
+	}
+	rep := res.Details
 	if len(rep.Results) != 3*2*3 || rep.QoS == nil || rep.PPK == nil {
 		t.Fatalf("bench report incomplete: %d rows, qos %v, ppk %v", len(rep.Results), rep.QoS != nil, rep.PPK != nil)
 	}
