@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/perso-esim/perso/bpp"
 	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/rsp"
 	"github.com/perso-esim/perso/store"
@@ -431,21 +432,52 @@ func TestOneTimeKeyReuse(t *testing.T) {
 	if !bytes.Equal(first.BoundProfilePackage, again.BoundProfilePackage) || e.hsm.binds.Load() != binds {
 		t.Fatal("a retry with the same euiccOtpk was bound again")
 	}
-	if upp, _ := eu.install(t, again, true); !bytes.Equal(upp, e.upp) {
+	otpk1 := smdpOtpkOf(t, eu, first.BoundProfilePackage)
+
+	// A later session (after CancelSession, postponed) presenting the same
+	// euiccOtpk gets a package bound with the same SM-DP+ one-time key, which
+	// the eUICC opens with the key pair it kept.
+	_, st = call[*rsp.CancelSessionResponseEs9](t, e, eu.cancel(t, ac.TransactionID, rsp.CancelPostponed, asn1.ObjectIdentifier{2, 999, 10}))
+	wantStatus(t, st, "")
+	_, ac = authenticated(t, e, eu, p.MatchingID)
+	rebound, st := call[*rsp.GetBoundProfilePackageResponse](t, e, eu.prepare(t, ac, ""))
+	wantStatus(t, st, "")
+	if got := smdpOtpkOf(t, eu, rebound.BoundProfilePackage); !bytes.Equal(got, otpk1) {
+		t.Fatal("re-binding to the same euiccOtpk used another smdpOtpk")
+	}
+	if bytes.Equal(rebound.BoundProfilePackage, first.BoundProfilePackage) {
+		t.Fatal("the re-bound package is the old one (its transactionId is the old session's)")
+	}
+	if upp, _ := eu.install(t, rebound, true); !bytes.Equal(upp, e.upp) {
 		t.Fatal("UPP differs")
 	}
-	// A later session presenting the same euiccOtpk cannot be re-bound to
-	// the destroyed SM-DP+ one-time key: refused, 8.2/3.7.
-	if _, err := e.db.SessionCancelled(context.Background(), p.ICCID); err != nil {
-		t.Fatal(err)
+
+	// A new eUICC key in a later session: a new SM-DP+ key.
+	p2 := e.order(t, e.addProfile(t), "", nil, "")
+	_, ac = authenticated(t, e, eu, p2.MatchingID)
+	eu.otk = nil
+	fresh, st := call[*rsp.GetBoundProfilePackageResponse](t, e, eu.prepare(t, ac, ""))
+	wantStatus(t, st, "")
+	if bytes.Equal(smdpOtpkOf(t, eu, fresh.BoundProfilePackage), otpk1) {
+		t.Fatal("a new euiccOtpk got the old smdpOtpk")
 	}
-	_, ac = authenticated(t, e, eu, p.MatchingID)
+
+	// An eUICC key bound for one profile, presented for another: refused.
+	p3 := e.order(t, e.addProfile(t), "", nil, "")
+	_, ac = authenticated(t, e, eu, p3.MatchingID)
 	_, st = call[*rsp.GetBoundProfilePackageResponse](t, e, eu.prepare(t, ac, ""))
 	wantStatus(t, st, "8.2/3.7")
-	// A new key is bound afresh.
-	eu.otk = nil
-	_, st = call[*rsp.GetBoundProfilePackageResponse](t, e, eu.prepare(t, ac, ""))
-	wantStatus(t, st, "")
+}
+
+// smdpOtpkOf opens pkg as the eUICC and returns the SM-DP+ one-time key.
+func smdpOtpkOf(t *testing.T, eu *testEUICC, pkg []byte) []byte {
+	t.Helper()
+	bcd := mustEID(t, eu.eid).BCD()
+	o, err := bpp.Open(pkg, eu.otk, bcd[:], eu.dppb.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o.SMDPOtpk
 }
 
 func TestHandleNotification(t *testing.T) {

@@ -105,7 +105,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// Server over TLS with the SGP.26 DPtls certificate.
-	srv, err := smdp.NewServer(smdp.Config{Address: e2eAddress, Credentials: creds, Store: db, HSM: smdp.PoolHSM{Pool: pool},
+	srv, err := smdp.NewServer(smdp.Config{Address: e2eAddress, Credentials: creds, Store: db, HSM: smdp.NewPoolHSM(pool),
 		Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -178,4 +178,43 @@ func read(t *testing.T, dir, rel string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// PoolHSM seals a one-time secret so that another adapter on the same token
+// (another server) opens it, for its label only.
+func TestPoolHSMSealsSecrets(t *testing.T) {
+	ctx := context.Background()
+	keyFile := filepath.Join(t.TempDir(), "keys.json")
+	if err := hsmpool.CreateSoftwareKeyFile(keyFile, "seal-pass"); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := hsmpool.Open(ctx, hsmpool.Config{Backend: hsmpool.BackendSoftware, SoftwareFile: keyFile, SoftwarePassphrase: "seal-pass"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := pool.GenerateSecretKey(ctx, "kek-1", hsmpool.KindKEK); err != nil {
+		t.Fatal(err)
+	}
+	a, b := smdp.NewPoolHSM(pool), smdp.NewPoolHSM(pool)
+	defer a.Close()
+	defer b.Close()
+	z := bytes.Repeat([]byte{0x5A}, 32)
+	ref, err := a.SealSecret(ctx, "otk:1", z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains([]byte(ref), z) {
+		t.Fatal("the reference holds the secret")
+	}
+	got, err := b.OpenSecret(ctx, "otk:1", ref)
+	if err != nil || !bytes.Equal(got, z) {
+		t.Fatalf("opened %x, %v", got, err)
+	}
+	if _, err := b.OpenSecret(ctx, "otk:2", ref); err == nil {
+		t.Fatal("opened under another label")
+	}
+	if _, err := b.OpenSecret(ctx, "otk:1", ref[:len(ref)-2]+"AA"); err == nil {
+		t.Fatal("opened a tampered reference")
+	}
 }

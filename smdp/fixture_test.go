@@ -2,10 +2,13 @@ package smdp
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/asn1"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -75,10 +78,30 @@ func testCredentials(t testing.TB, c esim.Curve) Credentials {
 type softHSM struct {
 	signers map[string]bpp.Signer
 	binds   atomic.Int64
+	seal    cipher.AEAD // seals one-time secrets (an HSM-held key in PoolHSM)
+}
+
+func (h *softHSM) SealSecret(_ context.Context, label string, secret []byte) (string, error) {
+	nonce := make([]byte, h.seal.NonceSize())
+	rand.Read(nonce)
+	return hex.EncodeToString(h.seal.Seal(nonce, nonce, secret, []byte(label))), nil
+}
+
+func (h *softHSM) OpenSecret(_ context.Context, label, ref string) ([]byte, error) {
+	b, err := hex.DecodeString(ref)
+	if err != nil || len(b) < h.seal.NonceSize() {
+		return nil, fmt.Errorf("bad reference")
+	}
+	n := h.seal.NonceSize()
+	return h.seal.Open(nil, b[:n], b[n:], []byte(label))
 }
 
 func newSoftHSM(t testing.TB) *softHSM {
-	h := &softHSM{signers: map[string]bpp.Signer{}}
+	key := make([]byte, 32)
+	rand.Read(key)
+	block, _ := aes.NewCipher(key)
+	gcm, _ := cipher.NewGCM(block)
+	h := &softHSM{signers: map[string]bpp.Signer{}, seal: gcm}
 	for _, c := range []esim.Curve{esim.CurveP256, esim.CurveBrainpoolP256r1} {
 		n := curveName(c)
 		for role, file := range map[Role]string{RoleDPauth: "DPauth/SK_S_SM_DPauth_ECDSA_" + n + ".pem", RoleDPpb: "DPpb/SK_S_SM_DPpb_ECDSA_" + n + ".pem"} {

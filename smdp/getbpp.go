@@ -43,19 +43,22 @@ func (s *Server) GetBoundProfilePackage(ctx context.Context, req *rsp.GetBoundPr
 		// already bound (same smdpOtpk) is offered again (§4.1).
 		return &rsp.GetBoundProfilePackageResponse{TransactionID: req.TransactionID, BoundProfilePackage: d.BPP}, nil
 	}
-	if err := s.checkOneTimeKey(ctx, sess, signed.EUICCOtpk); err != nil {
+	earlier, err := s.earlierBinding(ctx, sess, signed.EUICCOtpk)
+	if err != nil {
 		return nil, err
 	}
-	pkg, smdpOtpk, err := s.bind(ctx, sess, d, req.TransactionID, signed.EUICCOtpk)
+	pkg, smdpOtpk, keyRef, err := s.bind(ctx, sess, d, req.TransactionID, signed.EUICCOtpk, earlier)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := s.cfg.Store.BPPDelivered(ctx, sess.ICCID); err != nil {
 		return nil, s.internal(ctx, fn, "recording the delivery", err)
 	}
-	if err := s.cfg.Store.PutOneTimeKey(ctx, store.OneTimeKey{EUICCOtPK: signed.EUICCOtpk, ICCID: sess.ICCID,
-		SMDPOtPK: smdpOtpk}); err != nil {
-		return nil, s.internal(ctx, fn, "recording the one-time key", err)
+	if earlier == nil {
+		if err := s.cfg.Store.PutOneTimeKey(ctx, store.OneTimeKey{EUICCOtPK: signed.EUICCOtpk, ICCID: sess.ICCID,
+			SMDPOtPK: smdpOtpk, KeyRef: keyRef}); err != nil {
+			return nil, s.internal(ctx, fn, "recording the one-time key", err)
+		}
 	}
 	sess.Phase, sess.EUICCOtPK, sess.SMDPOtPK = phaseBound, signed.EUICCOtpk, smdpOtpk
 	d.BPP = pkg
@@ -114,76 +117,115 @@ func ccMatches(stored, hashCc []byte, tid []byte) bool {
 	return false
 }
 
-// checkOneTimeKey: an eUICC one-time key already bound in another session
-// needs the same SM-DP+ one-time key again (§4.1). The HSM destroys that
-// private key after the ECDH, so this server cannot rebind to it and
-// refuses (8.2/3.7, which §3.4 allows) rather than offer a package the
-// eUICC would fail to open.
-func (s *Server) checkOneTimeKey(ctx context.Context, sess store.Session, euiccOtpk []byte) error {
+// earlierBinding finds the binding of an eUICC one-time key that an earlier
+// session of this profile already used (a retry after CancelSession with
+// reason postponed, or a lost answer): the BPP must then carry the same
+// SM-DP+ one-time key (§4.1). A key bound to another profile is refused
+// (8.2/3.7). nil when the key is new.
+func (s *Server) earlierBinding(ctx context.Context, sess store.Session, euiccOtpk []byte) (*store.OneTimeKey, error) {
 	k, err := s.cfg.Store.GetOneTimeKey(ctx, euiccOtpk)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return s.internal(ctx, ES9GetBoundProfilePackage, "looking up the one-time key", err)
+		return nil, s.internal(ctx, ES9GetBoundProfilePackage, "looking up the one-time key", err)
 	}
-	_ = k
-	return status(rsp.SubjectProfile, rsp.ReasonUnavailable, "the BPP cannot be re-bound to an eUICC one-time key of an earlier session; retry with a new key")
+	if k.ICCID != sess.ICCID || k.KeyRef == "" || len(k.SMDPOtPK) == 0 {
+		return nil, status(rsp.SubjectProfile, rsp.ReasonUnavailable, "the eUICC one-time key was bound for another download; retry with a new key")
+	}
+	return &k, nil
 }
 
-// captureKA keeps the SM-DP+ one-time public key the HSM made.
+// otkLabel binds a sealed shared secret to its profile and eUICC key.
+func otkLabel(iccid string, euiccOtpk []byte) string {
+	h := sha256.Sum256(euiccOtpk)
+	return "otk:" + iccid + ":" + hex.EncodeToString(h[:8])
+}
+
+// captureKA keeps the SM-DP+ one-time public key the HSM made and a copy
+// of Z, to be sealed for a later re-binding and then zeroed.
 type captureKA struct {
 	bpp.KeyAgreement
-	otpk []byte
+	otpk, z []byte
 }
 
 func (c *captureKA) EphemeralECDH(ctx context.Context, peer []byte) ([]byte, []byte, error) {
 	otpk, z, err := c.KeyAgreement.EphemeralECDH(ctx, peer)
 	c.otpk = append([]byte(nil), otpk...)
+	c.z = append([]byte(nil), z...)
 	return otpk, z, err
+}
+
+// replayKA re-offers an earlier binding's SM-DP+ one-time key and Z.
+type replayKA struct{ otpk, z []byte }
+
+func (r *replayKA) EphemeralECDH(context.Context, []byte) ([]byte, []byte, error) {
+	return append([]byte(nil), r.otpk...), append([]byte(nil), r.z...), nil
 }
 
 // bind loads the stored PPP, unseals its PPK through the HSM and binds it
 // to the eUICC's one-time key (ECDH and smdpSign on the HSM).
-func (s *Server) bind(ctx context.Context, sess store.Session, d *sessionData, tid rsp.TransactionID, euiccOtpk []byte) (pkg, smdpOtpk []byte, err error) {
+func (s *Server) bind(ctx context.Context, sess store.Session, d *sessionData, tid rsp.TransactionID, euiccOtpk []byte,
+	earlier *store.OneTimeKey) (pkg, smdpOtpk []byte, keyRef string, err error) {
 	const fn = ES9GetBoundProfilePackage
 	cred := s.credentialsFor(d.CISKI)
 	if cred == nil {
-		return nil, nil, s.internal(ctx, fn, "finding the session's CI", errors.New("CI no longer configured"))
+		return nil, nil, "", s.internal(ctx, fn, "finding the session's CI", errors.New("CI no longer configured"))
 	}
 	curve := cred.CI.Curve
 	if err := curve.CheckPoint(euiccOtpk); err != nil {
-		return nil, nil, status(rsp.SubjectEUICC, rsp.ReasonVerificationFailed, "euiccOtpk is not a point on the session's curve")
+		return nil, nil, "", status(rsp.SubjectEUICC, rsp.ReasonVerificationFailed, "euiccOtpk is not a point on the session's curve")
 	}
 	eid, err := hex.DecodeString(sess.EID) // 32 digits → 16 bytes plain BCD
 	if err != nil || len(eid) != 16 {
-		return nil, nil, s.internal(ctx, fn, "decoding the session's EID", fmt.Errorf("EID %q is not 32 digits", sess.EID))
+		return nil, nil, "", s.internal(ctx, fn, "decoding the session's EID", fmt.Errorf("EID %q is not 32 digits", sess.EID))
 	}
 	p, err := s.cfg.Store.GetProfile(ctx, sess.ICCID)
 	if err != nil {
-		return nil, nil, s.internal(ctx, fn, "loading the profile", err)
+		return nil, nil, "", s.internal(ctx, fn, "loading the profile", err)
 	}
 	b, err := s.cfg.Store.GetBatch(ctx, p.BatchID)
 	if err != nil {
-		return nil, nil, s.internal(ctx, fn, "loading the profile's batch", err)
+		return nil, nil, "", s.internal(ctx, fn, "loading the profile's batch", err)
 	}
 	flat, err := s.cfg.HSM.UnprotectPPK(ctx, b.KeyBlob, p.ICCID, p.ProtectedPPK)
 	if err != nil {
-		return nil, nil, s.internal(ctx, fn, "unsealing the PPK", err)
+		return nil, nil, "", s.internal(ctx, fn, "unsealing the PPK", err)
 	}
 	ppk, err := bpp.PPKFromBytes(flat)
 	clear(flat)
 	if err != nil {
-		return nil, nil, s.internal(ctx, fn, "unsealing the PPK", err)
+		return nil, nil, "", s.internal(ctx, fn, "unsealing the PPK", err)
 	}
 	defer ppk.Zero()
-	ka := &captureKA{KeyAgreement: s.cfg.HSM.KeyAgreement(curve)}
+	label := otkLabel(p.ICCID, euiccOtpk)
+	var ka bpp.KeyAgreement
+	capture := &captureKA{KeyAgreement: s.cfg.HSM.KeyAgreement(curve)}
+	if earlier != nil {
+		z, err := s.cfg.HSM.OpenSecret(ctx, label, earlier.KeyRef)
+		if err != nil {
+			return nil, nil, "", s.internal(ctx, fn, "opening the earlier binding", err)
+		}
+		r := &replayKA{otpk: earlier.SMDPOtPK, z: z}
+		defer clear(z)
+		ka = r
+	} else {
+		ka = capture
+		defer func() { clear(capture.z) }()
+	}
 	pkg, err = bpp.Bind(ctx, s.cfg.HSM.Signer(RoleDPpb, curve), ka, &bpp.BindParams{
 		TransactionID: tid, HostID: s.cfg.HostID, EID: eid, EUICCOtpk: euiccOtpk,
 		MetadataDER: d.ProfileMetadata,
 	}, &bpp.PPP{Segments: p.Segments, PPK: ppk})
 	if err != nil {
-		return nil, nil, s.internal(ctx, fn, "binding the profile", err)
+		return nil, nil, "", s.internal(ctx, fn, "binding the profile", err)
 	}
-	return pkg, ka.otpk, nil
+	if earlier != nil {
+		return pkg, earlier.SMDPOtPK, earlier.KeyRef, nil
+	}
+	ref, err := s.cfg.HSM.SealSecret(ctx, label, capture.z)
+	if err != nil {
+		return nil, nil, "", s.internal(ctx, fn, "sealing the binding for retries", err)
+	}
+	return pkg, capture.otpk, ref, nil
 }

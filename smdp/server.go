@@ -58,6 +58,14 @@ type HSM interface {
 	// UnprotectPPK returns a stored profile's PPK (48 bytes) from its batch
 	// key blob; the caller zeroes it.
 	UnprotectPPK(ctx context.Context, batchKeyBlob []byte, iccid string, protected []byte) ([]byte, error)
+	// SealSecret seals a short secret (the ECDH shared secret of a binding,
+	// kept so that the same eUICC one-time key can be bound again in a
+	// later session, es2-es10-codes.md §4.1) under an HSM-held key, bound
+	// to label; the reference is stored, the secret never is.
+	SealSecret(ctx context.Context, label string, secret []byte) (ref string, err error)
+	// OpenSecret returns the secret of a reference from SealSecret with the
+	// same label; the caller zeroes it.
+	OpenSecret(ctx context.Context, label, ref string) ([]byte, error)
 }
 
 // Credentials are one curve's SM-DP+ certificates and the CI they chain to.

@@ -100,8 +100,10 @@ func runServe(ctx context.Context, a *app, demoPINs bool, stopAfter time.Duratio
 	}
 	defer db.Close()
 
+	hsm := smdp.NewPoolHSM(pool)
+	defer hsm.Close()
 	srv, err := smdp.NewServer(smdp.Config{
-		Address: v.GetString("serve.address"), Credentials: creds, Store: db, HSM: smdp.PoolHSM{Pool: pool}, Log: slog.Default(),
+		Address: v.GetString("serve.address"), Credentials: creds, Store: db, HSM: hsm, Log: slog.Default(),
 	})
 	if err != nil {
 		return usageError(fmt.Errorf("serve: %w", err))
