@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"math"
 	"strconv"
 
 	"github.com/apache/arrow/go/v15/arrow"
@@ -31,10 +33,12 @@ type parquetSource struct {
 	rowNum  int64
 	closer  io.Closer
 	started bool
+	log     *slog.Logger
 }
 
 // pqCol is a cursor over one column's pages.
 type pqCol struct {
+	log   *slog.Logger
 	leaf  int
 	canon int
 	raw   bool
@@ -63,48 +67,74 @@ func NewParquetReader(r io.ReaderAt, size int64, o Options) (*Reader, error) {
 	if err := o.setDefaults(); err != nil {
 		return nil, err
 	}
-	f, err := openParquet(r, size)
+	f, err := guardDecoder(o.Logger, parquetDecoder, "OpenFile", func() (*parquet.File, error) {
+		return parquet.OpenFile(r, size)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.File, err)
 	}
-	schema := f.Schema()
-	paths := schema.Columns()
-	names := make([]string, len(paths))
-	leaves := make([]parquet.LeafColumn, len(paths))
-	for i, path := range paths {
-		if len(path) != 1 {
-			return nil, fmt.Errorf("%s: nested column %v: only flat Parquet schemas are supported", o.File, path)
+	leaves, err := guardDecoder(o.Logger, parquetDecoder, "File.Schema", func() ([]pqLeaf, error) {
+		return schemaLeaves(f), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.File, err)
+	}
+	names := make([]string, len(leaves))
+	for i, l := range leaves {
+		if len(l.path) != 1 {
+			return nil, fmt.Errorf("%s: nested column %v: only flat Parquet schemas are supported", o.File, l.path)
 		}
-		names[i] = path[0]
-		leaves[i], _ = schema.Lookup(path...)
-		if leaves[i].MaxRepetitionLevel > 0 {
-			return nil, fmt.Errorf("%s: repeated column %s is not supported", o.File, safeName(path[0]))
+		names[i] = l.path[0]
+		if l.maxRep > 0 {
+			return nil, fmt.Errorf("%s: repeated column %s is not supported", o.File, safeName(l.path[0]))
+		}
+		if l.maxDef < 0 || l.maxDef > 1 {
+			return nil, fmt.Errorf("%s: column %s has %d definition levels; only flat Parquet schemas are supported", o.File, safeName(l.path[0]), l.maxDef)
 		}
 	}
 	cm, err := mapColumns(names)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.File, err)
 	}
-	s := &parquetSource{f: f, groups: f.RowGroups()}
+	groups, err := guardDecoder(o.Logger, parquetDecoder, "File.RowGroups", func() ([]parquet.RowGroup, error) {
+		return f.RowGroups(), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.File, err)
+	}
+	s := &parquetSource{f: f, groups: groups, log: o.Logger}
 	for i, c := range cm.idx {
 		if c < 0 {
 			continue
 		}
-		typ := leaves[i].Node.Type()
-		col := &pqCol{leaf: i, canon: c, max: byte(leaves[i].MaxDefinitionLevel)}
+		l := leaves[i]
+		col := &pqCol{log: o.Logger, leaf: i, canon: c, max: byte(l.maxDef)}
 		secret := (c >= cKi && c <= cADM1 && c != cAlg) || c >= nBase
-		switch typ.Kind() {
+		switch l.kind {
 		case parquet.ByteArray:
-			col.raw = secret && !isUTF8(typ)
+			col.raw = secret && !l.utf8
 		case parquet.FixedLenByteArray:
 			col.raw = secret
 		case parquet.Int32, parquet.Int64:
 		default:
-			return nil, fmt.Errorf("%s: column %s has unsupported Parquet type %s", o.File, safeName(names[i]), typ)
+			return nil, fmt.Errorf("%s: column %s has unsupported Parquet type %s", o.File, safeName(names[i]), l.typ)
 		}
 		s.cols = append(s.cols, col)
 	}
-	if err := transportFromMeta(&o, f.Lookup); err != nil {
+	meta, err := guardDecoder(o.Logger, parquetDecoder, "File.Lookup", func() (map[string]string, error) {
+		m := map[string]string{}
+		for _, k := range []string{MetaTransportKey, MetaTransportAlg} {
+			if v, ok := f.Lookup(k); ok {
+				m[k] = v
+			}
+		}
+		return m, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.File, err)
+	}
+	lookup := func(k string) (string, bool) { v, ok := meta[k]; return v, ok }
+	if err := transportFromMeta(&o, lookup); err != nil {
 		return nil, err
 	}
 	if c, ok := r.(io.Closer); ok {
@@ -118,18 +148,35 @@ func NewParquetReader(r io.ReaderAt, size int64, o Options) (*Reader, error) {
 	return rd, nil
 }
 
-// errCorruptParquet replaces panics of parquet-go on malformed input.
+// errCorruptParquet is the error of malformed Parquet input, including
+// panics of parquet-go on it (see guardDecoder).
 var errCorruptParquet = errors.New("corrupt Parquet file")
 
-// openParquet opens the file, turning a parquet-go panic on malformed
-// metadata into an error.
-func openParquet(r io.ReaderAt, size int64) (f *parquet.File, err error) {
-	defer func() {
-		if recover() != nil {
-			f, err = nil, errCorruptParquet
+// pqLeaf describes a leaf column of a Parquet schema.
+type pqLeaf struct {
+	path           []string
+	maxDef, maxRep int
+	kind           parquet.Kind
+	typ            string // for errors
+	utf8           bool
+}
+
+// schemaLeaves reads the leaf columns of f's schema. It calls only
+// parquet-go (run it under guardDecoder).
+func schemaLeaves(f *parquet.File) []pqLeaf {
+	schema := f.Schema()
+	paths := schema.Columns()
+	leaves := make([]pqLeaf, len(paths))
+	for i, path := range paths {
+		lc, _ := schema.Lookup(path...)
+		l := pqLeaf{path: path, maxDef: lc.MaxDefinitionLevel, maxRep: lc.MaxRepetitionLevel}
+		if lc.Node != nil {
+			typ := lc.Node.Type()
+			l.kind, l.typ, l.utf8 = typ.Kind(), typ.String(), isUTF8(typ)
 		}
-	}()
-	return parquet.OpenFile(r, size)
+		leaves[i] = l
+	}
+	return leaves
 }
 
 func isUTF8(t parquet.Type) bool {
@@ -147,17 +194,49 @@ func isUTF8(t parquet.Type) bool {
 
 // nextGroup opens the page readers of the next row group.
 func (s *parquetSource) nextGroup() error {
-	s.closePages()
+	if err := s.closePages(); err != nil {
+		return err
+	}
 	for s.group < len(s.groups) {
 		rg := s.groups[s.group]
 		s.group++
-		if rg.NumRows() == 0 {
+		type groupData struct {
+			rows  int64
+			pages []parquet.Pages
+		}
+		g, err := guardDecoder(s.log, parquetDecoder, "RowGroup.ColumnChunks", func() (groupData, error) {
+			g := groupData{rows: rg.NumRows()}
+			if g.rows == 0 {
+				return g, nil
+			}
+			chunks := rg.ColumnChunks()
+			for _, c := range s.cols {
+				if c.leaf >= len(chunks) {
+					break // reported below
+				}
+				g.pages = append(g.pages, chunks[c.leaf].Pages())
+			}
+			return g, nil
+		})
+		if err != nil {
+			return fmt.Errorf("row group %d: %w", s.group, err)
+		}
+		if g.rows == 0 {
 			continue
 		}
-		s.left = rg.NumRows()
-		chunks := rg.ColumnChunks()
+		if g.rows < 0 {
+			return fmt.Errorf("row group %d: %w: %d rows", s.group, errCorruptParquet, g.rows)
+		}
+		for i, c := range s.cols {
+			if i < len(g.pages) {
+				c.pages = g.pages[i]
+			}
+		}
+		if len(g.pages) < len(s.cols) {
+			return fmt.Errorf("row group %d: %w: column %d missing", s.group, errCorruptParquet, s.cols[len(g.pages)].leaf)
+		}
+		s.left = g.rows
 		for _, c := range s.cols {
-			c.pages = chunks[c.leaf].Pages()
 			c.rows, c.r = 0, 0
 		}
 		return nil
@@ -165,68 +244,130 @@ func (s *parquetSource) nextGroup() error {
 	return io.EOF
 }
 
-func (s *parquetSource) closePages() {
+func (s *parquetSource) closePages() error {
+	var errs []error
 	for _, c := range s.cols {
-		c.release()
+		errs = append(errs, c.release())
 		if c.pages != nil {
-			c.pages.Close()
+			pages := c.pages
 			c.pages = nil
+			_, err := guardDecoder(s.log, parquetDecoder, "Pages.Close", func() (struct{}, error) { return struct{}{}, pages.Close() })
+			errs = append(errs, err)
 		}
 	}
+	return errors.Join(errs...)
 }
 
-func (c *pqCol) release() {
-	if c.page != nil {
-		parquet.Release(c.page)
-		c.page = nil
+func (c *pqCol) release() error {
+	if c.page == nil {
+		return nil
 	}
+	p := c.page
+	c.page = nil
+	_, err := guardDecoder(c.log, parquetDecoder, "Release", func() (struct{}, error) { parquet.Release(p); return struct{}{}, nil })
+	return err
 }
 
-// load reads the column's next page.
-func (c *pqCol) load() error {
-	c.release()
-	for {
+// pqPage is what pqCol reads of one page.
+type pqPage struct {
+	page  parquet.Page
+	rows  int64
+	defs  []byte
+	idx   []int32 // dictionary indexes, when the page has a dictionary
+	kind  encoding.Kind
+	data  []byte
+	offs  []uint32
+	size  int
+	i32   []int32
+	i64   []int64
+	empty bool // a page without rows, released already
+}
+
+// readPage reads the column's next page through parquet-go.
+func (c *pqCol) readPage() (pqPage, error) {
+	return guardDecoder(c.log, parquetDecoder, "Pages.ReadPage", func() (pqPage, error) {
 		p, err := c.pages.ReadPage()
 		if err != nil {
+			return pqPage{}, err
+		}
+		pp := pqPage{page: p, rows: p.NumRows()}
+		if pp.rows == 0 {
+			parquet.Release(p)
+			return pqPage{empty: true}, nil
+		}
+		pp.defs = p.DefinitionLevels()
+		vals := p.Data()
+		if d := p.Dictionary(); d != nil {
+			pp.idx = vals.Int32()
+			vals = d.Page().Data()
+		}
+		pp.kind = vals.Kind()
+		switch pp.kind {
+		case encoding.ByteArray:
+			pp.data, pp.offs = vals.ByteArray()
+		case encoding.FixedLenByteArray:
+			pp.data, pp.size = vals.FixedLenByteArray()
+		case encoding.Int32:
+			pp.i32 = vals.Int32()
+		case encoding.Int64:
+			pp.i64 = vals.Int64()
+		}
+		return pp, nil
+	})
+}
+
+// load reads the column's next page and checks what its rows will read.
+func (c *pqCol) load() error {
+	if err := c.release(); err != nil {
+		return err
+	}
+	for {
+		p, err := c.readPage()
+		if err != nil {
 			if err == io.EOF {
-				return fmt.Errorf("parquet column %d ends before its row group", c.leaf)
+				return fmt.Errorf("parquet column %d ends before its row group: %w", c.leaf, errCorruptParquet)
 			}
 			return err
 		}
-		if p.NumRows() == 0 {
-			parquet.Release(p)
+		if p.empty {
 			continue
 		}
-		c.page, c.rows, c.r, c.v = p, int(p.NumRows()), 0, 0
-		c.defs = p.DefinitionLevels()
+		c.page = p.page
+		if p.rows < 0 || p.rows > math.MaxInt32 {
+			return fmt.Errorf("parquet column %d: %w: page of %d rows", c.leaf, errCorruptParquet, p.rows)
+		}
+		c.rows, c.r, c.v = int(p.rows), 0, 0
+		c.defs = p.defs
 		if c.max > 0 && len(c.defs) != c.rows {
-			return fmt.Errorf("parquet column %d: %d definition levels for %d rows", c.leaf, len(c.defs), c.rows)
+			return fmt.Errorf("parquet column %d: %w: %d definition levels for %d rows", c.leaf, errCorruptParquet, len(c.defs), c.rows)
 		}
-		vals := p.Data()
-		c.idx = nil
-		if d := p.Dictionary(); d != nil {
-			c.idx = vals.Int32()
-			vals = d.Page().Data()
-		}
-		c.kind = vals.Kind()
+		c.idx, c.kind = p.idx, p.kind
 		switch c.kind {
 		case encoding.ByteArray:
-			c.data, c.offs = vals.ByteArray()
-			c.nvals = len(c.offs) - 1
+			c.data, c.offs = p.data, p.offs
+			c.nvals = max(len(c.offs)-1, 0)
+			for k := 1; k < len(c.offs); k++ {
+				if c.offs[k] < c.offs[k-1] {
+					return fmt.Errorf("parquet column %d: %w: value offsets decrease", c.leaf, errCorruptParquet)
+				}
+			}
+			if len(c.offs) > 0 && int64(c.offs[len(c.offs)-1]) > int64(len(c.data)) {
+				return fmt.Errorf("parquet column %d: %w: value offsets beyond the page", c.leaf, errCorruptParquet)
+			}
 		case encoding.FixedLenByteArray:
-			c.data, c.size = vals.FixedLenByteArray()
+			c.data, c.size = p.data, p.size
 			c.nvals = 0
 			if c.size > 0 {
 				c.nvals = len(c.data) / c.size
 			}
 		case encoding.Int32:
-			c.i32 = vals.Int32()
+			c.i32 = p.i32
 			c.nvals = len(c.i32)
 		case encoding.Int64:
-			c.i64 = vals.Int64()
+			c.i64 = p.i64
 			c.nvals = len(c.i64)
 		default:
-			return fmt.Errorf("parquet column %d: unsupported page kind %d", c.leaf, c.kind)
+			return fmt.Errorf("parquet column %d: %w: unsupported page kind %d", c.leaf, errCorruptParquet, c.kind)
 		}
 		return nil
 	}
@@ -248,12 +389,12 @@ func (c *pqCol) next() ([]byte, error) {
 	c.v++
 	if c.idx != nil {
 		if j >= len(c.idx) {
-			return nil, fmt.Errorf("parquet column %d: fewer values than rows", c.leaf)
+			return nil, fmt.Errorf("parquet column %d: %w: fewer values than rows", c.leaf, errCorruptParquet)
 		}
 		j = int(c.idx[j])
 	}
 	if j < 0 || j >= c.nvals {
-		return nil, fmt.Errorf("parquet column %d: value index out of range", c.leaf)
+		return nil, fmt.Errorf("parquet column %d: %w: value index out of range", c.leaf, errCorruptParquet)
 	}
 	switch c.kind {
 	case encoding.ByteArray:
@@ -268,12 +409,7 @@ func (c *pqCol) next() ([]byte, error) {
 	return c.num, nil
 }
 
-func (s *parquetSource) read(row *rawRow) (err error) {
-	defer func() { // parquet-go panics on some malformed pages
-		if recover() != nil {
-			err = fmt.Errorf("row %d: %w", s.rowNum, errCorruptParquet)
-		}
-	}()
+func (s *parquetSource) read(row *rawRow) error {
 	if s.left == 0 {
 		if err := s.nextGroup(); err != nil {
 			return err
@@ -285,7 +421,7 @@ func (s *parquetSource) read(row *rawRow) (err error) {
 	for _, c := range s.cols {
 		v, err := c.next()
 		if err != nil {
-			return err
+			return fmt.Errorf("row %d: %w", s.rowNum, err)
 		}
 		if v != nil {
 			row.vals[c.canon], row.raw[c.canon] = v, c.raw
@@ -297,11 +433,11 @@ func (s *parquetSource) read(row *rawRow) (err error) {
 func (s *parquetSource) finish() []Reject { return nil }
 
 func (s *parquetSource) close() error {
-	s.closePages()
+	err := s.closePages()
 	if s.closer != nil {
-		return s.closer.Close()
+		err = errors.Join(err, s.closer.Close())
 	}
-	return nil
+	return err
 }
 
 // parquetRowsPerGroup bounds the rows buffered per row group (memory).
