@@ -1,6 +1,15 @@
 // Package smdp is the SM-DP+ server: the ES2+ and ES9+ function handlers.
-// So far it holds the mapping of the store's domain errors to the SGP.22
-// status codes the handlers answer.
+//
+// ES9+ (one file per function: initiate.go, authenticate.go, getbpp.go,
+// notify.go, cancel.go): each handler is a short sequence of named checks
+// in the order of the status-code tables of es2-es10-codes.md §3, taking
+// and returning rsp types; a failure is an rsp.Status. Handlers reach the
+// inventory and the HSM through the small Store and HSM interfaces
+// (*store.DB and PoolHSM implement them), so they are tested without HTTP;
+// Server.Handler adds the JSON and ASN.1 bindings. Sessions live in the
+// store, never in process memory. RSP certificates (both curves) are parsed
+// by hand (cert.go): crypto/x509 refuses brainpool and the EUM's name
+// constraints. StoreStatus maps the store's domain errors to status codes.
 package smdp
 
 import (
