@@ -79,7 +79,7 @@ func (b *sqliteBackend) afterBulkCommit(ctx context.Context) {
 	default:
 	}
 	if b.walFrames.Load() > sqliteMaxWALFrames {
-		for _, db := range []*sql.DB{b.bw, b.w} {
+		for _, db := range []*sql.DB{b.w} {
 			var busy, log, done int64
 			db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &log, &done)
 		}
@@ -318,11 +318,11 @@ func openSQLite(ctx context.Context, path string) (backend, error) {
 	}
 	b := &sqliteBackend{kick: make(chan struct{}, 1), stop: make(chan struct{}), ckptDone: make(chan struct{})}
 	var err error
-	b.w, b.r, err = b.openFile(ctx, path, 4096, sqliteMigrations, sqliteTxStmts)
+	b.w, b.r, err = b.openFile(ctx, path, inventoryFile, sqliteMigrations, sqliteTxStmts)
 	if err != nil {
 		return nil, err
 	}
-	b.bw, b.br, err = b.openFile(ctx, path+".blobs", 65536, sqliteBlobMigrations, sqliteBlobTxStmts)
+	b.bw, b.br, err = b.openFile(ctx, path+".blobs", materialFile, sqliteBlobMigrations, sqliteBlobTxStmts)
 	if err != nil {
 		b.w.Close()
 		b.r.Close()
@@ -332,17 +332,59 @@ func openSQLite(ctx context.Context, path string) (backend, error) {
 	return b, nil
 }
 
+// sqliteFile is how one of the two database files is opened.
+type sqliteFile struct {
+	pageSize int
+	// wal: WAL journal with synchronous=NORMAL and background checkpoints
+	// (the inventory). Otherwise a rollback journal with synchronous=FULL
+	// (the material).
+	wal bool
+	// writeCacheKiB and readCacheKiB bound the page cache of the write
+	// connection and of each read connection: resident memory.
+	writeCacheKiB, readCacheKiB int
+}
+
+var (
+	// The inventory: small rows, order transactions beside bulk loads,
+	// readers that must not wait for a writer: WAL.
+	inventoryFile = sqliteFile{pageSize: 4096, wal: true, writeCacheKiB: 65536, readCacheKiB: 16384}
+	// The material: a bulk load appends megabytes per transaction, in
+	// pages that no transaction ever rewrites. In WAL mode every byte was
+	// written twice (WAL, then the checkpoint into the database), read back
+	// once, and the checkpointer fell behind by a gigabyte of WAL. With a
+	// rollback journal the appended pages go straight into the database
+	// file (only the few pages that existed before the transaction are
+	// journaled), and synchronous=FULL fsyncs journal and database before
+	// the commit returns: the inventory rows that name this material
+	// commit afterwards, so even a power loss never leaves a row without
+	// its material. The price: a download reading material waits (busy
+	// timeout) while a bulk commit writes its pages.
+	materialFile = sqliteFile{pageSize: 65536, wal: false, writeCacheKiB: 16384, readCacheKiB: 8192}
+)
+
 // openFile opens one database file: a single write connection, migrated,
 // with its transaction statements prepared, a pool of read-only
-// connections, and a connection for the background checkpoints.
-func (b *sqliteBackend) openFile(ctx context.Context, path string, pageSize int, migrations, txStmts []string) (w, r *sql.DB, err error) {
-	// synchronous=NORMAL in WAL mode: a commit survives a crash of the
-	// process (kill -9); an OS crash or power loss may lose the last commits
-	// but never corrupts the database. page_size applies when the file is
-	// created.
-	common := fmt.Sprintf("_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"+
-		"&_pragma=cache_size(-65536)&_pragma=page_size(%d)", pageSize)
-	w, err = sql.Open("sqlite", "file:"+path+"?"+common+"&_pragma=wal_autocheckpoint(0)&_journal_mode=WAL&_txlock=immediate")
+// connections, and (WAL) a connection for the background checkpoints.
+func (b *sqliteBackend) openFile(ctx context.Context, path string, f sqliteFile, migrations, txStmts []string) (w, r *sql.DB, err error) {
+	// WAL with synchronous=NORMAL: a commit survives a crash of the
+	// process (kill -9); an OS crash or power loss may lose the last
+	// commits but never corrupts the database. page_size applies when the
+	// file is created.
+	common := fmt.Sprintf("_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_pragma=page_size(%d)", f.pageSize)
+	if f.wal {
+		common += "&_pragma=synchronous(NORMAL)"
+	} else {
+		common += "&_pragma=synchronous(FULL)"
+	}
+	writer := fmt.Sprintf("&_pragma=cache_size(-%d)&_txlock=immediate", f.writeCacheKiB)
+	if f.wal {
+		writer += "&_pragma=wal_autocheckpoint(0)&_journal_mode=WAL"
+	} else {
+		// TRUNCATE: the journal file is emptied, not deleted, after each
+		// commit (no directory update per commit).
+		writer += "&_pragma=journal_mode(TRUNCATE)"
+	}
+	w, err = sql.Open("sqlite", "file:"+path+"?"+common+writer)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -360,14 +402,17 @@ func (b *sqliteBackend) openFile(ctx context.Context, path string, pageSize int,
 			return nil, nil, fmt.Errorf("store: prepare: %w", err)
 		}
 	}
-	r, err = sql.Open("sqlite", "file:"+path+"?"+common+"&_pragma=query_only(1)")
+	r, err = sql.Open("sqlite", "file:"+path+"?"+common+fmt.Sprintf("&_pragma=cache_size(-%d)&_pragma=query_only(1)", f.readCacheKiB))
 	if err != nil {
 		w.Close()
 		return nil, nil, err
 	}
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
-	ckpt, err := sql.Open("sqlite", "file:"+path+"?"+common)
+	if !f.wal {
+		return w, r, nil
+	}
+	ckpt, err := sql.Open("sqlite", "file:"+path+"?"+common+"&_pragma=cache_size(-1024)")
 	if err != nil {
 		r.Close()
 		w.Close()
