@@ -2,6 +2,7 @@ package smdp
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -74,6 +75,11 @@ type es2Handler struct {
 type trust struct {
 	pem  string
 	pool *x509.CertPool
+	// verified caches chains already verified (leaf SHA-256 → the time
+	// the result stops holding: the chain's earliest notAfter), so that an
+	// operator's calls cost one chain verification per certificate, not
+	// one per call.
+	verified sync.Map
 }
 
 func (h *es2Handler) wrap(f rsp.ES2Function) http.Handler {
@@ -178,13 +184,26 @@ func (h *es2Handler) authorize(ctx context.Context, id string, peer []*x509.Cert
 		t = &trust{pem: op.TrustPEM, pool: pool}
 		h.pools.Store(id, t)
 	}
+	now := h.o.Now()
+	key := sha256.Sum256(peer[0].Raw)
+	if until, found := t.verified.Load(key); found && now.Before(until.(time.Time)) && !now.Before(peer[0].NotBefore) {
+		return nil
+	}
 	inter := x509.NewCertPool()
 	for _, c := range peer[1:] {
 		inter.AddCert(c)
 	}
-	if _, err := peer[0].Verify(x509.VerifyOptions{Roots: t.pool, Intermediates: inter, CurrentTime: h.o.Now(),
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+	chains, err := peer[0].Verify(x509.VerifyOptions{Roots: t.pool, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
 		return errNotAuthorized
 	}
+	until := peer[0].NotAfter
+	for _, c := range chains[0] {
+		if c.NotAfter.Before(until) {
+			until = c.NotAfter
+		}
+	}
+	t.verified.Store(key, until)
 	return nil
 }

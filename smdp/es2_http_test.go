@@ -32,7 +32,7 @@ type testCA struct {
 	key  *ecdsa.PrivateKey
 }
 
-func newTestCA(t *testing.T, name string) *testCA {
+func newTestCA(t testing.TB, name string) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -54,7 +54,7 @@ func (ca *testCA) pem() string {
 }
 
 // issue makes a client (and server, for "localhost") certificate.
-func (ca *testCA) issue(t *testing.T, cn string) tls.Certificate {
+func (ca *testCA) issue(t testing.TB, cn string) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
