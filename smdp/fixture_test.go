@@ -10,6 +10,7 @@ import (
 	"encoding/asn1"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -432,3 +433,5 @@ func wireAny(t testing.TB, req rsp.Request) rsp.Request {
 	}
 	return got
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"mime"
 	"net/http"
 	"strings"
@@ -247,6 +246,3 @@ func writeBody(w http.ResponseWriter, asn1 bool, out []byte) {
 	w.WriteHeader(http.StatusOK)
 	w.Write(out)
 }
-
-// logger for tests that want silence.
-func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
