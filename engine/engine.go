@@ -48,10 +48,17 @@ type Config struct {
 	WorkerID string
 	// Exclusive says that no other process works the batch: unfinished
 	// chunk jobs (left by a crashed run) are taken back at once. Without it
-	// River gives a dead worker's jobs back after jobs.Config.RescueAfter.
+	// (worker mode, see worker.go) several processes share the batch, and
+	// a dead worker's chunks are taken back after RescueAfter.
 	Exclusive bool
-	// RescueAfter: see jobs.Config.RescueAfter.
+	// RescueAfter is how long a chunk may stay with a worker before the
+	// others presume it dead and take the chunk over (worker mode). It must
+	// exceed the time a chunk spends in the pipeline, InFlight chunks' worth
+	// of work (default DefaultRescueAfter).
 	RescueAfter time.Duration
+	// StopGrace is how long the chunks in flight have to be stored once ctx
+	// ends; those not stored by then roll back (default DefaultStopGrace).
+	StopGrace time.Duration
 	// Logger receives the engine's structured log lines (default slog.Default()).
 	Logger *slog.Logger
 	// Progress, when set, is called after every stored chunk (from one
@@ -78,6 +85,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.RescueAfter <= 0 {
+		c.RescueAfter = DefaultRescueAfter
+	}
+	if c.StopGrace <= 0 {
+		c.StopGrace = DefaultStopGrace
 	}
 	return c
 }
@@ -124,26 +137,32 @@ type Progress struct {
 // Report is the outcome of a run. Counts cover the whole batch (every run
 // that worked on it); rates cover this run.
 type Report struct {
-	BatchID        string              `json:"batch_id"`
-	Input          string              `json:"input"`
-	InputSHA256    string              `json:"input_sha256"`
-	TemplateSHA256 string              `json:"template_sha256"`
-	ProfileType    string              `json:"profile_type"`
-	Complete       bool                `json:"complete"`
-	Resumed        bool                `json:"resumed"`
-	RecordsRead    int64               `json:"records_read"`
-	Stored         int64               `json:"stored"`
-	Rejected       int64               `json:"rejected"`
-	Duplicates     int64               `json:"duplicates"`
-	Conflicts      int64               `json:"conflicts"`
-	Chunks         int                 `json:"chunks"`
-	ChunksDone     int                 `json:"chunks_done"`
-	Workers        []store.WorkerTally `json:"workers"`
-	ICCIDFirst     string              `json:"iccid_first"`
-	ICCIDLast      string              `json:"iccid_last"`
+	BatchID        string         `json:"batch_id"`
+	Input          string         `json:"input"`
+	InputSHA256    string         `json:"input_sha256"`
+	TemplateSHA256 string         `json:"template_sha256"`
+	ProfileType    string         `json:"profile_type"`
+	Complete       bool           `json:"complete"`
+	Resumed        bool           `json:"resumed"`
+	RecordsRead    int64          `json:"records_read"`
+	Stored         int64          `json:"stored"`
+	Rejected       int64          `json:"rejected"`
+	Duplicates     int64          `json:"duplicates"`
+	Conflicts      int64          `json:"conflicts"`
+	Chunks         int            `json:"chunks"`
+	ChunksDone     int            `json:"chunks_done"`
+	Workers        []WorkerReport `json:"workers"`
+	ICCIDFirst     string         `json:"iccid_first"`
+	ICCIDLast      string         `json:"iccid_last"`
 
-	RunStored          int64   `json:"run_stored"`
-	RunChunks          int     `json:"run_chunks"`
+	RunStored int64 `json:"run_stored"`
+	RunChunks int   `json:"run_chunks"`
+	// Stopped: this run was stopped (Ctrl-C, SIGTERM) before the batch was
+	// complete; the chunks in flight were stored, except RunRolledBack of
+	// them (not stored within Config.StopGrace, or failed).
+	Stopped            bool    `json:"stopped"`
+	RunRolledBack      int     `json:"run_rolled_back"`
+	Worker             string  `json:"worker"` // this process's worker ID
 	WallSeconds        float64 `json:"wall_seconds"`
 	ProfilesPerSecond  float64 `json:"profiles_per_second"`
 	CPUMicrosPerProf   float64 `json:"cpu_us_per_profile"`
@@ -207,7 +226,8 @@ func Run(ctx context.Context, db *store.DB, hsm *hsmpool.Pool, spec Spec, cfg Co
 	workers := river.NewWorkers()
 	requests := make(chan *chunk)
 	stopped := make(chan struct{})
-	river.AddWorker(workers, &chunkWorker{requests: requests, stopped: stopped})
+	var run runStats
+	river.AddWorker(workers, &chunkWorker{requests: requests, stopped: stopped, stats: &run})
 	queue := Queue(spec.BatchID)
 	jc, err := jobs.New(ctx, db, jobs.Config{ID: cfg.WorkerID, Queues: map[string]int{queue: cfg.InFlight},
 		Workers: workers, RescueAfter: cfg.RescueAfter, Logger: slog.New(warnOnly{log.Handler()})})
@@ -224,18 +244,21 @@ func Run(ctx context.Context, db *store.DB, hsm *hsmpool.Pool, spec Spec, cfg Co
 		log.Info("resuming batch", "batch", b.ID, "chunks_done", b.ChunksDone, "chunks", b.Chunks, "stored", b.Profiles)
 	}
 	rep := &Report{BatchID: b.ID, Input: spec.Input, InputSHA256: sv.sha256, TemplateSHA256: templateID,
-		ProfileType: b.ProfileType, Resumed: resumed}
+		ProfileType: b.ProfileType, Resumed: resumed, Worker: cfg.WorkerID}
 
-	var run runStats
 	if b.ChunksDone < b.Chunks {
+		// Alone on the batch, every unfinished chunk is an earlier run's;
+		// among workers, only those this worker ID held in a previous life.
+		reclaim := func() (int, error) { return jc.ReclaimWorker(ctx, queue, cfg.WorkerID) }
 		if cfg.Exclusive {
-			n, err := jc.Reclaim(ctx, queue)
-			if err != nil {
-				return nil, err
-			}
-			if n > 0 {
-				log.Info("reclaimed unfinished chunks of an earlier run", "batch", b.ID, "chunks", n)
-			}
+			reclaim = func() (int, error) { return jc.Reclaim(ctx, queue) }
+		}
+		n, err := reclaim()
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			log.Info("reclaimed unfinished chunks of an earlier run", "batch", b.ID, "chunks", n, "worker", cfg.WorkerID)
 		}
 		p := &pipeline{cfg: cfg, spec: spec, plan: plan, keep: keep, db: db, bk: bk, batch: b,
 			requests: requests, stopped: stopped, stats: &run, start: start, log: log}
@@ -246,7 +269,9 @@ func Run(ctx context.Context, db *store.DB, hsm *hsmpool.Pool, spec Spec, cfg Co
 		b = b2
 	}
 	ws, _ := db.BatchWorkers(context.WithoutCancel(ctx), b.ID)
-	rep.fill(b, ws)
+	rep.fill(b, workerReports(context.WithoutCancel(ctx), jc, b.ID, ws))
+	rep.Stopped = ctx.Err() != nil && !rep.Complete
+	rep.RunRolledBack = int(run.rolledBack.Load())
 	wall := time.Since(start)
 	rep.RunStored, rep.RunChunks = run.stored.Load(), int(run.chunks.Load())
 	rep.WallSeconds = wall.Seconds()
@@ -262,7 +287,7 @@ func Run(ctx context.Context, db *store.DB, hsm *hsmpool.Pool, spec Spec, cfg Co
 	return rep, err
 }
 
-func (r *Report) fill(b store.Batch, ws []store.WorkerTally) {
+func (r *Report) fill(b store.Batch, ws []WorkerReport) {
 	r.ProfileType = b.ProfileType
 	r.RecordsRead, r.Stored, r.Rejected = b.Records, b.Profiles, b.Rejected
 	r.Duplicates, r.Conflicts = b.Duplicates, b.Conflicts
@@ -271,7 +296,7 @@ func (r *Report) fill(b store.Batch, ws []store.WorkerTally) {
 	r.ICCIDFirst, r.ICCIDLast = b.ICCIDFirst, b.ICCIDLast
 	r.Workers = ws
 	if r.Workers == nil {
-		r.Workers = []store.WorkerTally{}
+		r.Workers = []WorkerReport{}
 	}
 }
 
@@ -286,8 +311,14 @@ func BatchReport(ctx context.Context, db *store.DB, id string) (*Report, error) 
 	if err != nil {
 		return nil, err
 	}
+	// A client without queues only reads the jobs (which worker stored
+	// which chunk).
+	jc, err := jobs.New(ctx, db, jobs.Config{Logger: slog.New(warnOnly{slog.Default().Handler()})})
+	if err != nil {
+		return nil, err
+	}
 	r := &Report{BatchID: b.ID, InputSHA256: b.InputSHA256, TemplateSHA256: b.TemplateID}
-	r.fill(b, ws)
+	r.fill(b, workerReports(ctx, jc, b.ID, ws))
 	return r, nil
 }
 
@@ -373,6 +404,10 @@ func short(h string) string {
 type runStats struct {
 	stored atomic.Int64
 	chunks atomic.Int64
+
+	stopping   atomic.Bool  // ctx ended: draining
+	graceOver  atomic.Bool  // the drain ran out of StopGrace
+	rolledBack atomic.Int64 // chunks handed to the pipeline and not stored
 }
 
 // peakRSS is the process's maximum resident set size so far.

@@ -133,8 +133,12 @@ var errFinished = errors.New("engine: batch finished")
 // bottom:
 //
 //	read → validate → personalise → protect → seal → store → checkpoint
-func (p *pipeline) run(ctx context.Context, jc *jobs.Client) error {
-	g, ctx := errgroup.WithContext(ctx)
+func (p *pipeline) run(parent context.Context, jc *jobs.Client) error {
+	// The stages run on their own context: when parent ends they drain
+	// (worker.go) rather than drop the chunks in flight.
+	work, end := context.WithCancelCause(context.WithoutCancel(parent))
+	defer end(nil)
+	g, ctx := errgroup.WithContext(work)
 	n := p.cfg.Workers
 	read, valid, personal, protected, sealed, stored :=
 		make(chan *chunk, 1), make(chan *chunk, 1), make(chan *chunk, n), make(chan *chunk, n), make(chan *chunk, 1), make(chan *chunk, 1)
@@ -150,12 +154,17 @@ func (p *pipeline) run(ctx context.Context, jc *jobs.Client) error {
 	stage(g, ctx, n, &personaliser{plan: p.plan}, valid, personal)
 	stageEach(g, ctx, n, func() runner { return &protector{bpp.NewProtector(rand.Reader)} }, personal, protected)
 	stage(g, ctx, 1, &sealer{bk: p.bk, profileType: p.batch.ProfileType, templateID: p.batch.TemplateID, batchID: p.batch.ID}, protected, sealed)
-	stage(g, ctx, 1, &storer{db: p.db, batchID: p.batch.ID, worker: p.cfg.WorkerID, rejects: p.spec.Rejects}, sealed, stored)
+	stage(g, ctx, 1, &storer{db: p.db, batchID: p.batch.ID, worker: p.cfg.WorkerID, rejects: p.spec.Rejects,
+		maxGroup: p.cfg.InFlight}, sealed, stored)
 	stage(g, ctx, 1, &checkpoint{p: p}, stored, nil)
 
 	// River last: the stages are ready for its first Work call.
 	if err := jc.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("engine: starting the job client: %w", err)
+	}
+	go p.drain(parent, ctx, end, jc)
+	if !p.cfg.Exclusive {
+		g.Go(func() error { return p.rescue(ctx, jc) })
 	}
 	err := g.Wait()
 	close(p.stopped)
@@ -166,6 +175,9 @@ func (p *pipeline) run(ctx context.Context, jc *jobs.Client) error {
 	}
 	if errors.Is(err, errFinished) {
 		return nil
+	}
+	if parent.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, errDrained) || errors.Is(err, errGraceOver)) {
+		return context.Cause(parent) // stopped: the caller's reason, not the stages'
 	}
 	return err
 }
@@ -403,38 +415,122 @@ func (s *sealer) run(ctx context.Context, in <-chan *chunk, out chan<- *chunk) e
 
 // --- store ---
 
-// storer writes a chunk and completes its job in one transaction.
+// storer writes chunks and completes their jobs in the same transaction.
+// Every commit pays a flush to disk whose fixed cost (a fraction of a
+// second on a virtual disk) dwarfs writing one chunk, so the chunks that
+// are ready when the storer turns to the store commit together (up to
+// maxGroup): the slower the disk, the larger the groups.
 type storer struct {
-	db      *store.DB
-	batchID string
-	worker  string
-	rejects perso.RejectSink
+	db       *store.DB
+	batchID  string
+	worker   string
+	rejects  perso.RejectSink
+	maxGroup int
 }
 
 func (s *storer) run(ctx context.Context, in <-chan *chunk, out chan<- *chunk) error {
-	return forEach(ctx, in, out, func(c *chunk) error {
-		res, err := s.db.WriteBatch(ctx, s.batchID, store.BatchWrite{Profiles: c.profiles, Rejected: c.rejected,
-			ChunkDone: true, Worker: s.worker,
-			InTx: func(_ context.Context, tx store.Tx) error { return jobs.CompleteTx(c.jobCtx, tx, c.job) }})
+	group := make([]*chunk, 0, max(1, s.maxGroup))
+	for {
+		group = group[:0]
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case c, ok := <-in:
+			if !ok {
+				return nil
+			}
+			group = append(group, c)
+		}
+	ready:
+		for len(group) < cap(group) {
+			select {
+			case c, ok := <-in:
+				if !ok {
+					break ready
+				}
+				group = append(group, c)
+			default:
+				break ready
+			}
+		}
+		if err := s.store(ctx, group); err != nil {
+			for _, c := range group {
+				c.fail(err)
+			}
+			return err
+		}
+		for i, c := range group {
+			select {
+			case out <- c:
+			case <-ctx.Done():
+				for _, c := range group[i:] {
+					c.fail(ctx.Err())
+				}
+				return ctx.Err()
+			}
+		}
+	}
+}
+
+// store commits a group of chunks, each with its job's completion. A
+// group one of whose jobs another worker took (jobs.ErrLost) rolled back
+// as a whole: its chunks are then written one by one, so that only the
+// lost one is dropped.
+func (s *storer) store(ctx context.Context, group []*chunk) error {
+	if len(group) > 1 {
+		ws := make([]store.BatchWrite, len(group))
+		for i, c := range group {
+			ws[i] = s.write(c)
+		}
+		res, err := s.db.WriteBatches(ctx, s.batchID, ws)
+		if err == nil {
+			for _, r := range res {
+				if err := s.conflicts(r); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if !errors.Is(err, jobs.ErrLost) {
+			return fmt.Errorf("engine: storing chunks %d to %d: %w", group[0].args.Chunk, group[len(group)-1].args.Chunk, err)
+		}
+	}
+	for _, c := range group {
+		res, err := s.db.WriteBatch(ctx, s.batchID, s.write(c))
 		if errors.Is(err, jobs.ErrLost) {
 			// Another worker owns the chunk now: nothing of ours was
 			// stored; it is not an error of the run.
 			c.fail(err)
-			return nil
+			continue
 		}
 		if err != nil {
 			return fmt.Errorf("engine: storing chunk %d: %w", c.args.Chunk, err)
 		}
-		for _, cf := range res.Conflicts {
-			if s.rejects != nil {
-				if err := s.rejects.Reject(perso.Reject{Column: perso.ColICCID, Class: "conflict",
-					Reason: fmt.Sprintf("ICCID %s is held by batch %s: not overwritten", cf.ICCID, cf.BatchID)}); err != nil {
-					return err
-				}
-			}
+		if err := s.conflicts(res); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// write is the store write of one chunk, completing its job.
+func (s *storer) write(c *chunk) store.BatchWrite {
+	return store.BatchWrite{Profiles: c.profiles, Rejected: c.rejected, ChunkDone: true, Worker: s.worker,
+		InTx: func(_ context.Context, tx store.Tx) error { return jobs.CompleteTx(c.jobCtx, tx, c.job) }}
+}
+
+// conflicts reports the ICCIDs another batch holds.
+func (s *storer) conflicts(res store.PutResult) error {
+	if s.rejects == nil {
 		return nil
-	})
+	}
+	for _, cf := range res.Conflicts {
+		if err := s.rejects.Reject(perso.Reject{Column: perso.ColICCID, Class: "conflict",
+			Reason: fmt.Sprintf("ICCID %s is held by batch %s: not overwritten", cf.ICCID, cf.BatchID)}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // --- checkpoint ---
@@ -488,6 +584,7 @@ type chunkWorker struct {
 	river.WorkerDefaults[ChunkArgs]
 	requests chan<- *chunk
 	stopped  <-chan struct{}
+	stats    *runStats
 }
 
 // errStopped answers the chunks still in flight when the run stops: their
@@ -505,8 +602,12 @@ func (w *chunkWorker) Work(ctx context.Context, job *river.Job[ChunkArgs]) error
 	}
 	select {
 	case err := <-c.done:
+		if err != nil && !errors.Is(err, jobs.ErrLost) {
+			w.stats.rolledBack.Add(1)
+		}
 		return err
 	case <-w.stopped:
+		w.stats.rolledBack.Add(1)
 		return errStopped
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
@@ -67,6 +68,7 @@ const DefaultRescueAfter = 5 * time.Minute
 type Client struct {
 	lite *river.Client[*sql.Tx]
 	pg   *river.Client[pgx.Tx]
+	pool *pgxpool.Pool // PostgreSQL only: the database clock
 }
 
 // Migrate brings River's tables in the store's database up to date. New
@@ -83,7 +85,7 @@ func Migrate(ctx context.Context, db *store.DB) error {
 	case pool != nil:
 		var m *rivermigrate.Migrator[pgx.Tx]
 		if m, err = rivermigrate.New(riverpgxv5.New(pool), nil); err == nil {
-			_, err = m.Migrate(ctx, rivermigrate.DirectionUp, nil)
+			err = migrateLocked(ctx, pool, m)
 		}
 	default:
 		err = errors.New("the store exposes no database handle")
@@ -92,6 +94,26 @@ func Migrate(ctx context.Context, db *store.DB) error {
 		return fmt.Errorf("jobs: migrating River's tables: %w", err)
 	}
 	return nil
+}
+
+// migrateLocked runs River's migrations under a session advisory lock.
+// Several workers may start at once on a fresh database, and River's
+// migrator takes no lock: one migrates, the others wait for it. (Not one
+// transaction: a migration adding an enum value must commit before the
+// next uses it.)
+func migrateLocked(ctx context.Context, pool *pgxpool.Pool, m *rivermigrate.Migrator[pgx.Tx]) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	const key = `hashtext(current_schema() || '.perso_river_migrate')`
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(`+key+`)`); err != nil {
+		return err
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+key+`)`)
+	_, err = m.Migrate(ctx, rivermigrate.DirectionUp, nil)
+	return err
 }
 
 // New migrates River's tables and returns a client on the store's
@@ -129,6 +151,7 @@ func New(ctx context.Context, db *store.DB, cfg Config) (*Client, error) {
 		c.lite, err = river.NewClient(riversqlite.New(lite), rc)
 	} else {
 		c.pg, err = river.NewClient(riverpgxv5.New(pool), rc)
+		c.pool = pool
 	}
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
@@ -236,17 +259,76 @@ func (c *Client) List(ctx context.Context, queue string, states ...rivertype.Job
 // alone gives a dead worker's jobs back only after RescueAfter. It
 // returns the number of jobs reclaimed.
 func (c *Client) Reclaim(ctx context.Context, queue string) (int, error) {
-	running, err := c.List(ctx, queue, rivertype.JobStateRunning)
+	return c.reclaim(ctx, queue, func(*rivertype.JobRow) bool { return true },
+		"reclaimed: the worker running it is gone (the batch was re-run)", true)
+}
+
+// RescueStuck is Reclaim for a queue that several live workers share: it
+// makes available at once the running jobs attempted more than after ago
+// (by the database's clock, so that workers on other machines agree) and
+// the jobs waiting for a retry. Every worker calls it periodically, which
+// bounds how long a dead worker's jobs wait to about after plus the
+// period. River's own rescuer does the same only on its leader, every 30
+// s, and then waits for the retry backoff and its scheduler: minutes.
+//
+// after must exceed the longest a live worker holds a job (a chunk's
+// time in the pipeline): a job taken from a slow but live worker is
+// worked twice, and CompleteTx lets exactly one of the attempts commit.
+func (c *Client) RescueStuck(ctx context.Context, queue string, after time.Duration) (int, error) {
+	now, err := c.dbNow(ctx)
 	if err != nil {
 		return 0, err
+	}
+	horizon := now.Add(-after)
+	return c.reclaim(ctx, queue, func(j *rivertype.JobRow) bool {
+		return j.AttemptedAt != nil && j.AttemptedAt.Before(horizon)
+	}, fmt.Sprintf("rescued: running for more than %s, its worker is presumed dead", after), false)
+}
+
+// ReclaimWorker makes available at once the running jobs last attempted by
+// worker id: at start-up, those are its own jobs from a previous life (a
+// restarted container with the same worker ID), which no live process can
+// be working, provided worker IDs are unique among live processes. It
+// leaves other workers' jobs alone.
+func (c *Client) ReclaimWorker(ctx context.Context, queue, id string) (int, error) {
+	return c.reclaim(ctx, queue, func(j *rivertype.JobRow) bool {
+		return len(j.AttemptedBy) > 0 && j.AttemptedBy[len(j.AttemptedBy)-1] == id
+	}, "reclaimed: its worker "+id+" restarted", false)
+}
+
+// dbNow is the database's clock (PostgreSQL), or this machine's (SQLite:
+// one machine).
+func (c *Client) dbNow(ctx context.Context) (time.Time, error) {
+	if c.pool == nil {
+		return time.Now().UTC(), nil
+	}
+	var now time.Time
+	if err := c.pool.QueryRow(ctx, "SELECT now()").Scan(&now); err != nil {
+		return now, fmt.Errorf("jobs: reading the database clock: %w", err)
+	}
+	return now.UTC(), nil
+}
+
+// reclaim makes the running jobs of queue that stuck selects available,
+// and (with waiting, or for retryable jobs always) the jobs waiting for
+// a retry.
+func (c *Client) reclaim(ctx context.Context, queue string, stuck func(*rivertype.JobRow) bool, reason string, all bool) (int, error) {
+	listed, err := c.List(ctx, queue, rivertype.JobStateRunning)
+	if err != nil {
+		return 0, err
+	}
+	var running []*rivertype.JobRow
+	for _, j := range listed {
+		if stuck(j) {
+			running = append(running, j)
+		}
 	}
 	n := 0
 	if len(running) > 0 {
 		now := time.Now().UTC()
 		p := &riverdriver.JobRescueManyParams{StuckHorizon: now.Add(time.Second)}
 		for _, j := range running {
-			e, _ := json.Marshal(rivertype.AttemptError{At: now, Attempt: j.Attempt,
-				Error: "reclaimed: the worker running it is gone (the batch was re-run)"})
+			e, _ := json.Marshal(rivertype.AttemptError{At: now, Attempt: j.Attempt, Error: reason})
 			p.ID = append(p.ID, j.ID)
 			p.Error = append(p.Error, e)
 			p.FinalizedAt = append(p.FinalizedAt, nil)
@@ -265,8 +347,11 @@ func (c *Client) Reclaim(ctx context.Context, queue string) (int, error) {
 		}
 		n += len(running)
 	}
-	waiting, err := c.List(ctx, queue, rivertype.JobStateRetryable, rivertype.JobStateScheduled,
-		rivertype.JobStateDiscarded, rivertype.JobStateCancelled)
+	states := []rivertype.JobState{rivertype.JobStateRetryable}
+	if all {
+		states = append(states, rivertype.JobStateScheduled, rivertype.JobStateDiscarded, rivertype.JobStateCancelled)
+	}
+	waiting, err := c.List(ctx, queue, states...)
 	if err != nil {
 		return n, err
 	}
@@ -304,6 +389,13 @@ func CompleteTx[T river.JobArgs](ctx context.Context, tx store.Tx, job *river.Jo
 	case tx.SQL() != nil:
 		row, err = completeTx[*riversqlite.Driver](ctx, tx.SQL(), job)
 	case tx.Pgx() != nil:
+		// Lock the job row first: two attempts of one job (a slow worker
+		// and the one it was rescued for) then check and complete it one
+		// after the other, never both on the same snapshot. (SQLite has
+		// one writer: its transactions never interleave.)
+		if _, err = tx.Pgx().Exec(ctx, "SELECT 1 FROM river_job WHERE id = $1 FOR UPDATE", job.ID); err != nil {
+			return fmt.Errorf("jobs: locking job %d: %w", job.ID, err)
+		}
 		row, err = completeTx[*riverpgxv5.Driver](ctx, tx.Pgx(), job)
 	default:
 		err = errors.New("no transaction")
