@@ -282,7 +282,7 @@ func (pl *Plan) encode(v *Values, e *encoded) error {
 			return pl.noSlot("Algorithm")
 		}
 		if !pl.algos[v.Algorithm] {
-			return valueErr("Algorithm", "%s is not among the eUICC-Mandatory-services of the template header", v.Algorithm)
+			return valueErr("Algorithm", "%s is not among the eUICC-Mandatory-services of the template header (switch the template to it: template.Options.Algorithm)", v.Algorithm)
 		}
 		e.algo = byte(v.Algorithm)
 	}
