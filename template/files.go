@@ -98,7 +98,6 @@ var adfFIDs = map[PEType]string{PEUSIM: "7fd0", PEISIM: "7fb0", PECSIM: "7fc0"}
 type fileModel struct {
 	tracks []*fileTrack
 	byKey  map[string]*fileTrack
-	byPE   map[int]map[string]*fileTrack // FS PE index → file name → track
 }
 
 // fcpSize is the file size an FCP declares (efFileSize), or -1.
@@ -124,7 +123,7 @@ func isDF(f *FCP) bool {
 // fill command against the size of its file where the template declares
 // one, and that genericFileManagement fills follow a selected EF.
 func (p *Profile) buildFileModel() (*fileModel, error) {
-	m := &fileModel{byKey: map[string]*fileTrack{}, byPE: map[int]map[string]*fileTrack{}}
+	m := &fileModel{byKey: map[string]*fileTrack{}}
 	adf := map[PEType]string{} // current ADF path per NAA type
 	dfOf := func(t PEType) string {
 		switch t {
@@ -155,7 +154,7 @@ func (p *Profile) buildFileModel() (*fileModel, error) {
 			}
 			for i := range pe.FS.Files {
 				f := &pe.FS.Files[i]
-				el, err := pe.fsElement(f)
+				el, err := pe.fsElement(f, names[f.Name])
 				if err != nil {
 					return nil, err
 				}
@@ -172,8 +171,10 @@ func (p *Profile) buildFileModel() (*fileModel, error) {
 			// Tracked files the PE does not mention are registered too, so
 			// that a genericFileManagement PE creating or selecting them
 			// is recognised.
-			for n := range names {
-				m.track(pe, n, nil, dfOf(pe.Type))
+			for _, n := range trackedFiles[pe.Type] {
+				if names[n] {
+					m.track(pe, n, nil, dfOf(pe.Type))
+				}
 			}
 		}
 		if pe.GFM != nil {
@@ -200,22 +201,21 @@ func (m *fileModel) track(pe *PE, name string, fcp *FCP, df string) *fileTrack {
 	t := &fileTrack{key: key, name: name, pe: pe, fcp: fcp, size: fcpSize(fcp)}
 	m.tracks = append(m.tracks, t)
 	m.byKey[key] = t
-	if m.byPE[pe.Index] == nil {
-		m.byPE[pe.Index] = map[string]*fileTrack{}
-	}
-	m.byPE[pe.Index][name] = t
 	return t
 }
 
 // fsElement reads the fill commands of an FS File component. It returns
-// nil for doNotCreate. Offsets and contents are checked against the file
-// size the FCP declares.
-func (pe *PE) fsElement(f *File) (*fileElement, error) {
+// nil for doNotCreate, and for files that are not tracked (only checked).
+// Offsets and contents are checked against the file size the FCP declares.
+func (pe *PE) fsElement(f *File, tracked bool) (*fileElement, error) {
 	if f.DoNotCreate {
 		return nil, nil
 	}
 	n := f.Node
-	el := &fileElement{pe: pe, encl: []*Node{pe.Node, n}, start: n.ValueOffset(), end: n.End(), where: f.Name}
+	el := &fileElement{}
+	if tracked {
+		el = &fileElement{pe: pe, encl: []*Node{pe.Node, n}, start: n.ValueOffset(), end: n.End(), where: f.Name}
+	}
 	size := fcpSize(f.FCP)
 	pos := 0
 	for _, it := range n.Children {
@@ -224,10 +224,14 @@ func (pe *PE) fsElement(f *File) (*fileElement, error) {
 			v, _ := parseUint(it.Value, 2) // checked by Decode
 			pos += v
 		case 0x83:
-			el.writes = append(el.writes, fillWrite{pos: pos, n: len(it.Value), tmplOff: it.ValueOffset()})
+			if tracked {
+				el.writes = append(el.writes, fillWrite{pos: pos, n: len(it.Value), tmplOff: it.ValueOffset()})
+			}
 			pos += len(it.Value)
 		default:
-			el.keep = append(el.keep, it.Encode()...)
+			if tracked {
+				el.keep = append(el.keep, it.Encode()...)
+			}
 			continue
 		}
 		if pos > maxFilePos {
@@ -237,6 +241,9 @@ func (pe *PE) fsElement(f *File) (*fileElement, error) {
 			return nil, structErr(pe.Index, pe.Type, it.Offset, f.Name,
 				"fill command reaches file byte %d, beyond the file size of %d bytes (efFileSize)", pos, size)
 		}
+	}
+	if !tracked {
+		return nil, nil
 	}
 	return el, nil
 }
