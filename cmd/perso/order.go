@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -26,6 +27,10 @@ type orderFlags struct {
 	qr                                                 string
 	qrSize                                             int
 	timeout                                            time.Duration
+	// bulk (order_bulk.go)
+	from, outDir string
+	qrPNG        bool
+	concurrency  int
 }
 
 func newOrderCmd(a *app) *cobra.Command {
@@ -63,6 +68,10 @@ subscriber separately from the activation code.`,
 	f.IntVar(&o.qrSize, "qr-size", 512, "QR code PNG size in pixels")
 	f.BoolVar(&o.force, "force", false, "replace an existing --qr file")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "per ES2+ call")
+	f.StringVar(&o.from, "from", "", "bulk: order every row of this CSV (columns iccid, eid, profile_type; or one ICCID per line)")
+	f.StringVar(&o.outDir, "out-dir", "", "bulk: folder for activation-codes.csv, errors.csv and the QR PNGs")
+	f.BoolVar(&o.qrPNG, "qr-png", false, "bulk: also write <iccid>.png per order into --out-dir")
+	f.IntVar(&o.concurrency, "concurrency", 8, "bulk: orders in flight")
 	for _, name := range []string{"server", "requester", "client-cert", "client-key"} {
 		cmd.MarkFlagRequired(name)
 	}
@@ -70,8 +79,14 @@ subscriber separately from the activation code.`,
 }
 
 func runOrder(cmd *cobra.Command, o orderFlags) error {
-	if (o.iccid == "") == (o.profileType == "") {
-		return usagef("order: give exactly one of --iccid and --profile-type")
+	bulk := o.from != ""
+	switch {
+	case bulk && (o.iccid != "" || o.profileType != "" || o.qr != "" || o.cc != "" || o.matchingID != ""):
+		return usagef("order: --from takes no --iccid, --profile-type, --qr, --confirmation-code or --matching-id (they are per order)")
+	case bulk && o.outDir == "":
+		return usagef("order: --from needs --out-dir for the activation codes")
+	case !bulk && (o.iccid == "") == (o.profileType == ""):
+		return usagef("order: give exactly one of --iccid and --profile-type (or --from FILE)")
 	}
 	if u, err := url.Parse(o.server); err != nil || u.Scheme != "https" || u.Host == "" {
 		return usagef("order: --server %q is not an https URL (ES2+ runs over mutual TLS)", o.server)
@@ -79,46 +94,31 @@ func runOrder(cmd *cobra.Command, o orderFlags) error {
 	if o.qrSize < 64 || o.qrSize > 8192 {
 		return usagef("order: --qr-size %d is outside 64..8192", o.qrSize)
 	}
+	if o.concurrency < 1 || o.concurrency > 256 {
+		return usagef("order: --concurrency %d is outside 1..256", o.concurrency)
+	}
 	if o.qr != "" {
 		if err := checkOutputPath(o.qr, outputOptions{force: o.force, flag: "--qr"}); err != nil {
 			return err
 		}
 	}
-	cert, err := tls.LoadX509KeyPair(o.clientCert, o.clientKey)
+	c, err := orderClient(o)
 	if err != nil {
-		return usageError(fmt.Errorf("order: loading --client-cert/--client-key: %w", err))
+		return err
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if o.serverCA != "" {
-		data, err := os.ReadFile(o.serverCA)
-		if err != nil {
-			return usageError(fmt.Errorf("order: --server-ca: %w", err))
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(data) {
-			return usagef("order: --server-ca %s holds no PEM certificate", o.serverCA)
-		}
+	if bulk {
+		return runBulkOrder(cmd, o, c)
 	}
-	c := &smdp.ES2Client{BaseURL: o.server, RequesterID: o.requester,
-		HTTP: &http.Client{Timeout: o.timeout, Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}}}
-	ctx := cmd.Context()
-	d, err := c.DownloadOrder(ctx, rsp.DownloadOrderRequest{ICCID: o.iccid, ProfileType: o.profileType, EID: o.eid})
-	if err != nil {
-		return orderError("DownloadOrder", err)
-	}
-	req := rsp.ConfirmOrderRequest{ICCID: d.ICCID, EID: o.eid, ConfirmationCode: o.cc, ReleaseFlag: o.release}
+	var mid *string
 	if cmd.Flags().Changed("matching-id") {
-		req.MatchingID = &o.matchingID
+		mid = &o.matchingID
 	}
-	co, err := c.ConfirmOrder(ctx, req)
+	d, co, err := placeOrder(cmd.Context(), c, rsp.DownloadOrderRequest{ICCID: o.iccid, ProfileType: o.profileType, EID: o.eid},
+		o.cc, o.release, mid)
 	if err != nil {
-		return orderError(fmt.Sprintf("ConfirmOrder of ICCID %s (reserved; perso order again with --iccid %s resumes)", d.ICCID, d.ICCID), err)
+		return err
 	}
-	address := co.SMDPAddress
-	if address == "" {
-		address = mustParse(o.server).Host
-	}
-	code := activation.Code{SMDPAddress: address, MatchingID: co.MatchingID, SMDPOID: o.oid, CCRequired: o.cc != ""}
+	code := activation.Code{SMDPAddress: orderAddress(co, o.server), MatchingID: co.MatchingID, SMDPOID: o.oid, CCRequired: o.cc != ""}
 	if err := code.Validate(); err != nil {
 		return fmt.Errorf("order: the SM-DP+'s answer makes no activation code: %w", err)
 	}
@@ -143,6 +143,52 @@ func runOrder(cmd *cobra.Command, o orderFlags) error {
 		fmt.Fprintf(out, "QR code: %s\n", o.qr)
 	}
 	return nil
+}
+
+// orderAddress is the SM-DP+ address of the activation code: the one the
+// SM-DP+ answered, else the --server host.
+func orderAddress(co *rsp.ConfirmOrderResponse, server string) string {
+	if co.SMDPAddress != "" {
+		return co.SMDPAddress
+	}
+	return mustParse(server).Host
+}
+
+// placeOrder runs DownloadOrder then ConfirmOrder. A failed ConfirmOrder
+// leaves the ICCID reserved; ordering that ICCID again resumes (a resent
+// DownloadOrder succeeds).
+func placeOrder(ctx context.Context, c *smdp.ES2Client, r rsp.DownloadOrderRequest, cc string, release bool, matchingID *string) (*rsp.DownloadOrderResponse, *rsp.ConfirmOrderResponse, error) {
+	d, err := c.DownloadOrder(ctx, r)
+	if err != nil {
+		return nil, nil, orderError("DownloadOrder", err)
+	}
+	co, err := c.ConfirmOrder(ctx, rsp.ConfirmOrderRequest{ICCID: d.ICCID, EID: r.EID, ConfirmationCode: cc, ReleaseFlag: release, MatchingID: matchingID})
+	if err != nil {
+		return nil, nil, orderError(fmt.Sprintf("ConfirmOrder of ICCID %s (reserved; ordering --iccid %s again resumes)", d.ICCID, d.ICCID), err)
+	}
+	return d, co, nil
+}
+
+// orderClient is the ES2+ client of the --server, --requester and TLS flags.
+func orderClient(o orderFlags) (*smdp.ES2Client, error) {
+	cert, err := tls.LoadX509KeyPair(o.clientCert, o.clientKey)
+	if err != nil {
+		return nil, usageError(fmt.Errorf("order: loading --client-cert/--client-key: %w", err))
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if o.serverCA != "" {
+		data, err := os.ReadFile(o.serverCA)
+		if err != nil {
+			return nil, usageError(fmt.Errorf("order: --server-ca: %w", err))
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(data) {
+			return nil, usagef("order: --server-ca %s holds no PEM certificate", o.serverCA)
+		}
+	}
+	return &smdp.ES2Client{BaseURL: o.server, RequesterID: o.requester,
+		HTTP: &http.Client{Timeout: o.timeout, Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true,
+			MaxIdleConnsPerHost: o.concurrency}}}, nil
 }
 
 func mustParse(s string) *url.URL { u, _ := url.Parse(s); return u }

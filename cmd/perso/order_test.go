@@ -90,7 +90,7 @@ func TestOperatorAndOrder(t *testing.T) {
 	if _, err := db.CreateBatch(ctx, store.Batch{ID: "b1"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.PutBatch(ctx, "b1", storetest.Profiles("t1", 0, 3, 8)); err != nil {
+	if _, err := db.PutBatch(ctx, "b1", append(storetest.Profiles("t1", 0, 3, 8), storetest.Profiles("t2", 10, 2, 8)...)); err != nil {
 		t.Fatal(err)
 	}
 	pki := newTestPKI(t, dir)
@@ -145,6 +145,27 @@ func TestOperatorAndOrder(t *testing.T) {
 	res, err := qrcode.NewQRCodeReader().Decode(bmp, nil)
 	if err != nil || res.GetText() != m[1] {
 		t.Fatalf("QR code decodes to %v, %v; want %q", res, err, m[1])
+	}
+
+	// Bulk: two good rows and an unknown ICCID; the good ones get codes
+	// and PNGs, the bad one a line in errors.csv, exit status 3.
+	writeFile(t, filepath.Join(dir, "orders.csv"), "Profile_Type,iccid,note\n,"+storetest.ICCID(10)+",a\n,89880000000000000999,b\nt2,,c\n")
+	bulk := append(append([]string{}, order[:11]...), "--from", "orders.csv", "--out-dir", "out", "--qr-png")
+	out, err = execInDir(t, dir, nil, bulk...)
+	if exitCode(err) != exitPartial || !strings.Contains(out, "2 of 3 orders placed") {
+		t.Fatalf("bulk order: %v\n%s", err, out)
+	}
+	codes, _ := os.ReadFile(filepath.Join(dir, "out", "activation-codes.csv"))
+	errs, _ := os.ReadFile(filepath.Join(dir, "out", "errors.csv"))
+	if strings.Count(string(codes), "LPA:1$testsmdpplus1.example.com$") != 2 || !strings.Contains(string(codes), "2,"+storetest.ICCID(10)+",,LPA:1$") ||
+		!strings.Contains(string(codes), "4,"+storetest.ICCID(11)+",,LPA:1$") || !strings.Contains(string(errs), "3,89880000000000000999,,") ||
+		!strings.Contains(string(errs), "8.2.1/3.9") {
+		t.Fatalf("activation-codes.csv:\n%s\nerrors.csv:\n%s", codes, errs)
+	}
+	for _, iccid := range []string{storetest.ICCID(10), storetest.ICCID(11)} {
+		if _, err := os.Stat(filepath.Join(dir, "out", iccid+".png")); err != nil {
+			t.Errorf("QR PNG of %s: %v", iccid, err)
+		}
 	}
 
 	// Without --force the QR file is not replaced; a removed operator is refused.
