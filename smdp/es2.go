@@ -74,8 +74,8 @@ func (s *ES2) ActivationCode(resp *rsp.ConfirmOrderResponse, ccRequired bool) ac
 	return activation.Code{SMDPAddress: resp.SMDPAddress, MatchingID: resp.MatchingID, SMDPOID: s.cfg.OID, CCRequired: ccRequired}
 }
 
-// ok is the zero status: a check that passed.
-var ok rsp.Status
+// passed is the zero status: a check that passed.
+var passed rsp.Status
 
 func fail(subject rsp.SubjectCode, reason rsp.ReasonCode, msg string) rsp.Status {
 	return rsp.Status{Subject: subject, Reason: reason, Message: msg}
@@ -122,7 +122,7 @@ func checkICCID(iccid *string) rsp.Status {
 		return fail(rsp.SubjectICCID, rsp.ReasonInvalidFormat, "iccid must be 18 to 20 digits")
 	}
 	*iccid = n
-	return ok
+	return passed
 }
 
 // checkEIDFormat: absent, or 32 decimal digits.
@@ -130,7 +130,7 @@ func checkEIDFormat(eid string) rsp.Status {
 	if eid != "" && (len(eid) != 32 || !allDigits(eid)) {
 		return fail(rsp.SubjectEID, rsp.ReasonInvalidFormat, "eid must be 32 digits")
 	}
-	return ok
+	return passed
 }
 
 // checkOwner refuses an operator acting on an order another operator
@@ -142,14 +142,14 @@ func (s *ES2) checkOwner(ctx context.Context, fn Function, op, iccid string) rsp
 		return s.internal(ctx, fn, err)
 	}
 	if owner == "" || owner == op {
-		return ok
+		return passed
 	}
 	p, err := s.cfg.Desk.Order(ctx, iccid)
 	if err != nil {
 		return s.internal(ctx, fn, err)
 	}
 	if p.State == store.StateAvailable || p.State == store.StateUnavailable {
-		return ok // the other operator's order is over
+		return passed // the other operator's order is over
 	}
 	if fn == ES2DownloadOrder {
 		return fail(rsp.SubjectICCID, rsp.ReasonConflict, "ICCID already reserved by a different order")
@@ -163,5 +163,5 @@ func firstFailure(checks ...func() rsp.Status) rsp.Status {
 			return st
 		}
 	}
-	return ok
+	return passed
 }

@@ -26,13 +26,13 @@ func (s *ES2) CancelOrder(ctx context.Context, op string, r *rsp.CancelOrderRequ
 	if err != nil {
 		return nil, s.internal(ctx, fn, err)
 	}
-	return &struct{}{}, ok
+	return &struct{}{}, passed
 }
 
 func checkFinalStatus(v string) rsp.Status {
 	switch v {
 	case string(store.StateAvailable), string(store.StateUnavailable):
-		return ok
+		return passed
 	case "":
 		return fail(rsp.SubjectProfile, rsp.ReasonMissing, "finalProfileStatusIndicator missing")
 	}

@@ -42,7 +42,7 @@ func (s *ES2) ConfirmOrder(ctx context.Context, op string, r *rsp.ConfirmOrderRe
 			return nil, fail(rsp.SubjectSMDS, rsp.ReasonInaccessible, "SM-DS registration failed")
 		}
 	}
-	return &rsp.ConfirmOrderResponse{EID: p.EID, MatchingID: p.MatchingID, SMDPAddress: s.cfg.Address}, ok
+	return &rsp.ConfirmOrderResponse{EID: p.EID, MatchingID: p.MatchingID, SMDPAddress: s.cfg.Address}, passed
 }
 
 // checkMatchingIDFormat: a matching ID goes into an activation code, whose
@@ -51,7 +51,7 @@ func checkMatchingIDFormat(m *string) rsp.Status {
 	if m != nil && strings.ContainsAny(*m, "$\r\n") {
 		return fail(rsp.SubjectMatchingID, rsp.ReasonInvalidFormat, "matchingId must not contain '$' or line breaks")
 	}
-	return ok
+	return passed
 }
 
 // checkSMDS: with an smdsAddress the order needs an EID (8.1.1/2.2), from
@@ -59,7 +59,7 @@ func checkMatchingIDFormat(m *string) rsp.Status {
 // An unknown ICCID answers as unknown first.
 func (s *ES2) checkSMDS(ctx context.Context, iccid string, r *rsp.ConfirmOrderRequest) rsp.Status {
 	if r.SMDSAddress == "" {
-		return ok
+		return passed
 	}
 	p, err := s.cfg.Desk.Order(ctx, iccid)
 	if err != nil {
@@ -71,5 +71,5 @@ func (s *ES2) checkSMDS(ctx context.Context, iccid string, r *rsp.ConfirmOrderRe
 	if s.cfg.SMDS == nil {
 		return fail(rsp.SubjectSMDS, rsp.ReasonInaccessible, "no SM-DS registration configured on this SM-DP+")
 	}
-	return ok
+	return passed
 }

@@ -18,7 +18,7 @@ func (s *ES2) DownloadOrder(ctx context.Context, op string, r *rsp.DownloadOrder
 		func() rsp.Status { return checkICCIDOrType(&iccid, r.ProfileType) },
 		func() rsp.Status {
 			if iccid == "" {
-				return ok
+				return passed
 			}
 			return s.checkOwner(ctx, fn, op, iccid)
 		},
@@ -29,7 +29,7 @@ func (s *ES2) DownloadOrder(ctx context.Context, op string, r *rsp.DownloadOrder
 	if err != nil {
 		return nil, s.internal(ctx, fn, err)
 	}
-	return &rsp.DownloadOrderResponse{ICCID: p.ICCID}, ok
+	return &rsp.DownloadOrderResponse{ICCID: p.ICCID}, passed
 }
 
 // checkICCIDOrType: an ICCID (of ICCID form) or a profile type must be
@@ -39,7 +39,7 @@ func checkICCIDOrType(iccid *string, profileType string) rsp.Status {
 		if profileType == "" {
 			return fail(rsp.SubjectProfileType, rsp.ReasonMissing, "neither iccid nor profileType given")
 		}
-		return ok
+		return passed
 	}
 	return checkICCID(iccid)
 }

@@ -21,5 +21,5 @@ func (s *ES2) ReleaseProfile(ctx context.Context, op string, r *rsp.ReleaseProfi
 	if _, err := s.cfg.Desk.ReleaseProfile(ctx, iccid); err != nil {
 		return nil, s.internal(ctx, fn, err)
 	}
-	return &struct{}{}, ok
+	return &struct{}{}, passed
 }
