@@ -148,6 +148,11 @@ type p11Backend struct {
 
 	replaced   atomic.Uint64
 	tokenFails atomic.Uint64
+
+	// ops[i] counts successful operations on slot i's current session
+	// (used only by the holder of slot i); see Config.RecycleAfter.
+	ops         []int
+	recycledCnt atomic.Uint64
 }
 
 const (
@@ -184,6 +189,7 @@ func openP11(ctx context.Context, cfg Config) (*p11Backend, error) {
 		sessOK:  make([]bool, cfg.Sessions),
 		owner:   map[pkcs11.SessionHandle]int{},
 		stale:   make([]atomic.Bool, cfg.Sessions),
+		ops:     make([]int, cfg.Sessions),
 		handles: map[string]keyInfo{},
 	}
 	if err := api.Initialize(); err != nil && p11Code(err) != pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED {
@@ -295,6 +301,7 @@ func (b *p11Backend) session(i int) (pkcs11.SessionHandle, error) {
 	}
 	b.owner[sh] = i
 	b.sess[i], b.sessOK[i] = sh, true
+	b.ops[i] = 0
 	return sh, nil
 }
 
@@ -311,6 +318,33 @@ func (b *p11Backend) dropSession(i int) {
 	b.sessOK[i] = false
 	b.replaced.Add(1)
 }
+
+// recycle replaces slot i's session by a fresh one (Config.RecycleAfter):
+// the new session is opened and logged in first, so that the token stays
+// logged in and key handles stay valid, then the old one is closed, which
+// makes the module free the session objects it kept. If no new session can
+// be opened, the old one stays in use and the next operation tries again
+// (a broken token is then handled by with's repair path).
+func (b *p11Backend) recycle(i int) {
+	old := b.sess[i]
+	b.sessOK[i] = false
+	if _, err := b.session(i); err != nil {
+		b.sess[i], b.sessOK[i] = old, true
+		b.ops[i] = b.cfg.RecycleAfter - 1
+		b.cfg.Logger.Warn("hsmpool: could not open a session to recycle into; keeping the old one", "session", i, "error", describe(err))
+		return
+	}
+	b.ops[i] = 0
+	b.mu.Lock()
+	if j, ok := b.owner[old]; ok && j == i {
+		delete(b.owner, old)
+		b.api.CloseSession(old) // a failure leaves nothing to do: the handle is no longer used
+	}
+	b.mu.Unlock()
+	b.recycledCnt.Add(1)
+}
+
+func (b *p11Backend) recycled() uint64 { return b.recycledCnt.Load() }
 
 func (b *p11Backend) flushHandles() {
 	b.hmu.Lock()
@@ -333,6 +367,11 @@ func (b *p11Backend) with(ctx context.Context, i int, fn func(sh pkcs11.SessionH
 		sh, err := b.session(i)
 		if err == nil {
 			if err = fn(sh); err == nil {
+				if n := b.cfg.RecycleAfter; n > 0 {
+					if b.ops[i]++; b.ops[i] >= n {
+						b.recycle(i)
+					}
+				}
 				return nil
 			}
 		}

@@ -69,6 +69,16 @@ type Config struct {
 	BatchKeyCache int
 	BatchKeyTTL   time.Duration
 
+	// RecycleAfter closes a PKCS#11 session and opens a fresh one in its
+	// place after this many successful operations on it (default 10000;
+	// negative: never). SoftHSM 2.6.1 keeps every destroyed session object
+	// (about 850 B per ECDH) until its session closes, so a long-running
+	// server on sessions opened once grows without bound. The replacement
+	// is opened (and logged in) before the old session closes, so the token
+	// stays logged in and cached key handles stay valid; the cost is one
+	// C_OpenSession/C_CloseSession pair per RecycleAfter operations.
+	RecycleAfter int
+
 	// Logger receives warnings about replaced sessions and token outages
 	// (never key material or PINs); nil means slog.Default().
 	Logger *slog.Logger
@@ -113,6 +123,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = time.Second
+	}
+	if c.RecycleAfter == 0 {
+		c.RecycleAfter = 10000
 	}
 	if c.BatchKeyCache == 0 {
 		c.BatchKeyCache = 64
@@ -302,9 +315,15 @@ func (p *Pool) Health(ctx context.Context) error {
 func (p *Pool) Stats() Stats {
 	ops, wait := p.m.snapshot()
 	inUse, batch := p.sched.inUseCount()
+	liveQ, batchQ := p.sched.queued()
 	rep, tok := p.be.faults()
+	var recycled uint64
+	if r, ok := p.be.(interface{ recycled() uint64 }); ok {
+		recycled = r.recycled()
+	}
 	return Stats{Backend: p.be.name(), Uptime: time.Since(p.m.start), Sessions: p.cfg.Sessions,
 		LiveReserved: p.cfg.LiveReserved, SessionsInUse: inUse, BatchInUse: batch, SessionsReplaced: rep,
+		SessionsRecycled: recycled, LiveQueued: liveQ, BatchQueued: batchQ,
 		TokenFailures: tok, HSMCalls: p.be.calls(), Ops: ops, Wait: wait, Handover: p.sched.counts.snapshot()}
 }
 

@@ -632,6 +632,13 @@ func (s *scheduler) inUseCount() (total, batch int) {
 	return s.inUse, s.batchInUse
 }
 
+// queued returns the number of requests waiting for a slot, per lane.
+func (s *scheduler) queued() (live, batch int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queues[Live]), len(s.queues[Batch])
+}
+
 // batchBacklog reports whether batch requests are queued (the batch lane is
 // saturated: more batch demand than it may have in flight).
 func (s *scheduler) batchBacklog() bool {

@@ -1,0 +1,94 @@
+package hsmpool
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"crypto/sha256"
+	"sync/atomic"
+	"testing"
+
+	"github.com/miekg/pkcs11"
+
+	"github.com/perso-esim/perso/esim"
+)
+
+// sessionCountingAPI counts sessions opened and closed through the pool.
+type sessionCountingAPI struct {
+	p11API
+	opened, closed atomic.Int64
+}
+
+func (c *sessionCountingAPI) OpenSession(slot, flags uint) (pkcs11.SessionHandle, error) {
+	sh, err := c.p11API.OpenSession(slot, flags)
+	if err == nil {
+		c.opened.Add(1)
+	}
+	return sh, err
+}
+
+func (c *sessionCountingAPI) CloseSession(sh pkcs11.SessionHandle) error {
+	c.closed.Add(1)
+	return c.p11API.CloseSession(sh)
+}
+
+// TestRecycleSessions runs binds (ECDH, then a signature with a cached key
+// handle) one at a time and checks that sessions are replaced every
+// RecycleAfter operations, that no session is left open beyond the pool's,
+// and that operations after a replacement still succeed (the token stays
+// logged in and cached handles stay valid, also with a single session).
+func TestRecycleSessions(t *testing.T) {
+	peer, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name         string
+		sessions     int
+		recycleAfter int
+		binds        int
+		wantRecycled uint64
+	}{
+		{"one session, every 4 ops", 1, 4, 10, 5}, // 20 ops
+		{"one session, every op", 1, 1, 3, 6},
+		{"one session, never", 1, -1, 10, 0},
+		{"default 10000, few ops", 1, 0, 10, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Sessions, cfg.RecycleAfter = tc.sessions, tc.recycleAfter
+			api := &sessionCountingAPI{}
+			cfg.wrapAPI = func(a p11API) p11API { api.p11API = a; return api }
+			p, err := Open(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			for i := range tc.binds {
+				if _, _, err := p.EphemeralECDH(ctx, esim.CurveP256, peer.PublicKey().Bytes()); err != nil {
+					t.Fatalf("bind %d: ECDH: %v", i, err)
+				}
+				d := sha256.Sum256([]byte{byte(i)})
+				if _, err := p.Sign(ctx, "dppb-nist", d[:]); err != nil {
+					t.Fatalf("bind %d: sign: %v", i, err)
+				}
+			}
+			st := p.Stats()
+			if st.SessionsRecycled != tc.wantRecycled {
+				t.Errorf("SessionsRecycled = %d, want %d", st.SessionsRecycled, tc.wantRecycled)
+			}
+			if st.SessionsReplaced != 0 {
+				t.Errorf("SessionsReplaced = %d: a recycle must not look like a broken session", st.SessionsReplaced)
+			}
+			if open := api.opened.Load() - api.closed.Load(); open != int64(tc.sessions) {
+				t.Errorf("%d sessions open after the binds, want the pool's %d", open, tc.sessions)
+			}
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if open := api.opened.Load() - api.closed.Load(); open != 0 {
+				t.Errorf("%d sessions left open after Close", open)
+			}
+		})
+	}
+}
