@@ -14,7 +14,7 @@ import (
 	"github.com/perso-esim/perso/esim"
 )
 
-// arrowSeedStream returns a stream and a file of n generated records in
+// arrowSeedGenerated returns a stream and a file of n generated records in
 // perso's own schema.
 func arrowSeedGenerated(t testing.TB, seed byte, n int64) (stream, file []byte) {
 	g, err := NewGenerator(GenOptions{Count: n, ICCIDStart: "8944150000000000017", IMSIStart: "234150000000001",
