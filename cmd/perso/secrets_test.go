@@ -151,6 +151,10 @@ func TestNoCommandRevealsASecret(t *testing.T) {
 	input("perso.yaml", fmt.Sprintf("hsm:\n  pin: %q\nstore:\n  driver: postgres\n  dsn: %q\nki: %q\npin1: %q\npuk1: %q\n",
 		secHSMPIN.value, dsn, secKi.value, secPIN1.value, secPUK1.value))
 	input("transport.hex", secTransport.value+"\n")
+	input("engine.sh", "#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = --report ] && echo '{\"records_read\": 20}' > \"$2\"; shift; done\n")
+	if err := os.Chmod(filepath.Join(work, "engine.sh"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	input("broken.yaml", "hsm:\n  pin: \""+secHSMPIN.value+"\n  so_pin: ["+secSOPIN.value+"\n")
 	input("unknown.yaml", "hsm:\n  pinn: \""+secHSMPIN.value+"\"\nstore:\n  dsn: 5\n")
 	// Records for check: one valid, one with a bad ICCID Luhn digit, one
@@ -228,6 +232,11 @@ func TestNoCommandRevealsASecret(t *testing.T) {
 			"--report", "report.json"}, outputs: map[string][]plantedSecret{"report.json": nil}}},
 		{"run", secretRun{args: []string{"--template", tmpl, "--input", "records-in.csv", "--rejects", "run-rejects.csv",
 			"--progress", "log"}, code: exitPartial, outputs: map[string][]plantedSecret{"run-rejects.csv": nil}}},
+		// The test binary is not a perso binary: a stand-in engine writes
+		// the report (perso run itself is covered by the run rows).
+		{"bench compare", secretRun{args: []string{"--input", "records.csv", "--template", tmpl, "--engine", "./engine.sh",
+			"--reference", "cat {input} > {out}/copy.csv", "--runs", "1", "--json", "compare.json", "--history", "none"},
+			outputs: map[string][]plantedSecret{"compare.json": nil}}},
 		{"batch list", secretRun{}},
 		{"batch show", secretRun{args: []string{"sec", "--json"}}},
 		{"batch", usage},
