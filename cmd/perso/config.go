@@ -89,6 +89,10 @@ var settings = []setting{
 	{key: "hsm.kek", kind: kindString, def: "kek-1", nonEmpty: true, maxLen: 128, show: showPlain}, // KEK for new batch keys
 	{key: "hsm.software.file", kind: kindString, def: "", show: showPlain},                         // development only
 	{key: "hsm.software.passphrase", kind: kindString, def: ""},
+	// Close and reopen each PKCS#11 session after this many operations
+	// (-1: never): SoftHSM 2.6.1 frees destroyed session objects (~850 B per
+	// ECDH) only when their session closes.
+	{key: "hsm.recycle_after", kind: kindInt, def: 10000, min: -1, max: 1 << 30, show: showPlain},
 
 	// Store: embedded (perso.db in the working directory) by default,
 	// PostgreSQL at scale. A PostgreSQL DSN may carry a password.
@@ -113,6 +117,15 @@ var settings = []setting{
 	// flight.
 	{key: "serve.operator_roots", kind: kindString, def: "", show: showPlain},
 	{key: "serve.callback_workers", kind: kindInt, def: 4, min: 1, max: 256, show: showPlain},
+	// Operations listener (plain HTTP: /metrics, /healthz, /readyz); ""
+	// (default): none. Bind it to loopback or a management network: it is
+	// unauthenticated.
+	{key: "serve.metrics_listen", kind: kindString, def: "", show: showPlain},
+	// Per-client (IP address) token bucket on ES9+: rate_limit calls per
+	// second sustained (0: no limit), rate_burst at once. One download is
+	// 4 or 5 calls; carrier NAT puts many devices behind one address.
+	{key: "serve.rate_limit", kind: kindInt, def: 20, min: 0, max: 1 << 20, show: showPlain},
+	{key: "serve.rate_burst", kind: kindInt, def: 60, min: 1, max: 1 << 20, show: showPlain},
 
 	// Largest template file read (bytes); --template-max-size overrides it.
 	{key: "template.max_size", kind: kindInt, def: 4 << 20, min: 1 << 10, max: 1 << 30, show: showPlain},

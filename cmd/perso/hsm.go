@@ -81,6 +81,7 @@ func hsmConfig(a *app, demoPINs bool) (hsmpool.Config, error) {
 		BatchWhileLive: v.GetInt("hsm.batch_while_live"),
 		SpinWait:       v.GetDuration("hsm.spin_wait"),
 		KEK:            v.GetString("hsm.kek"),
+		RecycleAfter:   v.GetInt("hsm.recycle_after"),
 		Logger:         a.log,
 	}
 	if cfg.Sessions > 1 && cfg.LiveReserved >= cfg.Sessions {

@@ -201,6 +201,8 @@ func TestNoCommandRevealsASecret(t *testing.T) {
 			"--segment-bytes", "512", "--json", "store.json", "--history", "history.jsonl", "--plots", "plots"},
 			outputs: map[string][]plantedSecret{"store.json": nil, "history.jsonl": nil, "plots": nil}}},
 		{"bench store", secretRun{args: []string{"--profiles", "10", "--orders", "1", "--store.dsn", deadDSN, "--history", "none"}, code: exitFailure}},
+		{"bench soak", secretRun{args: []string{"--binds", "100", "--workers", "2", "--samples", "2", "--json", "soak.json", "--history", "none"},
+			outputs: map[string][]plantedSecret{"soak.json": nil}}},
 		{"bench", usage},
 		{"demo", secretRun{args: []string{"--template", tmpl, "--count", "2"}}},
 		{"demo", secretRun{args: []string{"--template", tmpl, "--count", "1", "--store.dsn", deadDSN}, code: exitFailure}},
