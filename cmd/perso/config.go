@@ -127,6 +127,17 @@ var settings = []setting{
 	{key: "serve.rate_limit", kind: kindInt, def: 20, min: 0, max: 1 << 20, show: showPlain},
 	{key: "serve.rate_burst", kind: kindInt, def: 60, min: 1, max: 1 << 20, show: showPlain},
 
+	// perso run. rescue_after: how long a chunk may stay with a worker
+	// before the other workers (run --worker) presume it dead and take the
+	// chunk over; it must exceed a chunk's time in the pipeline.
+	// stop_grace: after Ctrl-C/SIGTERM, how long the chunks in flight have
+	// to be stored before they roll back. worker_id: this process's name in
+	// the batch's report and job table ("": host:pid); unique among live
+	// workers (run --worker reclaims its own ID's unfinished chunks at start).
+	{key: "engine.rescue_after", kind: kindDuration, def: "30s", min: int64(2 * time.Second), max: int64(24 * time.Hour), show: showPlain},
+	{key: "engine.stop_grace", kind: kindDuration, def: "10s", min: int64(100 * time.Millisecond), max: int64(10 * time.Minute), show: showPlain},
+	{key: "engine.worker_id", kind: kindString, def: "", maxLen: 100, show: showPlain},
+
 	// Largest template file read (bytes); --template-max-size overrides it.
 	{key: "template.max_size", kind: kindInt, def: 4 << 20, min: 1 << 10, max: 1 << 30, show: showPlain},
 

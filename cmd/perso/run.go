@@ -35,6 +35,7 @@ type runOptions struct {
 	mcc, mnc                            string
 	cpuProfile, memProfile, trace       string
 	progress                            string
+	worker                              bool
 }
 
 func newRunCmd(a *app) *cobra.Command {
@@ -52,6 +53,17 @@ The batch is resumable: after a crash, kill -9, Ctrl-C or an HSM fault, run
 the same command again and it continues where it stopped; no record is lost
 or stored twice. A different input under the same --batch is refused.
 ICCIDs another batch holds are reported as conflicts, never overwritten.
+
+With --worker, several processes (on one or many machines, reading the same
+input path) join the batch on a PostgreSQL store and finish it together:
+each takes chunks as River hands them out, the report shows which worker
+stored which chunks, and a dead worker's chunks go to the others after
+engine.rescue_after (default 30s). Name each worker with engine.worker_id
+(PERSO_ENGINE_WORKER_ID; default host:pid).
+
+Ctrl-C or SIGTERM stops taking new chunks and stores the chunks in flight,
+for up to engine.stop_grace (default 10s); what is not stored by then rolls
+back and is said so. A second signal exits at once.
 
 The HSM and the store come from the configuration (hsm.*, store.*: flags,
 PERSO_* environment, perso.yaml); the HSM PIN (hsm.pin, best from
@@ -85,6 +97,7 @@ PERSO_HSM_PIN) is required.
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile to this file")
 	f.StringVar(&o.memProfile, "memprofile", "", "write a heap profile to this file")
 	f.StringVar(&o.trace, "trace", "", "write an execution trace to this file")
+	f.BoolVar(&o.worker, "worker", false, "join the batch as one of several workers sharing it (PostgreSQL store only)")
 	f.StringVar(&o.progress, "progress", "auto", "progress display: auto (a bar on a terminal, log lines otherwise), bar, log, none")
 	f.String("hsm.token", "", "HSM token label (default from config: hsm.token)")
 	f.String("store.driver", "", "store driver: sqlite or postgres (default from config: store.driver)")
@@ -117,6 +130,23 @@ func runBatch(ctx context.Context, a *app, o runOptions, der []byte, stdout, std
 	if o.profileType == "" {
 		o.profileType = strings.TrimSuffix(filepath.Base(o.template), filepath.Ext(o.template))
 	}
+	if o.worker && a.v.GetString("store.driver") != "postgres" {
+		return usagef("run: --worker needs a PostgreSQL store (store.driver postgres, store.dsn): the workers share the batch " +
+			"through it. The embedded SQLite store belongs to one process: run without --worker, alone on the batch")
+	}
+	workerID := a.v.GetString("engine.worker_id")
+	if workerID == "" {
+		host, _ := os.Hostname()
+		workerID = fmt.Sprintf("%s:%d", host, os.Getpid())
+	}
+	if o.worker && o.rejects == "" {
+		// Workers on one machine must not write one file: each its own.
+		o.rejects = defaultRejectsPath(o.input+"."+fileSafe(workerID), perso.RejectCSV)
+	}
+	grace := a.v.GetDuration("engine.stop_grace")
+	// The process stays up while the chunks in flight are stored, plus a
+	// moment for the report.
+	setStopGrace(grace + 2*time.Second)
 	stop, err := startProfiles(o)
 	if err != nil {
 		return err
@@ -153,7 +183,8 @@ func runBatch(ctx context.Context, a *app, o runOptions, der []byte, stdout, std
 		spec.Read.Transport = perso.Transport{Key: o.transportKey, Alg: o.transportAlg}
 	}
 	prog := newProgress(o.progress, stderr, a)
-	cfg := engine.Config{ChunkSize: o.chunkSize, Workers: o.workers, InFlight: o.inFlight, Exclusive: true,
+	cfg := engine.Config{ChunkSize: o.chunkSize, Workers: o.workers, InFlight: o.inFlight, Exclusive: !o.worker,
+		WorkerID: workerID, RescueAfter: a.v.GetDuration("engine.rescue_after"), StopGrace: grace,
 		Logger: a.log, Progress: prog.update}
 	rep, runErr := engine.Run(ctx, db, pool, spec, cfg)
 	prog.done(rep)
@@ -204,7 +235,22 @@ func printRunReport(w io.Writer, r *engine.Report, rejectFiles []string) {
 	}
 	fmt.Fprintf(w, "chunks       %d of %d\n", r.ChunksDone, r.Chunks)
 	for _, wt := range r.Workers {
-		fmt.Fprintf(w, "worker       %s: %d chunks, %d profiles\n", wt.Worker, wt.Chunks, wt.Profiles)
+		me := ""
+		if wt.Worker == r.Worker {
+			me = " (this process)"
+		}
+		fmt.Fprintf(w, "worker       %s%s: %d chunks, %d profiles", wt.Worker, me, wt.Chunks, wt.Profiles)
+		if wt.ChunkIDs != "" {
+			fmt.Fprintf(w, "; chunks %s", wt.ChunkIDs)
+		}
+		fmt.Fprintln(w)
+	}
+	if r.Stopped {
+		if r.RunRolledBack > 0 {
+			fmt.Fprintf(w, "stopped      %d chunks in flight were not stored within the grace period (engine.stop_grace) and rolled back; they run again\n", r.RunRolledBack)
+		} else {
+			fmt.Fprintf(w, "stopped      every chunk in flight was stored before stopping\n")
+		}
 	}
 	if r.WallSeconds > 0 {
 		fmt.Fprintf(w, "this run     %d profiles in %.1f s: %.0f profiles/s, %.1f µs CPU/profile, %.4f HSM calls/profile, peak RSS %d MiB\n",
@@ -216,6 +262,16 @@ func printRunReport(w io.Writer, r *engine.Report, rejectFiles []string) {
 	for _, f := range rejectFiles {
 		fmt.Fprintf(w, "rejects      %s\n", f)
 	}
+}
+
+// fileSafe makes a worker ID usable in a file name.
+func fileSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '-' || r == '.' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+			return r
+		}
+		return '_'
+	}, s)
 }
 
 // startProfiles starts the requested pkg/profile profiles; each is written
@@ -299,7 +355,7 @@ func (pr *progress) update(p engine.Progress) {
 		}
 		pr.a.log.Info("progress", "batch", p.BatchID, "done", p.Done, "records", p.Records, "stored", p.Stored,
 			"rejected", p.Rejected, "conflicts", p.Conflicts, "chunks_done", p.ChunksDone, "chunks", p.Chunks,
-			"profiles_per_second", int64(rate))
+			"run_stored", p.RunStored, "profiles_per_second", int64(rate))
 	}
 }
 

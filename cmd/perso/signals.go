@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -17,6 +18,21 @@ import (
 // database round trip), so that perso always stops within a second, as a
 // process supervisor expects before it escalates to SIGKILL.
 const stopGrace = 750 * time.Millisecond
+
+// graceOverride, when set (setStopGrace, before the command starts its
+// work), replaces stopGrace: perso run stores the chunks in flight after a
+// stop, which takes longer than a second (engine.stop_grace).
+var graceOverride atomic.Int64
+
+// setStopGrace gives the running command d instead of stopGrace.
+func setStopGrace(d time.Duration) { graceOverride.Store(int64(d)) }
+
+func currentStopGrace() time.Duration {
+	if d := graceOverride.Load(); d > 0 {
+		return time.Duration(d)
+	}
+	return stopGrace
+}
 
 // signalWatch records the first stop signal and cancels the command's
 // context with a cause naming it.
@@ -56,14 +72,15 @@ func watchSignals() (context.Context, *signalWatch) {
 		w.mu.Unlock()
 		fmt.Fprintf(os.Stderr, "perso: %s received: stopping (the current unit of work is finished or rolled back; send it again to exit at once)\n", signalName(sig))
 		cancel(stoppedError{sig})
-		t := time.NewTimer(stopGrace)
+		grace := currentStopGrace()
+		t := time.NewTimer(grace)
 		select {
 		case again := <-ch:
 			removeTempFiles()
 			fmt.Fprintf(os.Stderr, "perso: %s received again: exiting at once; outputs in progress were removed\n", signalName(again))
 		case <-t.C:
 			removeTempFiles()
-			fmt.Fprintf(os.Stderr, "perso: still busy %s after %s: exiting; outputs in progress were removed\n", stopGrace, signalName(sig))
+			fmt.Fprintf(os.Stderr, "perso: still busy %s after %s: exiting; outputs in progress were removed\n", grace, signalName(sig))
 		}
 		os.Exit(signalExitCode(sig))
 	}()
