@@ -25,9 +25,13 @@ test: lint
 demo: build
 	scripts/demo.sh
 
-# Benchmarks print their own figures (profiles/s, µs/op, allocs/op).
-bench:
-	scripts/with-services.sh $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem $(PKGS)
+# The Go benchmarks (profiles/s, µs/op, allocs/op), then every `perso bench`
+# mode: tables on the terminal, JSON, a line each in bench/results/history.jsonl
+# and PNG plots in bench/results/plots/. BENCH_SIZE=full for the docs' sizes;
+# BENCH_GO=0 or BENCH_MODES=0 skip one half (see scripts/bench.sh).
+BENCH_SIZE ?= quick
+bench: build
+	BENCH='$(BENCH)' BENCHTIME=$(BENCHTIME) BENCH_SIZE=$(BENCH_SIZE) GO=$(GO) scripts/with-services.sh scripts/bench.sh
 
 lint:
 	$(GO) vet $(PKGS)

@@ -279,7 +279,7 @@ func checkPNG(t *testing.T, f string) {
 }
 
 func TestSlug(t *testing.T) {
-	for in, want := range map[string]string{"cpu-µs/op": "cpu-us-per-op", "ops/s": "ops-per-s", "%": "pct", "Bytes / profile": "bytes--per--profile", "": "unnamed"} {
+	for in, want := range map[string]string{"cpu-µs/op": "cpu-us-per-op", "ops/s": "ops-per-s", "%": "pct", "×": "times", "Bytes / profile": "bytes--per--profile", "": "unnamed"} {
 		if got := slug(in); got != want {
 			t.Errorf("slug(%q) = %q, want %q", in, got, want)
 		}

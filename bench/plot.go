@@ -272,7 +272,7 @@ func isPowersOfTwo(xs []float64) bool {
 
 // slug makes a file-name-safe stem: "cpu-µs/op" → "cpu-us-per-op".
 func slug(s string) string {
-	s = strings.NewReplacer("µ", "u", "/", "-per-", "%", "pct", " ", "-").Replace(strings.ToLower(s))
+	s = strings.NewReplacer("µ", "u", "/", "-per-", "%", "pct", "×", "times", " ", "-").Replace(strings.ToLower(s))
 	var b strings.Builder
 	for _, r := range s {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
