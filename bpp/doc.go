@@ -48,7 +48,7 @@
 // Private-key operations (smdpSign, the SM-DP+ one-time ECDH) go through the
 // narrow Signer and KeyAgreement interfaces, which hsmpool implements;
 // software implementations for NIST P-256 and brainpoolP256r1
-// (NewSoftwareSigner, NewSoftwareKeyAgreement, ParsePrivateKeyPEM for the
+// (NewSoftwareSigner, NewSoftwareKeyAgreement; esim.ParsePrivateKeyPEM reads the
 // SGP.26 keys) are for tests and development: the brainpool ones run on
 // math/big, in variable time.
 //

@@ -3,93 +3,12 @@ package bpp
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
-	"encoding/asn1"
-	"encoding/pem"
 	"errors"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/perso-esim/perso/esim"
-	"github.com/perso-esim/perso/internal/testenv"
 )
-
-// Every SGP.26 private key (SK_*.pem, both curves, SEC1 with an EC
-// PARAMETERS block) parses and matches its published public key (PK_*.pem).
-func TestParseSGP26Keys(t *testing.T) {
-	sks, err := filepath.Glob(testenv.Path(t, "sgp26", "*", "SK_*.pem"))
-	if err != nil || len(sks) < 10 {
-		t.Fatalf("SGP.26 keys: %v (%d files)", err, len(sks))
-	}
-	seen := map[esim.Curve]int{}
-	for _, sk := range sks {
-		pk := filepath.Join(filepath.Dir(sk), "PK_"+strings.TrimPrefix(filepath.Base(sk), "SK_"))
-		skPEM, _ := os.ReadFile(sk)
-		priv, err := ParsePrivateKeyPEM(skPEM)
-		if err != nil {
-			t.Errorf("%s: %v", filepath.Base(sk), err)
-			continue
-		}
-		c, _ := esim.CurveOf(priv.Curve)
-		seen[c]++
-		pkPEM, err := os.ReadFile(pk)
-		if err != nil {
-			continue // a few SK files have no PK counterpart
-		}
-		pub, err := ParsePublicKeyPEM(pkPEM)
-		if err != nil {
-			t.Errorf("%s: %v", filepath.Base(pk), err)
-			continue
-		}
-		if pub.X.Cmp(priv.X) != 0 || pub.Y.Cmp(priv.Y) != 0 {
-			t.Errorf("%s does not match %s", filepath.Base(sk), filepath.Base(pk))
-		}
-	}
-	if seen[esim.CurveP256] == 0 || seen[esim.CurveBrainpoolP256r1] == 0 {
-		t.Errorf("curves seen: %v", seen)
-	}
-}
-
-// PKCS#8 keys parse on both curves (crypto/x509 cannot do brainpool).
-func TestParsePKCS8(t *testing.T) {
-	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, err := x509.MarshalPKCS8PrivateKey(p256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := ParsePrivateKeyPEM(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-	if err != nil || got.D.Cmp(p256.D) != 0 {
-		t.Fatalf("P-256 PKCS#8: %v", err)
-	}
-
-	bpk, _ := GenerateOneTimeKey(esim.CurveBrainpoolP256r1, nil)
-	sec1, _ := asn1.Marshal(sec1Key{Version: 1, PrivateKey: bpk.d})
-	der, _ = asn1.Marshal(pkcs8Key{Algo: algorithmIdentifier{oidECPublicKey, esim.CurveBrainpoolP256r1.OID()}, PrivateKey: sec1})
-	got, err = ParsePrivateKeyPEM(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-	if err != nil {
-		t.Fatalf("brainpool PKCS#8: %v", err)
-	}
-	pt, _ := esim.CurveBrainpoolP256r1.PublicKey(bpk.PublicKey())
-	if got.X.Cmp(pt.X) != 0 || got.Y.Cmp(pt.Y) != 0 {
-		t.Fatal("brainpool PKCS#8: wrong public key")
-	}
-
-	for _, bad := range []string{
-		"",
-		"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
-		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: []byte{0x30, 0x00}})),
-	} {
-		if _, err := ParsePrivateKeyPEM([]byte(bad)); err == nil {
-			t.Errorf("accepted %q", bad)
-		}
-	}
-}
 
 // Software signatures verify on both curves, fail for another digest, and
 // VerifySignature refuses malformed signatures and keys.

@@ -215,7 +215,7 @@ func TestOpenRejects(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dp2, err := ParsePublicKeyPEM(pem)
+		dp2, err := esim.ParsePublicKeyPEM(pem)
 		if err != nil {
 			t.Fatal(err)
 		}

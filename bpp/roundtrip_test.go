@@ -48,11 +48,11 @@ func dppb(t testing.TB, suffix string) (*SoftwareSigner, *ecdsa.PublicKey) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	priv, err := ParsePrivateKeyPEM(skPEM)
+	priv, err := esim.ParsePrivateKeyPEM(skPEM)
 	if err != nil {
 		t.Fatalf("SK DPpb %s: %v", suffix, err)
 	}
-	pub, err := ParsePublicKeyPEM(pkPEM)
+	pub, err := esim.ParsePublicKeyPEM(pkPEM)
 	if err != nil {
 		t.Fatalf("PK DPpb %s: %v", suffix, err)
 	}

@@ -75,7 +75,7 @@ func sgp26(t testing.TB, elem ...string) []byte {
 
 func sgp26Signer(t testing.TB, elem ...string) *bpp.SoftwareSigner {
 	t.Helper()
-	k, err := bpp.ParsePrivateKeyPEM(sgp26(t, elem...))
+	k, err := esim.ParsePrivateKeyPEM(sgp26(t, elem...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func newTestDP(t testing.TB, curve esim.Curve) *testDP {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ci, err := parseCertificate(sgp26(t, "CertificateIssuer", "CERT_CI_ECDSA_"+n+".der"))
+	ci, err := rsp.ParseCertificate(sgp26(t, "CertificateIssuer", "CERT_CI_ECDSA_"+n+".der"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,11 +174,11 @@ func (d *testDP) authenticate(req *rsp.AuthenticateClientRequest) (*rsp.Authenti
 	if ok == nil {
 		return nil, st(rsp.SubjectEUICC, rsp.ReasonVerificationFailed, "authenticateResponseError")
 	}
-	cert, err := parseCertificate(ok.EUICCCertificate)
+	cert, err := rsp.ParseCertificate(ok.EUICCCertificate)
 	if err != nil {
 		return nil, st(rsp.SubjectEUICCCertificate, rsp.ReasonVerificationFailed, err.Error())
 	}
-	if !verify(cert.Public, ok.EUICCSigned1.Raw, ok.EUICCSignature1) {
+	if !verify(cert.PublicKey, ok.EUICCSigned1.Raw, ok.EUICCSignature1) {
 		return nil, st(rsp.SubjectEUICC, rsp.ReasonVerificationFailed, "euiccSignature1")
 	}
 	if ok.EUICCSigned1.ServerChallenge != s.serverChallenge || !ok.EUICCSigned1.TransactionID.Equal(s.tid) {
@@ -188,12 +188,12 @@ func (d *testDP) authenticate(req *rsp.AuthenticateClientRequest) (*rsp.Authenti
 	if c == nil || c.MatchingID == nil || *c.MatchingID != d.matchingID {
 		return nil, st(rsp.SubjectMatchingID, rsp.ReasonRefused, "")
 	}
-	eid, err := esim.ParseEID(cert.SerialNumberAttr)
+	eid, err := esim.ParseEID(cert.SubjectSerialNumber)
 	if err != nil {
 		d.t.Fatal(err)
 	}
 	bcd := eid.BCD()
-	s.eid, s.euiccPub, s.euiccSignature1 = bcd[:], cert.Public, ok.EUICCSignature1
+	s.eid, s.euiccPub, s.euiccSignature1 = bcd[:], cert.PublicKey, ok.EUICCSignature1
 	md := &bpp.StoreMetadata{ICCID: d.iccid, ServiceProviderName: "perso test", ProfileName: "TS.48 " + d.curve.SGP26Name(),
 		ProfileClass:  bpp.ClassTest,
 		Notifications: []bpp.NotificationConfig{{Events: bpp.NotifyInstall | bpp.NotifyEnable | bpp.NotifyDelete, Address: d.address}}}
@@ -259,8 +259,8 @@ func (d *testDP) notify(req *rsp.HandleNotification) {
 		return
 	}
 	o := req.PendingNotification.Other
-	cert, err := parseCertificate(o.EUICCCertificate)
-	if err != nil || !verify(cert.Public, o.TBSOtherNotification.Raw, o.EUICCNotificationSignature) {
+	cert, err := rsp.ParseCertificate(o.EUICCCertificate)
+	if err != nil || !verify(cert.PublicKey, o.TBSOtherNotification.Raw, o.EUICCNotificationSignature) {
 		d.t.Errorf("test SM-DP+: other notification with a bad certificate or signature")
 		return
 	}
@@ -363,7 +363,7 @@ func (d *testDP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (d *testDP) serveTLS(t testing.TB) LPAConfig {
 	t.Helper()
 	der := sgp26(t, "DPtls", "CERT_S_SM_DP_VARO_TLS_NIST.der")
-	key, err := bpp.ParsePrivateKeyPEM(sgp26(t, "DPtls", "SK_S_SM_DP_TLS_NIST.pem"))
+	key, err := esim.ParsePrivateKeyPEM(sgp26(t, "DPtls", "SK_S_SM_DP_TLS_NIST.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,7 +63,7 @@ func LoadSGP26(dir string, curve esim.Curve) (*Credentials, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.Key, err = bpp.ParsePrivateKeyPEM(pemKey); err != nil {
+	if c.Key, err = esim.ParsePrivateKeyPEM(pemKey); err != nil {
 		return nil, fmt.Errorf("euiccsim: SK_EUICC_ECDSA_%s.pem: %w", name, err)
 	}
 	return &c, nil
@@ -105,11 +105,11 @@ type EUICC struct {
 	euiccCert []byte
 	eumCert   []byte
 	key       *bpp.SoftwareSigner
-	curve     esim.Curve     // of SK.EUICC
-	cis       []*certificate // trusted CIs (verification list)
-	signingCI []byte         // SKI of the CI that issued the EUM (signing list)
-	info1     []byte         // EUICCInfo1 DER, parsed once by New
-	info2     []byte         // EUICCInfo2 DER, parsed once by New
+	curve     esim.Curve         // of SK.EUICC
+	cis       []*rsp.Certificate // trusted CIs (verification list)
+	signingCI []byte             // SKI of the CI that issued the EUM (signing list)
+	info1     []byte             // EUICCInfo1 DER, parsed once by New
+	info2     []byte             // EUICCInfo2 DER, parsed once by New
 	now       func() time.Time
 
 	// challenge is the last GetEUICCChallenge answer not yet used by
@@ -140,11 +140,11 @@ type pendingNotification struct {
 type session struct {
 	tid             rsp.TransactionID
 	serverAddress   string
-	ci              *certificate
-	dpAuth          *certificate
+	ci              *rsp.Certificate
+	dpAuth          *rsp.Certificate
 	euiccSignature1 rsp.Signature
 	// Set by PrepareDownload.
-	dpPb *certificate
+	dpPb *rsp.Certificate
 	otk  *bpp.OneTimeKey
 }
 
@@ -166,34 +166,34 @@ func New(c *Credentials, opts ...Option) (*EUICC, error) {
 	for _, o := range opts {
 		o(e)
 	}
-	euicc, err := parseCertificate(c.EUICCCertificate)
+	euicc, err := rsp.ParseCertificate(c.EUICCCertificate)
 	if err != nil {
 		return nil, fmt.Errorf("euiccsim: eUICC certificate: %w", err)
 	}
-	eum, err := parseCertificate(c.EUMCertificate)
+	eum, err := rsp.ParseCertificate(c.EUMCertificate)
 	if err != nil {
 		return nil, fmt.Errorf("euiccsim: EUM certificate: %w", err)
 	}
-	if err := euicc.checkSignedBy(eum); err != nil {
+	if err := euicc.CheckSignedBy(eum); err != nil {
 		return nil, fmt.Errorf("euiccsim: eUICC certificate not issued by the EUM certificate: %w", err)
 	}
 	for i, der := range c.CICertificates {
-		ci, err := parseCertificate(der)
+		ci, err := rsp.ParseCertificate(der)
 		if err != nil {
 			return nil, fmt.Errorf("euiccsim: CI certificate %d: %w", i, err)
 		}
 		e.cis = append(e.cis, ci)
-		if eum.checkSignedBy(ci) == nil {
+		if eum.CheckSignedBy(ci) == nil {
 			e.signingCI = ci.SKI
 		}
 	}
 	if e.signingCI == nil {
 		return nil, errors.New("euiccsim: no trusted CI certificate issued the EUM certificate")
 	}
-	if !c.Key.PublicKey.Equal(euicc.Public) {
+	if !c.Key.PublicKey.Equal(euicc.PublicKey) {
 		return nil, errors.New("euiccsim: the private key does not belong to the eUICC certificate")
 	}
-	eid, err := esim.ParseEID(euicc.SerialNumberAttr)
+	eid, err := esim.ParseEID(euicc.SubjectSerialNumber)
 	if err != nil {
 		return nil, fmt.Errorf("euiccsim: the eUICC certificate's serialNumber is not an EID: %w", err)
 	}
@@ -287,7 +287,7 @@ func (e *EUICC) GetEUICCInfo2() *rsp.EUICCInfo2 {
 	return info
 }
 
-func (e *EUICC) trustedCI(ski []byte) *certificate {
+func (e *EUICC) trustedCI(ski []byte) *rsp.Certificate {
 	for _, ci := range e.cis {
 		if bytes.Equal(ci.SKI, ski) {
 			return ci
@@ -299,19 +299,10 @@ func (e *EUICC) trustedCI(ski []byte) *certificate {
 // checkServerCertificate applies the checks AuthenticateServer and
 // PrepareDownload make on CERT.DPauth / CERT.DPpb: parsed, on a supported
 // curve, issued by ci, valid now, carrying the role policy.
-func (e *EUICC) checkServerCertificate(der []byte, ci *certificate, role asn1.ObjectIdentifier, what string) (*certificate, error) {
-	c, err := parseCertificate(der)
+func (e *EUICC) checkServerCertificate(der []byte, ci *rsp.Certificate, role asn1.ObjectIdentifier, what string) (*rsp.Certificate, error) {
+	c, err := rsp.VerifyServerCertificate(der, ci, role, e.now())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	if err := c.checkSignedBy(ci); err != nil {
-		return nil, fmt.Errorf("%s does not chain to the CI %X: %w", what, ci.SKI, err)
-	}
-	if err := c.checkValidAt(e.now()); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	if !c.hasPolicy(role) {
-		return nil, fmt.Errorf("%s: %w: lacks the role policy %v", what, errCertificate, role)
 	}
 	return c, nil
 }
@@ -354,9 +345,9 @@ func (e *EUICC) AuthenticateServer(req *rsp.AuthenticateServerRequest) (*rsp.Aut
 	if ci == nil {
 		return refuse(rsp.AuthErrCIPKUnknown, fmt.Errorf("euiccCiPKIdToBeUsed %X is not a CI this eUICC trusts", req.EUICCCIPKIDToBeUsed))
 	}
-	dpAuth, err := e.checkServerCertificate(req.ServerCertificate, ci, oidRoleDPauth, "CERT.DPauth")
+	dpAuth, err := e.checkServerCertificate(req.ServerCertificate, ci, rsp.PolicyDPauth, "CERT.DPauth")
 	if err != nil {
-		if errors.Is(err, errUnsupportedCurve) {
+		if errors.Is(err, rsp.ErrUnsupportedCurve) {
 			return refuse(rsp.AuthErrUnsupportedCurve, err)
 		}
 		return refuse(rsp.AuthErrInvalidCertificate, err)
@@ -365,7 +356,7 @@ func (e *EUICC) AuthenticateServer(req *rsp.AuthenticateServerRequest) (*rsp.Aut
 	if err != nil {
 		return refuse(rsp.AuthErrUndefined, err)
 	}
-	if !verify(dpAuth.Public, signed, req.ServerSignature1) {
+	if !verify(dpAuth.PublicKey, signed, req.ServerSignature1) {
 		return refuse(rsp.AuthErrInvalidSignature, errors.New("serverSignature1 does not verify with CERT.DPauth"))
 	}
 	if s1.EUICCChallenge != *challenge {
@@ -435,9 +426,9 @@ func (e *EUICC) PrepareDownload(req *rsp.PrepareDownloadRequest) (*rsp.PrepareDo
 	if s == nil {
 		return refuse(rsp.DownloadErrNoSessionContext, errors.New("no AuthenticateServer session"))
 	}
-	dpPb, err := e.checkServerCertificate(req.SmdpCertificate, s.ci, oidRoleDPpb, "CERT.DPpb")
+	dpPb, err := e.checkServerCertificate(req.SmdpCertificate, s.ci, rsp.PolicyDPpb, "CERT.DPpb")
 	if err != nil {
-		if errors.Is(err, errUnsupportedCurve) {
+		if errors.Is(err, rsp.ErrUnsupportedCurve) {
 			return refuse(rsp.DownloadErrUnsupportedCurve, err)
 		}
 		return refuse(rsp.DownloadErrInvalidCertificate, err)
@@ -446,7 +437,7 @@ func (e *EUICC) PrepareDownload(req *rsp.PrepareDownloadRequest) (*rsp.PrepareDo
 	if err != nil {
 		return refuse(rsp.DownloadErrUndefined, err)
 	}
-	if !verify(dpPb.Public, rsp.SmdpSignature2Data(signed, s.euiccSignature1), req.SmdpSignature2) {
+	if !verify(dpPb.PublicKey, rsp.SmdpSignature2Data(signed, s.euiccSignature1), req.SmdpSignature2) {
 		return refuse(rsp.DownloadErrInvalidSignature, errors.New("smdpSignature2 does not verify with CERT.DPpb over smdpSigned2 and euiccSignature1"))
 	}
 	if !s2.TransactionID.Equal(s.tid) {
@@ -526,7 +517,7 @@ func (e *EUICC) LoadBoundProfilePackage(boundProfilePackage []byte) (pir []byte,
 		}
 		return pir, &ES10Error{Command: "LoadBoundProfilePackage", Code: reason, Err: err}
 	}
-	opened, err := bpp.Open(boundProfilePackage, s.otk, e.eid[:], s.dpPb.Public)
+	opened, err := bpp.Open(boundProfilePackage, s.otk, e.eid[:], s.dpPb.PublicKey)
 	if err != nil {
 		cmd, reason := openErrorReason(err)
 		return fail(cmd, reason, err)
@@ -595,7 +586,7 @@ func (e *EUICC) pir(s *session, ok *rsp.SuccessResult, fail *rsp.ErrorResult, ic
 			SeqNumber: e.seq, Operation: rsp.NotificationInstall,
 			NotificationAddress: s.serverAddress, ICCID: iccid,
 		},
-		SMDPOID: s.dpPb.RegisteredID,
+		SMDPOID: s.dpPb.SMDPOID(),
 		Success: ok, Error: fail,
 	}
 	var err error
@@ -633,11 +624,11 @@ func (e *EUICC) CancelSession(req *rsp.CancelSessionRequest) (*rsp.CancelSession
 		return &rsp.CancelSessionResponse{Error: &code},
 			&ES10Error{Command: "CancelSession", Code: int64(code), Err: fmt.Errorf("no session with transactionId %v", req.TransactionID)}
 	}
-	if s.dpAuth.RegisteredID == nil {
+	if s.dpAuth.SMDPOID() == nil {
 		return nil, &ES10Error{Command: "CancelSession", Code: int64(rsp.CancelSessionErrUndefined),
 			Err: errors.New("CERT.DPauth carries no subjectAltName registeredID (SM-DP+ OID)")}
 	}
-	signed := &rsp.EUICCCancelSessionSigned{TransactionID: s.tid, SMDPOID: s.dpAuth.RegisteredID, Reason: req.Reason}
+	signed := &rsp.EUICCCancelSessionSigned{TransactionID: s.tid, SMDPOID: s.dpAuth.SMDPOID(), Reason: req.Reason}
 	var err error
 	if signed.Raw, err = signed.Marshal(); err != nil {
 		return nil, fmt.Errorf("euiccsim: EuiccCancelSessionSigned: %w", err)

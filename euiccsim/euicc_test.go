@@ -389,8 +389,8 @@ func TestLoadBoundProfilePackage(t *testing.T) {
 				if perr != nil {
 					t.Fatal(perr)
 				}
-				cert, _ := parseCertificate(e.euiccCert)
-				if !verify(cert.Public, p.Data.Raw, p.EUICCSignPIR) {
+				cert, _ := rsp.ParseCertificate(e.euiccCert)
+				if !verify(cert.PublicKey, p.Data.Raw, p.EUICCSignPIR) {
 					t.Error("euiccSignPIR does not verify with CERT.EUICC")
 				}
 				if !p.Data.SMDPOID.Equal([]int{2, 999, 10}) || p.Data.NotificationMetadata.NotificationAddress != dp.address {
@@ -468,9 +468,9 @@ func TestBoundForOtherSession(t *testing.T) {
 	}
 }
 
-func mustCert(t *testing.T, der []byte) *certificate {
+func mustCert(t *testing.T, der []byte) *rsp.Certificate {
 	t.Helper()
-	c, err := parseCertificate(der)
+	c, err := rsp.ParseCertificate(der)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -492,7 +492,7 @@ func TestCancelSession(t *testing.T) {
 	}
 	signed := resp.Ok.EUICCCancelSessionSigned
 	if !signed.SMDPOID.Equal([]int{2, 999, 10}) || signed.Reason != rsp.CancelPostponed ||
-		!verify(mustCert(t, e.euiccCert).Public, signed.Raw, resp.Ok.EUICCCancelSessionSignature) {
+		!verify(mustCert(t, e.euiccCert).PublicKey, signed.Raw, resp.Ok.EUICCCancelSessionSignature) {
 		t.Fatalf("cancellation %+v does not verify or names the wrong OID/reason", signed)
 	}
 	if _, err := e.PrepareDownload(&rsp.PrepareDownloadRequest{SmdpSigned2: rsp.SmdpSigned2{TransactionID: ia.TransactionID}}); err == nil {

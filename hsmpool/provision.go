@@ -89,17 +89,17 @@ func (p *Pool) GenerateECKey(ctx context.Context, label string, curve esim.Curve
 // brainpoolP256r1, e.g. an SGP.26 SK_*.pem) as a non-extractable signing key
 // plus its public key, returning the curve and public point.
 func (p *Pool) ImportECKeyPEM(ctx context.Context, label string, pemData []byte) (esim.Curve, []byte, error) {
-	k, err := parseECPrivateKeyPEM(pemData)
+	k, err := esim.ParseECPrivateKeyPEM(pemData)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, keyErr(err)
 	}
-	defer k.zero()
+	defer k.Zero()
 	var pt []byte
 	err = p.do(ctx, "provision", LaneOf(ctx, Batch), label, func(slot int) (e error) {
-		pt, e = p.be.createEC(ctx, slot, label, k.curve, k)
+		pt, e = p.be.createEC(ctx, slot, label, k.Curve, k)
 		return
 	})
-	return k.curve, pt, err
+	return k.Curve, pt, err
 }
 
 // ListKeys lists the token's keys.
@@ -218,16 +218,16 @@ func (b *p11Backend) createEC(ctx context.Context, i int, label string, c esim.C
 			point, err = ecPointFromAttr(attrs[0].Value)
 			return err
 		}
-		priv := append(privT, pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, ecParams(c)), pkcs11.NewAttribute(pkcs11.CKA_VALUE, k.d))
+		priv := append(privT, pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, ecParams(c)), pkcs11.NewAttribute(pkcs11.CKA_VALUE, k.D))
 		h, err := b.api.CreateObject(sh, priv)
 		if err != nil {
 			return err
 		}
-		if _, err := b.api.CreateObject(sh, append(pubT, pkcs11.NewAttribute(pkcs11.CKA_EC_POINT, derOctets(k.point)))); err != nil {
+		if _, err := b.api.CreateObject(sh, append(pubT, pkcs11.NewAttribute(pkcs11.CKA_EC_POINT, derOctets(k.Point)))); err != nil {
 			b.api.DestroyObject(sh, h)
 			return err
 		}
-		point = k.point
+		point = k.Point
 		return nil
 	})
 	return point, err

@@ -366,7 +366,7 @@ func (b *softBackend) createEC(_ context.Context, _ int, label string, c esim.Cu
 		}
 		d, point = dd, elliptic.Marshal(c.Elliptic(), x, y) //nolint:staticcheck // generic curve
 	} else {
-		d, point = append([]byte(nil), k.d...), k.point
+		d, point = append([]byte(nil), k.D...), k.Point
 	}
 	if err := b.put(&softKey{Label: label, Kind: "ec", Curve: c.String(), Value: d, Point: point}); err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/perso-esim/perso/bpp"
+	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/internal/testenv"
 )
 
@@ -29,11 +30,11 @@ func loadParty(t *testing.T, dir, key, pub, cert string) party {
 		}
 		return b
 	}
-	priv, err := bpp.ParsePrivateKeyPEM(read(key))
+	priv, err := esim.ParsePrivateKeyPEM(read(key))
 	if err != nil {
 		t.Fatalf("%s: %v", key, err)
 	}
-	pk, err := bpp.ParsePublicKeyPEM(read(pub))
+	pk, err := esim.ParsePublicKeyPEM(read(pub))
 	if err != nil {
 		t.Fatalf("%s: %v", pub, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/perso-esim/perso/bpp"
 	"github.com/perso-esim/perso/esim"
@@ -32,7 +31,7 @@ func (s *Server) AuthenticateClient(ctx context.Context, req *rsp.AuthenticateCl
 	if cred == nil {
 		return nil, s.internal(ctx, fn, "finding the session's CI", fmt.Errorf("CI %X no longer configured", d.CISKI))
 	}
-	eum, euicc, err := checkChain(cred.CI, ok.EUMCertificate, ok.EUICCCertificate, s.cfg.Now()) // rows 2–8
+	eum, euicc, err := rsp.VerifyEUICCChain(cred.CI, ok.EUMCertificate, ok.EUICCCertificate, s.cfg.Now()) // rows 2–8
 	if err != nil {
 		return nil, err
 	}
@@ -74,52 +73,6 @@ func authenticateOk(r *rsp.AuthenticateServerResponse) (*rsp.AuthenticateRespons
 		return nil, status(rsp.SubjectEUICC, rsp.ReasonVerificationFailed, fmt.Sprintf("the eUICC refused AuthenticateServer (error %d)", code))
 	}
 	return r.Ok, nil
-}
-
-// checkChain checks CI → EUM → eUICC by hand (rows 2–8 of §3.3, in order).
-func checkChain(ci *Certificate, eumDER, euiccDER []byte, now time.Time) (eum, euicc *Certificate, err error) {
-	eum, perr := ParseCertificate(eumDER)
-	if perr != nil {
-		return nil, nil, status(rsp.SubjectEUMCertificate, rsp.ReasonVerificationFailed, "EUM certificate malformed")
-	}
-	euicc, perr = ParseCertificate(euiccDER)
-	if perr != nil {
-		return nil, nil, status(rsp.SubjectEUICCCertificate, rsp.ReasonVerificationFailed, "eUICC certificate malformed")
-	}
-	switch {
-	case len(eum.AKI) == 0: // row 2
-		return nil, nil, status(rsp.SubjectEUMCertificate, rsp.ReasonVerificationFailed, "EUM certificate has no authorityKeyIdentifier")
-	case !sameKeyID(eum.AKI, ci.SKI): // row 3
-		return nil, nil, status(rsp.SubjectCIPublicKey, rsp.ReasonUnknown, "EUM certificate not issued by the CI chosen in InitiateAuthentication")
-	case !eum.ValidAt(now): // row 4
-		return nil, nil, status(rsp.SubjectEUMCertificate, rsp.ReasonExpired, "EUM certificate expired or not yet valid")
-	case !euicc.ValidAt(now): // row 5
-		return nil, nil, status(rsp.SubjectEUICCCertificate, rsp.ReasonExpired, "eUICC certificate expired or not yet valid")
-	case !eum.HasKeyUsage || eum.KeyUsage&(1<<5) == 0 || !eum.HasPolicy(PolicyEUM) || !eum.IsCA || eum.MaxPathLen != 0: // row 6
-		return nil, nil, status(rsp.SubjectEUMCertificate, rsp.ReasonVerificationFailed, "EUM certificate extensions wrong (keyCertSign, EUM policy, CA pathlen 0)")
-	case eum.Curve != ci.Curve || !eum.CheckSignatureFrom(ci):
-		return nil, nil, status(rsp.SubjectEUMCertificate, rsp.ReasonVerificationFailed, "EUM certificate signature does not verify with the CI")
-	case !euicc.HasKeyUsage || euicc.KeyUsage&1 == 0 || !euicc.HasPolicy(PolicyEUICC) || euicc.SubjectO == "" || !isEID(euicc.SubjectSerialNumber): // row 7
-		return nil, nil, status(rsp.SubjectEUICCCertificate, rsp.ReasonVerificationFailed, "eUICC certificate extensions or subject wrong (digitalSignature, eUICC policy, O, EID)")
-	case !sameKeyID(euicc.AKI, eum.SKI) || euicc.Curve != eum.Curve || !euicc.CheckSignatureFrom(eum): // row 8
-		return nil, nil, status(rsp.SubjectEUICCCertificate, rsp.ReasonVerificationFailed, "eUICC certificate not signed by the EUM")
-	}
-	return eum, euicc, nil
-}
-
-// isEID: 32 decimal digits. The check digits are not verified here: the
-// certificate's signature vouches for the EID, and SGP.26 test eUICCs carry
-// EIDs whose check digits are wrong (…901299); the order binding decides.
-func isEID(s string) bool {
-	if len(s) != 32 {
-		return false
-	}
-	for i := range len(s) {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // findOrder finds the download: by matching ID when one is given (unknown

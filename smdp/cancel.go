@@ -25,12 +25,12 @@ func (s *Server) CancelSession(ctx context.Context, req *rsp.CancelSessionReques
 		return nil, status(rsp.SubjectEUICC, rsp.ReasonVerificationFailed, "the eUICC refused CancelSession")
 	}
 	signed := &ok.EUICCCancelSessionSigned
-	cert, err := ParseCertificate(d.EUICCCert)
+	cert, err := rsp.ParseCertificate(d.EUICCCert)
 	if err != nil || !verifyRS(cert.PublicKey, signed.Raw, ok.EUICCCancelSessionSignature) {
 		return nil, status(rsp.SubjectEUICC, rsp.ReasonVerificationFailed, "euiccCancelSessionSignature does not verify with the eUICC certificate")
 	}
 	cred := s.credentialsFor(d.CISKI)
-	if cred == nil || !signed.SMDPOID.Equal(cred.DPauth.smdpOID()) {
+	if cred == nil || !signed.SMDPOID.Equal(cred.DPauth.SMDPOID()) {
 		return nil, status(rsp.SubjectSMDP, rsp.ReasonInvalidAssociation, "smdpOid is not this SM-DP+'s")
 	}
 	if !signed.TransactionID.Equal(req.TransactionID) {

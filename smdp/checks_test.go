@@ -89,8 +89,8 @@ func TestInitiateAuthenticationChecks(t *testing.T) {
 			if !bytes.Equal(resp.EUICCCIPKIDToBeUsed, tc.ci) {
 				t.Fatalf("CI %X chosen, want %X", resp.EUICCCIPKIDToBeUsed, tc.ci)
 			}
-			dpauth, err := ParseCertificate(resp.ServerCertificate)
-			if err != nil || !sameKeyID(dpauth.AKI, tc.ci) || !dpauth.HasPolicy(PolicyDPauth) {
+			dpauth, err := rsp.ParseCertificate(resp.ServerCertificate)
+			if err != nil || !rsp.SameKeyID(dpauth.AKI, tc.ci) || !dpauth.HasPolicy(rsp.PolicyDPauth) {
 				t.Fatalf("serverCertificate is not the DPauth certificate of the chosen CI (%v)", err)
 			}
 			if !verifyRS(dpauth.PublicKey, resp.ServerSigned1.Raw, resp.ServerSignature1) {

@@ -17,6 +17,7 @@ import (
 	"github.com/perso-esim/perso/euiccsim"
 	"github.com/perso-esim/perso/hsmpool"
 	"github.com/perso-esim/perso/internal/testenv"
+	"github.com/perso-esim/perso/rsp"
 	"github.com/perso-esim/perso/smdp"
 	"github.com/perso-esim/perso/store"
 )
@@ -56,9 +57,9 @@ func TestEndToEnd(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		var cc [3]*smdp.Certificate
+		var cc [3]*rsp.Certificate
 		for i, f := range []string{"CertificateIssuer/CERT_CI_ECDSA_" + n + ".der", "DPauth/CERT_S_SM_DPauth_ECDSA_" + n + ".der", "DPpb/CERT_S_SM_DPpb_ECDSA_" + n + ".der"} {
-			if cc[i], err = smdp.ParseCertificate(read(t, sgp26, f)); err != nil {
+			if cc[i], err = rsp.ParseCertificate(read(t, sgp26, f)); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -38,9 +38,9 @@ func sgp26(t testing.TB, elem ...string) []byte {
 	return b
 }
 
-func mustCert(t testing.TB, elem ...string) *Certificate {
+func mustCert(t testing.TB, elem ...string) *rsp.Certificate {
 	t.Helper()
-	c, err := ParseCertificate(sgp26(t, elem...))
+	c, err := rsp.ParseCertificate(sgp26(t, elem...))
 	if err != nil {
 		t.Fatalf("%v: %v", elem, err)
 	}
@@ -49,7 +49,7 @@ func mustCert(t testing.TB, elem ...string) *Certificate {
 
 func mustKey(t testing.TB, elem ...string) *ecdsa.PrivateKey {
 	t.Helper()
-	k, err := bpp.ParsePrivateKeyPEM(sgp26(t, elem...))
+	k, err := esim.ParsePrivateKeyPEM(sgp26(t, elem...))
 	if err != nil {
 		t.Fatalf("%v: %v", elem, err)
 	}
@@ -227,7 +227,7 @@ type testEUICC struct {
 	tid       rsp.TransactionID
 	sig1      rsp.Signature
 	smdpSig2  rsp.Signature
-	dppb      *Certificate
+	dppb      *rsp.Certificate
 	otk       *bpp.OneTimeKey
 }
 
@@ -296,7 +296,7 @@ func (e *testEUICC) authenticate(t testing.TB, tid rsp.TransactionID, s1 rsp.EUI
 // prepare checks smdpSignature2 as the eUICC does and answers PrepareDownload.
 func (e *testEUICC) prepare(t testing.TB, r *rsp.AuthenticateClientResponse, cc string) *rsp.GetBoundProfilePackageRequest {
 	t.Helper()
-	dppb, err := ParseCertificate(r.SmdpCertificate)
+	dppb, err := rsp.ParseCertificate(r.SmdpCertificate)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +343,7 @@ func (e *testEUICC) install(t testing.TB, r *rsp.GetBoundProfilePackageResponse,
 	}
 	d := rsp.ProfileInstallationResultData{TransactionID: e.tid,
 		NotificationMetadata: rsp.NotificationMetadata{SeqNumber: 1, Operation: rsp.NotificationInstall, NotificationAddress: testAddress},
-		SMDPOID:              e.dppb.smdpOID()}
+		SMDPOID:              e.dppb.SMDPOID()}
 	if success {
 		d.Success = &rsp.SuccessResult{AID: []byte{0xA0, 0, 0, 5, 0x59, 0x10, 0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0x89, 0, 0, 0x10, 0}, SIMAResponse: []byte{0x90, 0x00}}
 	} else {

@@ -71,7 +71,7 @@ func (s *Server) GetBoundProfilePackage(ctx context.Context, req *rsp.GetBoundPr
 // verifyEUICCSignature2: over the received euiccSigned2 bytes followed by
 // the smdpSignature2 element this session sent; else 8.1/6.1.
 func verifyEUICCSignature2(d *sessionData, ok *rsp.PrepareDownloadResponseOk) error {
-	cert, err := ParseCertificate(d.EUICCCert)
+	cert, err := rsp.ParseCertificate(d.EUICCCert)
 	if err == nil && verifyRS(cert.PublicKey, rsp.EUICCSignature2Data(ok.EUICCSigned2.Raw, d.SmdpSignature2), ok.EUICCSignature2) {
 		return nil
 	}

@@ -50,7 +50,7 @@ func (s *Server) selectCI(info *rsp.EUICCInfo1) (*Credentials, error) {
 	for i := range s.cfg.Credentials {
 		c := &s.cfg.Credentials[i]
 		for _, id := range info.CIPKIDsForSigning {
-			if sameKeyID(c.CI.SKI, id) {
+			if rsp.SameKeyID(c.CI.SKI, id) {
 				return c, nil
 			}
 		}
@@ -62,7 +62,7 @@ func (s *Server) selectCI(info *rsp.EUICCInfo1) (*Credentials, error) {
 // list its CI for verification; else 8.8.4/3.7.
 func checkVerificationList(c *Credentials, info *rsp.EUICCInfo1) error {
 	for _, id := range info.CIPKIDsForVerification {
-		if sameKeyID(c.CI.SKI, id) {
+		if rsp.SameKeyID(c.CI.SKI, id) {
 			return nil
 		}
 	}

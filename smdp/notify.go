@@ -41,7 +41,7 @@ func (s *Server) installResult(ctx context.Context, pir *rsp.ProfileInstallation
 	if err != nil {
 		return err
 	}
-	cert, err := ParseCertificate(d.EUICCCert)
+	cert, err := rsp.ParseCertificate(d.EUICCCert)
 	if err != nil || !verifyRS(cert.PublicKey, data.Raw, pir.EUICCSignPIR) {
 		return status(rsp.SubjectEUICC, rsp.ReasonVerificationFailed, "euiccSignPIR does not verify with the session's eUICC certificate")
 	}
@@ -62,7 +62,7 @@ func (s *Server) installResult(ctx context.Context, pir *rsp.ProfileInstallation
 func (s *Server) otherNotification(ctx context.Context, n *rsp.OtherSignedNotification) error {
 	var lastErr error
 	for i := range s.cfg.Credentials {
-		_, euicc, err := checkChain(s.cfg.Credentials[i].CI, n.EUMCertificate, n.EUICCCertificate, s.cfg.Now())
+		_, euicc, err := rsp.VerifyEUICCChain(s.cfg.Credentials[i].CI, n.EUMCertificate, n.EUICCCertificate, s.cfg.Now())
 		if err != nil {
 			lastErr = err
 			continue

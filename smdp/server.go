@@ -70,9 +70,9 @@ type HSM interface {
 
 // Credentials are one curve's SM-DP+ certificates and the CI they chain to.
 type Credentials struct {
-	CI     *Certificate
-	DPauth *Certificate
-	DPpb   *Certificate
+	CI     *rsp.Certificate
+	DPauth *rsp.Certificate
+	DPpb   *rsp.Certificate
 }
 
 // Config configures a Server.
@@ -115,13 +115,13 @@ func NewServer(cfg Config) (*Server, error) {
 		if c.DPauth.Curve != c.CI.Curve || c.DPpb.Curve != c.CI.Curve {
 			return nil, fmt.Errorf("smdp: credentials %d: CI, DPauth and DPpb must be on one curve", i)
 		}
-		if !sameKeyID(c.DPauth.AKI, c.CI.SKI) || !c.DPauth.CheckSignatureFrom(c.CI) {
+		if !rsp.SameKeyID(c.DPauth.AKI, c.CI.SKI) || !c.DPauth.CheckSignatureFrom(c.CI) {
 			return nil, fmt.Errorf("smdp: credentials %d: the DPauth certificate is not issued by the configured CI", i)
 		}
-		if !sameKeyID(c.DPpb.AKI, c.CI.SKI) || !c.DPpb.CheckSignatureFrom(c.CI) {
+		if !rsp.SameKeyID(c.DPpb.AKI, c.CI.SKI) || !c.DPpb.CheckSignatureFrom(c.CI) {
 			return nil, fmt.Errorf("smdp: credentials %d: the DPpb certificate is not issued by the configured CI", i)
 		}
-		if c.DPauth.smdpOID() == nil {
+		if c.DPauth.SMDPOID() == nil {
 			return nil, fmt.Errorf("smdp: credentials %d: the DPauth certificate has no SAN registeredID (SM-DP+ OID)", i)
 		}
 	}
@@ -224,7 +224,7 @@ func (s *Server) saveSession(ctx context.Context, fn Function, sess store.Sessio
 
 func (s *Server) credentialsFor(ciSKI []byte) *Credentials {
 	for i := range s.cfg.Credentials {
-		if sameKeyID(s.cfg.Credentials[i].CI.SKI, ciSKI) {
+		if rsp.SameKeyID(s.cfg.Credentials[i].CI.SKI, ciSKI) {
 			return &s.cfg.Credentials[i]
 		}
 	}

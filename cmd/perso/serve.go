@@ -19,6 +19,7 @@ import (
 
 	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/hsmpool"
+	"github.com/perso-esim/perso/rsp"
 	"github.com/perso-esim/perso/smdp"
 	"github.com/perso-esim/perso/store"
 )
@@ -221,7 +222,7 @@ func loadCredentials(dir string, curves []esim.Curve) ([]smdp.Credentials, error
 	var out []smdp.Credentials
 	for _, c := range curves {
 		n := c.SGP26Name()
-		var certs [3]*smdp.Certificate
+		var certs [3]*rsp.Certificate
 		for i, rel := range []string{"CertificateIssuer/CERT_CI_ECDSA_" + n + ".der", "DPauth/CERT_S_SM_DPauth_ECDSA_" + n + ".der",
 			"DPpb/CERT_S_SM_DPpb_ECDSA_" + n + ".der"} {
 			path := filepath.Join(dir, rel)
@@ -229,7 +230,7 @@ func loadCredentials(dir string, curves []esim.Curve) ([]smdp.Credentials, error
 			if err != nil {
 				return nil, fmt.Errorf("reading %s: %w", path, err)
 			}
-			if certs[i], err = smdp.ParseCertificate(der); err != nil {
+			if certs[i], err = rsp.ParseCertificate(der); err != nil {
 				return nil, fmt.Errorf("%s: %w", path, err)
 			}
 		}
@@ -244,7 +245,7 @@ func checkHSMKeys(ctx context.Context, pool *hsmpool.Pool, creds []smdp.Credenti
 	for _, c := range creds {
 		for _, k := range []struct {
 			label string
-			cert  *smdp.Certificate
+			cert  *rsp.Certificate
 		}{{hsmpool.DPauthLabel(c.CI.Curve), c.DPauth}, {hsmpool.DPpbLabel(c.CI.Curve), c.DPpb}} {
 			_, point, err := pool.PublicKey(ctx, k.label)
 			if err != nil {
