@@ -20,8 +20,8 @@ type backend interface {
 	getBatch(ctx context.Context, id string) (Batch, error)
 	listBatches(ctx context.Context) ([]Batch, error)
 	batchWorkers(ctx context.Context, batchID string) ([]WorkerTally, error)
-	// putProfiles writes w atomically (see WriteBatch).
-	putProfiles(ctx context.Context, batchID string, w *BatchWrite, now time.Time) (PutResult, error)
+	// putProfiles writes ws atomically, all or nothing (see WriteBatches).
+	putProfiles(ctx context.Context, batchID string, ws []BatchWrite, now time.Time) ([]PutResult, error)
 	footprint(ctx context.Context) (bytes, profiles int64, err error)
 	countByState(ctx context.Context, batchID string) (map[State]int64, error)
 

@@ -322,21 +322,33 @@ var pgInsertCols = []string{"iccid", "imsi", "profile_type", "template_id", "bat
 // COPY fails as a whole; the call then COPYs into a temporary staging table
 // and inserts from it with ON CONFLICT DO NOTHING, telling duplicates from
 // conflicts by the stored batch id.
-func (b *pgBackend) putProfiles(ctx context.Context, batchID string, w *BatchWrite, now time.Time) (PutResult, error) {
-	var res PutResult
-	ps := w.Profiles
+func (b *pgBackend) putProfiles(ctx context.Context, batchID string, ws []BatchWrite, now time.Time) ([]PutResult, error) {
 	tx, err := b.pool.Begin(ctx)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	defer tx.Rollback(ctx)
 	var one int
 	if err := tx.QueryRow(ctx, `SELECT 1 FROM batches WHERE id = $1 FOR KEY SHARE`, batchID).Scan(&one); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
-			return res, newErr(ErrNotFound, "", KeyBatch, batchID)
+			return nil, newErr(ErrNotFound, "", KeyBatch, batchID)
 		}
-		return res, err
+		return nil, err
 	}
+	res := make([]PutResult, len(ws))
+	for k := range ws {
+		if res[k], err = b.putWrite(ctx, tx, batchID, &ws[k], now); err != nil {
+			return nil, err
+		}
+	}
+	// One commit, one WAL flush of the server, for all the writes.
+	return res, tx.Commit(ctx)
+}
+
+// putWrite writes the profiles and counters of one write in tx.
+func (b *pgBackend) putWrite(ctx context.Context, tx pgx.Tx, batchID string, w *BatchWrite, now time.Time) (PutResult, error) {
+	var res PutResult
+	ps := w.Profiles
 	row := func(i int) ([]any, error) {
 		p := &ps[i]
 		m := &p.Metadata
@@ -406,7 +418,7 @@ func (b *pgBackend) putProfiles(ctx context.Context, batchID string, w *BatchWri
 			return PutResult{}, err
 		}
 	}
-	return res, tx.Commit(ctx)
+	return res, nil
 }
 
 // notInserted returns the ICCIDs of ps that this transaction did not

@@ -347,7 +347,7 @@ type sqliteFile struct {
 var (
 	// The inventory: small rows, order transactions beside bulk loads,
 	// readers that must not wait for a writer: WAL.
-	inventoryFile = sqliteFile{pageSize: 4096, wal: true, writeCacheKiB: 65536, readCacheKiB: 16384}
+	inventoryFile = sqliteFile{pageSize: 4096, wal: true, writeCacheKiB: 8192, readCacheKiB: 8192}
 	// The material: a bulk load appends megabytes per transaction, in
 	// pages that no transaction ever rewrites. In WAL mode every byte was
 	// written twice (WAL, then the checkpoint into the database), read back
@@ -359,7 +359,7 @@ var (
 	// commit afterwards, so even a power loss never leaves a row without
 	// its material. The price: a download reading material waits (busy
 	// timeout) while a bulk commit writes its pages.
-	materialFile = sqliteFile{pageSize: 65536, wal: false, writeCacheKiB: 16384, readCacheKiB: 8192}
+	materialFile = sqliteFile{pageSize: 65536, wal: false, writeCacheKiB: 4096, readCacheKiB: 2048}
 )
 
 // openFile opens one database file: a single write connection, migrated,
@@ -613,36 +613,61 @@ func (b *sqliteBackend) footprint(ctx context.Context) (bytes, profiles int64, e
 	return bytes, profiles, err
 }
 
-// putProfiles writes the protected material first (blobs file, keyed by
-// ICCID and batch, insert-if-absent), then the rows. A crash in between
-// leaves material without a row, which the re-run finds and keeps; a row
-// never exists without its material. Material of an ICCID refused as a
-// conflict is removed again.
-func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, w *BatchWrite, now time.Time) (PutResult, error) {
-	var res PutResult
-	ps := w.Profiles
+// putProfiles writes the protected material of every write first (blobs
+// file, keyed by ICCID and batch, insert-if-absent, one commit and so one
+// fsync for all of them), then the rows of all of them in one transaction.
+// A crash in between leaves material without a row, which the re-run finds
+// and keeps; a row never exists without its material. Material of an ICCID
+// refused as a conflict is removed again.
+func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, ws []BatchWrite, now time.Time) ([]PutResult, error) {
 	if _, err := b.getBatch(ctx, batchID); err != nil {
-		return res, err
+		return nil, err
 	}
-	if err := b.putBlobs(ctx, batchID, ps, now); err != nil {
-		return res, err
+	if err := b.putBlobs(ctx, batchID, ws, now); err != nil {
+		return nil, err
 	}
 	tx, err := b.w.BeginTx(ctx, nil)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	defer tx.Rollback()
 	ins, err := b.txStmt(ctx, tx, sqlInsertProfile)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	defer ins.Close()
 	owner, err := b.txStmt(ctx, tx, sqlProfileOwner)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	defer owner.Close()
-	ts := now.UnixMicro()
+	res := make([]PutResult, len(ws))
+	var conflicts [][2]string
+	for k := range ws {
+		if res[k], err = b.putRows(ctx, tx, ins, owner, batchID, &ws[k], now.UnixMicro()); err != nil {
+			return nil, err
+		}
+		for _, c := range res[k].Conflicts {
+			conflicts = append(conflicts, [2]string{c.ICCID, batchID})
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	if len(conflicts) > 0 {
+		if err := b.deleteBlobs(ctx, conflicts); err != nil {
+			return res, err
+		}
+	}
+	b.afterBulkCommit(ctx)
+	return res, nil
+}
+
+// putRows inserts the rows of one write and updates the batch's counters,
+// in tx.
+func (b *sqliteBackend) putRows(ctx context.Context, tx *sql.Tx, ins, owner *sql.Stmt, batchID string, w *BatchWrite, ts int64) (PutResult, error) {
+	var res PutResult
+	ps := w.Profiles
 	var first, last string
 	for i := range ps {
 		p := &ps[i]
@@ -694,19 +719,6 @@ func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, w *Batc
 			return PutResult{}, err
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return res, err
-	}
-	if len(res.Conflicts) > 0 {
-		keys := make([][2]string, len(res.Conflicts))
-		for i, c := range res.Conflicts {
-			keys[i] = [2]string{c.ICCID, batchID}
-		}
-		if err := b.deleteBlobs(ctx, keys); err != nil {
-			return res, err
-		}
-	}
-	b.afterBulkCommit(ctx)
 	return res, nil
 }
 
@@ -722,7 +734,7 @@ func iccidRange(first, last, iccid string) (string, string) {
 	return first, last
 }
 
-func (b *sqliteBackend) putBlobs(ctx context.Context, batchID string, ps []Profile, now time.Time) error {
+func (b *sqliteBackend) putBlobs(ctx context.Context, batchID string, ws []BatchWrite, now time.Time) error {
 	tx, err := b.bw.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -733,10 +745,12 @@ func (b *sqliteBackend) putBlobs(ctx context.Context, batchID string, ps []Profi
 		return err
 	}
 	defer ins.Close()
-	for i := range ps {
-		p := &ps[i]
-		if _, err := ins.ExecContext(ctx, p.ICCID, batchID, nullBytes(p.ProtectedPPK), nullBytes(p.Segments), now.UnixMicro()); err != nil {
-			return fmt.Errorf("store: insert material of %s: %w", p.ICCID, err)
+	for k := range ws {
+		for i := range ws[k].Profiles {
+			p := &ws[k].Profiles[i]
+			if _, err := ins.ExecContext(ctx, p.ICCID, batchID, nullBytes(p.ProtectedPPK), nullBytes(p.Segments), now.UnixMicro()); err != nil {
+				return fmt.Errorf("store: insert material of %s: %w", p.ICCID, err)
+			}
 		}
 	}
 	return tx.Commit()
