@@ -34,9 +34,6 @@ func WriteTable(w io.Writer, r *Result) error {
 		if r.HSM.Token != "" {
 			fmt.Fprintf(ew, " token %q", r.HSM.Token)
 		}
-		if r.HSM.Library != "" {
-			fmt.Fprintf(ew, " (%s)", r.HSM.Library)
-		}
 		fmt.Fprintln(ew)
 	}
 	if r.Store != "" {
