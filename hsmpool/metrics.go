@@ -186,9 +186,9 @@ type Stats struct {
 	SessionsInUse    int                `json:"sessions_in_use"`
 	BatchInUse       int                `json:"batch_sessions_in_use"`
 	SessionsReplaced uint64             `json:"sessions_replaced"`
-	SessionsRecycled uint64             `json:"sessions_recycled"` // closed after Config.RecycleAfter operations
-	LiveQueued       int                `json:"live_queued"`       // live requests waiting for a session now
-	BatchQueued      int                `json:"batch_queued"`      // batch requests waiting for a session now
+	ModuleReinits    uint64             `json:"module_reinits"` // after Config.RecycleAfter operations each
+	LiveQueued       int                `json:"live_queued"`    // live requests waiting for a session now
+	BatchQueued      int                `json:"batch_queued"`   // batch requests waiting for a session now
 	TokenFailures    uint64             `json:"token_failures"`
 	HSMCalls         uint64             `json:"hsm_calls"` // PKCS#11 calls reaching the token
 	Ops              []OpStats          `json:"ops"`

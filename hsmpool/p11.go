@@ -149,10 +149,7 @@ type p11Backend struct {
 	replaced   atomic.Uint64
 	tokenFails atomic.Uint64
 
-	// ops[i] counts successful operations on slot i's current session
-	// (used only by the holder of slot i); see Config.RecycleAfter.
-	ops         []int
-	recycledCnt atomic.Uint64
+	reinits atomic.Uint64 // module reinitialisations (Config.RecycleAfter)
 }
 
 const (
@@ -189,7 +186,6 @@ func openP11(ctx context.Context, cfg Config) (*p11Backend, error) {
 		sessOK:  make([]bool, cfg.Sessions),
 		owner:   map[pkcs11.SessionHandle]int{},
 		stale:   make([]atomic.Bool, cfg.Sessions),
-		ops:     make([]int, cfg.Sessions),
 		handles: map[string]keyInfo{},
 	}
 	if err := api.Initialize(); err != nil && p11Code(err) != pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED {
@@ -301,7 +297,6 @@ func (b *p11Backend) session(i int) (pkcs11.SessionHandle, error) {
 	}
 	b.owner[sh] = i
 	b.sess[i], b.sessOK[i] = sh, true
-	b.ops[i] = 0
 	return sh, nil
 }
 
@@ -319,32 +314,42 @@ func (b *p11Backend) dropSession(i int) {
 	b.replaced.Add(1)
 }
 
-// recycle replaces slot i's session by a fresh one (Config.RecycleAfter):
-// the new session is opened and logged in first, so that the token stays
-// logged in and key handles stay valid, then the old one is closed, which
-// makes the module free the session objects it kept. If no new session can
-// be opened, the old one stays in use and the next operation tries again
-// (a broken token is then handled by with's repair path).
-func (b *p11Backend) recycle(i int) {
-	old := b.sess[i]
-	b.sessOK[i] = false
-	if _, err := b.session(i); err != nil {
-		b.sess[i], b.sessOK[i] = old, true
-		b.ops[i] = b.cfg.RecycleAfter - 1
-		b.cfg.Logger.Warn("hsmpool: could not open a session to recycle into; keeping the old one", "session", i, "error", describe(err))
-		return
-	}
-	b.ops[i] = 0
+// reinitialize closes every session, finalizes the module and initialises
+// it again, then reopens and logs in every session (Config.RecycleAfter):
+// SoftHSM 2.6.1 frees destroyed session objects only when the module is
+// finalized, not when their session closes. The caller holds every slot.
+// A failure is logged by the caller; the sessions left closed are opened
+// again, or repaired, by the next operation on them (with).
+func (b *p11Backend) reinitialize() error {
 	b.mu.Lock()
-	if j, ok := b.owner[old]; ok && j == i {
-		delete(b.owner, old)
-		b.api.CloseSession(old) // a failure leaves nothing to do: the handle is no longer used
+	for i := range b.sess {
+		if b.sessOK[i] {
+			b.api.CloseSession(b.sess[i])
+			b.sessOK[i] = false
+		}
+		b.stale[i].Store(false)
+	}
+	clear(b.owner)
+	b.slotOK = false // slot IDs may change across C_Initialize
+	err := b.api.Finalize()
+	if err == nil {
+		err = b.api.Initialize()
 	}
 	b.mu.Unlock()
-	b.recycledCnt.Add(1)
+	b.flushHandles() // object handles die with the module instance
+	if err != nil {
+		return fmt.Errorf("hsmpool: reinitialising module %s: %s", b.cfg.Module, describe(err))
+	}
+	b.reinits.Add(1)
+	for i := range b.sess {
+		if _, err := b.session(i); err != nil {
+			return fmt.Errorf("hsmpool: reopening session %d after reinitialising the module: %s", i, describe(err))
+		}
+	}
+	return nil
 }
 
-func (b *p11Backend) recycled() uint64 { return b.recycledCnt.Load() }
+func (b *p11Backend) recycled() uint64 { return b.reinits.Load() }
 
 func (b *p11Backend) flushHandles() {
 	b.hmu.Lock()
@@ -367,11 +372,6 @@ func (b *p11Backend) with(ctx context.Context, i int, fn func(sh pkcs11.SessionH
 		sh, err := b.session(i)
 		if err == nil {
 			if err = fn(sh); err == nil {
-				if n := b.cfg.RecycleAfter; n > 0 {
-					if b.ops[i]++; b.ops[i] >= n {
-						b.recycle(i)
-					}
-				}
 				return nil
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/perso-esim/perso/esim"
@@ -69,14 +70,15 @@ type Config struct {
 	BatchKeyCache int
 	BatchKeyTTL   time.Duration
 
-	// RecycleAfter closes a PKCS#11 session and opens a fresh one in its
-	// place after this many successful operations on it (default 10000;
-	// negative: never). SoftHSM 2.6.1 keeps every destroyed session object
-	// (about 850 B per ECDH) until its session closes, so a long-running
-	// server on sessions opened once grows without bound. The replacement
-	// is opened (and logged in) before the old session closes, so the token
-	// stays logged in and cached key handles stay valid; the cost is one
-	// C_OpenSession/C_CloseSession pair per RecycleAfter operations.
+	// RecycleAfter reinitialises the PKCS#11 module (closes every session,
+	// C_Finalize, C_Initialize, reopens and logs in the sessions) after
+	// this many operations through the pool (default 20000; negative:
+	// never). SoftHSM 2.6.1 keeps every destroyed session object (about
+	// 850 B per ECDH) until the module is finalized, even after its session
+	// closes, so a long-running server grows without bound otherwise. The
+	// operation that crosses the threshold waits for every session to come
+	// back and pays the pause (tens of ms on SoftHSM: see perso bench soak);
+	// live requests queue meanwhile, nothing fails.
 	RecycleAfter int
 
 	// Logger receives warnings about replaced sessions and token outages
@@ -125,7 +127,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.MaxBackoff = time.Second
 	}
 	if c.RecycleAfter == 0 {
-		c.RecycleAfter = 10000
+		c.RecycleAfter = 20000
 	}
 	if c.BatchKeyCache == 0 {
 		c.BatchKeyCache = 64
@@ -174,6 +176,9 @@ type Pool struct {
 	sched *scheduler
 	m     *metrics
 	cache *keyCache
+
+	sinceReinit atomic.Int64 // operations since the module was (re)initialised
+	reiniting   atomic.Bool
 }
 
 // Open connects to the configured backend, opens and logs in every session
@@ -234,11 +239,47 @@ func (p *Pool) do(ctx context.Context, op string, lane Lane, key string, fn func
 		}
 	}
 	om.lat.Record(time.Since(t0))
+	if n := p.cfg.RecycleAfter; n > 0 && p.sinceReinit.Add(1) >= int64(n) && p.reiniting.CompareAndSwap(false, true) {
+		p.reinitialize()
+	}
 	if err != nil {
 		om.errors.Add(1)
 		return &OpError{Op: op, Lane: lane, Key: key, Err: err}
 	}
 	return nil
+}
+
+// reinitialize takes every slot (live lane: ahead of batch work, behind
+// live requests already queued), reinitialises the module and hands the
+// slots back. See Config.RecycleAfter.
+func (p *Pool) reinitialize() {
+	defer p.reiniting.Store(false)
+	r, ok := p.be.(interface{ reinitialize() error })
+	if !ok {
+		p.sinceReinit.Store(0)
+		return
+	}
+	held := make([]int, 0, p.cfg.Sessions)
+	defer func() {
+		for _, s := range held {
+			p.sched.release(s, Live)
+		}
+	}()
+	for range p.cfg.Sessions {
+		s, err := p.sched.acquire(context.Background(), Live)
+		if err != nil {
+			return // closing
+		}
+		held = append(held, s)
+	}
+	t0 := time.Now()
+	err := r.reinitialize()
+	p.sinceReinit.Store(0)
+	if err != nil {
+		p.cfg.Logger.Warn("hsmpool: reinitialising the module to free its session objects failed; the next operations repair the sessions", "error", err)
+		return
+	}
+	p.cfg.Logger.Debug("hsmpool: module reinitialised to free its session objects", "pause", time.Since(t0))
 }
 
 // Sign signs a SHA-256 digest with the EC private key labelled keyLabel and
@@ -323,7 +364,7 @@ func (p *Pool) Stats() Stats {
 	}
 	return Stats{Backend: p.be.name(), Uptime: time.Since(p.m.start), Sessions: p.cfg.Sessions,
 		LiveReserved: p.cfg.LiveReserved, SessionsInUse: inUse, BatchInUse: batch, SessionsReplaced: rep,
-		SessionsRecycled: recycled, LiveQueued: liveQ, BatchQueued: batchQ,
+		ModuleReinits: recycled, LiveQueued: liveQ, BatchQueued: batchQ,
 		TokenFailures: tok, HSMCalls: p.be.calls(), Ops: ops, Wait: wait, Handover: p.sched.counts.snapshot()}
 }
 

@@ -32,12 +32,12 @@ func (c *sessionCountingAPI) CloseSession(sh pkcs11.SessionHandle) error {
 	return c.p11API.CloseSession(sh)
 }
 
-// TestRecycleSessions runs binds (ECDH, then a signature with a cached key
-// handle) one at a time and checks that sessions are replaced every
-// RecycleAfter operations, that no session is left open beyond the pool's,
-// and that operations after a replacement still succeed (the token stays
-// logged in and cached handles stay valid, also with a single session).
-func TestRecycleSessions(t *testing.T) {
+// TestRecycleModule runs binds (ECDH, then a signature by a key whose
+// handle was cached) one at a time and checks that the module is
+// reinitialised every RecycleAfter operations, that no session is left open
+// beyond the pool's, and that operations after a reinitialisation still
+// succeed (sessions logged in again, stale key handles not used).
+func TestRecycleModule(t *testing.T) {
 	peer, err := ecdh.P256().GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -47,12 +47,13 @@ func TestRecycleSessions(t *testing.T) {
 		sessions     int
 		recycleAfter int
 		binds        int
-		wantRecycled uint64
+		wantReinits  uint64
 	}{
 		{"one session, every 4 ops", 1, 4, 10, 5}, // 20 ops
 		{"one session, every op", 1, 1, 3, 6},
+		{"two sessions, every 4 ops", 2, 4, 10, 5},
 		{"one session, never", 1, -1, 10, 0},
-		{"default 10000, few ops", 1, 0, 10, 0},
+		{"default 20000, few ops", 1, 0, 10, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t)
@@ -74,11 +75,11 @@ func TestRecycleSessions(t *testing.T) {
 				}
 			}
 			st := p.Stats()
-			if st.SessionsRecycled != tc.wantRecycled {
-				t.Errorf("SessionsRecycled = %d, want %d", st.SessionsRecycled, tc.wantRecycled)
+			if st.ModuleReinits != tc.wantReinits {
+				t.Errorf("ModuleReinits = %d, want %d", st.ModuleReinits, tc.wantReinits)
 			}
 			if st.SessionsReplaced != 0 {
-				t.Errorf("SessionsReplaced = %d: a recycle must not look like a broken session", st.SessionsReplaced)
+				t.Errorf("SessionsReplaced = %d: a reinitialisation must not look like a broken session", st.SessionsReplaced)
 			}
 			if open := api.opened.Load() - api.closed.Load(); open != int64(tc.sessions) {
 				t.Errorf("%d sessions open after the binds, want the pool's %d", open, tc.sessions)

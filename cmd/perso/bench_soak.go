@@ -41,9 +41,9 @@ and samples the process's resident memory (RSS) as it goes.
 
 The figure that matters is the RSS growth from the end of the warm-up (--warmup, a fraction of
 the binds) to the end: a long-running server must stay flat. SoftHSM 2.6.1 frees destroyed
-session objects only when their session closes; hsm.recycle_after (default 10000) replaces
-each session after that many operations. Run once with --hsm.recycle_after -1 to see the
-growth without it.
+session objects only when the module is finalized; hsm.recycle_after (default 20000)
+reinitialises the module after that many operations. Run once with --hsm.recycle_after -1
+to see the growth without it.
 
 Needs the DPpb key of ` + "`perso hsm init`" + ` for the curve.`,
 		Args: cobra.NoArgs,
@@ -86,7 +86,7 @@ Needs the DPpb key of ` + "`perso hsm init`" + ` for the curve.`,
 	f.IntVar(&samples, "samples", 40, "RSS samples over the run")
 	f.Float64Var(&warmup, "warmup", 0.1, "fraction of the binds before the baseline RSS is taken")
 	f.StringVar(&curveName, "curve", "nist", "curve of the one-time keys and the DPpb key: nist or brp")
-	f.String("hsm.recycle_after", "", "replace each PKCS#11 session after this many operations; -1: never (default from config: hsm.recycle_after)")
+	f.String("hsm.recycle_after", "", "reinitialise the PKCS#11 module after this many operations; -1: never (default from config: hsm.recycle_after)")
 	out.addFlags(f)
 	return cmd
 }
@@ -222,8 +222,8 @@ func addSoak(r *bench.Result, s soakResult, st hsmpool.Stats, recycleAfter int) 
 	r.Add("soak binds", float64(s.binds)/s.wall.Seconds(), "binds/s", bench.Higher, "ECDH + sign, live lane")
 	r.Add("soak cpu per bind", float64(s.cpu.Microseconds())/float64(s.binds), "cpu-µs/bind", bench.Lower, "process CPU (SoftHSM in-process)")
 	r.Tables = append(r.Tables, bench.Table{
-		Title: fmt.Sprintf("soak: %d binds (ECDH + sign), hsm.recycle_after %d, %d sessions recycled, %d replaced", s.binds, recycleAfter,
-			st.SessionsRecycled, st.SessionsReplaced),
+		Title: fmt.Sprintf("soak: %d binds (ECDH + sign), hsm.recycle_after %d, %d module reinitialisations, %d sessions replaced", s.binds, recycleAfter,
+			st.ModuleReinits, st.SessionsReplaced),
 		Columns: []bench.Column{{Name: "binds"}, {Name: "errors"}, {Name: "RSS after warm-up", Unit: "MiB"}, {Name: "RSS end", Unit: "MiB"},
 			{Name: "peak", Unit: "MiB"}, {Name: "growth", Unit: "%"}, {Name: "binds/s"}, {Name: "cpu/bind", Unit: "µs"}},
 		Rows: [][]bench.Cell{{bench.Num(float64(s.binds), 0), bench.Num(float64(s.errors), 0), bench.Num(s.baseline, 1), bench.Num(s.end, 1),
