@@ -25,11 +25,13 @@ quick)
   hsm_args=(--ops sign,ecdh,wrap,qos,ppk --sessions 1,2,4,8 --duration 1s --ppk-profiles 20000)
   store_args=(--profiles 5000 --orders 2000 --loaders 1,2 --callers 1,4,16)
   compare_records=5000 compare_runs=3
+  soak_binds=5000
   ;;
 full)
   hsm_args=(--ops sign,ecdh,wrap,qos,ppk --sessions 1,2,4,8,16 --duration 10s)
   store_args=(--profiles 40000 --orders 10000 --loaders 1,2,4 --callers 1,4,16,32)
   compare_records=100000 compare_runs=3
+  soak_binds=200000
   ;;
 *)
   echo "bench: BENCH_SIZE=$size: want quick or full" >&2
@@ -63,6 +65,9 @@ if [ -n "${PERSO_TEST_PG_DSN:-}" ]; then
 else
   "$perso" bench store "${store_args[@]}" --json "$results/store.json" --force --plots "$plots"
 fi
+
+printf '\n== perso bench soak (%s)\n' "$size"
+"$perso" bench soak --binds "$soak_binds" --json "$results/soak.json" --force --plots "$plots"
 
 printf '\n== perso bench compare (%s): perso run vs reading and validating alone (perso check)\n' "$size"
 "$perso" testdata perso --count "$compare_records" -o "$work/records.csv"
