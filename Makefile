@@ -20,8 +20,9 @@ test: lint
 	# bpp's pure-Go fallback (non-amd64, no AES-NI) must stay byte-exact too.
 	$(GO) test -count=1 -tags purego ./bpp/
 
-# The core end to end on the embedded defaults: a SoftHSM2 token, a TS.48
-# template, a few personalised, protected, bound and opened profiles, stored.
+# The main job end to end on the embedded defaults: a SoftHSM2 token,
+# DEMO_COUNT (100,000) generated records, perso run with a TS.48 template,
+# a sample opened back as the eUICC and compared, the download demo, the report.
 demo: build
 	scripts/demo.sh
 

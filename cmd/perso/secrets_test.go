@@ -241,6 +241,7 @@ func TestNoCommandRevealsASecret(t *testing.T) {
 			outputs: map[string][]plantedSecret{"compare.json": nil}}},
 		{"batch list", secretRun{}},
 		{"batch show", secretRun{args: []string{"sec", "--json"}}},
+		{"verify", secretRun{args: []string{"--template", tmpl, "--input", "records.csv", "--transport-key", "1", "--batch", "sec", "--sample", "3"}}},
 		{"batch", usage},
 		// ES2+: an operator recorded from the (expired) SGP.26 operator
 		// certificate; no SM-DP+ listens on port 1, so order fails (exit 1)
