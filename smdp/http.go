@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +25,17 @@ const DefaultMaxBody = 64 << 10
 type HTTPOptions struct {
 	MaxBody     int64         // default DefaultMaxBody
 	CallTimeout time.Duration // per call; default 30 s
+	// Limit, when set, admits or refuses each call once its body is read
+	// (NewClientLimiter(…).Allow). A refused call is answered as SGP.22
+	// clients expect a busy server: HTTP 200 with the function's Failed
+	// status 8.8/3.7 (SM-DP+ unavailable) and a Retry-After header; a
+	// refused handleNotification, which has no error body, gets HTTP 429 so
+	// that the LPA keeps the notification and sends it again.
+	Limit func(*http.Request) (ok bool, retryAfter time.Duration)
+	// Observe, when set, is told of every call once answered: its function
+	// ("" when unknown), binding ("json", "asn1"), SGP.22 status ("ok" or
+	// subject/reason) and duration (metrics).
+	Observe func(function, binding, status string, d time.Duration)
 }
 
 // Handler returns the ES9+ HTTP handler: the JSON binding on
@@ -63,11 +75,35 @@ func (s *Server) wrap(o HTTPOptions, f rsp.Function, asn1 bool) http.Handler {
 			if !st.IsZero() {
 				code = st.Code()
 			}
+			binding := map[bool]string{true: "asn1", false: "json"}[asn1]
 			// No request content is logged: matching IDs are bearer tokens.
-			s.log.InfoContext(ctx, "es9+", "function", fn.String(), "binding", map[bool]string{true: "asn1", false: "json"}[asn1],
+			s.log.InfoContext(ctx, "es9+", "function", fn.String(), "binding", binding,
 				"status", code, "ms", time.Since(start).Milliseconds(), "remote", r.RemoteAddr)
+			if o.Observe != nil {
+				name := ""
+				if fn != 0 {
+					name = fn.String()
+				}
+				o.Observe(name, binding, code, time.Since(start))
+			}
 		}()
 		body, hst := readRequest(w, r, o.MaxBody, asn1)
+		if hst.IsZero() && o.Limit != nil {
+			if ok, after := o.Limit(r); !ok {
+				if asn1 {
+					fn = asn1Function(body)
+				}
+				st = rsp.Status{Subject: rsp.SubjectSMDP, Reason: rsp.ReasonUnavailable, Message: "too many calls from this address; retry later"}
+				w.Header().Set("Retry-After", strconv.Itoa(int(after/time.Second)+1))
+				if fn == rsp.HandleNotificationFunction || fn == 0 {
+					w.Header().Set("X-Admin-Protocol", AdminProtocol)
+					http.Error(w, st.Error(), http.StatusTooManyRequests)
+					return
+				}
+				s.writeStatus(w, fn, asn1, st)
+				return
+			}
+		}
 		var req rsp.Request
 		if hst.IsZero() {
 			var err error
