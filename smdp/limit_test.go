@@ -58,8 +58,10 @@ func TestHTTPRateLimited(t *testing.T) {
 	admit := true
 	var observed []string
 	h := e.srv.Handler(HTTPOptions{
-		Limit:   func(*http.Request) (bool, time.Duration) { return admit, 1500 * time.Millisecond },
-		Observe: func(fn, binding, status string, _ time.Duration) { observed = append(observed, fn+" "+binding+" "+status) },
+		Limit: func(*http.Request) (bool, time.Duration) { return admit, 1500 * time.Millisecond },
+		Observe: func(fn, binding, status string, _ time.Duration) {
+			observed = append(observed, fn+" "+binding+" "+status)
+		},
 	})
 	ia := wireJSON(t, newTestEUICC(t, esim.CurveP256).initiate())
 	for _, tc := range []struct {
