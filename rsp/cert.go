@@ -321,27 +321,23 @@ func (c *Certificate) parseExtension(exts *cryptobyte.String) error {
 			c.MaxPathLen = n
 		}
 	case oid.Equal(oidSAN):
-		var seq cryptobyte.String
-		if !val.ReadASN1(&seq, cbasn1.SEQUENCE) {
+		ok := eachElement(val, func(gn cryptobyte.String, tag cbasn1.Tag) bool {
+			if tag != cbasn1.Tag(8).ContextSpecific() { // registeredID [8] IMPLICIT OID
+				return true
+			}
+			var o asn1.ObjectIdentifier
+			if len(gn) > 127 {
+				return false
+			}
+			full := append([]byte{0x06, byte(len(gn))}, gn...)
+			if rest, err := asn1.Unmarshal(full, &o); err != nil || len(rest) != 0 {
+				return false
+			}
+			c.RegisteredIDs = append(c.RegisteredIDs, o)
+			return true
+		})
+		if !ok {
 			return bad()
-		}
-		for !seq.Empty() {
-			var gn cryptobyte.String
-			var tag cbasn1.Tag
-			if !seq.ReadAnyASN1(&gn, &tag) {
-				return bad()
-			}
-			if tag == cbasn1.Tag(8).ContextSpecific() { // registeredID [8] IMPLICIT OID
-				full := append([]byte{0x06, byte(len(gn))}, gn...)
-				var o asn1.ObjectIdentifier
-				if len(gn) > 127 {
-					return bad()
-				}
-				if rest, err := asn1.Unmarshal(full, &o); err != nil || len(rest) != 0 {
-					return bad()
-				}
-				c.RegisteredIDs = append(c.RegisteredIDs, o)
-			}
 		}
 	case oid.Equal(oidNameConstraints):
 		c.HasNameConstraints = true
@@ -375,20 +371,32 @@ func (c *Certificate) parseExtension(exts *cryptobyte.String) error {
 		}
 	case oid.Equal(oidEIDPermittedList):
 		c.HasNameConstraints = true
-		var seq cryptobyte.String
-		if !val.ReadASN1(&seq, cbasn1.SEQUENCE) {
-			return bad()
-		}
-		for !seq.Empty() {
-			var p cryptobyte.String
-			var tag cbasn1.Tag
-			if !seq.ReadAnyASN1(&p, &tag) {
-				return bad()
-			}
+		if !eachElement(val, func(p cryptobyte.String, _ cbasn1.Tag) bool {
 			c.PermittedEIDPrefixes = append(c.PermittedEIDPrefixes, string(p))
+			return true
+		}) {
+			return bad()
 		}
 	}
 	return nil
+}
+
+// eachElement calls fn with the content and tag of every element of the
+// SEQUENCE in val, stopping at the first false; it reports whether the
+// SEQUENCE was well formed and fn accepted every element.
+func eachElement(val cryptobyte.String, fn func(cryptobyte.String, cbasn1.Tag) bool) bool {
+	var seq cryptobyte.String
+	if !val.ReadASN1(&seq, cbasn1.SEQUENCE) {
+		return false
+	}
+	for !seq.Empty() {
+		var e cryptobyte.String
+		var tag cbasn1.Tag
+		if !seq.ReadAnyASN1(&e, &tag) || !fn(e, tag) {
+			return false
+		}
+	}
+	return true
 }
 
 // readOptionalBool reads a BOOLEAN DEFAULT FALSE (cryptobyte's
