@@ -242,6 +242,12 @@ func TestNoCommandRevealsASecret(t *testing.T) {
 		{"batch list", secretRun{}},
 		{"batch show", secretRun{args: []string{"sec", "--json"}}},
 		{"verify", secretRun{args: []string{"--template", tmpl, "--input", "records.csv", "--transport-key", "1", "--batch", "sec", "--sample", "3"}}},
+		// Over ES9+ with an in-process SM-DP+ on the token's SGP.26 keys:
+		// two profiles of the batch ordered, downloaded and Installed.
+		{"verify", secretRun{args: []string{"--es9", "--template", tmpl, "--input", "records.csv", "--transport-key", "1", "--batch", "sec",
+			"--sample", "2", "--sgp26", testenv.Path(t, "sgp26")}, env: []string{"PERSO_SERVE_PKI_DIR=" + testenv.Path(t, "sgp26"),
+			"PERSO_SERVE_TLS_CERT=" + testenv.Path(t, "sgp26", "DPtls", "CERT_S_SM_DP_VARO_TLS_NIST.der"),
+			"PERSO_SERVE_TLS_KEY=" + testenv.Path(t, "sgp26", "DPtls", "SK_S_SM_DP_TLS_NIST.pem")}}},
 		{"batch", usage},
 		// ES2+: an operator recorded from the (expired) SGP.26 operator
 		// certificate; no SM-DP+ listens on port 1, so order fails (exit 1)
