@@ -238,18 +238,33 @@ func xTicks(xs []float64) plot.Ticker {
 	return ticks
 }
 
-// readableTicks are gonum's default ticks labelled with thousands grouped
-// (12 000 rather than 12000 or 1.2e+04).
+// readableTicks label about five "nice" steps (1, 2 or 5 × 10^n) with
+// thousands grouped (12 000 rather than 12000 or 1.2e+04); gonum's default
+// often labels only two ticks of a chart that starts at zero.
 type readableTicks struct{}
 
 func (readableTicks) Ticks(lo, hi float64) []plot.Tick {
-	ts := plot.DefaultTicks{}.Ticks(lo, hi)
-	for i := range ts {
-		if ts[i].Label != "" {
-			ts[i].Label = formatFigure(ts[i].Value)
-			if strings.HasSuffix(ts[i].Label, ".0000") || strings.HasSuffix(ts[i].Label, ".00") || strings.HasSuffix(ts[i].Label, ".0") {
-				ts[i].Label = strings.TrimRight(strings.TrimRight(ts[i].Label, "0"), ".")
-			}
+	if !(hi > lo) {
+		return plot.DefaultTicks{}.Ticks(lo, hi)
+	}
+	raw := (hi - lo) / 6
+	mag := math.Pow(10, math.Floor(math.Log10(raw)))
+	step := mag
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*mag >= raw {
+			step = m * mag
+			break
+		}
+	}
+	var ts []plot.Tick
+	for v := math.Ceil(lo/step) * step; v <= hi+step*1e-9; v += step {
+		label := formatFigure(v)
+		if strings.Contains(label, ".") {
+			label = strings.TrimRight(strings.TrimRight(label, "0"), ".")
+		}
+		ts = append(ts, plot.Tick{Value: v, Label: label})
+		if minor := v + step/2; minor < hi {
+			ts = append(ts, plot.Tick{Value: minor})
 		}
 	}
 	return ts
