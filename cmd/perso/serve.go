@@ -43,6 +43,13 @@ func newServeCmd(a *app) *cobra.Command {
                       getBoundProfilePackage,handleNotification,cancelSession}  (JSON)
   /gsma/rsp2/asn1                                                               (ASN.1)
 
+Operations (serve.metrics_listen, plain HTTP, off by default; bind it to
+loopback or a management network): /metrics (Prometheus: calls by function
+and SGP.22 status, latency per function, HSM queue depth, process), /healthz
+(the process answers), /readyz (store and HSM answer within 2 s). Each client
+address gets serve.rate_limit ES9+ calls per second (burst serve.rate_burst);
+a refused call is Failed 8.8/3.7 with Retry-After (handleNotification: 429).
+
 Profiles come from the store (perso run), orders from ES2+ (until it lands:
 through the store). Sessions live in the store, so several servers on one
 PostgreSQL database can serve one session's calls alternately. The HSM signs
@@ -62,6 +69,7 @@ SIGTERM stops accepting connections and lets calls in flight finish.`,
 	f.String("serve.listen", "", "listen address (default from config: serve.listen)")
 	f.String("serve.address", "", "SM-DP+ address (default from config: serve.address)")
 	f.String("store.dsn", "", "store DSN (default from config: store.dsn)")
+	f.String("serve.metrics_listen", "", "plain-HTTP address for /metrics, /healthz, /readyz (default from config: serve.metrics_listen; off when empty)")
 	f.DurationVar(&stopAfter, "stop-after", 0, "stop after this long, as on SIGTERM (tests, benchmarks); 0: run until stopped")
 	f.BoolVar(&demoPINs, "demo-pins", false, "when hsm.pin is unset, log in with the demo PIN 1234 (a token made by hsm init --demo-pins)")
 	return cmd
@@ -111,7 +119,13 @@ func runServe(ctx context.Context, a *app, demoPINs bool, stopAfter time.Duratio
 	}
 	callTimeout := v.GetDuration("serve.call_timeout")
 	maxBody := int64(v.GetInt("serve.max_body"))
-	handler, stopES2, err := serveES2(ctx, a, db, srv.Handler(smdp.HTTPOptions{MaxBody: maxBody, CallTimeout: callTimeout}), tlsCert, callTimeout, maxBody)
+	limiter := smdp.NewClientLimiter(float64(v.GetInt("serve.rate_limit")), v.GetInt("serve.rate_burst"))
+	metrics := newServeMetrics(pool, limiter)
+	es9 := smdp.HTTPOptions{MaxBody: maxBody, CallTimeout: callTimeout, Observe: metrics.observe}
+	if limiter != nil {
+		es9.Limit = limiter.Allow
+	}
+	handler, stopES2, err := serveES2(ctx, a, db, metrics.count(srv.Handler(es9)), tlsCert, callTimeout, maxBody)
 	if err != nil {
 		return err
 	}
@@ -151,6 +165,14 @@ func runServe(ctx context.Context, a *app, demoPINs bool, stopAfter time.Duratio
 	// when serve.listen asks for any (":0").
 	fmt.Fprintf(out, "perso serve: ES9+ on %s://%s as %s (curves %s, store %s)\n", scheme, ln.Addr(),
 		v.GetString("serve.address"), v.GetString("serve.curves"), v.GetString("store.driver"))
+
+	if addr := v.GetString("serve.metrics_listen"); addr != "" {
+		stopOps, err := serveOps(addr, opsHandler(metrics, db, pool), func(line string) { fmt.Fprintln(out, line) })
+		if err != nil {
+			return err
+		}
+		defer stopOps()
+	}
 
 	runCtx := ctx
 	if stopAfter > 0 {
