@@ -253,9 +253,9 @@ func Run(ctx context.Context, db *store.DB, hsm *hsmpool.Pool, spec Spec, cfg Co
 		if cfg.Exclusive {
 			reclaim = func() (int, error) { return jc.Reclaim(ctx, queue) }
 		}
-		n, err := reclaim()
-		if err != nil {
-			return nil, err
+		n, rerr := reclaim()
+		if rerr != nil {
+			return nil, rerr
 		}
 		if n > 0 {
 			log.Info("reclaimed unfinished chunks of an earlier run", "batch", b.ID, "chunks", n, "worker", cfg.WorkerID)
@@ -272,6 +272,10 @@ func Run(ctx context.Context, db *store.DB, hsm *hsmpool.Pool, spec Spec, cfg Co
 	rep.fill(b, workerReports(context.WithoutCancel(ctx), jc, b.ID, ws))
 	rep.Stopped = ctx.Err() != nil && !rep.Complete
 	rep.RunRolledBack = int(run.rolledBack.Load())
+	if run.graceOver.Load() {
+		log.Warn("stopped: chunks in flight were not stored within the grace period and rolled back; they run again",
+			"batch", b.ID, "chunks", rep.RunRolledBack, "grace", cfg.StopGrace)
+	}
 	wall := time.Since(start)
 	rep.RunStored, rep.RunChunks = run.stored.Load(), int(run.chunks.Load())
 	rep.WallSeconds = wall.Seconds()
@@ -405,8 +409,7 @@ type runStats struct {
 	stored atomic.Int64
 	chunks atomic.Int64
 
-	stopping   atomic.Bool  // ctx ended: draining
-	graceOver  atomic.Bool  // the drain ran out of StopGrace
+	graceOver  atomic.Bool  // a stop's drain ran out of StopGrace
 	rolledBack atomic.Int64 // chunks handed to the pipeline and not stored
 }
 

@@ -42,10 +42,11 @@ func openHSM(t *testing.T) *hsmpool.Pool {
 		t.Fatalf("hsmpool.Open: %v", err)
 	}
 	t.Cleanup(func() { pool.Close() })
-	if err := pool.GenerateSecretKey(ctx, "kek-1", hsmpool.KindKEK); err != nil {
+	// The token is shared by the tests of this process: the keys may exist.
+	if err := pool.GenerateSecretKey(ctx, "kek-1", hsmpool.KindKEK); err != nil && !errors.Is(err, hsmpool.ErrKeyExists) {
 		t.Fatal(err)
 	}
-	if err := pool.ImportSecretKey(ctx, perso.TransportKeyLabel(7), hsmpool.KindTransportAES, bytes.Clone(transportKey)); err != nil {
+	if err := pool.ImportSecretKey(ctx, perso.TransportKeyLabel(7), hsmpool.KindTransportAES, bytes.Clone(transportKey)); err != nil && !errors.Is(err, hsmpool.ErrKeyExists) {
 		t.Fatal(err)
 	}
 	return pool

@@ -90,7 +90,6 @@ func (p *pipeline) drain(ctx, work context.Context, end context.CancelCauseFunc,
 		return
 	case <-ctx.Done():
 	}
-	p.stats.stopping.Store(true)
 	p.log.Info("stopping: taking no new chunks, storing the chunks in flight", "batch", p.batch.ID, "grace", p.cfg.StopGrace)
 	sctx, cancel := context.WithTimeout(work, p.cfg.StopGrace)
 	defer cancel()
