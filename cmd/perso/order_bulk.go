@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -128,31 +129,16 @@ func runBulkOrder(cmd *cobra.Command, o orderFlags, c *smdp.ES2Client) error {
 	}
 	ctx := cmd.Context()
 	results := make([]orderResult, len(rows))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(o.concurrency)
-	for i, row := range rows {
-		g.Go(func() error {
-			res := &results[i]
-			d, co, err := placeOrder(gctx, c, rsp.DownloadOrderRequest{ICCID: row.iccid, EID: row.eid, ProfileType: row.profileType}, "", o.release, nil)
-			if err == nil {
-				code := activation.Code{SMDPAddress: orderAddress(co, o.server), MatchingID: co.MatchingID, SMDPOID: o.oid}
-				if err = code.Validate(); err == nil {
-					res.iccid, res.eid, res.code = d.ICCID, co.EID, code.String()
-				}
-				if err == nil && o.qrPNG {
-					var png []byte
-					if png, err = activation.QRPNG(res.code, o.qrSize); err == nil {
-						err = writeAtomic(filepath.Join(o.outDir, d.ICCID+".png"), png, outputOptions{force: true, flag: "--out-dir"})
-					}
-				}
-			}
-			if err != nil {
-				res.iccid, res.err = row.iccid, err
-			}
-			return ctx.Err() // only a stop ends the others early
-		})
+	// Rows naming an ICCID go first, rows by profile type after them: an
+	// allocation from the pool must not take an ICCID the file names (the
+	// SM-DP+ would then answer the ICCID's row as a resent call of the
+	// same operator, and both rows would get one profile).
+	var werr error
+	for _, byType := range []bool{false, true} {
+		if werr = orderWave(ctx, o, c, rows, results, byType); werr != nil {
+			break
+		}
 	}
-	werr := g.Wait()
 	var codes, errs bytes.Buffer
 	cw, ew := csv.NewWriter(&codes), csv.NewWriter(&errs)
 	cw.Write([]string{"line", "iccid", "eid", "activation_code"})
@@ -188,4 +174,37 @@ func runBulkOrder(cmd *cobra.Command, o orderFlags, c *smdp.ES2Client) error {
 		return partialError(fmt.Errorf("order: %d of %d orders failed: see %s", len(rows)-done, len(rows), errorsPath))
 	}
 	return nil
+}
+
+// orderWave places the rows by ICCID (byType false) or by profile type,
+// o.concurrency at a time, filling results.
+func orderWave(ctx context.Context, o orderFlags, c *smdp.ES2Client, rows []orderRow, results []orderResult, byType bool) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.concurrency)
+	for i, row := range rows {
+		if (row.iccid == "") != byType {
+			continue
+		}
+		g.Go(func() error {
+			res := &results[i]
+			d, co, err := placeOrder(gctx, c, rsp.DownloadOrderRequest{ICCID: row.iccid, EID: row.eid, ProfileType: row.profileType}, "", o.release, nil)
+			if err == nil {
+				code := activation.Code{SMDPAddress: orderAddress(co, o.server), MatchingID: co.MatchingID, SMDPOID: o.oid}
+				if err = code.Validate(); err == nil {
+					res.iccid, res.eid, res.code = d.ICCID, co.EID, code.String()
+				}
+				if err == nil && o.qrPNG {
+					var png []byte
+					if png, err = activation.QRPNG(res.code, o.qrSize); err == nil {
+						err = writeAtomic(filepath.Join(o.outDir, d.ICCID+".png"), png, outputOptions{force: true, flag: "--out-dir"})
+					}
+				}
+			}
+			if err != nil {
+				res.iccid, res.err = row.iccid, err
+			}
+			return ctx.Err() // only a stop ends the others early
+		})
+	}
+	return g.Wait()
 }
