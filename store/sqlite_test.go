@@ -180,3 +180,74 @@ func TestSQLiteSweepCollectsOrphanedMaterial(t *testing.T) {
 		t.Fatalf("sweep with orphan collection disabled: %+v, %v", res, err)
 	}
 }
+
+// TestSQLiteBulkRows: rows go to the inventory fifty to a statement; a
+// statement that meets an existing ICCID falls back to one row at a time,
+// so duplicates and conflicts are counted exactly as for single rows,
+// wherever they fall among the statements of a write (groups, remainder,
+// several writes of one WriteBatches), and the material of conflicts is
+// not kept.
+func TestSQLiteBulkRows(t *testing.T) {
+	ctx := context.Background()
+	s := openSQLite(t)
+	for _, id := range []string{"b1", "b2"} {
+		if _, err := s.CreateBatch(ctx, store.Batch{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.PutBatch(ctx, "b2", storetest.Profiles("t", 230, 5, 10)); err != nil { // b2 holds 230..234
+		t.Fatal(err)
+	}
+	if _, err := s.PutBatch(ctx, "b1", storetest.Profiles("t", 0, 120, 10)); err != nil { // b1 holds 0..119
+		t.Fatal(err)
+	}
+	dup := storetest.Profiles("t", 300, 1, 10) // one ICCID twice in one statement
+	tests := []struct {
+		name                   string
+		ws                     [][]store.Profile
+		inserted, dups, nConfl []int
+	}{
+		{"clean groups and remainder", [][]store.Profile{storetest.Profiles("t", 120, 77, 10)}, []int{77}, []int{0}, []int{0}},
+		{"duplicates in the second group and the remainder", [][]store.Profile{storetest.Profiles("t", 60, 150, 10)},
+			[]int{210 - 197}, []int{197 - 60}, []int{0}},
+		{"conflicts in a later write of the same transaction", [][]store.Profile{
+			storetest.Profiles("t", 210, 10, 10), storetest.Profiles("t", 220, 60, 10)}, []int{10, 55}, []int{0, 0}, []int{0, 5}},
+		{"one ICCID twice in one statement", [][]store.Profile{append(append(storetest.Profiles("t", 400, 48, 10), dup...), dup...)},
+			[]int{49}, []int{1}, []int{0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ws := make([]store.BatchWrite, len(tt.ws))
+			for i, ps := range tt.ws {
+				ws[i] = store.BatchWrite{Profiles: ps}
+			}
+			res, err := s.WriteBatches(ctx, "b1", ws)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, r := range res {
+				if r.Inserted != tt.inserted[i] || r.Duplicates != tt.dups[i] || len(r.Conflicts) != tt.nConfl[i] {
+					t.Errorf("write %d: inserted %d, duplicates %d, conflicts %d; want %d, %d, %d", i,
+						r.Inserted, r.Duplicates, len(r.Conflicts), tt.inserted[i], tt.dups[i], tt.nConfl[i])
+				}
+				for _, c := range r.Conflicts {
+					if c.BatchID != "b2" {
+						t.Errorf("conflict %s held by %q, want b2", c.ICCID, c.BatchID)
+					}
+				}
+			}
+		})
+	}
+	// b2's ICCIDs kept b2's material.
+	p, err := s.GetProfile(ctx, storetest.ICCID(232))
+	if err != nil || p.BatchID != "b2" || len(p.Segments) == 0 {
+		t.Fatalf("ICCID 232: batch %q, %d bytes of material, %v; want b2's", p.BatchID, len(p.Segments), err)
+	}
+	b, err := s.GetBatch(ctx, "b1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(120 + 77 + 13 + 10 + 55 + 49); b.Profiles != want || b.Conflicts != 5 || b.Duplicates != 137+1 {
+		t.Errorf("b1: %d profiles, %d conflicts, %d duplicates; want %d, 5, 138", b.Profiles, b.Conflicts, b.Duplicates, want)
+	}
+}
