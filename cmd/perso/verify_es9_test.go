@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,8 +46,10 @@ func TestVerifyES9(t *testing.T) {
 				"equal to the record personalised directly"}},
 		{"allocated by the batch's profile type", []string{"--batch", "v", "--sample", "2", "--binding", "asn1"}, 0,
 			[]string{"2 of 2 profiles downloaded over ES9+ and checked", "brainpoolP256r1  asn1", "decodes with the stored ICCID and IMSI"}},
+		{"from a running perso serve", []string{"--server", "https://" + serveAddr(t, dir, env), "--batch", "v", "--sample", "1"}, 0,
+			[]string{"1 of 1 profiles downloaded over ES9+ and checked"}},
 		{"more than remain Available", []string{"--profile-type", "ts48", "--sample", "5"}, exitFailure,
-			[]string{"2 of 5 profiles downloaded"}},
+			[]string{"1 of 5 profiles downloaded"}},
 		{"input without template", []string{"--input", "in.csv"}, exitUsage, []string{"--input and --template together"}},
 		{"nothing named", nil, exitUsage, []string{"name the profiles"}},
 	} {
@@ -63,4 +68,47 @@ func TestVerifyES9(t *testing.T) {
 			}
 		})
 	}
+}
+
+// serveAddr starts `perso serve` on a loopback port of the test's store
+// and token, stopped (SIGTERM) when the test ends, and returns the address
+// it announces.
+func serveAddr(t *testing.T, dir string, env []string) string {
+	t.Helper()
+	cmd := exec.Command(persoBinary(t), "serve", "--serve.listen", "127.0.0.1:0")
+	cmd.Dir, cmd.Env = dir, append(cleanEnv(), env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if _, rest, ok := strings.Cut(sc.Text(), "ES9+ on https://"); ok {
+				found <- strings.Fields(rest)[0]
+				break
+			}
+		}
+		close(found)
+		for sc.Scan() { // keep draining so that serve never blocks on stdout
+		}
+	}()
+	select {
+	case addr, ok := <-found:
+		if !ok {
+			t.Fatal("perso serve ended without announcing its address")
+		}
+		return addr
+	case <-time.After(30 * time.Second):
+		t.Fatal("perso serve did not announce its address within 30 s")
+	}
+	return ""
 }
