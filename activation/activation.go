@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"image/png"
 	"strings"
+	"unicode"
 
 	qrcode "github.com/skip2/go-qrcode"
 )
@@ -58,6 +59,19 @@ func (c Code) Validate() error {
 			return fmt.Errorf("%w: the %s contains '$' or a line break", ErrSyntax, name)
 		}
 	}
+	// An FQDN or IP literal with an optional :port: the LPA dials it and
+	// checks the TLS certificate against it.
+	for _, r := range c.SMDPAddress {
+		if !(r == '.' || r == '-' || r == ':' || r == '[' || r == ']' || r == '_' ||
+			r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return fmt.Errorf("%w: SM-DP+ address %q holds %q", ErrSyntax, c.SMDPAddress, r)
+		}
+	}
+	for _, r := range c.MatchingID {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%w: the matching ID holds a control character", ErrSyntax)
+		}
+	}
 	if c.SMDPOID != "" && !dottedDigits(c.SMDPOID) {
 		return fmt.Errorf("%w: SM-DP+ OID %q is not dotted decimal", ErrSyntax, c.SMDPOID)
 	}
@@ -73,9 +87,12 @@ func dottedDigits(s string) bool {
 	return true
 }
 
-// Parse reads an activation code, with or without the "LPA:" prefix.
+// Parse reads an activation code, with or without the "LPA:" prefix (in
+// either case: QR readers and users retype it).
 func Parse(s string) (Code, error) {
-	s = strings.TrimPrefix(s, Prefix)
+	if len(s) >= len(Prefix) && strings.EqualFold(s[:len(Prefix)], Prefix) {
+		s = s[len(Prefix):]
+	}
 	f := strings.Split(s, "$")
 	if len(f) < 3 || len(f) > 5 {
 		return Code{}, fmt.Errorf("%w: want 3 to 5 '$'-separated fields, got %d", ErrSyntax, len(f))

@@ -21,6 +21,7 @@ func TestStringParse(t *testing.T) {
 		{Code{SMDPAddress: "smdp.example", MatchingID: "M1", CCRequired: true}, "LPA:1$smdp.example$M1$$1"},
 		{Code{SMDPAddress: "smdp.example", MatchingID: "M1", SMDPOID: "2.999.10", CCRequired: true}, "LPA:1$smdp.example$M1$2.999.10$1"},
 		{Code{SMDPAddress: "smdp.example"}, "LPA:1$smdp.example$"},
+		{Code{SMDPAddress: "[::1]:8443", MatchingID: "M"}, "LPA:1$[::1]:8443$M"},
 	} {
 		if err := tc.c.Validate(); err != nil {
 			t.Fatalf("%+v: %v", tc.c, err)
@@ -36,7 +37,14 @@ func TestStringParse(t *testing.T) {
 }
 
 func TestInvalid(t *testing.T) {
-	for _, s := range []string{"", "LPA:1$a", "LPA:2$a$b", "LPA:1$$m", "LPA:1$a$b$1.x", "LPA:1$a$b$$2", "LPA:1$a$b$c$d$e"} {
+	// The prefix is accepted in either case, and absent.
+	for _, s := range []string{"lpa:1$smdp.example$M", "1$smdp.example$M"} {
+		if c, err := Parse(s); err != nil || c != (Code{SMDPAddress: "smdp.example", MatchingID: "M"}) {
+			t.Errorf("Parse(%q) = %+v, %v", s, c, err)
+		}
+	}
+	for _, s := range []string{"", "LPA:1$a", "LPA:2$a$b", "LPA:1$$m", "LPA:1$a$b$1.x", "LPA:1$a$b$$2", "LPA:1$a$b$c$d$e",
+		"LPA:1$smdp example.com$M", "LPA:1$smdp.example.com$M\n", "LPA:1$smdp.example.com$M\x00"} {
 		if _, err := Parse(s); !errors.Is(err, ErrSyntax) {
 			t.Errorf("Parse(%q) = %v, want ErrSyntax", s, err)
 		}

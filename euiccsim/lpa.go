@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/perso-esim/perso/activation"
 	"github.com/perso-esim/perso/bpp"
 	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/rsp"
@@ -209,7 +210,7 @@ const maxResponse = bpp.MaxBPPSize*4/3 + 64<<10
 // (a copy). Failures are *DownloadError, carrying the SM-DP+'s rsp.Status
 // when it answered one.
 func (l *LPA) Download(ctx context.Context, activationCode string) ([]byte, error) {
-	ac, err := ParseActivationCode(activationCode)
+	ac, err := activation.Parse(activationCode)
 	if err != nil {
 		return nil, &DownloadError{Step: "activation code", Err: err}
 	}

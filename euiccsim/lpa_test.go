@@ -6,49 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/perso-esim/perso/activation"
 	"github.com/perso-esim/perso/rsp"
 )
-
-func TestParseActivationCode(t *testing.T) {
-	tests := []struct {
-		in   string
-		want ActivationCode
-		err  string
-	}{
-		{in: "LPA:1$testsmdpplus1.example.com$MATCH-1", want: ActivationCode{SMDPAddress: testAddress, MatchingID: "MATCH-1"}},
-		{in: "1$testsmdpplus1.example.com$MATCH-1", want: ActivationCode{SMDPAddress: testAddress, MatchingID: "MATCH-1"}},
-		{in: "lpa:1$smdp.example.com:8443$M", want: ActivationCode{SMDPAddress: "smdp.example.com:8443", MatchingID: "M"}},
-		{in: "LPA:1$smdp.example.com$M$2.999.10", want: ActivationCode{SMDPAddress: "smdp.example.com", MatchingID: "M", SMDPOID: "2.999.10"}},
-		{in: "LPA:1$smdp.example.com$M$$1", want: ActivationCode{SMDPAddress: "smdp.example.com", MatchingID: "M", CCRequired: true}},
-		{in: "LPA:1$smdp.example.com$M$2.999.10$1", want: ActivationCode{SMDPAddress: "smdp.example.com", MatchingID: "M", SMDPOID: "2.999.10", CCRequired: true}},
-		{in: "LPA:1$smdp.example.com$", want: ActivationCode{SMDPAddress: "smdp.example.com"}},
-		{in: "LPA:2$smdp.example.com$M", err: "format"},
-		{in: "LPA:1$smdp.example.com", err: "at least"},
-		{in: "LPA:1$$M", err: "empty SM-DP+ address"},
-		{in: "LPA:1$smdp example.com$M", err: "holds"},
-		{in: "LPA:1$smdp.example.com$M$oid$1", err: "object identifier"},
-		{in: "LPA:1$smdp.example.com$M$$yes", err: "flag"},
-		{in: "LPA:1$smdp.example.com$M$$1$x", err: "at most 5"},
-		{in: "LPA:1$smdp.example.com$M\n", err: "control"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.in, func(t *testing.T) {
-			got, err := ParseActivationCode(tc.in)
-			if tc.err != "" {
-				if !errors.Is(err, ErrActivationCode) || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("got %v, want an error saying %q", err, tc.err)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
-			}
-			if back, err := ParseActivationCode(got.String()); err != nil || back != got {
-				t.Fatalf("String() %q does not parse back: %+v %v", got.String(), back, err)
-			}
-		})
-	}
-}
 
 // TestDownload is the loopback proof: the LPA downloads over HTTPS (the
 // SGP.26 DPtls certificate, testsmdpplus1.example.com resolved to the
@@ -118,7 +78,7 @@ func TestDownloadFailures(t *testing.T) {
 				c.RootCAs = nil
 				return "LPA:1$" + testAddress + "$" + dp.matchingID
 			}},
-		{name: "bad activation code", step: "activation code", wantErr: ErrActivationCode,
+		{name: "bad activation code", step: "activation code", wantErr: activation.ErrSyntax,
 			setup: func(dp *testDP, c *LPAConfig) string { return "LPA:1$" + testAddress }},
 	}
 	for _, tc := range tests {

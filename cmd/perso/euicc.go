@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/perso-esim/perso/activation"
 	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/euiccsim"
 	"github.com/perso-esim/perso/template"
@@ -70,7 +71,7 @@ the SM-DP+ returned or the eUICC's error code; exit status 1.`,
 
 func runEUICCDownload(cmd *cobra.Command, a *app, code string) error {
 	v := a.v
-	if _, err := euiccsim.ParseActivationCode(code); err != nil {
+	if _, err := activation.Parse(code); err != nil {
 		return usageError(err)
 	}
 	curve, err := esim.ParseCurve(v.GetString("curve"))
