@@ -148,9 +148,10 @@ func ParseCertificate(der []byte) (*Certificate, error) {
 	if !tbs.ReadASN1Element(&subjectRaw, cbasn1.SEQUENCE) {
 		return nil, certErr("subject")
 	}
-	c.Subject = subjectRaw
-	subject = subjectRaw
-	subject.ReadASN1(&subject, cbasn1.SEQUENCE)
+	c.Subject = subjectRaw // kept whole: issuer names are compared as bytes
+	if outer := subjectRaw; !outer.ReadASN1(&subject, cbasn1.SEQUENCE) {
+		return nil, certErr("subject")
+	}
 	attrs, err := nameAttributes(subject)
 	if err != nil {
 		return nil, err
