@@ -203,6 +203,9 @@ func TestNoCommandRevealsASecret(t *testing.T) {
 		{"bench store", secretRun{args: []string{"--profiles", "10", "--orders", "1", "--store.dsn", deadDSN, "--history", "none"}, code: exitFailure}},
 		{"bench soak", secretRun{args: []string{"--binds", "100", "--workers", "2", "--samples", "2", "--json", "soak.json", "--history", "none"},
 			outputs: map[string][]plantedSecret{"soak.json": nil}}},
+		// No profiles of that type: refused before a server starts.
+		{"bench download", secretRun{args: []string{"--downloads", "1", "--euiccs", "1", "--curves", "nist", "--profile-type", "no-such-type",
+			"--sgp26", testenv.Path(t, "sgp26"), "--history", "none"}, code: exitFailure}},
 		{"bench", usage},
 		{"demo", secretRun{args: []string{"--template", tmpl, "--count", "2"}}},
 		{"demo", secretRun{args: []string{"--template", tmpl, "--count", "1", "--store.dsn", deadDSN}, code: exitFailure}},
