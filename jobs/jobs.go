@@ -296,6 +296,26 @@ func (c *Client) ReclaimWorker(ctx context.Context, queue, id string) (int, erro
 	}, "reclaimed: its worker "+id+" restarted", false)
 }
 
+// rescuePG makes the listed jobs available, each only if it is still
+// running as the attempt listed: River's JobRescueMany updates by ID
+// alone, so a job that a live worker completed (or that another worker
+// rescued and took) between the listing and the update would run once
+// more. Other workers share a PostgreSQL queue; SQLite's is one process's.
+// scheduled_at is the database's clock, as the fetch compares.
+func (c *Client) rescuePG(ctx context.Context, jobs []*rivertype.JobRow, errs [][]byte) (int, error) {
+	n := 0
+	for i, j := range jobs {
+		tag, err := c.pool.Exec(ctx, `UPDATE river_job SET state = 'available', scheduled_at = now(),
+			errors = array_append(errors, $2::jsonb)
+			WHERE id = $1 AND state = 'running' AND attempt = $3`, j.ID, errs[i], j.Attempt)
+		if err != nil {
+			return n, err
+		}
+		n += int(tag.RowsAffected())
+	}
+	return n, nil
+}
+
 // dbNow is the database's clock (PostgreSQL), or this machine's (SQLite:
 // one machine).
 func (c *Client) dbNow(ctx context.Context) (time.Time, error) {
@@ -310,8 +330,8 @@ func (c *Client) dbNow(ctx context.Context) (time.Time, error) {
 }
 
 // reclaim makes the running jobs of queue that stuck selects available,
-// and (with waiting, or for retryable jobs always) the jobs waiting for
-// a retry.
+// and the jobs waiting for a retry (retryable; with all, also scheduled,
+// discarded and cancelled ones).
 func (c *Client) reclaim(ctx context.Context, queue string, stuck func(*rivertype.JobRow) bool, reason string, all bool) (int, error) {
 	listed, err := c.List(ctx, queue, rivertype.JobStateRunning)
 	if err != nil {
@@ -338,14 +358,15 @@ func (c *Client) reclaim(ctx context.Context, queue string, stuck func(*rivertyp
 		if c.lite != nil {
 			p.Schema = c.lite.Schema()
 			_, err = c.lite.Driver().GetExecutor().JobRescueMany(ctx, p)
+			n += len(running)
 		} else {
-			p.Schema = c.pg.Schema()
-			_, err = c.pg.Driver().GetExecutor().JobRescueMany(ctx, p)
+			var moved int
+			moved, err = c.rescuePG(ctx, running, p.Error)
+			n += moved
 		}
 		if err != nil {
 			return 0, fmt.Errorf("jobs: reclaiming %d running jobs of %s: %w", len(running), queue, err)
 		}
-		n += len(running)
 	}
 	states := []rivertype.JobState{rivertype.JobStateRetryable}
 	if all {
