@@ -229,8 +229,10 @@ func Run(ctx context.Context, db *store.DB, hsm *hsmpool.Pool, spec Spec, cfg Co
 	var run runStats
 	river.AddWorker(workers, &chunkWorker{requests: requests, stopped: stopped, stats: &run})
 	queue := Queue(spec.BatchID)
+	// River's own rescuer is only the backstop: it updates jobs by ID
+	// alone, while the workers' rescue (worker.go) checks the attempt.
 	jc, err := jobs.New(ctx, db, jobs.Config{ID: cfg.WorkerID, Queues: map[string]int{queue: cfg.InFlight},
-		Workers: workers, RescueAfter: cfg.RescueAfter, Logger: slog.New(warnOnly{log.Handler()})})
+		Workers: workers, RescueAfter: max(4*cfg.RescueAfter, jobs.DefaultRescueAfter), Logger: slog.New(warnOnly{log.Handler()})})
 	if err != nil {
 		return nil, err
 	}
