@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,7 @@ type p11API interface {
 	Initialize(opts ...pkcs11.InitializeOption) error
 	Finalize() error
 	Destroy()
+	GetInfo() (pkcs11.Info, error)
 	GetSlotList(tokenPresent bool) ([]uint, error)
 	GetTokenInfo(slotID uint) (pkcs11.TokenInfo, error)
 	OpenSession(slotID uint, flags uint) (pkcs11.SessionHandle, error)
@@ -350,6 +352,18 @@ func (b *p11Backend) reinitialize() error {
 }
 
 func (b *p11Backend) recycled() uint64 { return b.reinits.Load() }
+
+// defaultRecycleAfter is Config.RecycleAfter when unset: 20000 operations
+// on SoftHSM2, whose destroyed session objects stay allocated until
+// C_Finalize; never on other modules, which free them (a hardware HSM's
+// C_Initialize can take seconds).
+func (b *p11Backend) defaultRecycleAfter() int {
+	info, err := b.api.GetInfo()
+	if err == nil && strings.Contains(strings.ToLower(info.ManufacturerID+" "+info.LibraryDescription), "softhsm") {
+		return 20000
+	}
+	return -1
+}
 
 func (b *p11Backend) flushHandles() {
 	b.hmu.Lock()

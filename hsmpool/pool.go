@@ -72,8 +72,8 @@ type Config struct {
 
 	// RecycleAfter reinitialises the PKCS#11 module (closes every session,
 	// C_Finalize, C_Initialize, reopens and logs in the sessions) after
-	// this many operations through the pool (default 20000; negative:
-	// never). SoftHSM 2.6.1 keeps every destroyed session object (about
+	// this many operations through the pool (default: 20000 when the
+	// module is SoftHSM2, never for other modules; negative: never). SoftHSM 2.6.1 keeps every destroyed session object (about
 	// 850 B per ECDH) until the module is finalized, even after its session
 	// closes, so a long-running server grows without bound otherwise. The
 	// operation that crosses the threshold waits for every session to come
@@ -125,9 +125,6 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = time.Second
-	}
-	if c.RecycleAfter == 0 {
-		c.RecycleAfter = 20000
 	}
 	if c.BatchKeyCache == 0 {
 		c.BatchKeyCache = 64
@@ -205,6 +202,12 @@ func Open(ctx context.Context, cfg Config) (*Pool, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if cfg.RecycleAfter == 0 {
+		cfg.RecycleAfter = -1
+		if d, ok := be.(interface{ defaultRecycleAfter() int }); ok {
+			cfg.RecycleAfter = d.defaultRecycleAfter()
+		}
 	}
 	return &Pool{cfg: cfg, be: be, sched: newScheduler(cfg.Sessions, cfg.LiveReserved, cfg.BatchWhileLive, cfg.SpinWait, spareCPUs()), m: newMetrics(),
 		cache: newKeyCache(cfg.BatchKeyCache, cfg.BatchKeyTTL)}, nil

@@ -53,7 +53,7 @@ func TestRecycleModule(t *testing.T) {
 		{"one session, every op", 1, 1, 3, 6},
 		{"two sessions, every 4 ops", 2, 4, 10, 5},
 		{"one session, never", 1, -1, 10, 0},
-		{"default 20000, few ops", 1, 0, 10, 0},
+		{"default on SoftHSM2: 20000, few ops", 1, 0, 10, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t)
@@ -63,6 +63,9 @@ func TestRecycleModule(t *testing.T) {
 			p, err := Open(context.Background(), cfg)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tc.recycleAfter == 0 && p.cfg.RecycleAfter != 20000 {
+				t.Errorf("RecycleAfter unset on SoftHSM2 became %d, want 20000", p.cfg.RecycleAfter)
 			}
 			ctx := context.Background()
 			for i := range tc.binds {

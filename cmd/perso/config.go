@@ -90,10 +90,11 @@ var settings = []setting{
 	{key: "hsm.software.file", kind: kindString, def: "", show: showPlain},                         // development only
 	{key: "hsm.software.passphrase", kind: kindString, def: ""},
 	// Reinitialise the PKCS#11 module (sessions closed, C_Finalize,
-	// C_Initialize, sessions reopened) after this many operations (-1:
-	// never): SoftHSM 2.6.1 frees destroyed session objects (~850 B per
-	// ECDH) only when the module is finalized.
-	{key: "hsm.recycle_after", kind: kindInt, def: 20000, min: -1, max: 1 << 30, show: showPlain},
+	// C_Initialize, sessions reopened) after this many operations (0: 20000
+	// on SoftHSM2, never on other modules; -1: never): SoftHSM 2.6.1 frees
+	// destroyed session objects (~850 B per ECDH) only when the module is
+	// finalized.
+	{key: "hsm.recycle_after", kind: kindInt, def: 0, min: -1, max: 1 << 30, show: showPlain},
 
 	// Store: embedded (perso.db in the working directory) by default,
 	// PostgreSQL at scale. A PostgreSQL DSN may carry a password.
