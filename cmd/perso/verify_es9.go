@@ -21,6 +21,7 @@ import (
 
 	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/euiccsim"
+	"github.com/perso-esim/perso/perso"
 	"github.com/perso-esim/perso/smdp"
 	"github.com/perso-esim/perso/store"
 	"github.com/perso-esim/perso/template"
@@ -153,6 +154,7 @@ func runVerifyES9(ctx context.Context, cmd *cobra.Command, a *app, o verifyOptio
 			}
 			failed++
 			fmt.Fprintf(out, "FAIL  %s: %v\n", iccid, err)
+			slog.Error("verify: ES9+ download check failed", "iccid", iccid, "err", err)
 			continue
 		}
 		what := "decodes with the stored ICCID and IMSI"
@@ -185,7 +187,18 @@ func es9Targets(ctx context.Context, cmd *cobra.Command, a *app, o verifyOptions
 		if seed == 0 {
 			seed = rand.Uint64()
 		}
-		picks, _, err := verifySample(ctx, o.input, plan, len(plan.Algorithms()) == 1, o.sample, seed)
+		// The records are read as perso run read them: the same rules and,
+		// for transport-encrypted input, decryption by the HSM.
+		read := perso.Options{Rules: perso.Rules{MCC: o.mcc, MNC: o.mnc}}
+		if o.transportKey != 0 {
+			pool, err := openHSM(ctx, a, false)
+			if err != nil {
+				return nil, err
+			}
+			defer pool.Close()
+			read.Decrypter, read.Transport = pool, perso.Transport{Key: o.transportKey, Alg: o.transportAlg}
+		}
+		picks, _, err := verifySampleWith(ctx, o.input, read, plan, len(plan.Algorithms()) == 1, o.sample, seed)
 		if err != nil {
 			return nil, err
 		}
