@@ -155,7 +155,7 @@ func (p *pipeline) run(parent context.Context, jc *jobs.Client) error {
 	stageEach(g, ctx, n, func() runner { return &protector{bpp.NewProtector(rand.Reader)} }, personal, protected)
 	stage(g, ctx, 1, &sealer{bk: p.bk, profileType: p.batch.ProfileType, templateID: p.batch.TemplateID, batchID: p.batch.ID}, protected, sealed)
 	stage(g, ctx, 1, &storer{db: p.db, batchID: p.batch.ID, worker: p.cfg.WorkerID, rejects: p.spec.Rejects,
-		maxGroup: p.cfg.InFlight}, sealed, stored)
+		maxGroup: max(1, p.cfg.InFlight/2)}, sealed, stored)
 	stage(g, ctx, 1, &checkpoint{p: p}, stored, nil)
 
 	// River last: the stages are ready for its first Work call.
@@ -419,7 +419,10 @@ func (s *sealer) run(ctx context.Context, in <-chan *chunk, out chan<- *chunk) e
 // Every commit pays a flush to disk whose fixed cost (a fraction of a
 // second on a virtual disk) dwarfs writing one chunk, so the chunks that
 // are ready when the storer turns to the store commit together (up to
-// maxGroup): the slower the disk, the larger the groups.
+// maxGroup): the slower the disk, the larger the groups. maxGroup is half
+// the chunk buffers (InFlight): a group holding all of them would leave
+// the CPU stages idle while it is written, and the store idle while they
+// work (measured on PostgreSQL: a fifth fewer profiles/s).
 type storer struct {
 	db       *store.DB
 	batchID  string
