@@ -3,8 +3,11 @@ package hsmpool
 import (
 	"context"
 	"crypto/ecdh"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
+	"fmt"
+	"math/big"
 	"sync/atomic"
 	"testing"
 
@@ -94,5 +97,60 @@ func TestRecycleModule(t *testing.T) {
 				t.Errorf("%d sessions left open after Close", open)
 			}
 		})
+	}
+}
+
+// TestRecycleModuleUnderLoad reinitialises the module while concurrent
+// callers bind on every session: every operation must still succeed, with
+// its own result, and no session may be left behind.
+func TestRecycleModuleUnderLoad(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Sessions, cfg.RecycleAfter = 3, 7
+	api := &sessionCountingAPI{}
+	cfg.wrapAPI = func(a p11API) p11API { api.p11API = a; return api }
+	p := openPool(t, cfg)
+	_, pt, err := p.PublicKey(context.Background(), "dppb-nist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := esim.CurveP256.PublicKey(pt)
+	peer, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const callers, binds = 6, 20
+	errs := make(chan error, callers)
+	for c := range callers {
+		go func() {
+			for i := range binds {
+				if _, _, err := p.EphemeralECDH(context.Background(), esim.CurveP256, peer.PublicKey().Bytes()); err != nil {
+					errs <- err
+					return
+				}
+				d := sha256.Sum256([]byte{byte(c), byte(i)})
+				sig, err := p.Sign(context.Background(), "dppb-nist", d[:])
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !ecdsa.Verify(pub, d[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
+					errs <- fmt.Errorf("caller %d bind %d: the signature does not verify", c, i)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := p.Stats()
+	if want := uint64((callers*binds*2 + 1) / 7); st.ModuleReinits == 0 || st.ModuleReinits > want {
+		t.Errorf("ModuleReinits = %d, want 1..%d", st.ModuleReinits, want)
+	}
+	if open := api.opened.Load() - api.closed.Load(); open != int64(cfg.Sessions) {
+		t.Errorf("%d sessions open, want %d", open, cfg.Sessions)
 	}
 }
