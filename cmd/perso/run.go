@@ -345,6 +345,9 @@ func (pr *progress) update(p engine.Progress) {
 		pr.bar.EwmaSetCurrent(p.Done, time.Since(pr.last))
 		pr.last = time.Now()
 	case "log":
+		// Every update at debug level, so that an operator (and the worker
+		// tests) can follow each chunk; the info line is throttled.
+		pr.a.log.Debug("chunk stored", "batch", p.BatchID, "chunks_done", p.ChunksDone, "run_stored", p.RunStored)
 		if time.Since(pr.last) < 2*time.Second && p.ChunksDone < p.Chunks {
 			return
 		}

@@ -165,13 +165,15 @@ func TestRunWorkersShareBatch(t *testing.T) {
 				return []string{"run", "--worker", "--template", tmpl, "--input", "in.csv", "--batch", "shared",
 					"--chunk-size", strconv.Itoa(crashChunk), "--progress", "log", "--report", "report-" + w + ".json"}
 			}
-			c1, stderr1, wait1 := startChild(t, dir, append(env, "PERSO_ENGINE_WORKER_ID=w1"), args("w1")...)
+			// w1 logs every stored chunk (debug), so the kill below lands
+			// while the batch is still going, however fast the machine.
+			c1, stderr1, wait1 := startChild(t, dir, append(env, "PERSO_ENGINE_WORKER_ID=w1", "PERSO_LOG_LEVEL=debug"), args("w1")...)
 			_, _, wait2 := startChild(t, dir, append(env, "PERSO_ENGINE_WORKER_ID=w2"), args("w2")...)
 			var killed time.Time
 			if tc.kill {
-				// Kill w1 once it stored a chunk (a progress line with
-				// run_stored): it holds the chunks in flight behind it.
-				stored := regexp.MustCompile(`run_stored=[1-9]`)
+				// Kill w1 as soon as it stored its first chunk: it holds
+				// the chunks in flight behind it.
+				stored := regexp.MustCompile(`chunk stored.*run_stored=[1-9]`)
 				for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && !stored.MatchString(stderr1.String()); {
 					time.Sleep(10 * time.Millisecond)
 				}
