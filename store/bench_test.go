@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/perso-esim/perso/internal/cputime"
+	"github.com/perso-esim/perso/internal/testenv"
 	"github.com/perso-esim/perso/store"
 	"github.com/perso-esim/perso/store/storetest"
 )
@@ -31,7 +32,7 @@ var benchBackends = []benchBackend{
 		return s
 	}},
 	{"postgres", func(b *testing.B) *store.DB {
-		s, err := store.Open(context.Background(), "postgres", pgSchemaDSN(b))
+		s, err := store.Open(context.Background(), "postgres", testenv.PostgresSchemaDSN(b))
 		if err != nil {
 			b.Fatal(err)
 		}
