@@ -142,7 +142,9 @@ func TestOperatorAndOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	bmp, _ := gozxing.NewBinaryBitmapFromImage(img)
-	res, err := qrcode.NewQRCodeReader().Decode(bmp, nil)
+	// PURE_BARCODE: see activation.TestQRRoundTrip (gozxing's finder
+	// heuristics miss about 1 in 100 clean symbols).
+	res, err := qrcode.NewQRCodeReader().Decode(bmp, map[gozxing.DecodeHintType]interface{}{gozxing.DecodeHintType_PURE_BARCODE: true})
 	if err != nil || res.GetText() != m[1] {
 		t.Fatalf("QR code decodes to %v, %v; want %q", res, err, m[1])
 	}
