@@ -243,7 +243,11 @@ func (a *app) load(cmd *cobra.Command) error {
 	if err := checkEnvAndFlags(cmd); err != nil {
 		return usageError(err)
 	}
-	return a.setupLogging()
+	if err := a.setupLogging(); err != nil {
+		return err
+	}
+	warnUnknownEnv(a.log, cmd.Root())
+	return nil
 }
 
 // readConfigFile reads the configuration file, bounded. A missing default
