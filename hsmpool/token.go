@@ -11,11 +11,18 @@ import (
 	"github.com/miekg/pkcs11"
 )
 
+// isSoftHSM says whether a module's C_GetInfo manufacturer is SoftHSM
+// (SoftHSM2 reports "SoftHSM").
+func isSoftHSM(manufacturer string) bool {
+	return strings.HasPrefix(strings.TrimSpace(manufacturer), "SoftHSM")
+}
+
 // InitToken initialises a fresh token labelled label in the first free slot
 // of module (for SoftHSM2: the directory named by SOFTHSM2_CONF, which must
 // be set before the call), sets its SO PIN and user PIN, and unloads the
 // module again. PINs go straight to C_InitToken/C_InitPIN, never onto a
-// command line. It fails if a token with that label already exists.
+// command line. It fails if a token with that label already exists, and
+// on any module that is not SoftHSM2.
 func InitToken(module, label, soPIN, userPIN string) error {
 	if label == "" || soPIN == "" || userPIN == "" {
 		return errors.New("hsmpool: InitToken needs a label, an SO PIN and a user PIN")
@@ -34,6 +41,17 @@ func InitToken(module, label, soPIN, userPIN string) error {
 		return fmt.Errorf("hsmpool: C_Initialize %s: %s", module, describe(err))
 	}
 	defer c.Finalize()
+	// Only SoftHSM2 keeps its tokens where SOFTHSM2_CONF says: on any
+	// other module a "free slot" is a real device's, and initialising a
+	// token there is not ours to do.
+	info, err := c.GetInfo()
+	if err != nil {
+		return fmt.Errorf("hsmpool: C_GetInfo %s: %s", module, describe(err))
+	}
+	if !isSoftHSM(info.ManufacturerID) {
+		return fmt.Errorf("hsmpool: %s is a PKCS#11 module by %q, not SoftHSM2: InitToken creates throwaway SoftHSM2 tokens only; create tokens on this HSM with its vendor's tools",
+			module, strings.TrimSpace(info.ManufacturerID))
+	}
 	slots, err := c.GetSlotList(true)
 	if err != nil {
 		return fmt.Errorf("hsmpool: C_GetSlotList: %s", describe(err))

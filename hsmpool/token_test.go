@@ -60,3 +60,23 @@ func TestOpenErrorsRevealNoSecrets(t *testing.T) {
 		})
 	}
 }
+
+// Only SoftHSM2's manufacturer string lets InitToken touch a slot
+// (TestInitToken shows the real module passes the check).
+func TestIsSoftHSM(t *testing.T) {
+	for _, c := range []struct {
+		manufacturer string
+		want         bool
+	}{
+		{"SoftHSM                         ", true}, // blank-padded, as C_GetInfo returns it
+		{"SoftHSM", true},
+		{"Thales", false},
+		{"Utimaco IS GmbH", false},
+		{"", false},
+		{"PKCS#11 Kit", false},
+	} {
+		if got := isSoftHSM(c.manufacturer); got != c.want {
+			t.Errorf("isSoftHSM(%q) = %v, want %v", c.manufacturer, got, c.want)
+		}
+	}
+}
