@@ -176,6 +176,9 @@ func installCard(t *testing.T, upp []byte) *installedCard {
 					fsFile("", cardFIDICCID, k.val)
 				}
 			}
+			// The MF template creates EF.ICCID even when the PE has no
+			// File component for it (mandatory file, content required).
+			c.ef(cardFIDICCID)
 		case 0xB3, 0xB5: // usim, isim
 			kids := cardKids(t, pe.val)
 			naa, files := cardADFUSIMFID, cardUSIMFiles
@@ -200,6 +203,13 @@ func installCard(t *testing.T, upp []byte) *installedCard {
 			for _, k := range kids {
 				if fid, ok := files[k.tag.Number()]; ok && k.tag.Class() == 0x80 && k.tag.Constructed() {
 					fsFile(naa, fid, k.val)
+				}
+			}
+			if pe.tag == 0xB3 {
+				// Mandatory files of the ADF.USIM template exist without
+				// a File component.
+				for _, fid := range []string{cardFIDIMSI, cardFIDACC, "6fad"} {
+					c.ef(naa + fid)
 				}
 			}
 		case 0xB4: // opt-usim

@@ -205,7 +205,10 @@
 // SSDs' keys beyond replacing existing ones, changing a key's type or
 // length, or adding a key object that the template lacks. A personalised
 // file whose File component the FS PE omits altogether (no FCP, no
-// doNotCreate) is refused for required fields (EF.ICCID, EF.IMSI) and
-// noted for optional ones: adding a File component is not implemented.
+// doNotCreate) exists when its template makes it mandatory (EF.ICCID in
+// the MF, EF.IMSI, EF.ACC and EF.AD in ADF.USIM: SAIP creates them with
+// the template's FCP): a record then adds a File component holding the
+// content (a rewrite slot whose Target says "new File component"). Other
+// omitted files do not exist on the card and are noted.
 // Elements nested deeper than MaxDepth are refused.
 package template

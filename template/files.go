@@ -55,6 +55,7 @@ type fileElement struct {
 	start, end int     // template range of the fill commands (rewritten as a whole)
 	keep       []byte  // FS File: the non-fill items, re-emitted first
 	gfm        bool    // genericFileManagement command codings (02/81), else 82/83
+	fileTag    Tag     // a File component to add (newFileComponent), else 0
 	writes     []fillWrite
 	where      string // "ef-imsi" or "fileManagementCMD[0]"
 }
@@ -68,6 +69,9 @@ type fileTrack struct {
 	size   int    // file size in bytes, -1 when the template does not say
 	elems  []*fileElement
 	exists bool // created by the FS PE or a createFCP
+	// doNotCreate: the FS PE's File says doNotCreate (else a mandatory
+	// file without a File component exists by default).
+	doNotCreate bool
 }
 
 // defaultFIDs are the file identifiers of the personalisable files when
@@ -163,6 +167,7 @@ func (p *Profile) buildFileModel() (*fileModel, error) {
 				}
 				delete(names, f.Name)
 				t := m.track(pe, f.Name, f.FCP, dfOf(pe.Type))
+				t.doNotCreate = f.DoNotCreate
 				if el != nil {
 					t.exists = true
 					t.elems = append(t.elems, el)
@@ -445,6 +450,61 @@ func (rw *rewrite) appendTo(out, v []byte) []byte {
 	return append(out, rw.post...)
 }
 
+// wrapFile makes the replacement a whole File component with tag t (the
+// fill commands inside it): for a file the FS PE does not mention.
+func (rw *rewrite) wrapFile(t Tag) {
+	hdr := t.Append(nil)
+	hdr = appendLen(hdr, rw.newLen)
+	rw.pre = append(hdr, rw.pre...)
+	rw.newLen += len(hdr)
+}
+
+// defaultFiles are the personalisable files that the TCA templates
+// create whether or not their FS PE has a File component for them (they
+// are mandatory in the template: TS 102 221 EF.ICCID in the MF, TS 31.102
+// EF.IMSI, EF.ACC and EF.AD in ADF.USIM); their content is the profile's
+// to supply ("content required").
+var defaultFiles = map[PEType][]string{PEMF: {"ef-iccid"}, PEUSIM: {"ef-imsi", "ef-acc", "ef-ad"}}
+
+func createdByDefault(pe *PE, name string) bool {
+	for _, n := range defaultFiles[pe.Type] {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// fileTag is the context tag of a File component of an FS PE type
+// (component i of fsFields has tag number i+2).
+func fileTag(t PEType, name string) Tag {
+	for i, n := range fsFieldsByType[t] {
+		if n == name {
+			num := i + 2
+			if num < 31 {
+				return Tag(0xA0 | num)
+			}
+			return Tag(0xBF00 | num) // the File tags are below 128
+		}
+	}
+	return 0
+}
+
+// newFileComponent is the element that a File component added to pe for
+// the file name would be: empty, at its position among the PE's
+// components (DER SEQUENCE order: by tag number).
+func newFileComponent(pe *PE, name string) *fileElement {
+	tag := fileTag(pe.Type, name)
+	at := pe.Node.End()
+	for i, c := range pe.Node.Children {
+		if i >= 2 && c.Tag.Class() == 0x80 && c.Tag.Number() > tag.Number() {
+			at = c.Offset
+			break
+		}
+	}
+	return &fileElement{pe: pe, encl: []*Node{pe.Node}, start: at, end: at, fileTag: tag, where: name + " (new File component)"}
+}
+
 // describe names an element for placement reports.
 func (el *fileElement) describe() string {
 	return fmt.Sprintf("PE #%d (%s) %s", el.pe.Index, el.pe.Type, el.where)
@@ -572,7 +632,14 @@ func (pl *Plan) compileFiles(p *Profile, o Options) error {
 		}
 		at, n, why := fieldPlace(fd.kind, t)
 		if why == "" && !t.exists {
-			why = "the file is not in the template (no File component or doNotCreate, and no createFCP)"
+			if !t.doNotCreate && createdByDefault(t.pe, t.name) {
+				// SAIP: a mandatory file of the PE's template is created
+				// with the template's FCP even without a File component;
+				// its content is then the record's to supply.
+				t.exists = true
+			} else {
+				why = "the file is not in the template (no File component or doNotCreate, and no createFCP)"
+			}
 		}
 		if why != "" {
 			if fd.required {
@@ -600,8 +667,19 @@ func (pl *Plan) compileFiles(p *Profile, o Options) error {
 			pl.kinds[fd.kind] = true
 			continue
 		}
-		el := t.elems[len(t.elems)-1]
+		var el *fileElement
+		insert := len(t.elems) == 0
+		if insert {
+			// No element writes the file: the rewrite adds a File
+			// component to the FS PE, in its ASN.1 position.
+			el = newFileComponent(t.pe, t.name)
+		} else {
+			el = t.elems[len(t.elems)-1]
+		}
 		reason := "the template writes no content for it"
+		if insert {
+			reason = "the FS PE has no File component for it (the template's default file is created): one is added"
+		}
 		for _, e := range t.elems {
 			for _, w := range e.writes {
 				if w.pos < at+n && w.pos+w.n > at {
@@ -612,6 +690,9 @@ func (pl *Plan) compileFiles(p *Profile, o Options) error {
 		rw, err := compileRewrite(p.src, el, at, n)
 		if err != nil {
 			return err
+		}
+		if insert {
+			rw.wrapFile(el.fileTag)
 		}
 		s := base
 		s.FileOffset = at

@@ -475,17 +475,9 @@ func TestCompileRefusesTemplatesWithoutTheSlotsARecordNeeds(t *testing.T) {
 			f := p.First(PEUSIM).FS.File("ef-imsi")
 			f.Node.Children = []*Node{{Tag: 0x80, Offset: -1}}
 		}, PEUSIM},
-		{"EF.IMSI component absent", func(p *Profile) {
-			pe := p.First(PEUSIM)
-			f := pe.FS.File("ef-imsi")
-			var keep []*Node
-			for _, c := range pe.Node.Children {
-				if c != f.Node {
-					keep = append(keep, c)
-				}
-			}
-			pe.Node.Children = keep
-		}, PEUSIM},
+		// EF.IMSI's component absent is not refused: the template's
+		// default file exists and the plan adds its content (the
+		// "omitted" file variants).
 		{"no akaParameter", func(p *Profile) {
 			// Drop the algorithm services too, or validation fails first.
 			svc := p.PEs[0].Node.Child(0xA5)

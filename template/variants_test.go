@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/perso-esim/perso/esim"
@@ -42,6 +43,24 @@ func setFill(t *testing.T, p *Profile, pt PEType, name string, items ...*Node) {
 		}
 	}
 	f.Node.Children = append(keep, items...)
+}
+
+// removeFile drops the File component of a file from the first PE of type
+// pt (the template's default file is then created, without content).
+func removeFile(t *testing.T, p *Profile, pt PEType, name string) {
+	t.Helper()
+	pe := p.First(pt)
+	f := pe.FS.File(name)
+	if f == nil {
+		t.Fatalf("no %s in %s", name, pt)
+	}
+	var kept []*Node
+	for _, c := range pe.Node.Children {
+		if c != f.Node {
+			kept = append(kept, c)
+		}
+	}
+	pe.Node.Children = kept
 }
 
 // addGFM inserts a genericFileManagement PE with one command sequence
@@ -82,6 +101,17 @@ var fileVariants = []fileVariant{
 	{"absent (FCP only)", PlaceRewrite, func(t *testing.T, p *Profile, pt PEType, file, path string, c []byte) {
 		setFill(t, p, pt, file)
 	}},
+	{"omitted (no File component: the template's default file)", PlaceRewrite, func(t *testing.T, p *Profile, pt PEType, file, path string, c []byte) {
+		removeFile(t, p, pt, file)
+	}},
+	{"omitted, written by a later PE", PlacePiece, func(t *testing.T, p *Profile, pt PEType, file, path string, c []byte) {
+		removeFile(t, p, pt, file)
+		addGFM(p, gfmPath(path), gfmContent(c))
+	}},
+	{"omitted, half written by a later PE", PlaceRewrite, func(t *testing.T, p *Profile, pt PEType, file, path string, c []byte) {
+		removeFile(t, p, pt, file)
+		addGFM(p, gfmPath(path), gfmOffset(1), gfmContent(c[1:len(c)/2]))
+	}},
 	{"rewritten by a later PE", PlacePiece, func(t *testing.T, p *Profile, pt PEType, file, path string, c []byte) {
 		setFill(t, p, pt, file, fillContent(make([]byte, len(c))))
 		addGFM(p, gfmPath(path), gfmContent(c))
@@ -93,6 +123,16 @@ var fileVariants = []fileVariant{
 		setFill(t, p, pt, file)
 		addGFM(p, gfmPath(path), gfmContent(c[:len(c)/2]))
 	}},
+}
+
+func variantNamed(t *testing.T, name string) fileVariant {
+	for _, fv := range fileVariants {
+		if fv.name == name {
+			return fv
+		}
+	}
+	t.Fatalf("no file variant %q", name)
+	return fileVariant{}
 }
 
 // fileTargets are the files whose placement the variants change.
@@ -199,7 +239,8 @@ func TestSwitchingTheAlgorithmUpdatesEveryAKAParameterAndTheHeader(t *testing.T)
 		{"test", Options{Algorithm: esim.AlgorithmTest}, 16, 16},
 	}
 	for _, name := range sortedNames(profiles) {
-		for _, fv := range []fileVariant{fileVariants[0], fileVariants[4], fileVariants[5]} {
+		for _, fv := range []fileVariant{variantNamed(t, "as shipped"), variantNamed(t, "absent (FCP only)"),
+			variantNamed(t, "omitted (no File component: the template's default file)"), variantNamed(t, "rewritten by a later PE")} {
 			tmpl := variant(t, profiles[name], fv, 1)
 			for _, a := range algos {
 				t.Run(name+"/"+fv.name+"/"+a.name, func(t *testing.T) {
@@ -275,6 +316,9 @@ func TestDerivedFieldsByTheIndependentCheck(t *testing.T) {
 		for ti, tg := range targets {
 			fileTargets = append(saved[:len(saved):len(saved)], tg)
 			for _, fv := range fileVariants {
+				if tg.file == "ef-hplmnwact" && strings.HasPrefix(fv.name, "omitted") {
+					continue // optional in the template: absent without a File component
+				}
 				tmpl := variant(t, profiles[name], fv, len(saved))
 				for _, home := range []string{"00101", "310150"} {
 					t.Run(name+"/"+tg.file+"/"+fv.name+"/"+home, func(t *testing.T) {
