@@ -118,12 +118,13 @@ func Run(ctx context.Context, cfg Config, r *bench.Result) error {
 	return nil
 }
 
-// open makes a fresh, empty store of backend b and returns it with its
-// clean-up.
-func open(ctx context.Context, cfg Config, b Backend) (*store.DB, func(), error) {
+// Open makes a fresh, empty store of backend b (SQLite: in a new directory
+// under tempDir; PostgreSQL: a scratch schema of b.DSN's database) and
+// returns it with its clean-up, which removes it.
+func Open(ctx context.Context, tempDir string, b Backend) (*store.DB, func(), error) {
 	switch b.Driver {
 	case "sqlite":
-		dir, err := os.MkdirTemp(cfg.TempDir, "perso-bench-store-*")
+		dir, err := os.MkdirTemp(tempDir, "perso-bench-store-*")
 		if err != nil {
 			return nil, nil, fmt.Errorf("bench store: a temporary directory for SQLite: %w", err)
 		}
@@ -204,7 +205,7 @@ func profiles(profileType string, first, n, segBytes int) []store.Profile {
 }
 
 func measureBulk(ctx context.Context, cfg Config, b Backend, loaders int) (bulkRow, error) {
-	db, done, err := open(ctx, cfg, b)
+	db, done, err := Open(ctx, cfg.TempDir, b)
 	if err != nil {
 		return bulkRow{}, err
 	}
@@ -265,7 +266,7 @@ func measureBulk(ctx context.Context, cfg Config, b Backend, loaders int) (bulkR
 }
 
 func measureOrders(ctx context.Context, cfg Config, b Backend, callers int) (orderRow, error) {
-	db, done, err := open(ctx, cfg, b)
+	db, done, err := Open(ctx, cfg.TempDir, b)
 	if err != nil {
 		return orderRow{}, err
 	}
