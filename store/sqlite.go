@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,7 +29,12 @@ type sqliteBackend struct {
 	// frames). Each has one write connection (BEGIN IMMEDIATE) and a pool
 	// of readers.
 	w, r   *sql.DB // inventory
-	bw, br *sql.DB // protected material ("<path>.blobs")
+	bw, br *sql.DB // protected material ("<path>.blobs"): wrapped PPKs and segment extents
+	// seg holds the segments themselves ("<path>.segments", append-only);
+	// material written before it existed is still inline in blobs.segments.
+	seg *segmentFile
+	// walPath is the inventory's WAL, flushed after a bulk commit.
+	walPath string
 
 	stmts sync.Map // stmtKey → *sql.Stmt: SQLite parses each statement once
 
@@ -134,7 +140,7 @@ const (
 		metadata_der)
 		VALUES (?, ?, ?, ?, ?, ?, 'Available', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (iccid) DO NOTHING`
 	sqlProfileOwner = `SELECT batch_id FROM profiles WHERE iccid = ?`
-	sqlInsertBlob   = `INSERT INTO blobs (iccid, batch_id, protected_ppk, segments, created_at) VALUES (?, ?, ?, ?, ?)
+	sqlInsertBlob   = `INSERT INTO blobs (iccid, batch_id, protected_ppk, seg_off, seg_len, created_at) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (iccid, batch_id) DO NOTHING`
 )
 
@@ -325,6 +331,10 @@ var sqliteBlobMigrations = []string{
 	CREATE INDEX blobs_created ON blobs(created_at);
 	CREATE TABLE orphan_scan (id INTEGER PRIMARY KEY CHECK (id = 1), checked_until INTEGER NOT NULL);
 	INSERT INTO orphan_scan (id, checked_until) VALUES (1, -1);`,
+	// 3: the segments move to the append-only segment file; a row names
+	// its extent there (NULL: the segments are inline, written before).
+	`ALTER TABLE blobs ADD COLUMN seg_off INTEGER;
+	ALTER TABLE blobs ADD COLUMN seg_len INTEGER;`,
 }
 
 func openSQLite(ctx context.Context, path string) (backend, error) {
@@ -334,7 +344,8 @@ func openSQLite(ctx context.Context, path string) (backend, error) {
 	if strings.HasPrefix(path, "file:") || strings.Contains(path, "?") {
 		return nil, fmt.Errorf("store: sqlite dsn must be a plain file path, got %q", path)
 	}
-	b := &sqliteBackend{kick: make(chan struct{}, 1), stop: make(chan struct{}), ckptDone: make(chan struct{})}
+	b := &sqliteBackend{kick: make(chan struct{}, 1), stop: make(chan struct{}), ckptDone: make(chan struct{}),
+		walPath: path + "-wal"}
 	var err error
 	b.w, b.r, err = b.openFile(ctx, path, inventoryFile, sqliteMigrations, sqliteTxStmts)
 	if err != nil {
@@ -344,6 +355,13 @@ func openSQLite(ctx context.Context, path string) (backend, error) {
 	if err != nil {
 		b.w.Close()
 		b.r.Close()
+		return nil, err
+	}
+	if b.seg, err = openSegmentFile(path + ".segments"); err != nil {
+		b.w.Close()
+		b.r.Close()
+		b.bw.Close()
+		b.br.Close()
 		return nil, err
 	}
 	go b.checkpointer()
@@ -446,7 +464,7 @@ func (b *sqliteBackend) close() error {
 		close(b.stop)
 		<-b.ckptDone
 		b.stmts.Range(func(_, st any) bool { st.(*sql.Stmt).Close(); return true })
-		errs := []error{b.r.Close(), b.w.Close(), b.br.Close(), b.bw.Close()}
+		errs := []error{b.r.Close(), b.w.Close(), b.br.Close(), b.bw.Close(), b.seg.close()}
 		for _, db := range b.ckpt {
 			errs = append(errs, db.Close())
 		}
@@ -627,6 +645,11 @@ func (b *sqliteBackend) footprint(ctx context.Context) (bytes, profiles int64, e
 		}
 		bytes += size
 	}
+	seg, err := b.seg.allocated()
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: segment file: %w", err)
+	}
+	bytes += seg
 	err = b.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM profiles`).Scan(&profiles)
 	return bytes, profiles, err
 }
@@ -672,6 +695,9 @@ func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, ws []Ba
 	if err := tx.Commit(); err != nil {
 		return nil, err
 	}
+	if err := b.syncWAL(); err != nil {
+		return nil, err
+	}
 	if len(conflicts) > 0 {
 		if err := b.deleteBlobs(ctx, conflicts); err != nil {
 			return res, err
@@ -679,6 +705,28 @@ func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, ws []Ba
 	}
 	b.afterBulkCommit(ctx)
 	return res, nil
+}
+
+// syncWAL makes the inventory commits so far survive a power loss. The
+// inventory runs with synchronous=NORMAL (an order transaction must not
+// pay an fsync), under which a commit survives kill -9 but the last ones
+// may be lost with the machine; a bulk write reports its chunks stored
+// (River jobs complete) only after this flush of the WAL. A checkpoint
+// that has already moved the frames into the database file fsynced it
+// first (SQLite's order), so flushing the WAL afterwards is still enough.
+func (b *sqliteBackend) syncWAL() error {
+	f, err := os.Open(b.walPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // checkpointed and removed: in the synced database file
+	}
+	if err != nil {
+		return fmt.Errorf("store: flush the inventory WAL: %w", err)
+	}
+	defer f.Close()
+	if err := syncData(f); err != nil {
+		return fmt.Errorf("store: flush the inventory WAL: %w", err)
+	}
+	return nil
 }
 
 // rowStmts are the statements of putRows, bound to the transaction.
@@ -807,6 +855,12 @@ func iccidRange(first, last, iccid string) (string, string) {
 	return first, last
 }
 
+// putBlobs stores the material of ws: the segments appended to the
+// segment file and flushed, then (in the same blobs transaction, whose
+// lock serialises the appends of every process) the wrapped PPKs and the
+// extents, insert-if-absent, committed with synchronous=FULL. An
+// (ICCID, batch) that already has material (a crashed write's, re-run)
+// keeps it; the bytes just appended for it stay unreferenced.
 func (b *sqliteBackend) putBlobs(ctx context.Context, batchID string, ws []BatchWrite, now time.Time) error {
 	tx, err := b.bw.BeginTx(ctx, nil)
 	if err != nil {
@@ -823,8 +877,18 @@ func (b *sqliteBackend) putBlobs(ctx context.Context, batchID string, ws []Batch
 		return err
 	}
 	defer many.Close()
+	var bufs [][]byte
+	for k := range ws {
+		for i := range ws[k].Profiles {
+			bufs = append(bufs, ws[k].Profiles[i].Segments)
+		}
+	}
+	off, err := b.seg.appendSync(bufs)
+	if err != nil {
+		return err
+	}
 	ts := now.UnixMicro()
-	args := make([]any, 0, 5*sqliteRowsPerInsert)
+	args := make([]any, 0, 6*sqliteRowsPerInsert)
 	for k := range ws {
 		ps := ws[k].Profiles
 		for len(ps) > 0 {
@@ -835,7 +899,12 @@ func (b *sqliteBackend) putBlobs(ctx context.Context, batchID string, ws []Batch
 			args = args[:0]
 			for i := range ps[:n] {
 				p := &ps[i]
-				args = append(args, p.ICCID, batchID, nullBytes(p.ProtectedPPK), nullBytes(p.Segments), ts)
+				var segOff, segLen any // no segments: NULL, as before
+				if len(p.Segments) > 0 {
+					segOff, segLen = off, int64(len(p.Segments))
+					off += int64(len(p.Segments))
+				}
+				args = append(args, p.ICCID, batchID, nullBytes(p.ProtectedPPK), segOff, segLen, ts)
 			}
 			if _, err := ins.ExecContext(ctx, args...); err != nil {
 				return fmt.Errorf("store: insert material of %s: %w", ps[0].ICCID, err)
@@ -846,24 +915,44 @@ func (b *sqliteBackend) putBlobs(ctx context.Context, batchID string, ws []Batch
 	return tx.Commit()
 }
 
-// deleteBlobs removes the material of (ICCID, batch) pairs.
+// deleteBlobs removes the material of (ICCID, batch) pairs: the rows,
+// then the space of their extents in the segment file.
 func (b *sqliteBackend) deleteBlobs(ctx context.Context, keys [][2]string) error {
 	tx, err := b.bw.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	del, err := tx.PrepareContext(ctx, `DELETE FROM blobs WHERE iccid = ? AND batch_id = ?`)
+	del, err := tx.PrepareContext(ctx, `DELETE FROM blobs WHERE iccid = ? AND batch_id = ? RETURNING seg_off, seg_len`)
 	if err != nil {
 		return err
 	}
 	defer del.Close()
+	var extents [][2]int64
 	for _, k := range keys {
-		if _, err := del.ExecContext(ctx, k[0], k[1]); err != nil {
+		rows, err := del.QueryContext(ctx, k[0], k[1])
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var off, n sql.NullInt64
+			if err := rows.Scan(&off, &n); err != nil {
+				rows.Close()
+				return err
+			}
+			if off.Valid && n.Valid {
+				extents = append(extents, [2]int64{off.Int64, n.Int64})
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
 			return err
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	return b.seg.release(extents)
 }
 
 func (b *sqliteBackend) countByState(ctx context.Context, batchID string) (map[State]int64, error) {
@@ -936,11 +1025,16 @@ func (b *sqliteBackend) getProfile(ctx context.Context, column, value string, fu
 	if err != nil || !full || !p.SweptAt.IsZero() {
 		return p, err
 	}
-	err = b.queryRow(ctx, b.br, `SELECT protected_ppk, segments FROM blobs WHERE iccid = ? AND batch_id = ?`,
-		p.ICCID, p.BatchID).Scan(&p.ProtectedPPK, &p.Segments)
+	var off, n sql.NullInt64
+	err = b.queryRow(ctx, b.br, `SELECT protected_ppk, segments, seg_off, seg_len FROM blobs WHERE iccid = ? AND batch_id = ?`,
+		p.ICCID, p.BatchID).Scan(&p.ProtectedPPK, &p.Segments, &off, &n)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Profile{}, fmt.Errorf("store: protected material of %s (batch %s) is missing", p.ICCID, p.BatchID)
 	}
+	if err != nil || !off.Valid {
+		return p, err
+	}
+	p.Segments, err = b.seg.read(off.Int64, n.Int64)
 	return p, err
 }
 

@@ -84,7 +84,7 @@ func TestSQLiteMaterialFile(t *testing.T) {
 		{storetest.ICCID(2), "b", 1},
 	} {
 		var n int
-		if err := blobs.QueryRow(`SELECT COUNT(*) FROM blobs WHERE iccid = ? AND batch_id = ? AND segments IS NOT NULL`,
+		if err := blobs.QueryRow(`SELECT COUNT(*) FROM blobs WHERE iccid = ? AND batch_id = ? AND (segments IS NOT NULL OR seg_len IS NOT NULL)`,
 			tc.iccid, tc.batch).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
@@ -249,5 +249,94 @@ func TestSQLiteBulkRows(t *testing.T) {
 	}
 	if want := int64(120 + 77 + 13 + 10 + 55 + 49); b.Profiles != want || b.Conflicts != 5 || b.Duplicates != 137+1 {
 		t.Errorf("b1: %d profiles, %d conflicts, %d duplicates; want %d, 5, 138", b.Profiles, b.Conflicts, b.Duplicates, want)
+	}
+}
+
+// TestSQLiteSegmentFile: the segments go to "<path>.segments", not into
+// the blobs file; they read back after a reopen, beside material written
+// inline before the segment file existed (a legacy row); the material of
+// a conflict and of a swept profile gives its space back (the file's
+// allocated size shrinks), and what is left still reads back.
+func TestSQLiteSegmentFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "perso.db")
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	open := func() *store.DB {
+		t.Helper()
+		s, err := store.Open(ctx, "sqlite", path, store.WithClock(func() time.Time { return now }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	const segSize = 64 << 10 // whole file-system blocks, so freed space shows
+	s := open()
+	for _, id := range []string{"a", "b"} {
+		if _, err := s.CreateBatch(ctx, store.Batch{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ps := storetest.Profiles("t", 0, 4, segSize)
+	for i := range ps {
+		ps[i].Segments = append([]byte(nil), ps[i].Segments...)
+		ps[i].Segments[0] = byte(i + 1) // tell them apart
+	}
+	if _, err := s.PutBatch(ctx, "a", ps); err != nil {
+		t.Fatal(err)
+	}
+	before, _, err := s.Footprint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.PutBatch(ctx, "b", storetest.Profiles("t", 3, 2, segSize)) // 3 is a's
+	if err != nil || len(res.Conflicts) != 1 || res.Inserted != 1 {
+		t.Fatalf("PutBatch(b) = %+v, %v", res, err)
+	}
+	afterConflict, _, err := s.Footprint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// b's one stored profile added a segment; the conflict's was freed.
+	if grew := afterConflict - before; grew >= 2*segSize {
+		t.Errorf("footprint grew by %d bytes for one stored %d-byte segment: the conflict's space was not freed", grew, segSize)
+	}
+	s.Close()
+
+	blobs, err := sql.Open("sqlite", "file:"+path+".blobs?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blobs.Close()
+	var inline int
+	if err := blobs.QueryRow(`SELECT COUNT(*) FROM blobs WHERE segments IS NOT NULL`).Scan(&inline); err != nil || inline != 0 {
+		t.Fatalf("%d rows carry their segments inline (%v), want 0", inline, err)
+	}
+	if _, err := blobs.Exec(`UPDATE blobs SET segments = x'0badc0de', seg_off = NULL, seg_len = NULL
+		WHERE iccid = ? AND batch_id = 'b'`, storetest.ICCID(4)); err != nil { // as written before the segment file
+		t.Fatal(err)
+	}
+
+	s = open()
+	defer s.Close()
+	for i := range ps {
+		p, err := s.GetProfile(ctx, ps[i].ICCID)
+		if err != nil || string(p.Segments) != string(ps[i].Segments) || string(p.ProtectedPPK) != string(ps[i].ProtectedPPK) {
+			t.Fatalf("profile %d after reopen: %v, %d segment bytes (first %v), want %d (first %d)",
+				i, err, len(p.Segments), p.Segments[:min(1, len(p.Segments))], segSize, i+1)
+		}
+	}
+	if p, err := s.GetProfile(ctx, storetest.ICCID(4)); err != nil || string(p.Segments) != "\x0b\xad\xc0\xde" {
+		t.Fatalf("legacy inline material: %v, %x", err, p.Segments)
+	}
+	now = now.Add(2 * time.Hour) // every profile expires
+	if res, err := s.Sweep(ctx, store.SweepPolicy{InstalledFor: -1, MaxAge: time.Hour, OrphanAfter: -1}); err != nil || res.Expired != 5 {
+		t.Fatalf("sweep: %+v, %v; want 5 expired", res, err)
+	}
+	swept, _, err := s.Footprint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if freed := afterConflict - swept; freed < 4*segSize {
+		t.Errorf("sweeping 4 profiles of %d segment bytes from the segment file freed %d bytes", segSize, freed)
 	}
 }

@@ -9,7 +9,8 @@
 // database/sql/driver is behind *sql.DB); both pass one conformance suite
 // (store/storetest): an embedded SQLite database (driver "sqlite", the
 // default, dsn = file path; pure Go, no server; the protected material goes
-// to a second file "<path>.blobs" with 64 KiB pages, written before the row
+// to a second file "<path>.blobs" (wrapped PPKs and extents) and an
+// append-only "<path>.segments" (the segments), flushed before the row
 // that refers to it; Sweep collects material whose row never followed) and
 // PostgreSQL (driver "postgres", dsn = a libpq URL or
 // key=value string). Open runs the versioned schema migrations.
