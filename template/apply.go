@@ -37,6 +37,11 @@ type encoded struct {
 	plmn    [3]byte
 	hasPLMN bool
 	isim    *isimValues // only for plans deriving ISIM files
+	csim    [10]byte    // EF.IMSI_M and EF.IMSI_T (DeriveCSIM)
+	hasCSIM bool
+	// consts are the per-template constants, set only when CompileWith
+	// writes them into the template (writeConstants).
+	consts map[SlotKind][]byte
 }
 
 // isimValues are the derived ISIM identities, kept out of encoded so that
@@ -59,6 +64,11 @@ func (pl *Plan) Apply(v *Values, dst []byte) ([]byte, error) {
 	if err := pl.encode(v, &e); err != nil {
 		return nil, err
 	}
+	return pl.write(&e, v, dst)
+}
+
+// write builds the UPP from the encoded values (e) and v's secrets.
+func (pl *Plan) write(e *encoded, v *Values, dst []byte) ([]byte, error) {
 	var shiftBuf [16]shift // enough for the rewrites of a TS.48 plan; more spill to the heap
 	shifts := shiftBuf[:0]
 	out := dst[:0]
@@ -72,7 +82,7 @@ func (pl *Plan) Apply(v *Values, dst []byte) ([]byte, error) {
 	if !active {
 		out = append(out, pl.tmpl...)
 	} else {
-		out, shifts = pl.rewriteVars(&e, out, shifts)
+		out, shifts = pl.rewriteVars(e, out, shifts)
 	}
 	for i := range pl.slots {
 		s := &pl.slots[i]
@@ -176,8 +186,48 @@ func (e *encoded) value(k SlotKind) []byte {
 		if e.isim != nil && e.isim.domainLen > 0 {
 			return e.isim.domain[:e.isim.domainLen]
 		}
+	case SlotIMSIM, SlotIMSIT:
+		if e.hasCSIM {
+			return e.csim[:]
+		}
+	default:
+		if e.consts != nil {
+			return e.consts[k]
+		}
 	}
 	return nil
+}
+
+// minDigits codes 3 decimal digits as 10 bits (3GPP2 C.S0005 §2.3.1.1:
+// each digit d as d, 0 as 10; then 100·d1 + 10·d2 + d3 − 111).
+func minDigits(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		d := int(s[i] - '0')
+		if d == 0 {
+			d = 10
+		}
+		n = n*10 + d
+	}
+	return n - map[int]int{1: 1, 2: 11, 3: 111}[len(s)]
+}
+
+// encodeIMSIM codes a 15-digit IMSI as EF.IMSI_M/EF.IMSI_T content
+// (C.S0065 §5.2.2, C.S0023 §3.4.2): byte 1 class 0; bytes 2–3 IMSI_S2
+// (digits 6–8) and 4–6 IMSI_S1 (digits 9–15: 10 bits for 9–11, 4 bits
+// for 12 (0 as 10), 10 bits for 13–15), little-endian; byte 7
+// IMSI_11_12 (digits 4–5); byte 8 programmed (bit 8), address number 0;
+// bytes 9–10 the MCC (digits 1–3), little-endian.
+func encodeIMSIM(dst *[10]byte, imsi string) {
+	s2 := minDigits(imsi[5:8])
+	d := int(imsi[11] - '0')
+	if d == 0 {
+		d = 10
+	}
+	s1 := minDigits(imsi[8:11])<<14 | d<<10 | minDigits(imsi[12:15])
+	mcc := minDigits(imsi[0:3])
+	*dst = [10]byte{0x00, byte(s2), byte(s2 >> 8), byte(s1), byte(s1 >> 8), byte(s1 >> 16),
+		byte(minDigits(imsi[3:5])), 0x80, byte(mcc), byte(mcc >> 8)}
 }
 
 // encodeDerived computes the fields derived from the options and the
@@ -196,6 +246,13 @@ func (pl *Plan) encodeDerived(v *Values, e *encoded) error {
 	imsi := v.IMSI.String()
 	if len(imsi) < 3+mnc+1 {
 		return valueErr("IMSI", "%d digits: no MSIN after a %d-digit MNC", len(imsi), mnc)
+	}
+	if pl.kinds[SlotIMSIM] || pl.kinds[SlotIMSIT] {
+		if len(imsi) != 15 {
+			return valueErr("IMSI", "%d digits: the CSIM's IMSI_M/IMSI_T are derived from 15-digit IMSIs only (turn the derivation off with template.Options.NoDerive DeriveCSIM)", len(imsi))
+		}
+		encodeIMSIM(&e.csim, imsi)
+		e.hasCSIM = true
 	}
 	if pl.kinds[SlotEHPLMN] || pl.kinds[SlotHPLMNwAcT] {
 		d := func(i int) byte { return imsi[i] - '0' }

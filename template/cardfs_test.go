@@ -55,6 +55,7 @@ type cardEF struct {
 	data    []byte
 	written []bool
 	recLen  int
+	size    int // efFileSize, 0 if the FCP does not say
 }
 
 func (f *cardEF) write(pos int, b []byte) {
@@ -98,6 +99,9 @@ type installedCard struct {
 	files       map[string]*cardEF // DF path + FID, hex
 	usimADFs    []string
 	isimADFs    []string
+	csimADFs    []string
+	df5GS       []string // DF.5GS paths (ADF.USIM + DF)
+	dfSAIP      []string
 	akas        []cardAKA
 	pins, puks  map[int][][]byte
 }
@@ -120,7 +124,7 @@ const (
 // Component numbers → FIDs of the files the check reads, per PE.
 var (
 	cardUSIMFiles = map[int]string{3: cardFIDIMSI, 11: cardFIDSMSP, 13: cardFIDSPN, 18: cardFIDACC, 21: "6fad"}
-	cardOptFiles  = map[int]string{cardOptMSISDN: cardFIDMSISDN, 17: "6f62", 58: "6fd9"}
+	cardOptFiles  = map[int]string{cardOptMSISDN: cardFIDMSISDN, 17: "6f62", 58: "6fd9", 5: "6f3e", 6: "6f3f"}
 	cardISIMFiles = map[int]string{3: "6f02", 4: "6f04", 5: "6f03"}
 )
 
@@ -130,7 +134,7 @@ func installCard(t *testing.T, upp []byte) *installedCard {
 	c := &installedCard{services: map[int]bool{}, files: map[string]*cardEF{}, pins: map[int][][]byte{}, puks: map[int][][]byte{}}
 	adf := cardADFUSIMFID
 	fsFile := func(df string, defFID string, comp []byte) {
-		fid, recLen := defFID, 0
+		fid, recLen, size := defFID, 0, 0
 		var ef *cardEF
 		pos := 0
 		for _, it := range cardKids(t, comp) {
@@ -144,6 +148,7 @@ func installCard(t *testing.T, upp []byte) *installedCard {
 				if fd := cardChild(t, it.val, 0x82); len(fd) >= 4 {
 					recLen = int(fd[2])<<8 | int(fd[3])
 				}
+				size = cardUint(cardChild(t, it.val, 0x80))
 			case 0x82:
 				pos += cardUint(it.val)
 			case 0x83:
@@ -155,7 +160,28 @@ func installCard(t *testing.T, upp []byte) *installedCard {
 			}
 		}
 		ef = c.ef(df + fid)
-		ef.recLen = recLen
+		ef.recLen, ef.size = recLen, size
+	}
+	// dfFID reads the FID of the DF/ADF that component 2 of an FS PE
+	// creates, or def.
+	dfFID := func(kids []cardTLV, def string) string {
+		for _, k := range kids {
+			if k.tag.Number() == 2 && k.tag.Class() == 0x80 {
+				if fcp := cardChild(t, k.val, 0xA1); fcp != nil {
+					if id := cardChild(t, fcp, 0x83); len(id) == 2 {
+						return hex.EncodeToString(id)
+					}
+				}
+			}
+		}
+		return def
+	}
+	// Other PEs' files the check reads: PE tag → component number → FID,
+	// and the DF they live in (relative to ADF.USIM for DF.5GS/DF.SAIP).
+	otherFiles := map[tlv.Tag]map[int]string{
+		0xB9: {5: "6f22", 6: "6f23"}, // csim: EF.IMSI_M, EF.IMSI_T
+		0xBC: {9: "4f07"},            // df-5gs: EF.SUCI_Calc_Info
+		0xBD: {3: "4f01"},            // df-saip: EF.SUCI_Calc_Info_USIM
 	}
 	for _, pe := range cardKids(t, upp) {
 		switch pe.tag {
@@ -216,6 +242,25 @@ func installCard(t *testing.T, upp []byte) *installedCard {
 			for _, k := range cardKids(t, pe.val) {
 				if fid, ok := cardOptFiles[k.tag.Number()]; ok && k.tag.Class() == 0x80 && k.tag.Constructed() {
 					fsFile(adf, fid, k.val)
+				}
+			}
+		case 0xB9, 0xBC, 0xBD: // csim, df-5gs, df-saip
+			kids := cardKids(t, pe.val)
+			var df string
+			switch pe.tag {
+			case 0xB9:
+				df = dfFID(kids, "7fc0")
+				c.csimADFs = append(c.csimADFs, df)
+			case 0xBC:
+				df = adf + dfFID(kids, "5fc0")
+				c.df5GS = append(c.df5GS, df)
+			case 0xBD:
+				df = adf + dfFID(kids, "5fd0")
+				c.dfSAIP = append(c.dfSAIP, df)
+			}
+			for _, k := range kids {
+				if fid, ok := otherFiles[pe.tag][k.tag.Number()]; ok && k.tag.Class() == 0x80 && k.tag.Constructed() {
+					fsFile(df, fid, k.val)
 				}
 			}
 		case 0xA1: // genericFileManagement
@@ -479,6 +524,130 @@ func checkDerived(t *testing.T, upp []byte, v *Values, homePLMN string, want map
 			f := c.files[adf+"6f03"]
 			if got, exp := f.bytes(t, "EF.DOMAIN", 0, len(f.data)), tlvPad(domain, len(f.data)); !bytes.Equal(got, exp) {
 				t.Fatalf("card: EF.DOMAIN %q, want %q", got, exp)
+			}
+		}
+	}
+}
+
+// cardMINDigits decodes n digits coded as C.S0005 §2.3.1.1 (the 10-bit
+// and 7-bit MIN codings): value + 111 (or 11) read as digits 1..10, 10
+// being 0.
+func cardMINDigits(v, n int) string {
+	v += map[int]int{2: 11, 3: 111}[n]
+	out := make([]byte, n)
+	for i := n - 1; i >= 0; i-- {
+		d := v % 10
+		v /= 10
+		if d == 0 { // a digit 10 carries into the next
+			d = 10
+			v--
+		}
+		out[i] = byte('0' + d%10)
+	}
+	return string(out)
+}
+
+// cardIMSIM reads EF.IMSI_M/EF.IMSI_T content back into the 15-digit
+// IMSI it carries (C.S0023 §3.4.2), failing on a class or flag the
+// derivation does not write.
+func cardIMSIM(t *testing.T, b []byte) string {
+	t.Helper()
+	if b[0] != 0 || b[7] != 0x80 {
+		t.Fatalf("card: IMSI_M class %02x flags %02x, want class 0, programmed, address number 0", b[0], b[7])
+	}
+	s2 := int(b[1]) | int(b[2]&0x03)<<8
+	s1 := int(b[3]) | int(b[4])<<8 | int(b[5])<<16
+	mcc := int(b[8]) | int(b[9]&0x03)<<8
+	thousands := (s1 >> 10) & 0xF
+	return cardMINDigits(mcc, 3) + cardMINDigits(int(b[6]&0x7F), 2) + cardMINDigits(s2, 3) +
+		cardMINDigits(s1>>14, 3) + string(rune('0'+thousands%10)) + cardMINDigits(s1&0x3FF, 3)
+}
+
+// checkConstantsAndCSIM compares GID1/GID2, both SUCI_Calc_Info files and
+// the CSIM's IMSI_M/IMSI_T of an installed card with the options and the
+// record; want lists what the plan writes.
+func checkConstantsAndCSIM(t *testing.T, upp []byte, v *Values, o Options, want map[SlotKind]bool) {
+	t.Helper()
+	c := installCard(t, upp)
+	padded := func(what string, f *cardEF, val []byte) {
+		t.Helper()
+		if f == nil || f.size == 0 {
+			t.Fatalf("card: %s: no file or no size", what)
+		}
+		got := f.bytes(t, what, 0, f.size)
+		if !bytes.Equal(got[:len(val)], val) || len(bytes.Trim(got[len(val):], "\xff")) != 0 {
+			t.Fatalf("card: %s = %x, want %x padded with FF", what, got, val)
+		}
+	}
+	for _, adf := range c.usimADFs {
+		if want[SlotGID1] {
+			padded("EF.GID1", c.files[adf+"6f3e"], o.GID1)
+		}
+		if want[SlotGID2] {
+			padded("EF.GID2", c.files[adf+"6f3f"], o.GID2)
+		}
+	}
+	suci := func(what string, f *cardEF) {
+		t.Helper()
+		if f == nil {
+			t.Fatalf("card: %s: not created", what)
+		}
+		b := f.bytes(t, what, 0, f.size)
+		kids := cardKids(t, bytes.TrimRight(b, "\xff"))
+		if len(kids) != 2 || kids[0].tag != 0xA0 || kids[1].tag != 0xA1 {
+			t.Fatalf("card: %s: %x is not A0 (schemes) A1 (keys)", what, b)
+		}
+		keys := cardKids(t, kids[1].val)
+		if len(keys) != 2*len(o.SUCI.Keys) {
+			t.Fatalf("card: %s: %d key TLVs, want %d", what, len(keys), 2*len(o.SUCI.Keys))
+		}
+		for i, k := range o.SUCI.Keys {
+			if keys[2*i].tag != 0x80 || !bytes.Equal(keys[2*i].val, []byte{k.ID}) || keys[2*i+1].tag != 0x81 || !bytes.Equal(keys[2*i+1].val, k.Key) {
+				t.Fatalf("card: %s: key %d is %x %x, want id %d key %x", what, i, keys[2*i].val, keys[2*i+1].val, k.ID, k.Key)
+			}
+		}
+		list := kids[0].val
+		if len(list) != 2*len(o.SUCI.Schemes) {
+			t.Fatalf("card: %s: scheme list %x, want %d entries", what, list, len(o.SUCI.Schemes))
+		}
+		for i, sc := range o.SUCI.Schemes {
+			if list[2*i] != sc.Scheme {
+				t.Fatalf("card: %s: scheme %d is %d, want %d", what, i, list[2*i], sc.Scheme)
+			}
+			idx := int(list[2*i+1])
+			if sc.Scheme == 0 {
+				if idx != 0 {
+					t.Fatalf("card: %s: null-scheme with key index %d", what, idx)
+				}
+				continue
+			}
+			if idx < 1 || idx > len(o.SUCI.Keys) || o.SUCI.Keys[idx-1].ID != sc.KeyID {
+				t.Fatalf("card: %s: scheme %d key index %d does not point at key id %d", what, i, idx, sc.KeyID)
+			}
+		}
+	}
+	if want[SlotSUCICalcInfo] {
+		if len(c.df5GS) == 0 {
+			t.Fatal("card: no DF.5GS")
+		}
+		for _, df := range c.df5GS {
+			suci("DF.5GS EF.SUCI_Calc_Info", c.files[df+"4f07"])
+		}
+	}
+	if want[SlotSUCICalcInfoUSIM] {
+		for _, df := range c.dfSAIP {
+			suci("DF.SAIP EF.SUCI_Calc_Info_USIM", c.files[df+"4f01"])
+		}
+	}
+	if want[SlotIMSIM] {
+		if len(c.csimADFs) == 0 {
+			t.Fatal("card: no csim")
+		}
+		for _, adf := range c.csimADFs {
+			for _, fid := range []string{"6f22", "6f23"} {
+				if got := cardIMSIM(t, c.files[adf+fid].bytes(t, "EF."+fid, 0, 10)); got != v.IMSI.String() {
+					t.Fatalf("card: CSIM %s carries IMSI %s, want %s", fid, got, v.IMSI)
+				}
 			}
 		}
 	}

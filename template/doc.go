@@ -81,8 +81,11 @@
 //   - EF.SMSP (SMSC address in record 1) and EF.SPN of every usim PE,
 //     EF.MSISDN (record 1) of every opt-usim PE;
 //   - with Options.HomePLMN, the derived files (Derived): EF.AD's MNC
-//     length, the first PLMN of EF.EHPLMN and EF.HPLMNwAcT, and the ISIM's
-//     EF.IMPI, EF.IMPU record 1 and EF.DOMAIN (TS 23.003 §13).
+//     length, the first PLMN of EF.EHPLMN and EF.HPLMNwAcT, the ISIM's
+//     EF.IMPI, EF.IMPU record 1 and EF.DOMAIN (TS 23.003 §13), and the
+//     CSIM's EF.IMSI_M and EF.IMSI_T (3GPP2 C.S0065);
+//   - with Options.GID1/GID2/SUCI, per-template constants written once at
+//     compile time: EF.GID1, EF.GID2 and both EF.SUCI_Calc_Info files.
 //
 // # File contents: the whole fillFileOffset/fillFileContent grammar
 //
@@ -195,13 +198,18 @@
 //
 // Slot kinds: header-iccid, ef-iccid, ef-imsi, ef-acc, algorithm, k, opc,
 // pin, puk, sd-key, smsc, spn, msisdn, ef-ad, ef-ehplmn, ef-hplmnwact,
-// ef-impi, ef-impu, ef-domain. Secret slots (k, opc, sd-key) carry
+// ef-impi, ef-impu, ef-domain, ef-imsi-m, ef-imsi-t, and the per-template
+// constants ef-gid1, ef-gid2, ef-suci-calc-info, ef-suci-calc-info-usim
+// (InspectWith lists where they are written; CompileWith writes them into
+// the plan's template once, Plan.Constants). Secret slots (k, opc, sd-key) carry
 // "********" unless secrets are requested.
 //
 // # Limits
 //
-// Not personalised: GID1/GID2, 5G EF.SUCI_Calc_Info, CSIM IMSI_M/T and
-// cdmaParameter, PLMN lists other than the first home entry, additional
+// Not personalised: cdmaParameter (its A-key and SSD are operator
+// secrets no record holds; a note says so when DeriveCSIM is on), the
+// CSIM's IMSI_M/T for IMSIs of fewer than 15 digits (refused, not
+// guessed), GID1/GID2 per record (they are per template), PLMN lists other than the first home entry, additional
 // SSDs' keys beyond replacing existing ones, changing a key's type or
 // length, or adding a key object that the template lacks. A personalised
 // file whose File component the FS PE omits altogether (no FCP, no

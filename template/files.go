@@ -81,6 +81,8 @@ var defaultFIDs = map[string]string{
 	"ef-iccid": "2fe2", "ef-imsi": "6f07", "ef-acc": "6f78", "ef-smsp": "6f42", "ef-spn": "6f46",
 	"ef-ad": "6fad", "ef-msisdn": "6f40", "ef-ehplmn": "6fd9", "ef-hplmnwact": "6f62",
 	"ef-impi": "6f02", "ef-impu": "6f04", "ef-domain": "6f03",
+	"ef-gid1": "6f3e", "ef-gid2": "6f3f", "ef-imsi-m": "6f22", "ef-imsi-t": "6f23",
+	"ef-suci-calc-info": "4f07", "ef-suci-calc-info-usim": "4f01",
 }
 
 // trackedFiles lists, per FS PE type, the files that hold personalisable
@@ -88,8 +90,11 @@ var defaultFIDs = map[string]string{
 var trackedFiles = map[PEType][]string{
 	PEMF:      {"ef-iccid"},
 	PEUSIM:    {"ef-imsi", "ef-acc", "ef-smsp", "ef-spn", "ef-ad"},
-	PEOptUSIM: {"ef-msisdn", "ef-ehplmn", "ef-hplmnwact"},
+	PEOptUSIM: {"ef-msisdn", "ef-ehplmn", "ef-hplmnwact", "ef-gid1", "ef-gid2"},
 	PEISIM:    {"ef-impi", "ef-impu", "ef-domain"},
+	PECSIM:    {"ef-imsi-m", "ef-imsi-t"},
+	PEDF5GS:   {"ef-suci-calc-info"},
+	PEDFSAIP:  {"ef-suci-calc-info-usim"},
 	PEIoT:     {"ef-iccid", "ef-imsi", "ef-acc", "ef-smsp", "ef-spn", "ef-ad"},
 	PEOptIoT:  {"ef-ehplmn", "ef-hplmnwact"},
 }
@@ -137,6 +142,12 @@ func (p *Profile) buildFileModel() (*fileModel, error) {
 			return adf[PEUSIM]
 		case PEISIM, PEOptISIM:
 			return adf[PEISIM]
+		case PECSIM, PEOptCSIM:
+			return adf[PECSIM]
+		case PEDF5GS, PEDFSAIP:
+			if df := adf[t]; df != "" {
+				return df
+			}
 		}
 		return "?"
 	}
@@ -151,6 +162,18 @@ func (p *Profile) buildFileModel() (*fileModel, error) {
 					}
 				}
 				adf[pe.Type] = fid
+			case PEDF5GS, PEDFSAIP:
+				// DF.5GS (5FC0) and DF.SAIP (5FD0) sit in ADF.USIM.
+				fid := map[PEType]string{PEDF5GS: "5fc0", PEDFSAIP: "5fd0"}[pe.Type]
+				if len(pe.FS.Files) > 0 && pe.FS.Files[0].FCP != nil {
+					if id := pe.FS.Files[0].FCP.FileID(); len(id) == 2 {
+						fid = hex.EncodeToString(id)
+					}
+				}
+				adf[pe.Type] = ""
+				if adf[PEUSIM] != "" {
+					adf[pe.Type] = adf[PEUSIM] + fid
+				}
 			}
 			names := map[string]bool{}
 			for _, n := range trackedFiles[pe.Type] {
@@ -523,8 +546,12 @@ var fileFields = map[PEType][]fileField{
 	PEMF: {{SlotEFICCID, "ef-iccid", true, 0}},
 	PEUSIM: {{SlotIMSI, "ef-imsi", true, 0}, {SlotACC, "ef-acc", false, 0}, {SlotSMSC, "ef-smsp", false, 0},
 		{SlotSPN, "ef-spn", false, 0}, {SlotAD, "ef-ad", false, DeriveAD}},
-	PEOptUSIM: {{SlotMSISDN, "ef-msisdn", false, 0}, {SlotEHPLMN, "ef-ehplmn", false, DeriveHPLMN}, {SlotHPLMNwAcT, "ef-hplmnwact", false, DeriveHPLMN}},
-	PEISIM:    {{SlotIMPI, "ef-impi", false, DeriveISIM}, {SlotIMPU, "ef-impu", false, DeriveISIM}, {SlotDomain, "ef-domain", false, DeriveISIM}},
+	PEOptUSIM: {{SlotMSISDN, "ef-msisdn", false, 0}, {SlotEHPLMN, "ef-ehplmn", false, DeriveHPLMN}, {SlotHPLMNwAcT, "ef-hplmnwact", false, DeriveHPLMN},
+		{SlotGID1, "ef-gid1", false, DeriveGID}, {SlotGID2, "ef-gid2", false, DeriveGID}},
+	PEISIM:   {{SlotIMPI, "ef-impi", false, DeriveISIM}, {SlotIMPU, "ef-impu", false, DeriveISIM}, {SlotDomain, "ef-domain", false, DeriveISIM}},
+	PECSIM:   {{SlotIMSIM, "ef-imsi-m", false, DeriveCSIM}, {SlotIMSIT, "ef-imsi-t", false, DeriveCSIM}},
+	PEDF5GS:  {{SlotSUCICalcInfo, "ef-suci-calc-info", false, DeriveSUCI}},
+	PEDFSAIP: {{SlotSUCICalcInfoUSIM, "ef-suci-calc-info-usim", false, DeriveSUCI}},
 	PEIoT: {{SlotEFICCID, "ef-iccid", false, 0}, {SlotIMSI, "ef-imsi", true, 0}, {SlotACC, "ef-acc", false, 0},
 		{SlotSMSC, "ef-smsp", false, 0}, {SlotSPN, "ef-spn", false, 0}, {SlotAD, "ef-ad", false, DeriveAD}},
 }
@@ -549,8 +576,20 @@ const (
 
 // fieldPlace is the position and length of a field in file t, or why the
 // file cannot take it.
-func fieldPlace(k SlotKind, t *fileTrack) (at, n int, why string) {
+func fieldPlace(k SlotKind, t *fileTrack, consts map[SlotKind][]byte) (at, n int, why string) {
 	switch k {
+	case SlotIMSIM, SlotIMSIT:
+		n = 10
+	case SlotGID1, SlotGID2, SlotSUCICalcInfo, SlotSUCICalcInfoUSIM:
+		// Padded with FF to the file: the card reads the whole file.
+		v := consts[k]
+		if t.size < 0 {
+			return 0, 0, "no efFileSize in the file descriptor: the value's padding needs the file size"
+		}
+		if t.size < len(v) || t.size > maxFilePos {
+			return 0, 0, fmt.Sprintf("the file has %d bytes, the value %d", t.size, len(v))
+		}
+		n = t.size
 	case SlotEFICCID:
 		n = 10
 	case SlotIMSI:
@@ -625,12 +664,19 @@ func (pl *Plan) compileFiles(p *Profile, o Options) error {
 	if err != nil {
 		return err
 	}
+	consts, err := o.constants()
+	if err != nil {
+		return err
+	}
 	for _, t := range m.tracks {
 		fd, ok := fieldFor(t.pe.Type, t.name)
 		if !ok || (fd.derive != 0 && !o.derives(fd.derive)) {
 			continue
 		}
-		at, n, why := fieldPlace(fd.kind, t)
+		if (fd.derive == DeriveGID || fd.derive == DeriveSUCI) && consts[fd.kind] == nil {
+			continue // GID2 without GID1, say
+		}
+		at, n, why := fieldPlace(fd.kind, t, consts)
 		if why == "" && !t.exists {
 			if !t.doNotCreate && createdByDefault(t.pe, t.name) {
 				// SAIP: a mandatory file of the PE's template is created
@@ -646,6 +692,7 @@ func (pl *Plan) compileFiles(p *Profile, o Options) error {
 				return errAt(t.pe.Index, t.pe.Type, t.pe.Offset, t.name, fmt.Errorf("%s: %w", why, ErrNoSlot))
 			}
 			pl.notes = append(pl.notes, fmt.Sprintf("%s: PE #%d (%s) %s: %s", Slot{Kind: fd.kind}.Name(), t.pe.Index, t.pe.Type, t.name, why))
+			pl.noteKinds = append(pl.noteKinds, fd.kind)
 			continue
 		}
 		if prev, ok := pl.fieldLen[fd.kind]; ok && prev != n {
@@ -704,6 +751,12 @@ func (pl *Plan) compileFiles(p *Profile, o Options) error {
 		}
 		pl.vars = append(pl.vars, vs)
 		pl.kinds[fd.kind] = true
+	}
+	if o.derives(DeriveCSIM) {
+		for _, pe := range p.All(PECDMAParameter) {
+			pl.notes = append(pl.notes, fmt.Sprintf("cdmaParameter: PE #%d: not derived: its A-key and shared secrets (SSD) are operator secrets that no record field holds; the template's values stay", pe.Index))
+			pl.noteKinds = append(pl.noteKinds, 0)
+		}
 	}
 	// Order the enclosing TLVs innermost first (highest offset first: a TLV
 	// inside another starts after it) for Apply's length propagation.

@@ -27,6 +27,94 @@ type Options struct {
 	HomePLMN string
 	// NoDerive turns derived fields off.
 	NoDerive Derived
+
+	// GID1 and GID2, when set, are the contents of the USIM's EF.GID1
+	// (opt-usim 6F3E) and EF.GID2 (6F3F), TS 31.102 §4.2.10–11: group
+	// identifiers the operator chooses (MVNO, SIM-lock group), the same
+	// for every profile of the template. Padded with FF to the file size;
+	// a value longer than the file is refused.
+	GID1, GID2 []byte
+	// SUCI, when set, is the content of the 5G EF.SUCI_Calc_Info: in
+	// DF.5GS (df-5gs 4F07, used when the ME calculates the SUCI) and in
+	// DF.SAIP (df-saip 4F01, used by the eUICC's SUCI calculator), coded
+	// as TS 31.102 §4.4.11.8 and padded with FF to each file's size.
+	SUCI *SUCICalcInfo
+}
+
+// SUCICalcInfo is the home network's SUCI configuration (TS 33.501 Annex
+// C): the protection schemes in priority order and the public keys they
+// use.
+type SUCICalcInfo struct {
+	// Schemes lists the protection scheme identifiers in priority order
+	// (0 null-scheme, 1 Profile A, 2 Profile B), each with the identifier
+	// of the home network public key it uses (ignored for the null-scheme).
+	Schemes []SUCIScheme
+	// Keys are the home network public keys: Profile A an X25519 key (32
+	// bytes), Profile B a compressed P-256 point (33 bytes).
+	Keys []HomeNetworkKey
+}
+
+// SUCIScheme is one entry of the protection scheme identifier list.
+type SUCIScheme struct {
+	Scheme byte // 0 null, 1 Profile A, 2 Profile B
+	KeyID  byte // home network public key identifier (HomeNetworkKey.ID)
+}
+
+// HomeNetworkKey is a home network public key and its identifier.
+type HomeNetworkKey struct {
+	ID  byte
+	Key []byte
+}
+
+// Encode returns EF.SUCI_Calc_Info's content (TS 31.102 §4.4.11.8): the
+// Protection Scheme Identifier List data object 'A0' (per scheme, in
+// priority order: its identifier and the key index, the 1-based position
+// of its key in the key list, 00 for the null-scheme), then the Home
+// Network Public Key List data object 'A1' (per key: '80' 01 identifier,
+// '81' L key). It checks the schemes and key sizes.
+func (s *SUCICalcInfo) Encode() ([]byte, error) {
+	bad := func(format string, a ...any) error {
+		return &Error{PE: -1, Offset: -1, Field: "Options.SUCI", Err: fmt.Errorf(format+": %w", append(a, ErrValue)...)}
+	}
+	if len(s.Schemes) == 0 {
+		return nil, bad("no protection scheme")
+	}
+	index := map[byte]int{}
+	var keys []byte
+	for i, k := range s.Keys {
+		if _, dup := index[k.ID]; dup {
+			return nil, bad("home network public key identifier %d given twice", k.ID)
+		}
+		index[k.ID] = i + 1
+		keys = append(keys, 0x80, 1, k.ID, 0x81)
+		keys = appendLen(keys, len(k.Key))
+		keys = append(keys, k.Key...)
+	}
+	var list []byte
+	for _, sc := range s.Schemes {
+		idx := 0
+		switch sc.Scheme {
+		case 0:
+		case 1, 2:
+			i, ok := index[sc.KeyID]
+			if !ok {
+				return nil, bad("scheme %d uses key %d, which is not among the keys", sc.Scheme, sc.KeyID)
+			}
+			want := map[byte]int{1: 32, 2: 33}[sc.Scheme]
+			if n := len(s.Keys[i-1].Key); n != want {
+				return nil, bad("key %d is %d bytes; Profile %c needs %d", sc.KeyID, n, 'A'+sc.Scheme-1, want)
+			}
+			idx = i
+		default:
+			return nil, bad("protection scheme %d: want 0 (null), 1 (Profile A) or 2 (Profile B)", sc.Scheme)
+		}
+		list = append(list, sc.Scheme, byte(idx))
+	}
+	out := append([]byte{0xA0}, appendLen(nil, len(list))...)
+	out = append(out, list...)
+	out = append(out, 0xA1)
+	out = appendLen(out, len(keys))
+	return append(out, keys...), nil
 }
 
 // Derived selects fields derived from the configuration and the record.
@@ -50,6 +138,18 @@ type Options struct {
 //     UTF-8) padded with FF to the file (or record) size (TS 31.103 §4.2.2–4);
 //     a file too small for a 15-digit IMSI's value is not derived (a note
 //     says so).
+//   - DeriveCSIM: CSIM EF.IMSI_M (6F22) and EF.IMSI_T (6F23), 3GPP2
+//     C.S0065 §5.2.2–3 (coding of C.S0023 §3.4.2 and C.S0005 §2.3.1) =
+//     the record's IMSI as a class 0 IMSI: MCC (10 bits), IMSI_11_12 (the
+//     4th and 5th digits, 7 bits) and IMSI_S (the last 10 digits: S2 10
+//     bits, S1 24 bits), programmed, address number 0. Needs 15-digit
+//     IMSIs. The cdmaParameter PE (A-key, SSD) is not derived: its values
+//     are operator secrets no record field holds (a note says so).
+//
+// GID1/GID2 and SUCI_Calc_Info are on when Options.GID1, GID2 or SUCI are
+// set (DeriveGID and DeriveSUCI turn them off again); they are the same
+// for every profile, so CompileWith writes them into the template once
+// (Plan.Constants lists where) and Apply does not touch them.
 type Derived uint8
 
 // Derived fields.
@@ -57,10 +157,46 @@ const (
 	DeriveAD Derived = 1 << iota
 	DeriveHPLMN
 	DeriveISIM
+	DeriveCSIM
+	DeriveGID
+	DeriveSUCI
 )
 
 // derives reports whether the options turn on the derived fields d.
-func (o Options) derives(d Derived) bool { return o.HomePLMN != "" && o.NoDerive&d == 0 }
+func (o Options) derives(d Derived) bool {
+	if o.NoDerive&d != 0 {
+		return false
+	}
+	switch d {
+	case DeriveGID:
+		return len(o.GID1) > 0 || len(o.GID2) > 0
+	case DeriveSUCI:
+		return o.SUCI != nil
+	}
+	return o.HomePLMN != ""
+}
+
+// constants are the options' per-template values (GID1/GID2,
+// SUCI_Calc_Info) by slot kind, unpadded.
+func (o Options) constants() (map[SlotKind][]byte, error) {
+	c := map[SlotKind][]byte{}
+	if o.derives(DeriveGID) {
+		if len(o.GID1) > 0 {
+			c[SlotGID1] = o.GID1
+		}
+		if len(o.GID2) > 0 {
+			c[SlotGID2] = o.GID2
+		}
+	}
+	if o.derives(DeriveSUCI) {
+		b, err := o.SUCI.Encode()
+		if err != nil {
+			return nil, err
+		}
+		c[SlotSUCICalcInfo], c[SlotSUCICalcInfoUSIM] = b, b
+	}
+	return c, nil
+}
 
 // mncLen is the length of the home MNC (0 without HomePLMN).
 func (o Options) mncLen() int {
@@ -118,8 +254,69 @@ func CompileWith(der []byte, o Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.derives(DeriveGID) || o.derives(DeriveSUCI) {
+		if pl, err = pl.writeConstants(o); err != nil {
+			return nil, err
+		}
+	}
 	pl.switched = desc
 	return pl, nil
+}
+
+// isConstant reports whether a slot kind holds a per-template constant.
+func isConstant(k SlotKind) bool {
+	return k == SlotGID1 || k == SlotGID2 || k == SlotSUCICalcInfo || k == SlotSUCICalcInfoUSIM
+}
+
+// writeConstants writes the per-template values (GID1/GID2,
+// SUCI_Calc_Info) into the template through pl's slots (in place, pieces
+// or a rewrite, as for any field) and compiles the result again without
+// them: the constants then cost records nothing.
+func (pl *Plan) writeConstants(o Options) (*Plan, error) {
+	raw, err := o.constants()
+	if err != nil {
+		return nil, err
+	}
+	var e encoded
+	e.consts = map[SlotKind][]byte{}
+	for k, v := range raw {
+		if !pl.kinds[k] {
+			continue
+		}
+		b := make([]byte, pl.fieldLen[k])
+		copy(b, v)
+		for i := len(v); i < len(b); i++ {
+			b[i] = 0xFF
+		}
+		e.consts[k] = b
+	}
+	out, err := pl.write(&e, &Values{}, nil)
+	if err != nil {
+		return nil, err
+	}
+	p, err := Decode(out)
+	if err != nil {
+		return nil, err
+	}
+	o2 := o
+	o2.NoDerive |= DeriveGID | DeriveSUCI
+	final, err := p.compile(o2)
+	if err != nil {
+		return nil, err
+	}
+	final.opts = o
+	for _, s := range pl.slots {
+		if isConstant(s.Kind) {
+			final.consts = append(final.consts, s)
+		}
+	}
+	for i, k := range pl.noteKinds {
+		if isConstant(k) {
+			final.notes = append(final.notes, pl.notes[i])
+			final.noteKinds = append(final.noteKinds, k)
+		}
+	}
+	return final, nil
 }
 
 // Options returns the settings the plan was compiled with.

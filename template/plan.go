@@ -12,25 +12,31 @@ type SlotKind uint8
 
 // Slot kinds.
 const (
-	SlotHeaderICCID SlotKind = iota + 1 // ProfileHeader iccid, plain BCD (10 bytes)
-	SlotEFICCID                         // EF.ICCID content, swapped BCD (10 bytes)
-	SlotIMSI                            // EF.IMSI content (9 bytes)
-	SlotACC                             // EF.ACC content, from the IMSI's last digit (2 bytes)
-	SlotAlgorithm                       // algoParameter algorithmID (1 byte)
-	SlotK                               // algoParameter key (16 or 32 bytes)
-	SlotOPc                             // algoParameter opc (16 or 32 bytes)
-	SlotPIN                             // pinValue of a PIN or ADM key reference (8 bytes)
-	SlotPUK                             // pukValue (8 bytes)
-	SlotSDKey                           // keyData of a security-domain key (length of the template key)
-	SlotSMSC                            // EF.SMSP record 1 (variable: re-encodes its PE)
-	SlotSPN                             // EF.SPN content (variable: re-encodes its PE)
-	SlotMSISDN                          // EF.MSISDN record 1 in opt-usim (variable: re-encodes its PE)
-	SlotAD                              // derived: EF.AD byte 4, length of the MNC (Options.HomePLMN)
-	SlotEHPLMN                          // derived: EF.EHPLMN first entry, the IMSI's PLMN
-	SlotHPLMNwAcT                       // derived: EF.HPLMNwAcT first entry's PLMN, the IMSI's
-	SlotIMPI                            // derived: EF.IMPI, the private user identity from the IMSI (TS 23.003 §13.3)
-	SlotIMPU                            // derived: EF.IMPU record 1, the temporary public user identity (§13.4B)
-	SlotDomain                          // derived: EF.DOMAIN, the home network domain name (§13.2)
+	SlotHeaderICCID      SlotKind = iota + 1 // ProfileHeader iccid, plain BCD (10 bytes)
+	SlotEFICCID                              // EF.ICCID content, swapped BCD (10 bytes)
+	SlotIMSI                                 // EF.IMSI content (9 bytes)
+	SlotACC                                  // EF.ACC content, from the IMSI's last digit (2 bytes)
+	SlotAlgorithm                            // algoParameter algorithmID (1 byte)
+	SlotK                                    // algoParameter key (16 or 32 bytes)
+	SlotOPc                                  // algoParameter opc (16 or 32 bytes)
+	SlotPIN                                  // pinValue of a PIN or ADM key reference (8 bytes)
+	SlotPUK                                  // pukValue (8 bytes)
+	SlotSDKey                                // keyData of a security-domain key (length of the template key)
+	SlotSMSC                                 // EF.SMSP record 1 (variable: re-encodes its PE)
+	SlotSPN                                  // EF.SPN content (variable: re-encodes its PE)
+	SlotMSISDN                               // EF.MSISDN record 1 in opt-usim (variable: re-encodes its PE)
+	SlotAD                                   // derived: EF.AD byte 4, length of the MNC (Options.HomePLMN)
+	SlotEHPLMN                               // derived: EF.EHPLMN first entry, the IMSI's PLMN
+	SlotHPLMNwAcT                            // derived: EF.HPLMNwAcT first entry's PLMN, the IMSI's
+	SlotIMPI                                 // derived: EF.IMPI, the private user identity from the IMSI (TS 23.003 §13.3)
+	SlotIMPU                                 // derived: EF.IMPU record 1, the temporary public user identity (§13.4B)
+	SlotDomain                               // derived: EF.DOMAIN, the home network domain name (§13.2)
+	SlotIMSIM                                // derived: CSIM EF.IMSI_M, the IMSI as a class 0 MIN-based IMSI (C.S0065)
+	SlotIMSIT                                // derived: CSIM EF.IMSI_T, the same as the true IMSI
+	SlotGID1                                 // constant: USIM EF.GID1 (Options.GID1; Plan.Constants)
+	SlotGID2                                 // constant: USIM EF.GID2 (Options.GID2)
+	SlotSUCICalcInfo                         // constant: DF.5GS EF.SUCI_Calc_Info (Options.SUCI)
+	SlotSUCICalcInfoUSIM                     // constant: DF.SAIP EF.SUCI_Calc_Info_USIM (Options.SUCI)
 )
 
 var slotKindNames = map[SlotKind]string{
@@ -38,6 +44,8 @@ var slotKindNames = map[SlotKind]string{
 	SlotAlgorithm: "algorithm", SlotK: "k", SlotOPc: "opc", SlotPIN: "pin", SlotPUK: "puk",
 	SlotSDKey: "sd-key", SlotSMSC: "smsc", SlotSPN: "spn", SlotMSISDN: "msisdn",
 	SlotAD: "ef-ad", SlotEHPLMN: "ef-ehplmn", SlotHPLMNwAcT: "ef-hplmnwact", SlotIMPI: "ef-impi", SlotIMPU: "ef-impu", SlotDomain: "ef-domain",
+	SlotIMSIM: "ef-imsi-m", SlotIMSIT: "ef-imsi-t", SlotGID1: "ef-gid1", SlotGID2: "ef-gid2",
+	SlotSUCICalcInfo: "ef-suci-calc-info", SlotSUCICalcInfoUSIM: "ef-suci-calc-info-usim",
 }
 
 func (k SlotKind) String() string {
@@ -137,6 +145,18 @@ func (s Slot) Name() string {
 		return "IMPU (EF.IMPU)"
 	case SlotDomain:
 		return "home domain (EF.DOMAIN)"
+	case SlotIMSIM:
+		return "IMSI_M (CSIM EF.IMSI_M)"
+	case SlotIMSIT:
+		return "IMSI_T (CSIM EF.IMSI_T)"
+	case SlotGID1:
+		return "GID1 (EF.GID1)"
+	case SlotGID2:
+		return "GID2 (EF.GID2)"
+	case SlotSUCICalcInfo:
+		return "SUCI calculation info (DF.5GS EF.SUCI_Calc_Info)"
+	case SlotSUCICalcInfoUSIM:
+		return "SUCI calculation info (DF.SAIP EF.SUCI_Calc_Info_USIM)"
 	}
 	return s.Kind.String()
 }
@@ -243,13 +263,15 @@ type Plan struct {
 	kinds map[SlotKind]bool
 	// fieldLen is the value length of each file slot kind (SMSC and
 	// MSISDN: the record length, the same in every copy).
-	fieldLen map[SlotKind]int
-	notes    []string // why optional fields have no slot
-	opts     Options
-	switched string // Switch()
-	pins     map[int]bool
-	puks     map[int]bool
-	algos    map[esim.Algorithm]bool // algorithms the header declares
+	fieldLen  map[SlotKind]int
+	notes     []string   // why optional fields have no slot
+	noteKinds []SlotKind // the field of each note
+	consts    []Slot     // where CompileWith wrote the per-template constants (Constants)
+	opts      Options
+	switched  string // Switch()
+	pins      map[int]bool
+	puks      map[int]bool
+	algos     map[esim.Algorithm]bool // algorithms the header declares
 }
 
 // Algorithms returns the algorithms Apply may set: those the header's
@@ -286,6 +308,12 @@ type hdrInfo struct {
 // (the file is absent, its record is too short …). Values for those fields
 // are refused with ErrNoSlot.
 func (pl *Plan) Notes() []string { return append([]string(nil), pl.notes...) }
+
+// Constants returns where CompileWith wrote the per-template values of
+// Options (GID1, GID2, SUCI_Calc_Info) into the template: slots of the
+// template as given, whose placement says how the value was written. The
+// Plan's template already holds them; Apply does not touch them.
+func (pl *Plan) Constants() []Slot { return append([]Slot(nil), pl.consts...) }
 
 // Template returns the template bytes (do not modify).
 func (pl *Plan) Template() []byte { return pl.tmpl }
