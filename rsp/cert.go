@@ -517,14 +517,31 @@ func VerifyServerCertificate(der []byte, ci *Certificate, role asn1.ObjectIdenti
 // (8.1.2 EUM, 8.1.3 eUICC) and the reason (6.1 verification failed, 6.3
 // expired). The EID range (row 10) is the caller's: EIDPermitted.
 func VerifyEUICCChain(ci *Certificate, eumDER, euiccDER []byte, now time.Time) (eum, euicc *Certificate, err error) {
+	return VerifyEUICCChainCached(ci, eumDER, euiccDER, now, nil)
+}
+
+// VerifyEUICCChainCached is VerifyEUICCChain with the EUM certificate's
+// parse and CI signature taken from cache when its exact bytes verified
+// with ci before (and remembered there when they verify now). Every other
+// check, in the same order, runs on every call; a nil cache caches nothing.
+// The returned EUM certificate may be shared: read it only.
+func VerifyEUICCChainCached(ci *Certificate, eumDER, euiccDER []byte, now time.Time, cache *EUMCache) (eum, euicc *Certificate, err error) {
 	fail := func(s SubjectCode, r ReasonCode, msg string) (*Certificate, *Certificate, error) {
 		return nil, nil, Status{Subject: s, Reason: r, Message: msg}
 	}
-	eum, perr := ParseCertificate(eumDER)
-	if perr != nil {
-		return fail(SubjectEUMCertificate, ReasonVerificationFailed, "EUM certificate malformed")
+	var key [32]byte
+	if cache != nil {
+		key = sha256.Sum256(eumDER)
+		eum = cache.get(key, ci)
 	}
-	euicc, perr = ParseCertificate(euiccDER)
+	eumVerified := eum != nil
+	if eum == nil {
+		var perr error
+		if eum, perr = ParseCertificate(eumDER); perr != nil {
+			return fail(SubjectEUMCertificate, ReasonVerificationFailed, "EUM certificate malformed")
+		}
+	}
+	euicc, perr := ParseCertificate(euiccDER)
 	if perr != nil {
 		return fail(SubjectEUICCCertificate, ReasonVerificationFailed, "eUICC certificate malformed")
 	}
@@ -539,8 +556,13 @@ func VerifyEUICCChain(ci *Certificate, eumDER, euiccDER []byte, now time.Time) (
 		return fail(SubjectEUICCCertificate, ReasonExpired, "eUICC certificate expired or not yet valid")
 	case !eum.HasKeyUsage || eum.KeyUsage&(1<<5) == 0 || !eum.HasPolicy(PolicyEUM) || !eum.IsCA || eum.MaxPathLen != 0: // row 6
 		return fail(SubjectEUMCertificate, ReasonVerificationFailed, "EUM certificate extensions wrong (keyCertSign, EUM policy, CA pathlen 0)")
-	case !eum.CheckSignatureFrom(ci):
+	case !eumVerified && !eum.CheckSignatureFrom(ci):
 		return fail(SubjectEUMCertificate, ReasonVerificationFailed, "EUM certificate signature does not verify with the CI")
+	}
+	if !eumVerified {
+		cache.put(key, ci, eum) // after the EUM's own checks passed
+	}
+	switch {
 	case !euicc.HasKeyUsage || euicc.KeyUsage&1 == 0 || !euicc.HasPolicy(PolicyEUICC) || euicc.SubjectO == "" || !isEIDDigits(euicc.SubjectSerialNumber): // row 7
 		return fail(SubjectEUICCCertificate, ReasonVerificationFailed, "eUICC certificate extensions or subject wrong (digitalSignature, eUICC policy, O, EID)")
 	case !SameKeyID(euicc.AKI, eum.SKI) || !euicc.CheckSignatureFrom(eum): // row 8
