@@ -31,7 +31,7 @@ func (s *Server) AuthenticateClient(ctx context.Context, req *rsp.AuthenticateCl
 	if cred == nil {
 		return nil, s.internal(ctx, fn, "finding the session's CI", fmt.Errorf("CI %X no longer configured", d.CISKI))
 	}
-	eum, euicc, err := rsp.VerifyEUICCChain(cred.CI, ok.EUMCertificate, ok.EUICCCertificate, s.cfg.Now()) // rows 2–8
+	eum, euicc, err := rsp.VerifyEUICCChainCached(cred.CI, ok.EUMCertificate, ok.EUICCCertificate, s.cfg.Now(), s.eums) // rows 2–8
 	if err != nil {
 		return nil, err
 	}
@@ -127,6 +127,7 @@ func (s *Server) offerProfile(ctx context.Context, sess store.Session, d *sessio
 	if err := s.saveSession(ctx, fn, sess, d); err != nil {
 		return nil, err
 	}
+	s.keepLoaded(sess.TransactionID, full)
 	return &rsp.AuthenticateClientResponse{
 		TransactionID:   tid,
 		ProfileMetadata: md,

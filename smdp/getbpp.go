@@ -38,18 +38,24 @@ func (s *Server) GetBoundProfilePackage(ctx context.Context, req *rsp.GetBoundPr
 	if err := s.checkConfirmationCode(ctx, sess, d, signed.HashCc, req.TransactionID); err != nil {
 		return nil, err
 	}
-	if sess.Phase == phaseBound && bytes.Equal(sess.EUICCOtPK, signed.EUICCOtpk) {
-		// A retried call with the same eUICC one-time key: the package
-		// already bound (same smdpOtpk) is offered again (§4.1).
-		return &rsp.GetBoundProfilePackageResponse{TransactionID: req.TransactionID, BoundProfilePackage: d.BPP}, nil
-	}
+	// A retried call with the same eUICC one-time key (a lost answer): the
+	// package is bound again with the same smdpOtpk and shared secret
+	// (§4.1), from the sealed binding, so that the session row need not
+	// carry the package between calls. Nothing in the store changes.
+	retry := sess.Phase == phaseBound && bytes.Equal(sess.EUICCOtPK, signed.EUICCOtpk)
 	earlier, err := s.earlierBinding(ctx, sess, signed.EUICCOtpk)
 	if err != nil {
 		return nil, err
 	}
+	if retry && earlier == nil {
+		return nil, s.internal(ctx, fn, "finding the session's binding", errors.New("the one-time key of a bound session is gone"))
+	}
 	pkg, smdpOtpk, keyRef, err := s.bind(ctx, sess, d, req.TransactionID, signed.EUICCOtpk, earlier)
 	if err != nil {
 		return nil, err
+	}
+	if retry {
+		return &rsp.GetBoundProfilePackageResponse{TransactionID: req.TransactionID, BoundProfilePackage: pkg}, nil
 	}
 	if _, err := s.cfg.Store.BPPDelivered(ctx, sess.ICCID); err != nil {
 		return nil, s.internal(ctx, fn, "recording the delivery", err)
@@ -61,7 +67,6 @@ func (s *Server) GetBoundProfilePackage(ctx context.Context, req *rsp.GetBoundPr
 		}
 	}
 	sess.Phase, sess.EUICCOtPK, sess.SMDPOtPK = phaseBound, signed.EUICCOtpk, smdpOtpk
-	d.BPP = pkg
 	if err := s.saveSession(ctx, fn, sess, d); err != nil {
 		return nil, err
 	}
@@ -88,9 +93,12 @@ func (s *Server) checkConfirmationCode(ctx context.Context, sess store.Session, 
 	if !d.CCRequired {
 		return nil // hashCc is ignored when the order requires none
 	}
-	p, err := s.cfg.Store.GetProfile(ctx, sess.ICCID)
-	if err != nil {
-		return s.internal(ctx, fn, "loading the order", err)
+	p, ok := s.peekLoaded(sess.TransactionID, sess.ICCID)
+	if !ok {
+		var err error
+		if p, err = s.cfg.Store.GetProfile(ctx, sess.ICCID); err != nil {
+			return s.internal(ctx, fn, "loading the order", err)
+		}
 	}
 	if hashCc != nil && ccMatches(p.CCHash, hashCc, tid) {
 		return nil
@@ -180,15 +188,17 @@ func (s *Server) bind(ctx context.Context, sess store.Session, d *sessionData, t
 	if err != nil || len(eid) != 16 {
 		return nil, nil, "", s.internal(ctx, fn, "decoding the session's EID", fmt.Errorf("EID %q is not 32 digits", sess.EID))
 	}
-	p, err := s.cfg.Store.GetProfile(ctx, sess.ICCID)
-	if err != nil {
-		return nil, nil, "", s.internal(ctx, fn, "loading the profile", err)
+	p, ok := s.takeLoaded(sess.TransactionID, sess.ICCID)
+	if !ok {
+		if p, err = s.cfg.Store.GetProfile(ctx, sess.ICCID); err != nil {
+			return nil, nil, "", s.internal(ctx, fn, "loading the profile", err)
+		}
 	}
-	b, err := s.cfg.Store.GetBatch(ctx, p.BatchID)
+	keyBlob, err := s.batchKey(ctx, p.BatchID)
 	if err != nil {
 		return nil, nil, "", s.internal(ctx, fn, "loading the profile's batch", err)
 	}
-	flat, err := s.cfg.HSM.UnprotectPPK(ctx, b.KeyBlob, p.ICCID, p.ProtectedPPK)
+	flat, err := s.cfg.HSM.UnprotectPPK(ctx, keyBlob, p.ICCID, p.ProtectedPPK)
 	if err != nil {
 		return nil, nil, "", s.internal(ctx, fn, "unsealing the PPK", err)
 	}
@@ -200,7 +210,7 @@ func (s *Server) bind(ctx context.Context, sess store.Session, d *sessionData, t
 	defer ppk.Zero()
 	label := otkLabel(p.ICCID, euiccOtpk)
 	var ka bpp.KeyAgreement
-	capture := &captureKA{KeyAgreement: s.cfg.HSM.KeyAgreement(curve)}
+	var capture *captureKA
 	if earlier != nil {
 		z, err := s.cfg.HSM.OpenSecret(ctx, label, earlier.KeyRef)
 		if err != nil {
@@ -210,6 +220,7 @@ func (s *Server) bind(ctx context.Context, sess store.Session, d *sessionData, t
 		defer clear(z)
 		ka = r
 	} else {
+		capture = &captureKA{KeyAgreement: s.cfg.HSM.KeyAgreement(curve)}
 		ka = capture
 		defer func() { clear(capture.z) }()
 	}

@@ -75,7 +75,10 @@ func (s *Server) wrap(o HTTPOptions, f rsp.Function, asn1 bool) http.Handler {
 			if !st.IsZero() {
 				code = st.Code()
 			}
-			binding := map[bool]string{true: "asn1", false: "json"}[asn1]
+			binding := "json"
+			if asn1 {
+				binding = "asn1"
+			}
 			// No request content is logged: matching IDs are bearer tokens.
 			s.log.InfoContext(ctx, "es9+", "function", fn.String(), "binding", binding,
 				"status", code, "ms", time.Since(start).Milliseconds(), "remote", r.RemoteAddr)

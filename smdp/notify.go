@@ -62,7 +62,7 @@ func (s *Server) installResult(ctx context.Context, pir *rsp.ProfileInstallation
 func (s *Server) otherNotification(ctx context.Context, n *rsp.OtherSignedNotification) error {
 	var lastErr error
 	for i := range s.cfg.Credentials {
-		_, euicc, err := rsp.VerifyEUICCChain(s.cfg.Credentials[i].CI, n.EUMCertificate, n.EUICCCertificate, s.cfg.Now())
+		_, euicc, err := rsp.VerifyEUICCChainCached(s.cfg.Credentials[i].CI, n.EUMCertificate, n.EUICCCertificate, s.cfg.Now(), s.eums)
 		if err != nil {
 			lastErr = err
 			continue

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/perso-esim/perso/bpp"
@@ -93,8 +94,59 @@ type Config struct {
 // types, and a failure is an rsp.Status (as the error), so that they are
 // tested without HTTP.
 type Server struct {
-	cfg Config
-	log *slog.Logger
+	cfg  Config
+	log  *slog.Logger
+	eums *rsp.EUMCache // EUM certificates verified with a CI, by their DER's hash
+
+	// batchKeys: a batch's key blob by batch id. A batch record never
+	// changes its key blob (re-creating it with another is a conflict), so
+	// the store is read once per batch, not once per download.
+	batchMu   sync.RWMutex
+	batchKeys map[string][]byte
+
+	// loaded: the profile AuthenticateClient read (material included), by
+	// transaction id, for the session's GetBoundProfilePackage on this
+	// process. A profile's material and batch never change once it is
+	// ordered, so the copy is as good as a second read; another replica,
+	// or a retry, reads the store.
+	loadedMu sync.Mutex
+	loaded   map[string]store.Profile
+	loadedQ  []string // insertion order, for eviction
+}
+
+// maxLoaded bounds the profiles kept between AuthenticateClient and
+// GetBoundProfilePackage (≈ 13 KB each): more sessions in flight than
+// this only cost a store read each.
+const maxLoaded = 1024
+
+func (s *Server) keepLoaded(tid string, p store.Profile) {
+	s.loadedMu.Lock()
+	defer s.loadedMu.Unlock()
+	for len(s.loadedQ) >= maxLoaded {
+		delete(s.loaded, s.loadedQ[0])
+		s.loadedQ = s.loadedQ[1:]
+	}
+	s.loaded[tid] = p
+	s.loadedQ = append(s.loadedQ, tid)
+}
+
+// takeLoaded returns and forgets the profile kept for tid.
+func (s *Server) takeLoaded(tid, iccid string) (store.Profile, bool) {
+	s.loadedMu.Lock()
+	defer s.loadedMu.Unlock()
+	p, ok := s.loaded[tid]
+	if ok {
+		delete(s.loaded, tid) // its key stays in loadedQ until evicted: harmless
+	}
+	return p, ok && p.ICCID == iccid
+}
+
+// peekLoaded returns the profile kept for tid without forgetting it.
+func (s *Server) peekLoaded(tid, iccid string) (store.Profile, bool) {
+	s.loadedMu.Lock()
+	defer s.loadedMu.Unlock()
+	p, ok := s.loaded[tid]
+	return p, ok && p.ICCID == iccid
 }
 
 // NewServer checks cfg and returns a Server.
@@ -135,7 +187,8 @@ func NewServer(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{cfg: cfg, log: log}, nil
+	return &Server{cfg: cfg, log: log, eums: rsp.NewEUMCache(0), batchKeys: make(map[string][]byte),
+		loaded: make(map[string]store.Profile)}, nil
 }
 
 // Session phases (store.Session.Phase).
@@ -146,8 +199,8 @@ const (
 )
 
 // sessionData is store.Session.Data: what later calls of the session need.
-// No secret: certificates, signatures, public keys and the bound package
-// (which is encrypted under the session keys).
+// No secret: certificates, signatures and public keys. The bound package is
+// not kept: a retry binds it again with the same one-time keys (getbpp.go).
 type sessionData struct {
 	CISKI           []byte `json:"ci"`
 	EUICCSignature1 []byte `json:"s1,omitempty"`
@@ -155,7 +208,6 @@ type sessionData struct {
 	SmdpSignature2  []byte `json:"s2,omitempty"`
 	ProfileMetadata []byte `json:"md,omitempty"`
 	CCRequired      bool   `json:"cc,omitempty"`
-	BPP             []byte `json:"bpp,omitempty"` // served again on a retry with the same euiccOtpk
 }
 
 func tidKey(t rsp.TransactionID) string { return strings.ToUpper(hex.EncodeToString(t)) }
@@ -220,6 +272,30 @@ func (s *Server) saveSession(ctx context.Context, fn Function, sess store.Sessio
 		return s.internal(ctx, fn, "storing the session", err)
 	}
 	return nil
+}
+
+// maxBatchKeys bounds the batch key cache (a server sees a few batches).
+const maxBatchKeys = 4096
+
+// batchKey returns the key blob of a batch, from the store the first time.
+func (s *Server) batchKey(ctx context.Context, id string) ([]byte, error) {
+	s.batchMu.RLock()
+	k, ok := s.batchKeys[id]
+	s.batchMu.RUnlock()
+	if ok {
+		return k, nil
+	}
+	b, err := s.cfg.Store.GetBatch(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s.batchMu.Lock()
+	if len(s.batchKeys) >= maxBatchKeys {
+		clear(s.batchKeys)
+	}
+	s.batchKeys[id] = b.KeyBlob
+	s.batchMu.Unlock()
+	return b.KeyBlob, nil
 }
 
 func (s *Server) credentialsFor(ciSKI []byte) *Credentials {
