@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -34,6 +35,7 @@ const serveDrain = stopGrace - 150*time.Millisecond
 func newServeCmd(a *app) *cobra.Command {
 	var stopAfter time.Duration
 	var demoPINs bool
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve ES9+ (SGP.22 profile download) over HTTPS",
@@ -62,6 +64,13 @@ has no brainpool: the NIST TLS certificate serves clients of both curves.
 SIGTERM stops accepting connections and lets calls in flight finish.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			return runServe(cmd.Context(), a, demoPINs, stopAfter, cmd.OutOrStdout())
 		},
 	}
@@ -71,6 +80,7 @@ SIGTERM stops accepting connections and lets calls in flight finish.`,
 	f.String("store.dsn", "", "store DSN (default from config: store.dsn)")
 	f.String("serve.metrics_listen", "", "plain-HTTP address for /metrics, /healthz, /readyz (default from config: serve.metrics_listen; off when empty)")
 	f.DurationVar(&stopAfter, "stop-after", 0, "stop after this long, as on SIGTERM (tests, benchmarks); 0: run until stopped")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof; cgo time inside the PKCS#11 module shows under its calls)")
 	f.BoolVar(&demoPINs, "demo-pins", false, "when hsm.pin is unset, log in with the demo PIN 1234 (a token made by hsm init --demo-pins)")
 	return cmd
 }
@@ -205,6 +215,25 @@ func runServe(ctx context.Context, a *app, demoPINs bool, stopAfter time.Duratio
 		return context.Cause(ctx) // stopped by a signal
 	}
 	return nil
+}
+
+// startCPUProfile profiles the process into path until the returned
+// function runs.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("serve: --cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("serve: --cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			slog.Warn("serve: writing the CPU profile", "path", path, "err", err)
+		}
+	}, nil
 }
 
 // sweepSessions deletes expired sessions and one-time keys once a minute.
