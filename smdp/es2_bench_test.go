@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/perso-esim/perso/rsp"
 	"github.com/perso-esim/perso/store"
@@ -43,7 +44,7 @@ func BenchmarkES2OrderPair(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(NewES2Handler(e, ES2HTTPOptions{Operators: s}))
+	srv := httptest.NewUnstartedServer(NewES2Handler(e, ES2HTTPOptions{Operators: s, OperatorTTL: time.Second})) // as perso serve
 	srv.TLS = &tls.Config{}
 	RequestClientCertificates(srv.TLS)
 	srv.StartTLS()

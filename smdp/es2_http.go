@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/perso-esim/perso/rsp"
@@ -25,7 +26,14 @@ type ES2HTTPOptions struct {
 	Operators   OperatorBook
 	MaxBody     int64            // default DefaultMaxBody
 	CallTimeout time.Duration    // per call; default 30 s
-	Now         func() time.Time // certificate validity time; default time.Now
+	Now         func() time.Time // certificate validity and OperatorTTL time; default time.Now
+	// OperatorTTL is how long an operator's record (its trust anchors),
+	// once read from the store, authorises calls before it is read again:
+	// reading it on every call cost a tenth of a DownloadOrder +
+	// ConfirmOrder pair's CPU. An operator removed or replaced by another
+	// process (perso operator remove) is refused or re-read within it.
+	// 0: read on every call.
+	OperatorTTL time.Duration
 }
 
 // RequestClientCertificates makes a server TLS configuration ask clients
@@ -75,6 +83,10 @@ type es2Handler struct {
 type trust struct {
 	pem  string
 	pool *x509.CertPool
+	// read is when the operator's record was last read from the store
+	// (unix nanoseconds): within OperatorTTL of it the record is not
+	// read again.
+	read atomic.Int64
 	// verified caches chains already verified (leaf SHA-256 → the time
 	// the result stops holding: the chain's earliest notAfter), so that an
 	// operator's calls cost one chain verification per certificate, not
@@ -166,23 +178,9 @@ func (h *es2Handler) authorize(ctx context.Context, id string, peer []*x509.Cert
 	if id == "" {
 		return errNotAuthorized
 	}
-	op, err := h.o.Operators.GetOperator(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return errNotAuthorized
-	}
+	t, err := h.trustOf(ctx, id)
 	if err != nil {
 		return err
-	}
-	var t *trust
-	if v, found := h.pools.Load(id); found && v.(*trust).pem == op.TrustPEM {
-		t = v.(*trust)
-	} else {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM([]byte(op.TrustPEM)) {
-			return errors.New("the operator's trust anchors hold no certificate")
-		}
-		t = &trust{pem: op.TrustPEM, pool: pool}
-		h.pools.Store(id, t)
 	}
 	now := h.o.Now()
 	key := sha256.Sum256(peer[0].Raw)
@@ -206,4 +204,36 @@ func (h *es2Handler) authorize(ctx context.Context, id string, peer []*x509.Cert
 	}
 	t.verified.Store(key, until)
 	return nil
+}
+
+// trustOf returns the operator's trust anchors: the cached ones within
+// OperatorTTL of their reading, else read from the store (a removed
+// operator is forgotten; changed anchors replace the cached ones and their
+// verified chains).
+func (h *es2Handler) trustOf(ctx context.Context, id string) (*trust, error) {
+	v, cached := h.pools.Load(id)
+	now := h.o.Now()
+	if cached && h.o.OperatorTTL > 0 && now.Sub(time.Unix(0, v.(*trust).read.Load())) < h.o.OperatorTTL {
+		return v.(*trust), nil
+	}
+	op, err := h.o.Operators.GetOperator(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		h.pools.Delete(id)
+		return nil, errNotAuthorized
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cached && v.(*trust).pem == op.TrustPEM {
+		v.(*trust).read.Store(now.UnixNano())
+		return v.(*trust), nil
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(op.TrustPEM)) {
+		return nil, errors.New("the operator's trust anchors hold no certificate")
+	}
+	t := &trust{pem: op.TrustPEM, pool: pool}
+	t.read.Store(now.UnixNano())
+	h.pools.Store(id, t)
+	return t, nil
 }

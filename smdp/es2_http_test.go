@@ -208,3 +208,49 @@ func TestES2HTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestES2OperatorTTL: within OperatorTTL an operator's record is not read
+// again, so a removal by another process is seen once it has passed; a
+// handler without a TTL refuses at once.
+func TestES2OperatorTTL(t *testing.T) {
+	ctx := context.Background()
+	s := openFilled(t)
+	ca := newTestCA(t, "Operator CA")
+	if _, err := s.AddOperator(ctx, store.Operator{ID: "op-a", TrustPEM: ca.pem()}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	clock := func() time.Time { return now }
+	start := func(ttl time.Duration) *ES2Client {
+		srv := httptest.NewUnstartedServer(NewES2Handler(newES2(t, s, nil), ES2HTTPOptions{Operators: s, OperatorTTL: ttl, Now: clock}))
+		srv.TLS = &tls.Config{}
+		RequestClientCertificates(srv.TLS)
+		srv.StartTLS()
+		t.Cleanup(srv.Close)
+		return &ES2Client{BaseURL: srv.URL, HTTP: clientWith(srv, ca.issue(t, "bss")), RequesterID: "op-a"}
+	}
+	cached, uncached := start(time.Second), start(0)
+	order := func(c *ES2Client) error {
+		_, err := c.DownloadOrder(ctx, rsp.DownloadOrderRequest{ProfileType: "t1"})
+		return err
+	}
+	for _, c := range []*ES2Client{cached, uncached} {
+		if err := order(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RemoveOperator(ctx, "op-a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := order(uncached); err == nil || !strings.Contains(err.Error(), "HTTP 403") {
+		t.Fatalf("without a TTL, a removed operator: %v; want HTTP 403", err)
+	}
+	now = now.Add(999 * time.Millisecond)
+	if err := order(cached); err != nil {
+		t.Fatalf("within the TTL: %v", err)
+	}
+	now = now.Add(time.Millisecond)
+	if err := order(cached); err == nil || !strings.Contains(err.Error(), "HTTP 403") {
+		t.Fatalf("after the TTL, a removed operator: %v; want HTTP 403", err)
+	}
+}

@@ -139,7 +139,16 @@ type ProgressWorker struct {
 
 // DefaultProgressBackoff doubles from 2 s up to 30 min.
 func DefaultProgressBackoff(attempt int) time.Duration {
-	return time.Duration(math.Min(float64(2*time.Second)*math.Pow(2, float64(attempt-1)), float64(30*time.Minute)))
+	return ProgressBackoff(2*time.Second, 30*time.Minute)(attempt)
+}
+
+// ProgressBackoff waits first after the first failed attempt and doubles
+// the wait after each further one, up to limit (serve.callback_backoff
+// sets first; tests make it small).
+func ProgressBackoff(first, limit time.Duration) func(attempt int) time.Duration {
+	return func(attempt int) time.Duration {
+		return time.Duration(math.Min(float64(first)*math.Pow(2, float64(max(attempt, 1)-1)), float64(limit)))
+	}
 }
 
 // NextRetry applies Backoff.

@@ -119,6 +119,8 @@ var settings = []setting{
 	// flight.
 	{key: "serve.operator_roots", kind: kindString, def: "", show: showPlain},
 	{key: "serve.callback_workers", kind: kindInt, def: 4, min: 1, max: 256, show: showPlain},
+	// Wait before the second delivery attempt of a report; it doubles per failure, up to 30 min.
+	{key: "serve.callback_backoff", kind: kindDuration, def: "2s", min: int64(time.Millisecond), max: int64(time.Hour), show: showPlain},
 	// Operations listener (plain HTTP: /metrics, /healthz, /readyz); ""
 	// (default): none. Bind it to loopback or a management network: it is
 	// unauthenticated.

@@ -49,7 +49,8 @@ func serveES2(ctx context.Context, a *app, db *store.DB, es9 http.Handler, tlsCe
 	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &smdp.ProgressWorker{Operators: db, RequesterID: v.GetString("serve.address"), Log: slog.Default(),
-		HTTP: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}}})
+		Backoff: smdp.ProgressBackoff(v.GetDuration("serve.callback_backoff"), 30*time.Minute),
+		HTTP:    &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}}})
 	host, _ := os.Hostname()
 	jc, err := jobs.New(ctx, db, jobs.Config{ID: fmt.Sprintf("serve-%s-%d", host, os.Getpid()),
 		Queues: map[string]int{smdp.ProgressQueue: v.GetInt("serve.callback_workers")}, Workers: workers})
@@ -68,7 +69,11 @@ func serveES2(ctx context.Context, a *app, db *store.DB, es9 http.Handler, tlsCe
 		}
 	}
 	mux := http.NewServeMux()
-	mux.Handle(rsp.ES2PathPrefix, smdp.NewES2Handler(es2, smdp.ES2HTTPOptions{Operators: db, CallTimeout: callTimeout, MaxBody: maxBody}))
+	// An operator's record is read from the store at most once a second
+	// per operator: perso operator remove, run by another process, takes
+	// effect within that second.
+	mux.Handle(rsp.ES2PathPrefix, smdp.NewES2Handler(es2, smdp.ES2HTTPOptions{Operators: db, CallTimeout: callTimeout, MaxBody: maxBody,
+		OperatorTTL: time.Second}))
 	mux.Handle("/", es9)
 	slog.Info("serve: ES2+ on the same listener (operators by TLS client certificate: perso operator add)")
 	return mux, stop, nil
