@@ -112,3 +112,55 @@ func TestVerifyServerCertificate(t *testing.T) {
 		}
 	}
 }
+
+// With an EUM cache every case answers as without one, whether the cache
+// is cold or warm (a warm cache holds the good EUM, verified once): only
+// the EUM's CI signature is remembered, for its exact bytes and CI.
+func TestVerifyEUICCChainCached(t *testing.T) {
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	ci := sgp26Cert(t, "CertificateIssuer", "CERT_CI_ECDSA_NIST.der")
+	ciBRP := sgp26Cert(t, "CertificateIssuer", "CERT_CI_ECDSA_BRP.der")
+	eum, euicc := sgp26File(t, "EUM", "CERT_EUM_ECDSA_NIST.der"), sgp26File(t, "eUICC", "CERT_EUICC_ECDSA_NIST.der")
+	inv := func(f string) []byte { return sgp26File(t, "invalid", f) }
+	forgedEUM := append([]byte(nil), eum...)
+	forgedEUM[len(forgedEUM)-1] ^= 1 // last byte of the CI's signature
+	cache := rsp.NewEUMCache(2)
+	for _, tc := range []struct {
+		name       string
+		ci         *rsp.Certificate
+		eum, euicc []byte
+		want       string
+	}{
+		{"good chain (fills the cache)", ci, eum, euicc, ""},
+		{"good chain again", ci, eum, euicc, ""},
+		{"forged EUM signature", ci, forgedEUM, euicc, "8.1.2/6.1"},
+		{"cached EUM, eUICC expired", ci, eum, inv("CERT_EUICC_ECDSA_NIST_EXPIRED.der"), "8.1.3/6.3"},
+		{"cached EUM, self-signed eUICC", ci, eum, inv("CERT_EUICC_ECDSA_NIST_INVALID.der"), "8.1.3/6.1"},
+		{"cached EUM under another CI", ciBRP, eum, euicc, "8.11.1/3.9"},
+		{"EUM expired", ci, inv("CERT_EUM_ECDSA_NIST_EXPIRED.der"), euicc, "8.1.2/6.3"},
+		{"EUM expired again", ci, inv("CERT_EUM_ECDSA_NIST_EXPIRED.der"), euicc, "8.1.2/6.3"},
+		{"good chain after the others", ci, eum, euicc, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := rsp.VerifyEUICCChainCached(tc.ci, tc.eum, tc.euicc, now, cache)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var st rsp.Status
+			if !errors.As(err, &st) || st.Code() != tc.want {
+				t.Fatalf("err = %v, want %s", err, tc.want)
+			}
+		})
+	}
+	if n := cache.Len(); n != 1 {
+		t.Errorf("cache holds %d EUM certificates, want 1 (only the one that verified)", n)
+	}
+	// The same EUM after its validity: expired, though cached.
+	_, _, err := rsp.VerifyEUICCChainCached(ci, eum, euicc, now.AddDate(60, 0, 0), cache)
+	if st := (rsp.Status{}); !errors.As(err, &st) || st.Code() != "8.1.2/6.3" {
+		t.Errorf("a cached EUM after its notAfter: err = %v, want 8.1.2/6.3", err)
+	}
+}
