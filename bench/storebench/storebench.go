@@ -122,27 +122,39 @@ func Run(ctx context.Context, cfg Config, r *bench.Result) error {
 // under tempDir; PostgreSQL: a scratch schema of b.DSN's database) and
 // returns it with its clean-up, which removes it.
 func Open(ctx context.Context, tempDir string, b Backend) (*store.DB, func(), error) {
+	dsn, drop, err := Scratch(ctx, tempDir, b)
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := store.Open(ctx, b.Driver, dsn)
+	if err != nil {
+		drop()
+		return nil, nil, fmt.Errorf("bench store: opening the scratch %s store: %w", b.Driver, scrub(err, b))
+	}
+	return db, func() { db.Close(); drop() }, nil
+}
+
+// Scratch makes room for a fresh store of backend b and returns the DSN
+// that opens it (other processes may open it too) and the clean-up that
+// removes it: SQLite, a new directory under tempDir; PostgreSQL, a new
+// schema of b.DSN's database, selected by the returned DSN's search_path.
+func Scratch(ctx context.Context, tempDir string, b Backend) (dsn string, drop func(), err error) {
 	switch b.Driver {
 	case "sqlite":
 		dir, err := os.MkdirTemp(tempDir, "perso-bench-store-*")
 		if err != nil {
-			return nil, nil, fmt.Errorf("bench store: a temporary directory for SQLite: %w", err)
+			return "", nil, fmt.Errorf("bench store: a temporary directory for SQLite: %w", err)
 		}
-		db, err := store.Open(ctx, "sqlite", filepath.Join(dir, "bench.db"))
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, nil, fmt.Errorf("bench store: opening SQLite in %s: %w", dir, err)
-		}
-		return db, func() { db.Close(); os.RemoveAll(dir) }, nil
+		return filepath.Join(dir, "bench.db"), func() { os.RemoveAll(dir) }, nil
 	case "postgres":
 		schema := fmt.Sprintf("perso_bench_%d", time.Now().UnixNano())
 		conn, err := pgx.Connect(ctx, b.DSN)
 		if err != nil {
-			return nil, nil, fmt.Errorf("bench store: connecting to PostgreSQL %s: %w", b.Redacted, scrub(err, b))
+			return "", nil, fmt.Errorf("bench store: connecting to PostgreSQL %s: %w", b.Redacted, scrub(err, b))
 		}
 		defer conn.Close(ctx)
 		if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-			return nil, nil, fmt.Errorf("bench store: creating the scratch schema %s in %s (the user needs CREATE on the database): %w",
+			return "", nil, fmt.Errorf("bench store: creating the scratch schema %s in %s (the user needs CREATE on the database): %w",
 				schema, b.Redacted, scrub(err, b))
 		}
 		drop := func() {
@@ -153,14 +165,9 @@ func Open(ctx context.Context, tempDir string, b Backend) (*store.DB, func(), er
 			defer c.Close(context.WithoutCancel(ctx))
 			c.Exec(context.WithoutCancel(ctx), "DROP SCHEMA "+schema+" CASCADE")
 		}
-		db, err := store.Open(ctx, "postgres", withSearchPath(b.DSN, schema))
-		if err != nil {
-			drop()
-			return nil, nil, fmt.Errorf("bench store: opening PostgreSQL %s: %w", b.Redacted, scrub(err, b))
-		}
-		return db, func() { db.Close(); drop() }, nil
+		return withSearchPath(b.DSN, schema), drop, nil
 	}
-	return nil, nil, fmt.Errorf("bench store: unknown store driver %q (want sqlite or postgres)", b.Driver)
+	return "", nil, fmt.Errorf("bench store: unknown store driver %q (want sqlite or postgres)", b.Driver)
 }
 
 // withSearchPath makes every connection of dsn use schema.

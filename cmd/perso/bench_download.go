@@ -101,7 +101,11 @@ Reported: downloads/s, p50/p99/p99.9 per ES9+ call, errors by SGP.22 code, CPU p
 			}
 			url, pid := server, 0
 			if server == "" {
-				srv, err := startServeChild(ctx, cmd)
+				var o serveChildOptions
+				if f := cmd.Flags().Lookup("store.dsn"); f != nil && f.Changed {
+					o.dsn = f.Value.String()
+				}
+				srv, err := startServeChild(ctx, cmd, o)
 				if err != nil {
 					return err
 				}
@@ -111,7 +115,7 @@ Reported: downloads/s, p50/p99/p99.9 per ES9+ call, errors by SGP.22 code, CPU p
 			host := strings.TrimPrefix(strings.TrimPrefix(url, "https://"), "http://")
 			for _, c := range curves {
 				fmt.Fprintf(cmd.ErrOrStderr(), "bench download: %s: %d downloads by %d eUICCs against %s\n", c, downloads, euiccs, url)
-				res, err := runDownloads(ctx, sgp26Root, c, binding, roots, map[string]string{address: host}, codes[c], euiccs, pid)
+				res, err := runDownloads(ctx, sgp26Root, c, binding, roots, map[string]string{address: host}, codes[c], euiccs, pid, nil)
 				if err != nil {
 					return err
 				}
@@ -156,24 +160,37 @@ func placeOrders(ctx context.Context, db *store.DB, pt, address string, n int) (
 }
 
 type serveChild struct {
-	url  string
-	pid  int
-	stop func()
+	url, metrics string // metrics: the /metrics URL when asked for
+	pid          int
+	stop         func()
 }
 
-var serveURL = regexp.MustCompile(`ES9\+ on (https?://\S+)`)
+var (
+	serveURL        = regexp.MustCompile(`ES9\+ on (https?://\S+)`)
+	serveMetricsURL = regexp.MustCompile(`metrics and health on (http://\S+)`)
+)
+
+// serveChildOptions: dsn, when set, is the child's store.dsn; metrics
+// turns on serve.metrics_listen on a free loopback port.
+type serveChildOptions struct {
+	dsn     string
+	metrics bool
+}
 
 // startServeChild runs this binary's serve on a free loopback port, with
 // the same configuration (flags are not passed on: the environment and
 // the configuration file are), without a rate limit.
-func startServeChild(ctx context.Context, cmd *cobra.Command) (*serveChild, error) {
+func startServeChild(ctx context.Context, cmd *cobra.Command, o serveChildOptions) (*serveChild, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	args := []string{"serve", "--serve.listen", "127.0.0.1:0", "--log-level", "warn"}
-	if f := cmd.Flags().Lookup("store.dsn"); f != nil && f.Changed {
-		args = append(args, "--store.dsn", f.Value.String())
+	if o.dsn != "" {
+		args = append(args, "--store.dsn", o.dsn)
+	}
+	if o.metrics {
+		args = append(args, "--serve.metrics_listen", "127.0.0.1:0")
 	}
 	if f := cmd.Root().PersistentFlags().Lookup("config"); f != nil && f.Changed {
 		args = append(args, "--config", f.Value.String())
@@ -186,7 +203,7 @@ func startServeChild(ctx context.Context, cmd *cobra.Command) (*serveChild, erro
 		return nil, err
 	}
 	if err := c.Start(); err != nil {
-		return nil, fmt.Errorf("bench download: starting perso serve: %w", err)
+		return nil, fmt.Errorf("bench: starting perso serve: %w", err)
 	}
 	stop := func() {
 		c.Process.Signal(os.Interrupt)
@@ -199,30 +216,40 @@ func startServeChild(ctx context.Context, cmd *cobra.Command) (*serveChild, erro
 			<-done
 		}
 	}
-	lines := make(chan string, 1)
+	urls, metrics := make(chan string, 1), make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if m := serveURL.FindStringSubmatch(sc.Text()); m != nil {
-				lines <- m[1]
+				urls <- m[1]
+			}
+			if m := serveMetricsURL.FindStringSubmatch(sc.Text()); m != nil {
+				metrics <- m[1] + "/metrics"
 			}
 		}
-		close(lines)
+		close(urls)
+		close(metrics)
 	}()
-	select {
-	case u, ok := <-lines:
+	srv := &serveChild{pid: c.Process.Pid, stop: stop}
+	timeout := time.After(60 * time.Second)
+	for srv.url == "" || o.metrics && srv.metrics == "" {
+		var ok bool
+		select {
+		case srv.url, ok = <-urls:
+		case srv.metrics, ok = <-metrics:
+		case <-timeout:
+			stop()
+			return nil, errors.New("bench: perso serve did not listen within 60 s")
+		case <-ctx.Done():
+			stop()
+			return nil, ctx.Err()
+		}
 		if !ok {
 			stop()
-			return nil, errors.New("bench download: perso serve exited before listening (its errors are above)")
+			return nil, errors.New("bench: perso serve exited before listening (its errors are above)")
 		}
-		return &serveChild{url: u, pid: c.Process.Pid, stop: stop}, nil
-	case <-time.After(60 * time.Second):
-		stop()
-		return nil, errors.New("bench download: perso serve did not listen within 60 s")
-	case <-ctx.Done():
-		stop()
-		return nil, ctx.Err()
 	}
+	return srv, nil
 }
 
 // procCPU is the user+system CPU time of process pid (/proc/PID/stat,
@@ -278,8 +305,11 @@ type downloadResult struct {
 	errors               map[string]int
 }
 
+// runDownloads downloads codes by workers concurrent virtual eUICCs, until
+// every code is taken or stop (when not nil) is closed; pid is the
+// server's process (0: not measured).
 func runDownloads(ctx context.Context, sgp26 string, c esim.Curve, binding euiccsim.Binding, roots *x509.CertPool, resolve map[string]string,
-	codes []string, workers, pid int) (*downloadResult, error) {
+	codes []string, workers, pid int, stop <-chan struct{}) (*downloadResult, error) {
 	res := &downloadResult{n: len(codes), calls: map[string]*hsmpool.Histogram{}, errors: map[string]int{}}
 	for _, name := range es9Calls {
 		res.calls[name] = new(hsmpool.Histogram)
@@ -307,7 +337,7 @@ func runDownloads(ctx context.Context, sgp26 string, c esim.Curve, binding euicc
 	}
 	var next atomic.Int64
 	var mu sync.Mutex
-	var ok atomic.Int64
+	var ok, tried atomic.Int64
 	cpu0, srv0, t0 := cputime.Process(), procCPU(pid), time.Now()
 	var wg sync.WaitGroup
 	for _, l := range lpas {
@@ -315,10 +345,16 @@ func runDownloads(ctx context.Context, sgp26 string, c esim.Curve, binding euicc
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
+				select {
+				case <-stop:
+					return
+				default:
+				}
 				i := int(next.Add(1)) - 1
 				if i >= len(codes) {
 					return
 				}
+				tried.Add(1)
 				d0 := time.Now()
 				_, err := l.Download(ctx, codes[i])
 				if err == nil {
@@ -345,7 +381,7 @@ func runDownloads(ctx context.Context, sgp26 string, c esim.Curve, binding euicc
 		return nil, err
 	}
 	res.wall, res.client, res.server = time.Since(t0), cputime.Process()-cpu0, procCPU(pid)-srv0
-	res.ok = int(ok.Load())
+	res.ok, res.n = int(ok.Load()), int(tried.Load())
 	if res.ok == 0 {
 		var keys []string
 		for k, v := range res.errors {
