@@ -22,12 +22,18 @@ plots=$results/plots
 
 case "$size" in
 quick)
+  engine_records=20000
+  mixed_args=(--records 20000 --downloads 200 --euiccs 16)
+  download_count=100
   hsm_args=(--ops sign,ecdh,wrap,qos,ppk --sessions 1,2,4,8 --duration 1s --ppk-profiles 20000)
   store_args=(--profiles 5000 --orders 2000 --loaders 1,2 --callers 1,4,16)
   compare_records=5000 compare_runs=3
   soak_binds=5000
   ;;
 full)
+  engine_records=1000000
+  mixed_args=(--records 200000 --downloads 2000 --euiccs 64)
+  download_count=2000
   hsm_args=(--ops sign,ecdh,wrap,qos,ppk --sessions 1,2,4,8,16 --duration 10s)
   store_args=(--profiles 40000 --orders 10000 --loaders 1,2,4 --callers 1,4,16,32)
   compare_records=100000 compare_runs=3
@@ -50,10 +56,28 @@ work=$(mktemp -d /tmp/perso-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$plots"
 
-# A throwaway SoftHSM2 token with the demo PINs (never for real keys).
-"$perso" hsm init --dir "$work/hsm" --label perso-bench --demo-pins >"$work/exports"
+# A throwaway SoftHSM2 token with the demo PINs (never for real keys) and the
+# SGP.26 test keys (serve's DPauth/DPpb); an embedded store in the work directory.
+"$perso" hsm init --dir "$work/hsm" --label perso-bench --demo-pins --import-sgp26 "$root/testdata/sgp26" >"$work/exports"
 . "$work/exports"
-export PERSO_HSM_PIN=1234
+export PERSO_HSM_PIN=1234 PERSO_STORE_DRIVER=sqlite PERSO_STORE_DSN=$work/perso.db
+template=$root/testdata/ts48/TS48v5_SAIP2.3_NoBERTLV.der
+
+printf '\n== perso bench engine (%s): %d records\n' "$size" "$engine_records"
+"$perso" bench engine --records "$engine_records" --json "$results/engine.json" --force --plots "$plots"
+if [ -n "${PERSO_TEST_PG_DSN:-}" ]; then
+  printf '\n== perso bench engine (%s) on PostgreSQL: %d records\n' "$size" "$engine_records"
+  PERSO_STORE_DRIVER=postgres PERSO_STORE_DSN=$PERSO_TEST_PG_DSN \
+    "$perso" bench engine --records "$engine_records" --json "$results/engine-postgres.json" --force --plots "$plots"
+fi
+
+printf '\n== perso bench mixed (%s)\n' "$size"
+"$perso" bench mixed "${mixed_args[@]}" --json "$results/mixed.json" --force --plots "$plots"
+
+printf '\n== perso bench download (%s): %d downloads per curve\n' "$size" "$download_count"
+"$perso" testdata perso --count $((2 * download_count)) -o "$work/live.csv"
+"$perso" run --template "$template" --input "$work/live.csv" --batch bench-live --profile-type ts48-demo --progress none >/dev/null
+"$perso" bench download --downloads "$download_count" --json "$results/download.json" --force --plots "$plots"
 
 printf '\n== perso bench hsm (%s)\n' "$size"
 "$perso" bench hsm "${hsm_args[@]}" --json "$results/hsm.json" --force --plots "$plots"
@@ -71,5 +95,5 @@ printf '\n== perso bench soak (%s)\n' "$size"
 
 printf '\n== perso bench compare (%s): perso run vs reading and validating alone (perso check)\n' "$size"
 "$perso" testdata perso --count "$compare_records" -o "$work/records.csv"
-"$perso" bench compare --input "$work/records.csv" --template "$root/testdata/ts48/TS48v5_SAIP2.3_NoBERTLV.der" \
+"$perso" bench compare --input "$work/records.csv" --template "$template" \
   --reference "'$perso' check {input}" --runs "$compare_runs" --json "$results/compare.json" --force --plots "$plots"
