@@ -124,20 +124,18 @@ var backends = []backendCase{
 }
 
 // TestTwoProcessAllocation: two processes with 32 goroutines each order
-// from one pool (1,000 profiles, 50,000 on SQLite) in a shared database;
-// every profile is allocated exactly once.
+// from one pool (2,000 profiles) in a shared database; every profile is
+// allocated exactly once, and both processes get a fair share.
+//
+// On SQLite, before the writer turn (turn.go), a process that found the
+// database locked backed off in SQLite's busy handler (sleeps of up to
+// 100 ms) while the other re-took the lock within microseconds: pools of
+// 1,000 and 10,000 were emptied by one process alone, and the test needed
+// 50,000 profiles (95 s under -race) for both to get any.
 func TestTwoProcessAllocation(t *testing.T) {
 	for _, bc := range backends {
 		t.Run(bc.name, func(t *testing.T) {
-			// On SQLite a process that finds the database locked backs off
-			// in the busy handler while the other keeps the write lock:
-			// 1,000 or 10,000 profiles were seen allocated by one process
-			// alone (about 7,000 a second without -race). 50,000 keep both
-			// busy long enough to compete (about 95 s under -race).
-			pool := 1000
-			if bc.driver == "sqlite" {
-				pool = 50000
-			}
+			const pool = 2000
 			ctx := context.Background()
 			dsn := bc.dsn(t)
 			s, err := store.Open(ctx, bc.driver, dsn)
@@ -185,9 +183,13 @@ func TestTwoProcessAllocation(t *testing.T) {
 				if err := c.Wait(); err != nil {
 					t.Fatalf("child %d: %v", i, err)
 				}
-				if len(got) == 0 {
-					t.Errorf("child %d allocated nothing: the processes did not compete", i)
+				// Fair share: each process gets at least a quarter. Both
+				// start together (ready/go); with alternating turns the
+				// split is near half.
+				if len(got) < pool/4 {
+					t.Errorf("child %d allocated %d of %d profiles: the processes did not share the store", i, len(got), pool)
 				}
+				t.Logf("child %d allocated %d of %d", i, len(got), pool)
 				all = append(all, got...)
 			}
 			storetest.CheckAllocation(t, all, pool)

@@ -35,6 +35,9 @@ type sqliteBackend struct {
 	seg *segmentFile
 	// walPath is the inventory's WAL, flushed after a bulk commit.
 	walPath string
+	// turn shares the write lock fairly among processes for order
+	// transactions ("<path>.turn").
+	turn writerTurn
 
 	stmts sync.Map // stmtKey → *sql.Stmt: SQLite parses each statement once
 
@@ -364,6 +367,14 @@ func openSQLite(ctx context.Context, path string) (backend, error) {
 		b.br.Close()
 		return nil, err
 	}
+	if b.turn.f, err = openTurnFile(path + ".turn"); err != nil {
+		b.w.Close()
+		b.r.Close()
+		b.bw.Close()
+		b.br.Close()
+		b.seg.close()
+		return nil, err
+	}
 	go b.checkpointer()
 	return b, nil
 }
@@ -464,7 +475,7 @@ func (b *sqliteBackend) close() error {
 		close(b.stop)
 		<-b.ckptDone
 		b.stmts.Range(func(_, st any) bool { st.(*sql.Stmt).Close(); return true })
-		errs := []error{b.r.Close(), b.w.Close(), b.br.Close(), b.bw.Close(), b.seg.close()}
+		errs := []error{b.r.Close(), b.w.Close(), b.br.Close(), b.bw.Close(), b.seg.close(), b.turn.close()}
 		for _, db := range b.ckpt {
 			errs = append(errs, db.Close())
 		}
@@ -1073,6 +1084,10 @@ func (b *sqliteBackend) allocate(ctx context.Context, profileType, eid string, s
 		}
 		return p, err
 	}
+	if err := b.turn.acquire(ctx); err != nil {
+		return Profile{}, err
+	}
+	defer b.turn.release()
 	tx, err := b.w.BeginTx(ctx, nil)
 	if err != nil {
 		return Profile{}, err
@@ -1096,6 +1111,10 @@ func (b *sqliteBackend) allocate(ctx context.Context, profileType, eid string, s
 }
 
 func (b *sqliteBackend) mutate(ctx context.Context, iccid string, fn func(p *Profile) error, after afterWrite) (Profile, error) {
+	if err := b.turn.acquire(ctx); err != nil {
+		return Profile{}, err
+	}
+	defer b.turn.release()
 	tx, err := b.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the write lock is held from here
 	if err != nil {
 		return Profile{}, err
