@@ -6,9 +6,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,6 +28,7 @@ type orderFlags struct {
 	iccid, profileType, eid, matchingID, cc, oid       string
 	release, force                                     bool
 	qr                                                 string
+	resolve                                            []string
 	qrSize                                             int
 	timeout                                            time.Duration
 	// bulk (order_bulk.go)
@@ -44,6 +48,13 @@ functionRequesterIdentifier the SM-DP+ has recorded for it, see perso operator)
 and prints the activation code LPA:1$<SM-DP+ address>$<matching ID>[$<OID>$1].
 With --qr it also writes the code as a QR code PNG.
 
+--resolve HOST:PORT:ADDR dials ADDR for HOST:PORT, as curl's --resolve does,
+while the SM-DP+'s TLS certificate is still checked for HOST: so
+--server https://testsmdpplus1.example.com:8443 --resolve
+testsmdpplus1.example.com:8443:127.0.0.1 --server-ca <SGP.26 DPtls cert> reaches a
+local perso serve presenting its default certificate. HOST:ADDR (any port)
+and HOST:ADDR:PORT (as perso euicc download takes it) work too.
+
 A confirmation code (--confirmation-code) is not printed: give it to the
 subscriber separately from the activation code.`,
 		Args: cobra.NoArgs,
@@ -56,7 +67,8 @@ subscriber separately from the activation code.`,
 	f.StringVar(&o.requester, "requester", "", "functionRequesterIdentifier: the operator's ID at the SM-DP+")
 	f.StringVar(&o.clientCert, "client-cert", "", "operator TLS client certificate (PEM, may include intermediates)")
 	f.StringVar(&o.clientKey, "client-key", "", "its private key (PEM)")
-	f.StringVar(&o.serverCA, "server-ca", "", "CA certificate(s) (PEM) to verify the SM-DP+'s TLS certificate (default: system roots)")
+	f.StringVar(&o.serverCA, "server-ca", "", "CA certificate(s) (PEM, or one DER certificate) to verify the SM-DP+'s TLS certificate (default: system roots)")
+	f.StringArrayVar(&o.resolve, "resolve", nil, "HOST:PORT:ADDR (as curl) or HOST:ADDR[:PORT]: dial ADDR for HOST, still verifying the TLS certificate for HOST (repeatable)")
 	f.StringVar(&o.iccid, "iccid", "", "order this ICCID (18–20 digits)")
 	f.StringVar(&o.profileType, "profile-type", "", "order a free profile of this type")
 	f.StringVar(&o.eid, "eid", "", "bind the order to this EID (32 digits)")
@@ -175,7 +187,10 @@ func orderClient(o orderFlags) (*smdp.ES2Client, error) {
 	if err != nil {
 		return nil, usageError(fmt.Errorf("order: loading --client-cert/--client-key: %w", err))
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+		// A BSS places many orders: resumed sessions skip the handshake's
+		// signatures when a connection is replaced.
+		ClientSessionCache: tls.NewLRUClientSessionCache(64)}
 	if o.serverCA != "" {
 		data, err := os.ReadFile(o.serverCA)
 		if err != nil {
@@ -183,12 +198,87 @@ func orderClient(o orderFlags) (*smdp.ES2Client, error) {
 		}
 		tc.RootCAs = x509.NewCertPool()
 		if !tc.RootCAs.AppendCertsFromPEM(data) {
-			return nil, usagef("order: --server-ca %s holds no PEM certificate", o.serverCA)
+			// One DER certificate, as the SGP.26 DPtls files are.
+			c, err := x509.ParseCertificate(data)
+			if err != nil {
+				return nil, usagef("order: --server-ca %s holds no PEM certificate and is no DER certificate", o.serverCA)
+			}
+			tc.RootCAs.AddCert(c)
+		}
+	}
+	resolve, err := parseResolve(o.resolve)
+	if err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: o.concurrency}
+	if len(resolve) > 0 {
+		var d net.Dialer
+		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return d.DialContext(ctx, network, resolve.dialAddr(addr))
 		}
 	}
 	return &smdp.ES2Client{BaseURL: o.server, RequesterID: o.requester,
-		HTTP: &http.Client{Timeout: o.timeout, Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true,
-			MaxIdleConnsPerHost: o.concurrency}}}, nil
+		HTTP: &http.Client{Timeout: o.timeout, Transport: tr}}, nil
+}
+
+// resolveMap is --resolve: "host:port" or "host" (any port) → the address
+// to dial instead (with or without a port).
+type resolveMap map[string]string
+
+// parseResolve reads curl's HOST:PORT:ADDR and perso euicc download's
+// HOST:ADDR[:PORT]; ADDR is an IP address (IPv6 in brackets).
+func parseResolve(entries []string) (resolveMap, error) {
+	m := resolveMap{}
+	for _, e := range entries {
+		host, rest, ok := strings.Cut(e, ":")
+		bad := usagef("order: --resolve %q: want HOST:PORT:ADDR (e.g. testsmdpplus1.example.com:8443:127.0.0.1) or HOST:ADDR[:PORT]", e)
+		if !ok || host == "" || rest == "" {
+			return nil, bad
+		}
+		host = strings.ToLower(host)
+		if port, addr, ok := strings.Cut(rest, ":"); ok && isPort(port) && isIP(addr) {
+			m[net.JoinHostPort(host, port)] = net.JoinHostPort(strings.Trim(addr, "[]"), port)
+			continue
+		}
+		if isIP(rest) {
+			m[host] = strings.Trim(rest, "[]")
+			continue
+		}
+		if ip, port, err := net.SplitHostPort(rest); err == nil && isIP(ip) && isPort(port) {
+			m[host] = rest
+			continue
+		}
+		return nil, bad
+	}
+	return m, nil
+}
+
+func isPort(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n > 0 && n < 65536
+}
+
+func isIP(s string) bool { return net.ParseIP(strings.Trim(s, "[]")) != nil }
+
+// dialAddr is the address to dial for addr (host:port): the entry for
+// host:port, else the one for host (keeping addr's port unless it names
+// one), else addr.
+func (m resolveMap) dialAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	host = strings.ToLower(host)
+	if to, ok := m[net.JoinHostPort(host, port)]; ok {
+		return to
+	}
+	if to, ok := m[host]; ok {
+		if _, _, err := net.SplitHostPort(to); err == nil {
+			return to
+		}
+		return net.JoinHostPort(to, port)
+	}
+	return addr
 }
 
 func mustParse(s string) *url.URL { u, _ := url.Parse(s); return u }
