@@ -66,9 +66,10 @@ const DefaultRescueAfter = 5 * time.Minute
 
 // Client is River on a store's database.
 type Client struct {
-	lite *river.Client[*sql.Tx]
-	pg   *river.Client[pgx.Tx]
-	pool *pgxpool.Pool // PostgreSQL only: the database clock
+	lite   *river.Client[*sql.Tx]
+	pg     *river.Client[pgx.Tx]
+	pool   *pgxpool.Pool // PostgreSQL only: the database clock
+	liteDB *sql.DB       // SQLite only: the store's write handle River runs on
 }
 
 // Migrate brings River's tables in the store's database up to date. New
@@ -149,6 +150,7 @@ func New(ctx context.Context, db *store.DB, cfg Config) (*Client, error) {
 	lite, pool := db.JobDB()
 	if lite != nil {
 		c.lite, err = river.NewClient(riversqlite.New(lite), rc)
+		c.liteDB = lite
 	} else {
 		c.pg, err = river.NewClient(riverpgxv5.New(pool), rc)
 		c.pool = pool

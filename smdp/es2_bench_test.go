@@ -3,7 +3,10 @@ package smdp
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"runtime"
@@ -11,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riverqueue/river"
+
+	"github.com/perso-esim/perso/jobs"
 	"github.com/perso-esim/perso/rsp"
 	"github.com/perso-esim/perso/store"
 	"github.com/perso-esim/perso/store/storetest"
@@ -115,4 +121,74 @@ func BenchmarkES2OrderPairDirect(b *testing.B) {
 		b.Fatalf("%d pairs failed", failed.Load())
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
+}
+
+// BenchmarkES2ProgressDelivery: HandleDownloadProgressInfo reports
+// delivered by River workers (serve.callback_workers = 16) over mutual TLS
+// to a local operator endpoint that answers 204 at once, on the embedded
+// store; three reports per order (points 1, 3, 4, delivered in order).
+// callbacks/s = b.N / elapsed, from the first insert to the last delivery.
+func BenchmarkES2ProgressDelivery(b *testing.B) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := store.Open(ctx, "sqlite", filepath.Join(b.TempDir(), "perso.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ca := newTestCA(b, "Bench PKI")
+	var delivered atomic.Int64
+	done := make(chan struct{})
+	opSrv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusNoContent)
+		if delivered.Add(1) == int64(b.N) {
+			close(done)
+		}
+	}))
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.cert)
+	opSrv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.issue(b, "bss")}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: roots}
+	opSrv.StartTLS()
+	defer opSrv.Close()
+	if _, err := s.AddOperator(ctx, store.Operator{ID: "op-a", TrustPEM: ca.pem(), CallbackURL: opSrv.URL + "/cb"}); err != nil {
+		b.Fatal(err)
+	}
+	workers := river.NewWorkers()
+	w := &ProgressWorker{Operators: s, RequesterID: smdpAddr, Backoff: func(int) time.Duration { return 10 * time.Millisecond },
+		HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16,
+			TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{ca.issue(b, smdpAddr)}}}}}
+	river.AddWorker(workers, w)
+	jc, err := jobs.New(ctx, s, jobs.Config{Queues: map[string]int{ProgressQueue: 16}, Workers: workers, PollInterval: 10 * time.Millisecond,
+		Logger: discardLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w.Pending = jc // as perso serve
+	params := make([]river.InsertManyParams, 0, b.N)
+	for i := 0; i < b.N; i++ {
+		iccid := storetest.ICCID(i / 3)
+		a := ProgressArgs{EventID: fmt.Sprintf("evt-%d", i), Operator: "op-a", ICCID: iccid, ProfileType: "t1",
+			Point: []int{PointEligibility, PointDownload, PointInstall}[i%3], Timestamp: time.Now().UTC().Format(time.RFC3339)}
+		opts := a.InsertOpts()
+		opts.Tags = []string{orderTag(a.Operator, iccid)}
+		params = append(params, river.InsertManyParams{Args: a, InsertOpts: &opts})
+	}
+	b.ResetTimer()
+	for i := 0; i < len(params); i += 1000 {
+		if err := jc.InsertMany(ctx, params[i:min(i+1000, len(params))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := jc.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Minute):
+		b.Fatalf("%d of %d reports delivered", delivered.Load(), b.N)
+	}
+	b.StopTimer()
+	jc.Stop(context.WithoutCancel(ctx))
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "callbacks/s")
 }

@@ -135,6 +135,12 @@ type ProgressWorker struct {
 	// default DefaultProgressBackoff.
 	Backoff func(attempt int) time.Duration
 	Log     *slog.Logger
+	// Pending, when set, answers whether an earlier report of the same
+	// order is undelivered (*jobs.Client: one indexed query); nil: River's
+	// JobList, which scans the kept jobs.
+	Pending interface {
+		EarlierPending(ctx context.Context, queue, tag string, id int64) (bool, error)
+	}
 }
 
 // DefaultProgressBackoff doubles from 2 s up to 30 min.
@@ -176,7 +182,9 @@ func orderTag(operator, iccid string) string {
 // earlierPending reports whether an earlier report of the same order is
 // still to be delivered: a retried report must not overtake it.
 func earlierPending(ctx context.Context, job *river.Job[ProgressArgs]) (bool, error) {
-	p := river.NewJobListParams().Kinds(ProgressArgs{}.Kind()).TagsAll(job.Tags...).
+	// The queue (with the states) lets the database use River's fetch
+	// index instead of scanning every job it keeps, delivered ones included.
+	p := river.NewJobListParams().Queues(ProgressQueue).Kinds(ProgressArgs{}.Kind()).TagsAll(job.Tags...).
 		States(rivertype.JobStateAvailable, rivertype.JobStateRetryable, rivertype.JobStateScheduled,
 			rivertype.JobStateRunning, rivertype.JobStatePending).
 		OrderBy(river.JobListOrderByID, river.SortOrderAsc).First(1)
@@ -202,7 +210,15 @@ func earlierPending(ctx context.Context, job *river.Job[ProgressArgs]) (bool, er
 func (w *ProgressWorker) Work(ctx context.Context, job *river.Job[ProgressArgs]) error {
 	a := job.Args
 	if len(job.Tags) > 0 {
-		wait, err := earlierPending(ctx, job)
+		var (
+			wait bool
+			err  error
+		)
+		if w.Pending != nil {
+			wait, err = w.Pending.EarlierPending(ctx, ProgressQueue, job.Tags[0], job.ID)
+		} else {
+			wait, err = earlierPending(ctx, job)
+		}
 		if err != nil {
 			return err
 		}

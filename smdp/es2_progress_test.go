@@ -85,8 +85,9 @@ func TestProgressCallbacks(t *testing.T) {
 			t.Fatal(err)
 		}
 		workers := river.NewWorkers()
-		river.AddWorker(workers, &ProgressWorker{Operators: db, HTTP: smdpClient, RequesterID: smdpAddr,
-			Backoff: func(int) time.Duration { return 5 * time.Millisecond }})
+		w := &ProgressWorker{Operators: db, HTTP: smdpClient, RequesterID: smdpAddr,
+			Backoff: func(int) time.Duration { return 5 * time.Millisecond }}
+		river.AddWorker(workers, w)
 		cfg := jobs.Config{Workers: workers, PollInterval: 10 * time.Millisecond}
 		if work {
 			cfg.Queues = map[string]int{ProgressQueue: 2}
@@ -95,6 +96,7 @@ func TestProgressCallbacks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		w.Pending = c // as perso serve (TestES2OrderDownloadReports keeps River's JobList)
 		db.SetTransitionHook(ProgressHook(c, nil))
 		if work {
 			if err := c.Start(ctx); err != nil {

@@ -48,15 +48,17 @@ func serveES2(ctx context.Context, a *app, db *store.DB, es9 http.Handler, tlsCe
 		}
 	}
 	workers := river.NewWorkers()
-	river.AddWorker(workers, &smdp.ProgressWorker{Operators: db, RequesterID: v.GetString("serve.address"), Log: slog.Default(),
+	worker := &smdp.ProgressWorker{Operators: db, RequesterID: v.GetString("serve.address"), Log: slog.Default(),
 		Backoff: smdp.ProgressBackoff(v.GetDuration("serve.callback_backoff"), 30*time.Minute),
-		HTTP:    &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}}})
+		HTTP:    &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}}}
+	river.AddWorker(workers, worker)
 	host, _ := os.Hostname()
 	jc, err := jobs.New(ctx, db, jobs.Config{ID: fmt.Sprintf("serve-%s-%d", host, os.Getpid()),
 		Queues: map[string]int{smdp.ProgressQueue: v.GetInt("serve.callback_workers")}, Workers: workers})
 	if err != nil {
 		return nil, nil, fmt.Errorf("serve: ES2+ reports: %w", err)
 	}
+	worker.Pending = jc // one indexed query per report for the order's earlier ones
 	db.SetTransitionHook(smdp.ProgressHook(jc, nil))
 	if err := jc.Start(ctx); err != nil {
 		return nil, nil, fmt.Errorf("serve: starting ES2+ report delivery: %w", err)
