@@ -180,3 +180,31 @@ func TestOperatorAndOrder(t *testing.T) {
 		t.Fatalf("order by a removed operator: %v", err)
 	}
 }
+
+// TestOrderResolve: --resolve takes curl's HOST:PORT:ADDR (that port
+// only) and perso euicc download's HOST:ADDR[:PORT] (any port), and
+// refuses anything else as a usage error.
+func TestOrderResolve(t *testing.T) {
+	m, err := parseResolve([]string{"testsmdpplus1.example.com:8443:127.0.0.1", "Other.example:[::1]:9000", "third.example:10.0.0.7",
+		"v6.example:443:[::1]"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ dial, want string }{
+		{"testsmdpplus1.example.com:8443", "127.0.0.1:8443"},
+		{"testsmdpplus1.example.com:443", "testsmdpplus1.example.com:443"}, // curl: that port only
+		{"other.example:443", "[::1]:9000"},
+		{"third.example:8443", "10.0.0.7:8443"},
+		{"v6.example:443", "[::1]:443"},
+		{"unlisted.example:443", "unlisted.example:443"},
+	} {
+		if got := m.dialAddr(tc.dial); got != tc.want {
+			t.Errorf("dial %s: %s, want %s", tc.dial, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "host", "host:", ":1.2.3.4", "host:8443:not-an-ip", "host:99999:127.0.0.1", "host:name.example"} {
+		if _, err := parseResolve([]string{bad}); exitCode(err) != exitUsage {
+			t.Errorf("--resolve %q: %v, want a usage error", bad, err)
+		}
+	}
+}
