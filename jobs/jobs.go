@@ -83,6 +83,9 @@ func Migrate(ctx context.Context, db *store.DB) error {
 		if m, err = rivermigrate.New(riversqlite.New(lite), nil); err == nil {
 			_, err = m.Migrate(ctx, rivermigrate.DirectionUp, nil)
 		}
+		if err == nil {
+			_, err = lite.ExecContext(ctx, pendingTagIndexSQLite)
+		}
 	case pool != nil:
 		var m *rivermigrate.Migrator[pgx.Tx]
 		if m, err = rivermigrate.New(riverpgxv5.New(pool), nil); err == nil {
@@ -113,7 +116,10 @@ func migrateLocked(ctx context.Context, pool *pgxpool.Pool, m *rivermigrate.Migr
 		return err
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+key+`)`)
-	_, err = m.Migrate(ctx, rivermigrate.DirectionUp, nil)
+	if _, err = m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return err
+	}
+	_, err = conn.Exec(ctx, pendingTagIndexPG)
 	return err
 }
 
