@@ -76,7 +76,8 @@ printf '\n== perso bench mixed (%s)\n' "$size"
 
 printf '\n== perso bench download (%s): %d downloads per curve\n' "$size" "$download_count"
 "$perso" testdata perso --count $((2 * download_count)) -o "$work/live.csv"
-"$perso" run --template "$template" --input "$work/live.csv" --batch bench-live --profile-type ts48-demo --progress none >/dev/null
+"$perso" run --template "$template" --input "$work/live.csv" --batch bench-live --profile-type ts48-demo \
+  --template.algorithm keep --progress none >/dev/null
 "$perso" bench download --downloads "$download_count" --json "$results/download.json" --force --plots "$plots"
 
 printf '\n== perso bench hsm (%s)\n' "$size"
@@ -96,4 +97,4 @@ printf '\n== perso bench soak (%s)\n' "$size"
 printf '\n== perso bench compare (%s): perso run vs reading and validating alone (perso check)\n' "$size"
 "$perso" testdata perso --count "$compare_records" -o "$work/records.csv"
 "$perso" bench compare --input "$work/records.csv" --template "$template" \
-  --reference "'$perso' check {input}" --runs "$compare_runs" --json "$results/compare.json" --force --plots "$plots"
+  --reference "'$perso' check {input}" --runs "$compare_runs" --engine-args "--template.algorithm keep" --json "$results/compare.json" --force --plots "$plots"

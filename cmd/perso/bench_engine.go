@@ -39,6 +39,11 @@ const (
 	targetStoreOverPPP   = 1.1
 )
 
+// keepTemplateAlgorithm: the benches keep the template's network
+// algorithm whatever the generated records say (perso run
+// --template.algorithm keep), so that any template measures as it is.
+var keepTemplateAlgorithm = true
+
 // defaultTemplate is the TS.48 template of the repository's testdata,
 // relative to the repository root.
 const defaultTemplate = "testdata/ts48/TS48v5_SAIP2.3_NoBERTLV.der"
@@ -124,7 +129,7 @@ each figure.`,
 			defer closeDB()
 			fmt.Fprintf(stderr, "bench engine: perso run's engine on %s into %s\n", input, backend.Driver)
 			spec := engine.Spec{BatchID: "bench-engine", Input: input, Template: der, ProfileType: "bench-engine",
-				Read: perso.Options{Logger: a.log}}
+				Read: perso.Options{Logger: a.log}, KeepAlgorithm: &keepTemplateAlgorithm}
 			cfg := engine.Config{ChunkSize: o.chunkSize, Workers: o.workers, InFlight: o.inFlight, Exclusive: true,
 				WorkerID: "bench-engine", Logger: a.log}
 			shown := -1

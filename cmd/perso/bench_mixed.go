@@ -151,7 +151,7 @@ mixed-latency-distribution.png (latency by percentile, with and without the batc
 			}
 			runBatch := func(name string, progress func(engine.Progress)) (*engineRun, error) {
 				spec := engine.Spec{BatchID: "bench-" + name, Input: filepath.Join(work, name+".csv"), Template: der,
-					ProfileType: "bench-" + name, Read: perso.Options{Logger: a.log}}
+					ProfileType: "bench-" + name, Read: perso.Options{Logger: a.log}, KeepAlgorithm: &keepTemplateAlgorithm}
 				cfg := engine.Config{Exclusive: true, WorkerID: "bench-mixed", Logger: a.log}
 				return measureEngine(ctx, db, pool, spec, cfg, progress)
 			}
