@@ -206,6 +206,12 @@ func TestNoCommandRevealsASecret(t *testing.T) {
 		// No profiles of that type: refused before a server starts.
 		{"bench download", secretRun{args: []string{"--downloads", "1", "--euiccs", "1", "--curves", "nist", "--profile-type", "no-such-type",
 			"--sgp26", testenv.Path(t, "sgp26"), "--history", "none"}, code: exitFailure}},
+		// The engine in a scratch schema of the PostgreSQL store whose DSN carries the password.
+		{"bench engine", secretRun{args: []string{"--records", "30", "--template", tmpl, "--json", "engine.json", "--history", "none"},
+			outputs: map[string][]plantedSecret{"engine.json": nil}}},
+		// The test binary cannot be perso serve: a dead DSN fails before a server starts.
+		{"bench mixed", secretRun{args: []string{"--records", "10", "--downloads", "1", "--template", tmpl, "--store.dsn", deadDSN,
+			"--sgp26", testenv.Path(t, "sgp26"), "--history", "none"}, code: exitFailure}},
 		{"bench", usage},
 		{"demo", secretRun{args: []string{"--template", tmpl, "--count", "2"}}},
 		{"demo", secretRun{args: []string{"--template", tmpl, "--count", "1", "--store.dsn", deadDSN}, code: exitFailure}},
