@@ -115,6 +115,9 @@ type Spec struct {
 	// records say (see Values). nil: keep it when the template declares
 	// exactly one.
 	KeepAlgorithm *bool
+	// Options are the template's settings (template.CompileWith): an
+	// algorithm switch, the derived fields and per-template constants.
+	Options template.Options
 	// Rejects receives every rejected record of the input, on every run
 	// (the survey finds them all before any chunk runs). nil: counted only.
 	Rejects perso.RejectSink
@@ -169,6 +172,29 @@ type Report struct {
 	HSMCallsPerProfile float64 `json:"hsm_calls_per_profile"`
 	PeakRSSBytes       int64   `json:"peak_rss_bytes"`
 	StoreBytesPerProf  float64 `json:"store_bytes_per_profile"`
+	// Algorithm says how the profiles got their authentication algorithm
+	// (AlgorithmReport): "keep (usim-test-algorithm)", "switch …" or
+	// "record (milenage)".
+	Algorithm string `json:"algorithm"`
+}
+
+// AlgorithmReport describes the algorithm policy of a run: the template's
+// algorithm kept whatever the records say, the template switched at
+// compile time (Plan.Switch), or the records' algorithm among those the
+// template declares.
+func AlgorithmReport(plan *template.Plan, keep bool) string {
+	var names []string
+	for _, a := range plan.Algorithms() {
+		names = append(names, a.String())
+	}
+	list := strings.Join(names, ", ")
+	switch {
+	case plan.Switch() != "":
+		return "switch " + plan.Switch()
+	case keep:
+		return "keep (" + list + ")"
+	}
+	return "record (" + list + ")"
 }
 
 // ChunkArgs is the River job of one chunk: good records [First,
@@ -198,7 +224,7 @@ func Run(ctx context.Context, db *store.DB, hsm *hsmpool.Pool, spec Spec, cfg Co
 	log := cfg.Logger
 	start, cpu0, calls0 := time.Now(), cputime.Process(), hsm.HSMCalls()
 
-	plan, err := template.Compile(spec.Template)
+	plan, err := template.CompileWith(spec.Template, spec.Options)
 	if err != nil {
 		return nil, fmt.Errorf("engine: template: %w", err)
 	}
@@ -206,6 +232,7 @@ func Run(ctx context.Context, db *store.DB, hsm *hsmpool.Pool, spec Spec, cfg Co
 	if spec.KeepAlgorithm != nil {
 		keep = *spec.KeepAlgorithm
 	}
+	algorithm := AlgorithmReport(plan, keep)
 	if spec.Read.Decrypter == nil {
 		spec.Read.Decrypter = hsm
 	}
@@ -246,7 +273,7 @@ func Run(ctx context.Context, db *store.DB, hsm *hsmpool.Pool, spec Spec, cfg Co
 		log.Info("resuming batch", "batch", b.ID, "chunks_done", b.ChunksDone, "chunks", b.Chunks, "stored", b.Profiles)
 	}
 	rep := &Report{BatchID: b.ID, Input: spec.Input, InputSHA256: sv.sha256, TemplateSHA256: templateID,
-		ProfileType: b.ProfileType, Resumed: resumed, Worker: cfg.WorkerID}
+		ProfileType: b.ProfileType, Resumed: resumed, Worker: cfg.WorkerID, Algorithm: algorithm}
 
 	if b.ChunksDone < b.Chunks {
 		// Alone on the batch, every unfinished chunk is an earlier run's;

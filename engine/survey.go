@@ -79,6 +79,10 @@ func (v *validator) surveyBatch(batch arrow.Record, first int64, buf []byte) (in
 		}
 		iccid := rec.ICCID
 		rec.Wipe()
+		if errors.Is(err, template.ErrUndeclaredAlgorithm) {
+			// A template setting, not a bad record: stop before any chunk.
+			return rejected, fmt.Errorf("engine: good record %d (ICCID %s): %w", first+int64(i)+1, iccid, err)
+		}
 		if err != nil {
 			rejected++
 			if rerr := v.reject(first+int64(i), iccid, err); rerr != nil {

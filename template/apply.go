@@ -339,7 +339,8 @@ func (pl *Plan) encode(v *Values, e *encoded) error {
 			return pl.noSlot("Algorithm")
 		}
 		if !pl.algos[v.Algorithm] {
-			return valueErr("Algorithm", "%s is not among the eUICC-Mandatory-services of the template header (switch the template to it: template.Options.Algorithm)", v.Algorithm)
+			return &Error{PE: -1, Offset: -1, Field: "Algorithm", Err: fmt.Errorf("%s is not among the eUICC-Mandatory-services of the template header (switch the template to it: template.Options.Algorithm): %w: %w",
+				v.Algorithm, ErrUndeclaredAlgorithm, ErrValue)}
 		}
 		e.algo = byte(v.Algorithm)
 	}

@@ -39,6 +39,11 @@ var (
 	// ErrValue: a personalisation value is malformed (wrong digits, length…).
 	// The message never contains the value of a secret.
 	ErrValue = errors.New("invalid value")
+	// ErrUndeclaredAlgorithm: a record sets an algorithm the template's
+	// header does not declare (also ErrValue). It is a template setting
+	// to fix (switch the template, Options.Algorithm, or keep its
+	// algorithm), not a bad record.
+	ErrUndeclaredAlgorithm = errors.New("algorithm not declared by the template")
 )
 
 // Error locates a problem in a profile: the PE (index in the profile, 0 =

@@ -25,6 +25,14 @@ type Report struct {
 	// AlgorithmSwitch describes the algorithm switch the plan applies
 	// (InspectOptions.Compile.Algorithm; Plan.Switch), "" when none.
 	AlgorithmSwitch string `json:"algorithmSwitch,omitempty"`
+	// AlgorithmPolicy is what a batch does with the records' algorithms
+	// ("keep (usim-test-algorithm)", "switch …", "record (milenage)"),
+	// filled in by callers that know the policy (perso template inspect).
+	AlgorithmPolicy string `json:"algorithmPolicy,omitempty"`
+	// Constants lists where the per-template values (GID1/GID2,
+	// SUCI_Calc_Info) are written into the template (Plan.Constants),
+	// filled in by callers (perso template inspect).
+	Constants []string `json:"constants,omitempty"`
 }
 
 // InspectOptions are the settings of InspectWith.

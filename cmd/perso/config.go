@@ -144,6 +144,19 @@ var settings = []setting{
 
 	// Largest template file read (bytes); --template-max-size overrides it.
 	{key: "template.max_size", kind: kindInt, def: 4 << 20, min: 1 << 10, max: 1 << 30, show: showPlain},
+	// Per-template settings (cmd/perso/template_settings.go, docs/formats.md):
+	// algorithm: auto (records' algorithm, refused if the template does not
+	// declare it), keep (the template's, whatever the records say), or
+	// milenage/tuak128/tuak256/test (switch the template to it).
+	// home_plmn (MCC+MNC) turns the IMSI-derived files on; no_derive turns
+	// some off (ad,hplmn,isim,csim); gid1/gid2 (hex) and suci
+	// (B:ID:KEYHEX,A:ID:KEYHEX,null) are per-template file contents.
+	{key: "template.algorithm", kind: kindEnum, def: "auto", enum: algorithmModes, show: showPlain},
+	{key: "template.home_plmn", kind: kindString, def: "", maxLen: 6, show: showPlain},
+	{key: "template.no_derive", kind: kindString, def: "", maxLen: 64, show: showPlain},
+	{key: "template.gid1", kind: kindString, def: "", maxLen: 510, show: showPlain},
+	{key: "template.gid2", kind: kindString, def: "", maxLen: 510, show: showPlain},
+	{key: "template.suci", kind: kindString, def: "", maxLen: 4096, show: showPlain},
 
 	{key: "log-level", kind: kindEnum, def: "info", enum: []string{"debug", "info", "warn", "error"}, show: showPlain},
 	{key: "log-format", kind: kindEnum, def: "text", enum: []string{"text", "json"}, show: showPlain},

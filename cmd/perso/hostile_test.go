@@ -103,9 +103,13 @@ func runChild(t *testing.T, dir string, env []string, stdin *os.File, limit time
 }
 
 // cleanEnv is the test's environment without PERSO_* settings, so that a
-// developer's configuration does not change the outcome.
+// developer's configuration does not change the outcome. The tests run
+// perso testdata's Milenage records through TS.48 templates (USIM test
+// algorithm) to exercise the pipeline: they keep the template's algorithm
+// explicitly (template.algorithm keep; the default refuses the mismatch).
+// A test's own env entries come later and win.
 func cleanEnv() []string {
-	var env []string
+	env := []string{"PERSO_TEMPLATE_ALGORITHM=keep"}
 	for _, e := range os.Environ() {
 		if !strings.HasPrefix(e, "PERSO_") {
 			env = append(env, e)

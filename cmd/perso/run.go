@@ -21,6 +21,7 @@ import (
 	"github.com/perso-esim/perso/engine"
 	"github.com/perso-esim/perso/perso"
 	"github.com/perso-esim/perso/store"
+	"github.com/perso-esim/perso/template"
 )
 
 func init() { register(newRunCmd) }
@@ -102,6 +103,8 @@ PERSO_HSM_PIN) is required.
 	f.String("hsm.token", "", "HSM token label (default from config: hsm.token)")
 	f.String("store.driver", "", "store driver: sqlite or postgres (default from config: store.driver)")
 	f.String("store.dsn", "", "store DSN (default from config: store.dsn)")
+	f.String("template.algorithm", "", "auto (the records' algorithm, refused if the template does not declare it), keep (the template's), "+
+		"or milenage, tuak128, tuak256, test: switch the template (default from config: template.algorithm)")
 	templateMaxSizeFlag(cmd)
 	_ = cmd.MarkFlagRequired("template")
 	_ = cmd.MarkFlagRequired("input")
@@ -133,6 +136,10 @@ func runBatch(ctx context.Context, a *app, o runOptions, der []byte, stdout, std
 	if o.worker && a.v.GetString("store.driver") != "postgres" {
 		return usagef("run: --worker needs a PostgreSQL store (store.driver postgres, store.dsn): the workers share the batch " +
 			"through it. The embedded SQLite store belongs to one process: run without --worker, alone on the batch")
+	}
+	plan, ts, err := compileTemplate(a, der)
+	if err != nil {
+		return err
 	}
 	workerID := a.v.GetString("engine.worker_id")
 	if workerID == "" {
@@ -178,7 +185,7 @@ func runBatch(ctx context.Context, a *app, o runOptions, der []byte, stdout, std
 
 	spec := engine.Spec{BatchID: o.batch, Input: o.input, Template: der, ProfileType: o.profileType,
 		Rejects: rejects.sink, Read: perso.Options{Rules: perso.Rules{MCC: o.mcc, MNC: o.mnc}, Logger: a.log,
-			MaxLineSetting: "perso.Options.MaxLine"}}
+			MaxLineSetting: "perso.Options.MaxLine", Layout: ts.layout()}, Options: ts.opts, KeepAlgorithm: &ts.keep}
 	if o.transportKey != 0 {
 		spec.Read.Transport = perso.Transport{Key: o.transportKey, Alg: o.transportAlg}
 	}
@@ -190,6 +197,9 @@ func runBatch(ctx context.Context, a *app, o runOptions, der []byte, stdout, std
 	prog.done(rep)
 	if errors.Is(runErr, engine.ErrBatchMismatch) {
 		return usageError(runErr)
+	}
+	if errors.Is(runErr, template.ErrUndeclaredAlgorithm) {
+		return usageError(fmt.Errorf("run: %w: %s", runErr, algorithmHint(plan)))
 	}
 	if rep == nil {
 		return runErr
@@ -228,6 +238,7 @@ func printRunReport(w io.Writer, r *engine.Report, rejectFiles []string) {
 		fmt.Fprintf(w, "input        %s (sha256 %s)\n", r.Input, r.InputSHA256)
 	}
 	fmt.Fprintf(w, "profile type %s\n", r.ProfileType)
+	fmt.Fprintf(w, "algorithm    %s\n", r.Algorithm)
 	fmt.Fprintf(w, "records      %d read: %d stored, %d rejected, %d conflicts, %d duplicates\n",
 		r.RecordsRead, r.Stored, r.Rejected, r.Conflicts, r.Duplicates)
 	if r.ICCIDFirst != "" {

@@ -59,11 +59,23 @@ template.Options.HomePLMN) and notes the files too small for them.
 --json prints a template.Report (see template/doc.go for the schema).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts, err := switchAlgorithmFlag(switchAlg)
+			// The template.* settings perso run uses; the flags override
+			// them for a look at another choice.
+			ts, err := readTemplateSettings(a.templateSetting)
 			if err != nil {
-				return usagef("template inspect: %v", err)
+				return usageError(fmt.Errorf("template inspect: %w", err))
 			}
-			opts.HomePLMN = homePLMN
+			opts := ts.opts
+			if switchAlg != "" {
+				sw, err := switchAlgorithmFlag(switchAlg)
+				if err != nil {
+					return usagef("template inspect: %v", err)
+				}
+				opts.Algorithm, opts.KeyLength, ts.keep = sw.Algorithm, sw.KeyLength, false
+			}
+			if homePLMN != "" {
+				opts.HomePLMN = homePLMN
+			}
 			der, err := readTemplate(cmd, a, args[0])
 			if err != nil {
 				return err
@@ -71,6 +83,13 @@ template.Options.HomePLMN) and notes the files too small for them.
 			r, err := template.InspectWith(der, template.InspectOptions{ShowSecrets: showSecrets, Compile: opts})
 			if err != nil {
 				return invalid(fmt.Errorf("%s: %w", args[0], err))
+			}
+			if pl, err := template.CompileWith(der, opts); err == nil {
+				// What perso run's report will say (engine.Report.Algorithm).
+				r.AlgorithmPolicy = engine.AlgorithmReport(pl, ts.keep)
+				for _, c := range pl.Constants() {
+					r.Constants = append(r.Constants, fmt.Sprintf("%s: PE #%d (%s) %s, %s", c.Name(), c.PE, c.PEType, c.File, c.Placement))
+				}
 			}
 			markCodes(r, showSecrets)
 			out := cmd.OutOrStdout()
@@ -133,6 +152,12 @@ func printTemplateReport(w io.Writer, name string, r *template.Report) {
 			fmt.Fprintf(w, "  algorithm %s", n.Algorithm)
 		}
 		fmt.Fprintln(w)
+	}
+	if r.AlgorithmPolicy != "" {
+		fmt.Fprintf(w, "\nalgorithm (template.algorithm): %s\n", r.AlgorithmPolicy)
+	}
+	for _, c := range r.Constants {
+		fmt.Fprintf(w, "constant written into the template: %s\n", c)
 	}
 	if r.AlgorithmSwitch != "" {
 		fmt.Fprintf(w, "\nalgorithm switch: %s\n", r.AlgorithmSwitch)
@@ -285,7 +310,7 @@ first security domain (the MNO-SD).`,
 	f.String("imsi", "", "IMSI, 6–15 digits (also sets EF.ACC)")
 	f.String("ki", "", "K (Ki), hex; prefer PERSO_KI")
 	f.String("opc", "", "OPc, hex; prefer PERSO_OPC")
-	f.String("algorithm", "", "milenage, tuak or test (default: keep the template's)")
+	f.String("algorithm", "", "milenage, tuak or test (default: keep the template's); a template that does not declare it is switched to it (TUAK-256 with a 32-byte --ki)")
 	f.String("pin1", "", "PIN1, 4–8 digits")
 	f.String("pin2", "", "PIN2, 4–8 digits")
 	f.String("puk1", "", "PUK1, 8 digits")
@@ -333,9 +358,30 @@ func runPersonalise(cmd *cobra.Command, a *app) error {
 	if err != nil {
 		return err
 	}
-	plan, err := template.Compile(der)
+	plan, ts, err := compileTemplate(a, der)
 	if err != nil {
-		return invalid(fmt.Errorf("%s: %w", tmpl, err))
+		return err
+	}
+	if alg != "" && ts.opts.Algorithm == esim.AlgorithmUnset {
+		// --algorithm names the algorithm the profile must use: a
+		// template that does not declare it (TS.48's test algorithm) is
+		// switched to it, every akaParameter and the header.
+		want, perr := esim.ParseAlgorithm(alg)
+		declared := false
+		for _, d := range plan.Algorithms() {
+			declared = declared || d == want
+		}
+		if perr == nil && !declared {
+			o := ts.opts
+			o.Algorithm = want
+			if want == esim.AlgorithmTUAK {
+				o.KeyLength = len(fields["ki"]) / 2
+			}
+			if plan, err = template.CompileWith(der, o); err != nil {
+				return invalid(fmt.Errorf("%s: switching to %s: %w", tmpl, want, err))
+			}
+			a.log.Info("template switched to the requested algorithm", "switch", plan.Switch())
+		}
 	}
 	// A field not given keeps the template's value; the ICCID and IMSI are
 	// still checked (the output carries them).

@@ -35,8 +35,11 @@ func TestTemplateInspectShowsPlacementsSwitchAndDerivedFields(t *testing.T) {
 			t.Errorf("%s placed %q, want %q (all: %v)", kind, places[kind], want, places)
 		}
 	}
-	if len(r.Notes) != 2 || !strings.Contains(r.Notes[0], "EF.IMPI") {
-		t.Errorf("notes %q, want EF.IMPI and EF.DOMAIN too small", r.Notes)
+	if len(r.Notes) != 3 || !strings.Contains(r.Notes[0], "EF.IMPI") || !strings.HasPrefix(r.Notes[2], "cdmaParameter") {
+		t.Errorf("notes %q, want EF.IMPI and EF.DOMAIN too small, and cdmaParameter not derived", r.Notes)
+	}
+	if !strings.HasPrefix(r.AlgorithmPolicy, "switch ") {
+		t.Errorf("algorithmPolicy %q, want the switch perso run would report", r.AlgorithmPolicy)
 	}
 
 	text, err := runPerso(t, "template", "inspect", ts48File(t))

@@ -99,13 +99,13 @@ func runVerify(ctx context.Context, a *app, o verifyOptions, der []byte, out io.
 	if o.sample < 1 || o.sample > 10000 {
 		return usagef("verify: --sample %d: want 1..10000", o.sample)
 	}
-	plan, err := template.Compile(der)
+	// The template settings perso run compiled the template with
+	// (template.*): the same switch, derived fields and algorithm policy.
+	plan, ts, err := compileTemplate(a, der)
 	if err != nil {
 		return usageError(fmt.Errorf("verify: template %s: %w", o.template, err))
 	}
-	// The engine's rule (engine.Spec.KeepAlgorithm nil): keep the template's
-	// algorithm when it declares exactly one.
-	keep := len(plan.Algorithms()) == 1
+	keep := ts.keep
 	if o.batch == "" {
 		sum, err := fileSHA256(o.input)
 		if err != nil {
@@ -124,7 +124,7 @@ func runVerify(ctx context.Context, a *app, o verifyOptions, der []byte, out io.
 	defer pool.Close()
 	// The records are read as perso run read them: the same rules and
 	// transport decryption (by the HSM).
-	read := perso.Options{Rules: perso.Rules{MCC: o.mcc, MNC: o.mnc}, Decrypter: pool}
+	read := perso.Options{Rules: perso.Rules{MCC: o.mcc, MNC: o.mnc}, Decrypter: pool, Layout: ts.layout()}
 	if o.transportKey != 0 {
 		read.Transport = perso.Transport{Key: o.transportKey, Alg: o.transportAlg}
 	}
