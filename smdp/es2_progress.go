@@ -18,6 +18,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/rsp"
 	"github.com/perso-esim/perso/store"
 )
@@ -39,6 +40,11 @@ const (
 	PointConfirmCode = 2 // confirmation code retries exhausted
 	PointDownload    = 3 // BPP download (GetBoundProfilePackage) or its cancellation
 	PointInstall     = 4 // ProfileInstallationResult
+	// PointDeleted: the eUICC reported the profile deleted (an
+	// OtherSignedNotification with notificationDelete). SGP.22's points end
+	// at 4; the addendum leaves higher ones implementation-defined (§2.3),
+	// and 5 is what one vendor uses for "deleted".
+	PointDeleted = 5
 )
 
 // ProgressArgs is one report to deliver. EventID is fixed at insertion and
@@ -264,4 +270,83 @@ func (w *ProgressWorker) Work(ctx context.Context, job *river.Job[ProgressArgs])
 		return fmt.Errorf("report %s to operator %q: HTTP %d", a.EventID, a.Operator, res.StatusCode)
 	}
 	return nil
+}
+
+// DeletionReporter is told of a verified delete notification: the ICCID
+// the eUICC names, the EID of the eUICC certificate that signed it, and
+// its sequence number.
+type DeletionReporter func(ctx context.Context, iccid, eid string, seq int64) error
+
+// SetDeletionReporter makes HandleNotification pass verified delete
+// notifications to f (nil: only logged). Set it before serving.
+func (s *Server) SetDeletionReporter(f DeletionReporter) {
+	if f == nil {
+		s.deleted.Store(nil)
+		return
+	}
+	s.deleted.Store(&f)
+}
+
+// reportDeleted passes a verified delete notification naming an ICCID to
+// the DeletionReporter.
+func (s *Server) reportDeleted(ctx context.Context, md *rsp.NotificationMetadata, eid string) error {
+	f := s.deleted.Load()
+	if f == nil || md.ICCID == nil {
+		return nil
+	}
+	iccid, err := esim.ICCIDFromSwappedBCD(md.ICCID)
+	if err != nil {
+		return status(rsp.SubjectICCID, rsp.ReasonInvalidFormat, "delete notification: "+err.Error())
+	}
+	return (*f)(ctx, iccid.String(), eid, md.SeqNumber)
+}
+
+// OrderBook is what deletion reports read of an order; *store.DB
+// implements it.
+type OrderBook interface {
+	Order(ctx context.Context, iccid string) (store.Profile, error)
+	OrderOwner(ctx context.Context, iccid string) (string, error)
+}
+
+// JobQueue inserts jobs in their own transaction; *jobs.Client implements
+// it.
+type JobQueue interface {
+	InsertMany(ctx context.Context, params []river.InsertManyParams) error
+}
+
+// DeletionReports returns the DeletionReporter that enqueues a
+// PointDeleted report to the operator whose order put the profile on that
+// eUICC: only for a profile Installed (or Downloaded) on the notifying
+// eUICC, so that an eUICC cannot report another's profile. The store keeps
+// no state for deletion, so the report is enqueued in its own transaction
+// (not in one with a state change); its eventId is derived from the
+// ICCID, EID and sequence number, so that a notification the LPA sends
+// again is discarded by the operator as a repeat. It goes after the
+// order's earlier reports (same order tag).
+func DeletionReports(q JobQueue, orders OrderBook, now func() time.Time) DeletionReporter {
+	if now == nil {
+		now = time.Now
+	}
+	return func(ctx context.Context, iccid, eid string, seq int64) error {
+		p, err := orders.Order(ctx, iccid)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil // not this SM-DP+'s profile
+		}
+		if err != nil {
+			return err
+		}
+		if p.EID != eid || (p.State != store.StateInstalled && p.State != store.StateDownloaded) {
+			return nil
+		}
+		owner, err := orders.OrderOwner(ctx, iccid)
+		if err != nil || owner == "" {
+			return err
+		}
+		h := sha256.Sum256([]byte(fmt.Sprintf("%s|%s|%s|%d", owner, iccid, eid, seq)))
+		args := ProgressArgs{EventID: fmt.Sprintf("evt-del-%x", h[:12]), Operator: owner, ICCID: iccid, EID: eid,
+			ProfileType: p.ProfileType, Point: PointDeleted, Timestamp: now().UTC().Format(time.RFC3339)}
+		opts := args.InsertOpts()
+		opts.Tags = []string{orderTag(owner, iccid)}
+		return q.InsertMany(ctx, []river.InsertManyParams{{Args: args, InsertOpts: &opts}})
+	}
 }

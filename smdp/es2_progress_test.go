@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/perso-esim/perso/esim"
 	"github.com/perso-esim/perso/jobs"
 	"github.com/perso-esim/perso/rsp"
 	"github.com/perso-esim/perso/store"
@@ -196,5 +198,107 @@ func TestProgressCallbacks(t *testing.T) {
 	}
 	if len(rows) != 6 {
 		t.Errorf("%d report jobs, want 6", len(rows))
+	}
+}
+
+// fakeQueue records the jobs inserted outside a store transaction.
+type fakeQueue struct{ args []ProgressArgs }
+
+func (q *fakeQueue) InsertMany(_ context.Context, ps []river.InsertManyParams) error {
+	for _, p := range ps {
+		a := p.Args.(ProgressArgs)
+		if len(p.InsertOpts.Tags) != 1 || p.InsertOpts.Tags[0] != orderTag(a.Operator, a.ICCID) || p.InsertOpts.Queue != ProgressQueue {
+			return fmt.Errorf("report %+v inserted with %+v", a, p.InsertOpts)
+		}
+		q.args = append(q.args, a)
+	}
+	return nil
+}
+
+// TestDeletionReport: a verified delete notification from the eUICC that
+// installed an operator's order enqueues one PointDeleted report to that
+// operator, after the order's earlier reports (same order tag), with an
+// eventId that a resent notification repeats; a deletion of a profile
+// that is not installed, of an unknown ICCID, another event or a forged
+// signature enqueue nothing.
+func TestDeletionReport(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	q := &fakeQueue{}
+	e.srv.SetDeletionReporter(DeletionReports(q, e.db, func() time.Time { return e.now }))
+	es2 := newES2(t, e.db, nil)
+	installed, ordered := e.addProfile(t), e.addProfile(t)
+	eu := newTestEUICC(t, esim.CurveP256)
+	for _, iccid := range []string{installed, ordered} {
+		if _, st := es2.DownloadOrder(ctx, "op-a", &rsp.DownloadOrderRequest{ICCID: iccid}); !st.IsZero() {
+			t.Fatal(st)
+		}
+	}
+	co, st := es2.ConfirmOrder(ctx, "op-a", &rsp.ConfirmOrderRequest{ICCID: installed, ReleaseFlag: true})
+	if !st.IsZero() {
+		t.Fatal(st)
+	}
+	_, ac := authenticated(t, e, eu, co.MatchingID)
+	gb, st := call[*rsp.GetBoundProfilePackageResponse](t, e, eu.prepare(t, ac, ""))
+	wantStatus(t, st, "")
+	_, pir := eu.install(t, gb, true)
+	if err := e.srv.HandleNotification(ctx, wire(t, pir)); err != nil {
+		t.Fatal(err)
+	}
+
+	notify := func(iccid string, op rsp.NamedBits, seq int64, forge bool) error {
+		c, err := esim.ParseICCID(iccid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bcd := c.SwappedBCD()
+		md := rsp.NotificationMetadata{SeqNumber: seq, Operation: op, NotificationAddress: testAddress, ICCID: bcd[:]}
+		raw, err := md.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := &rsp.HandleNotification{PendingNotification: rsp.PendingNotification{Other: &rsp.OtherSignedNotification{
+			TBSOtherNotification: md, EUICCNotificationSignature: eu.sign(t, raw), EUICCCertificate: eu.cert, EUMCertificate: eu.eum}}}
+		if forge {
+			n.PendingNotification.Other.EUICCNotificationSignature[9] ^= 1
+		}
+		return e.srv.HandleNotification(ctx, wire(t, n))
+	}
+	const payload = "894944999999999000" // not added by e.addProfile (it counts up from 1)
+	luhn, err := esim.LuhnDigit(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unknown := payload + string(luhn)
+	for _, tc := range []struct {
+		name  string
+		iccid string
+		op    rsp.NamedBits
+		forge bool
+	}{
+		{"profile ordered, not installed", ordered, rsp.NotificationDelete, false},
+		{"unknown ICCID", unknown, rsp.NotificationDelete, false},
+		{"disable, not delete", installed, rsp.NotificationDisable, false},
+		{"forged signature", installed, rsp.NotificationDelete, true},
+	} {
+		notify(tc.iccid, tc.op, 3, tc.forge)
+		if len(q.args) != 0 {
+			t.Fatalf("%s: reports %+v", tc.name, q.args)
+		}
+	}
+	for range 2 { // the LPA sends the same notification again
+		if err := notify(installed, rsp.NotificationDelete, 4, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(q.args) != 2 || q.args[0] != q.args[1] {
+		t.Fatalf("reports %+v, want the same one twice", q.args)
+	}
+	if a := q.args[0]; a.Point != PointDeleted || a.Operator != "op-a" || a.ICCID != installed || a.EID != eu.eid ||
+		a.ProfileType == "" || a.Subject != "" || a.EventID == "" {
+		t.Fatalf("report %+v", a)
+	}
+	if err := notify(installed, rsp.NotificationDelete, 5, false); err != nil || len(q.args) != 3 || q.args[2].EventID == q.args[0].EventID {
+		t.Fatalf("a later deletion (seq 5): %v, reports %+v", err, q.args)
 	}
 }

@@ -72,6 +72,9 @@ func (s *Server) otherNotification(ctx context.Context, n *rsp.OtherSignedNotifi
 		}
 		s.log.InfoContext(ctx, "smdp: notification", "eid", euicc.SubjectSerialNumber,
 			"seq", n.TBSOtherNotification.SeqNumber, "event", uint64(n.TBSOtherNotification.Operation))
+		if n.TBSOtherNotification.Operation&rsp.NotificationDelete != 0 {
+			return s.reportDeleted(ctx, &n.TBSOtherNotification, euicc.SubjectSerialNumber)
+		}
 		return nil
 	}
 	return lastErr

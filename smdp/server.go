@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/perso-esim/perso/bpp"
@@ -112,6 +113,8 @@ type Server struct {
 	loadedMu sync.Mutex
 	loaded   map[string]store.Profile
 	loadedQ  []string // insertion order, for eviction
+
+	deleted atomic.Pointer[DeletionReporter] // see SetDeletionReporter (es2_progress.go)
 }
 
 // maxLoaded bounds the profiles kept between AuthenticateClient and

@@ -135,7 +135,7 @@ func runServe(ctx context.Context, a *app, demoPINs bool, stopAfter time.Duratio
 	if limiter != nil {
 		es9.Limit = limiter.Allow
 	}
-	handler, stopES2, err := serveES2(ctx, a, db, metrics.count(srv.Handler(es9)), tlsCert, callTimeout, maxBody)
+	handler, stopES2, err := serveES2(ctx, a, db, srv, metrics.count(srv.Handler(es9)), tlsCert, callTimeout, maxBody)
 	if err != nil {
 		return err
 	}

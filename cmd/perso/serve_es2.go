@@ -19,11 +19,12 @@ import (
 )
 
 // serveES2 puts ES2+ next to ES9+ on the serve listener and starts the
-// delivery of HandleDownloadProgressInfo reports. ES2+ needs the client
+// delivery of HandleDownloadProgressInfo reports (and of deletions the
+// eUICCs notify to srv). ES2+ needs the client
 // certificates that only perso's own TLS sees: with serve.tls off (a TLS
 // terminator in front) it is not mounted. The returned stop function stops
 // the report worker (reports not yet delivered stay queued in the store).
-func serveES2(ctx context.Context, a *app, db *store.DB, es9 http.Handler, tlsCert *tls.Certificate, callTimeout time.Duration, maxBody int64) (http.Handler, func(), error) {
+func serveES2(ctx context.Context, a *app, db *store.DB, srv *smdp.Server, es9 http.Handler, tlsCert *tls.Certificate, callTimeout time.Duration, maxBody int64) (http.Handler, func(), error) {
 	if tlsCert == nil {
 		slog.Warn("serve: ES2+ not served: it needs perso's own TLS for the operators' client certificates (serve.tls is off)")
 		return es9, func() {}, nil
@@ -60,6 +61,7 @@ func serveES2(ctx context.Context, a *app, db *store.DB, es9 http.Handler, tlsCe
 	}
 	worker.Pending = jc // one indexed query per report for the order's earlier ones
 	db.SetTransitionHook(smdp.ProgressHook(jc, nil))
+	srv.SetDeletionReporter(smdp.DeletionReports(jc, db, nil))
 	if err := jc.Start(ctx); err != nil {
 		return nil, nil, fmt.Errorf("serve: starting ES2+ report delivery: %w", err)
 	}
