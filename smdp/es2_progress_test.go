@@ -302,3 +302,39 @@ func TestDeletionReport(t *testing.T) {
 		t.Fatalf("a later deletion (seq 5): %v, reports %+v", err, q.args)
 	}
 }
+
+// TestProgressPoint: each download change an operator is told of maps to
+// its notification point and status (failures with the code ES9+
+// answered); the operator's own ES2+ calls and intermediate steps are not
+// reported.
+func TestProgressPoint(t *testing.T) {
+	for _, tc := range []struct {
+		ev       store.Event
+		to       store.State
+		point    int
+		code     string // "" success
+		reported bool
+	}{
+		{store.EventAuthenticateClient, store.StateReleased, PointEligibility, "", true},
+		{store.EventAuthenticateClient, store.StateError, PointEligibility, "8.8.5/6.4", true},
+		{store.EventCCFailure, store.StateReleased, 0, "", false},
+		{store.EventCCFailure, store.StateError, PointConfirmCode, "8.2.7/6.4", true},
+		{store.EventBPPDelivered, store.StateDownloaded, PointDownload, "", true},
+		{store.EventSessionCancelled, store.StateReleased, PointDownload, "8.1/3.8", true},
+		{store.EventInstallResult, store.StateInstalled, PointInstall, "", true},
+		{store.EventInstallResult, store.StateReleased, PointInstall, "8.1/4.2", true},
+		{store.EventDownloadOrder, store.StateAllocated, 0, "", false},
+		{store.EventConfirmOrder, store.StateReleased, 0, "", false},
+		{store.EventCancelOrder, store.StateAvailable, 0, "", false},
+		{store.EventReleaseProfile, store.StateReleased, 0, "", false},
+	} {
+		point, st, reported := progressPoint(store.Transition{Event: tc.ev, To: tc.to})
+		code := ""
+		if !st.IsZero() {
+			code = st.Code()
+		}
+		if reported != tc.reported || reported && (point != tc.point || code != tc.code) {
+			t.Errorf("%s → %s: point %d %q reported %v; want %d %q %v", tc.ev, tc.to, point, code, reported, tc.point, tc.code, tc.reported)
+		}
+	}
+}
