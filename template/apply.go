@@ -64,11 +64,6 @@ func (pl *Plan) Apply(v *Values, dst []byte) ([]byte, error) {
 	if err := pl.encode(v, &e); err != nil {
 		return nil, err
 	}
-	return pl.write(&e, v, dst)
-}
-
-// write builds the UPP from the encoded values (e) and v's secrets.
-func (pl *Plan) write(e *encoded, v *Values, dst []byte) ([]byte, error) {
 	var shiftBuf [16]shift // enough for the rewrites of a TS.48 plan; more spill to the heap
 	shifts := shiftBuf[:0]
 	out := dst[:0]
@@ -82,7 +77,7 @@ func (pl *Plan) write(e *encoded, v *Values, dst []byte) ([]byte, error) {
 	if !active {
 		out = append(out, pl.tmpl...)
 	} else {
-		out, shifts = pl.rewriteVars(e, out, shifts)
+		out, shifts = pl.rewriteVars(&e, out, shifts)
 	}
 	for i := range pl.slots {
 		s := &pl.slots[i]
@@ -324,6 +319,7 @@ type shift struct{ at, delta int }
 
 // encode validates v against the plan and encodes it into e.
 func (pl *Plan) encode(v *Values, e *encoded) error {
+	e.consts = v.consts
 	if !v.ICCID.IsZero() {
 		e.iccid = v.ICCID.BCD()
 		e.efICCID, e.hasICCID = esim.SwapNibbles(e.iccid), true

@@ -277,8 +277,7 @@ func (pl *Plan) writeConstants(o Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	var e encoded
-	e.consts = map[SlotKind][]byte{}
+	consts := map[SlotKind][]byte{}
 	for k, v := range raw {
 		if !pl.kinds[k] {
 			continue
@@ -288,9 +287,9 @@ func (pl *Plan) writeConstants(o Options) (*Plan, error) {
 		for i := len(v); i < len(b); i++ {
 			b[i] = 0xFF
 		}
-		e.consts[k] = b
+		consts[k] = b
 	}
-	out, err := pl.write(&e, &Values{}, nil)
+	out, err := pl.Apply(&Values{consts: consts}, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -37,6 +37,7 @@ const (
 	SlotGID2                                 // constant: USIM EF.GID2 (Options.GID2)
 	SlotSUCICalcInfo                         // constant: DF.5GS EF.SUCI_Calc_Info (Options.SUCI)
 	SlotSUCICalcInfoUSIM                     // constant: DF.SAIP EF.SUCI_Calc_Info_USIM (Options.SUCI)
+	numSlotKinds
 )
 
 var slotKindNames = map[SlotKind]string{
@@ -237,6 +238,10 @@ type Values struct {
 	SPN                 string // service provider name, up to 16 GSM characters (or 7 UCS-2)
 	SPNDisplayCondition byte   // EF.SPN byte 1, written when SPN is set
 	MSISDN              string // 1–20 digits, optional leading '+' (opt-usim EF.MSISDN record 1)
+
+	// consts are per-template constants by slot kind, padded to their
+	// slots (set only by CompileWith's writeConstants).
+	consts map[SlotKind][]byte
 }
 
 // Zero overwrites the secret byte slices (K, OPc, PIN/PUK/ADM codes, SD
@@ -258,9 +263,9 @@ func (v *Values) Zero() {
 type Plan struct {
 	tmpl  []byte
 	slots []Slot
-	vars  []varSlot // rewrite slots, in template order
-	hdrs  []hdrInfo // TLVs enclosing a rewrite, in template order
-	kinds map[SlotKind]bool
+	vars  []varSlot          // rewrite slots, in template order
+	hdrs  []hdrInfo          // TLVs enclosing a rewrite, in template order
+	kinds [numSlotKinds]bool // arrays, not maps: Apply checks them per record
 	// fieldLen is the value length of each file slot kind (SMSC and
 	// MSISDN: the record length, the same in every copy).
 	fieldLen  map[SlotKind]int
@@ -268,10 +273,10 @@ type Plan struct {
 	noteKinds []SlotKind // the field of each note
 	consts    []Slot     // where CompileWith wrote the per-template constants (Constants)
 	opts      Options
-	switched  string // Switch()
-	pins      map[int]bool
-	puks      map[int]bool
-	algos     map[esim.Algorithm]bool // algorithms the header declares
+	switched  string    // Switch()
+	pins      [256]bool // by key reference (one byte in SAIP)
+	puks      [256]bool
+	algos     [4]bool // algorithms the header declares (esim.Algorithm 1..3)
 }
 
 // Algorithms returns the algorithms Apply may set: those the header's
@@ -346,7 +351,7 @@ func Compile(der []byte) (*Plan, error) {
 func (p *Profile) Compile() (*Plan, error) { return Compile(p.Encode()) }
 
 func (p *Profile) compile(o Options) (*Plan, error) {
-	pl := &Plan{opts: o, tmpl: p.src, kinds: map[SlotKind]bool{}, fieldLen: map[SlotKind]int{}, pins: map[int]bool{}, puks: map[int]bool{}, algos: map[esim.Algorithm]bool{}}
+	pl := &Plan{opts: o, tmpl: p.src, fieldLen: map[SlotKind]int{}}
 	if h := p.Header(); h != nil {
 		pl.algos[esim.AlgorithmMilenage] = h.HasService("milenage")
 		pl.algos[esim.AlgorithmTUAK] = h.HasService("tuak128") || h.HasService("tuak256")
@@ -375,12 +380,12 @@ func (p *Profile) compile(o Options) (*Plan, error) {
 		case PEPINCodes:
 			for _, c := range pe.PINs.Configs {
 				add(pe, SlotPIN, c.value, Slot{KeyRef: c.KeyReference})
-				pl.pins[c.KeyReference] = true
+				pl.pins[c.KeyReference&0xFF] = true
 			}
 		case PEPUKCodes:
 			for _, c := range pe.PUKs.Configs {
 				add(pe, SlotPUK, c.value, Slot{KeyRef: c.KeyReference})
-				pl.puks[c.KeyReference] = true
+				pl.puks[c.KeyReference&0xFF] = true
 			}
 		case PESecurityDomain:
 			for _, k := range pe.SD.Keys {
