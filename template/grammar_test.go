@@ -121,8 +121,9 @@ func TestRecordFilesArePersonalisedRecordByRecord(t *testing.T) {
 	}
 }
 
-// FuzzFileGrammar builds EF.IMSI's fill commands, and those of a later
-// genericFileManagement PE, from the fuzz input, and checks that Compile
+// FuzzFileGrammar builds EF.IMSI's fill commands (or drops its File
+// component), and those of a later genericFileManagement PE, from the fuzz
+// input, and checks that Compile
 // either refuses the template with a located error or yields a plan whose
 // every output a card reads back as the record.
 func FuzzFileGrammar(f *testing.F) {
@@ -131,6 +132,8 @@ func FuzzFileGrammar(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{2, 2, 3, 4, 1, 2, 3, 4})
 	f.Add([]byte{0, 0xFF, 0, 0xFF, 1, 3, 1, 2, 3, 2, 0xFF, 3, 1, 9})
+	f.Add([]byte{0x82, 1, 3, 4, 1, 2, 3, 4})    // File omitted, a later PE writes part
+	f.Add([]byte{0x82, 0, 3, 9, 8, 9, 1, 2, 3}) // File omitted, a later PE writes it
 	grammarDER = ts48(f)[v5]
 	f.Fuzz(runGrammar)
 }
@@ -163,7 +166,12 @@ func runGrammar(t *testing.T, ops []byte) {
 			i += len(b)
 		}
 	}
-	setFill(t, p, PEUSIM, "ef-imsi", fs...)
+	if len(fs) == 0 && len(ops) > 0 && ops[0]&0x80 != 0 {
+		// No File component at all: the template's default EF.IMSI.
+		removeFile(t, p, PEUSIM, "ef-imsi")
+	} else {
+		setFill(t, p, PEUSIM, "ef-imsi", fs...)
+	}
 	if len(gfm) > 1 {
 		addGFM(p, gfm...)
 	}

@@ -125,16 +125,6 @@ var fileVariants = []fileVariant{
 	}},
 }
 
-func variantNamed(t *testing.T, name string) fileVariant {
-	for _, fv := range fileVariants {
-		if fv.name == name {
-			return fv
-		}
-	}
-	t.Fatalf("no file variant %q", name)
-	return fileVariant{}
-}
-
 // fileTargets are the files whose placement the variants change.
 var fileTargets = []struct {
 	pt   PEType
@@ -255,8 +245,7 @@ func TestSwitchingTheAlgorithmUpdatesEveryAKAParameterAndTheHeader(t *testing.T)
 		{"test", Options{Algorithm: esim.AlgorithmTest}, 16, 16},
 	}
 	for _, name := range sortedNames(profiles) {
-		for _, fv := range []fileVariant{variantNamed(t, "as shipped"), variantNamed(t, "absent (FCP only)"),
-			variantNamed(t, "omitted (no File component: the template's default file)"), variantNamed(t, "rewritten by a later PE")} {
+		for _, fv := range fileVariants { // every placement of EF.IMSI
 			tmpl := variant(t, profiles[name], fv, 1)
 			for _, a := range algos {
 				t.Run(name+"/"+fv.name+"/"+a.name, func(t *testing.T) {
