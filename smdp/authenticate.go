@@ -7,6 +7,7 @@ import (
 
 	"github.com/perso-esim/perso/bpp"
 	"github.com/perso-esim/perso/esim"
+	"github.com/perso-esim/perso/esim/tlv"
 	"github.com/perso-esim/perso/rsp"
 	"github.com/perso-esim/perso/store"
 )
@@ -16,7 +17,8 @@ import (
 // error, EUM → CI → eUICC chain (AKI, chosen CI, expiry before policy,
 // extensions, signatures), euiccSignature1, EID range, server challenge,
 // inner transaction id, matching ID / EID order lookup, then the store's
-// order checks (EID binding, released, expiry, attempts).
+// order checks (EID binding, released, expiry, attempts), then the
+// profile's eligibility on this eUICC (forbidden policy rules, memory).
 func (s *Server) AuthenticateClient(ctx context.Context, req *rsp.AuthenticateClientRequest) (*rsp.AuthenticateClientResponse, error) {
 	const fn = ES9AuthenticateClient
 	sess, d, err := s.loadSession(ctx, fn, req.TransactionID, phaseInitiated) // row 1
@@ -103,9 +105,13 @@ func (s *Server) offerProfile(ctx context.Context, sess store.Session, d *sessio
 	if err != nil {
 		return nil, s.internal(ctx, fn, "loading the profile", err)
 	}
-	md, err := profileMetadata(full)
+	md, pprs, err := profileMetadata(full)
 	if err != nil {
 		return nil, s.internal(ctx, fn, "encoding the profile metadata", err)
+	}
+	info2 := &ok.EUICCSigned1.EUICCInfo2
+	if err := checkEligible(info2, pprs, len(full.Segments)); err != nil { // rows 20 and 22
+		return nil, err
 	}
 	tid := ok.EUICCSigned1.TransactionID
 	s2 := rsp.SmdpSigned2{TransactionID: tid, CCRequired: p.CCRequired()}
@@ -137,12 +143,36 @@ func (s *Server) offerProfile(ctx context.Context, sess store.Session, d *sessio
 	}, nil
 }
 
+// checkEligible: a profile whose policy rules the eUICC forbids
+// (euiccInfo2.forbiddenProfilePolicyRules) is 8.2.5/4.3 (row 20); a
+// profile larger than the free non-volatile memory the eUICC reports
+// (extCardResource) is 8.1/4.8 (row 22). The size compared is the stored
+// package's (its protected segments): what the eUICC must take in; an
+// eUICC that reports no free memory is not refused.
+func checkEligible(info2 *rsp.EUICCInfo2, pprs bpp.PolicyRules, size int) error {
+	for bit, name := range []string{"pprUpdateControl", "ppr1", "ppr2"} {
+		if pprs&(1<<bit) != 0 && info2.ForbiddenPPRs.Has(uint(bit)) {
+			return status(rsp.SubjectProfileType, rsp.ReasonStoppedOnWarning,
+				"the profile carries "+name+", which this eUICC forbids (forbiddenProfilePolicyRules)")
+		}
+	}
+	if free, ok := info2.FreeNonVolatileMemory(); ok && free < uint64(size) {
+		return status(rsp.SubjectEUICC, rsp.ReasonInsufficientMemory,
+			fmt.Sprintf("the eUICC reports %d bytes of free non-volatile memory; the profile needs %d", free, size))
+	}
+	return nil
+}
+
 // profileMetadata is the StoreMetadataRequest (BF25) of a stored profile:
-// the eUICC sees the same bytes here and in the BPP.
-func profileMetadata(p store.Profile) ([]byte, error) {
+// the eUICC sees the same bytes here and in the BPP. store.Metadata.DER,
+// when set, holds the elements that follow profileClass
+// (notificationConfigurationInfo, profileOwner, profilePolicyRules …), in
+// the module's order; they are checked by parsing, and the profile's
+// policy rules are returned for the eligibility check.
+func profileMetadata(p store.Profile) ([]byte, bpp.PolicyRules, error) {
 	iccid, err := esim.ParseICCID(p.ICCID)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	class := bpp.ClassOperational
 	switch p.Metadata.ProfileClass {
@@ -153,5 +183,32 @@ func profileMetadata(p store.Profile) ([]byte, error) {
 	}
 	m := bpp.StoreMetadata{ICCID: iccid, ServiceProviderName: p.Metadata.ServiceProviderName,
 		ProfileName: p.Metadata.ProfileName, ProfileClass: class}
-	return m.Marshal()
+	if len(p.Metadata.DER) > 0 {
+		extra, err := trailingMetadata(iccid, p.Metadata.DER)
+		if err != nil {
+			return nil, 0, err
+		}
+		m.Notifications, m.ProfileOwner, m.PolicyRules, m.Extensions = extra.Notifications, extra.ProfileOwner, extra.PolicyRules, extra.Extensions
+	}
+	der, err := m.Marshal()
+	return der, m.PolicyRules, err
+}
+
+// trailingMetadata parses elements that follow profileClass by placing
+// them in a minimal StoreMetadataRequest.
+func trailingMetadata(iccid esim.ICCID, elems []byte) (*bpp.StoreMetadata, error) {
+	base, err := (&bpp.StoreMetadata{ICCID: iccid, ProfileClass: bpp.ClassOperational}).Marshal()
+	if err != nil {
+		return nil, err
+	}
+	_, hdr, _, err := tlv.ReadHeader(base, 0, len(base))
+	if err != nil {
+		return nil, err
+	}
+	content := append(append([]byte(nil), base[hdr:]...), elems...)
+	m, err := bpp.ParseStoreMetadata(tlv.AppendTLV(nil, 0xBF25, content))
+	if err != nil {
+		return nil, fmt.Errorf("the stored metadata's extra elements: %w", err)
+	}
+	return m, nil
 }

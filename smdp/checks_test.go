@@ -125,9 +125,43 @@ func TestAuthenticateClientChecks(t *testing.T) {
 		// build returns the request; nil: the regular one.
 		build func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest
 		opts  []store.Option
-		want  string
+		// meta is the profile's metadata; nil: the default one.
+		meta *store.Metadata
+		want string
 	}{
 		{name: "ok"},
+		{name: "ctxParams1 not for common authentication", want: "1.3.1/2.2", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			s1 := s.eu.authSigned1(s.ia, &s.mid)
+			s1.CtxParams1 = rsp.CtxParams1{Raw: []byte{0xA1, 0x00}} // a later version's alternative [1]
+			return s.eu.authenticate(t, s.ia.TransactionID, s1, s.eu.cert, s.eu.eum)
+		}},
+		{name: "profile with ppr1, eUICC forbids ppr1", want: "8.2.5/4.3", meta: pprMeta,
+			build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+				s1 := s.eu.authSigned1(s.ia, &s.mid)
+				s1.EUICCInfo2.ForbiddenPPRs = 1 << 1
+				return s.eu.authenticate(t, s.ia.TransactionID, s1, s.eu.cert, s.eu.eum)
+			}},
+		{name: "profile with ppr1, eUICC forbids ppr2 only", meta: pprMeta,
+			build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+				s1 := s.eu.authSigned1(s.ia, &s.mid)
+				s1.EUICCInfo2.ForbiddenPPRs = 1 << 2
+				return s.eu.authenticate(t, s.ia.TransactionID, s1, s.eu.cert, s.eu.eum)
+			}},
+		{name: "profile without rules, eUICC forbids ppr1 and ppr2", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			s1 := s.eu.authSigned1(s.ia, &s.mid)
+			s1.EUICCInfo2.ForbiddenPPRs = 1<<1 | 1<<2
+			return s.eu.authenticate(t, s.ia.TransactionID, s1, s.eu.cert, s.eu.eum)
+		}},
+		{name: "eUICC lacks memory", want: "8.1/4.8", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			s1 := s.eu.authSigned1(s.ia, &s.mid)
+			s1.EUICCInfo2.ExtCardResource = []byte{0x81, 0x01, 0x00, 0x82, 0x02, 0x01, 0x00} // 256 bytes free
+			return s.eu.authenticate(t, s.ia.TransactionID, s1, s.eu.cert, s.eu.eum)
+		}},
+		{name: "eUICC has the memory", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			s1 := s.eu.authSigned1(s.ia, &s.mid)
+			s1.EUICCInfo2.ExtCardResource = []byte{0x81, 0x01, 0x00, 0x82, 0x03, 0x10, 0x00, 0x00} // 1 MiB free
+			return s.eu.authenticate(t, s.ia.TransactionID, s1, s.eu.cert, s.eu.eum)
+		}},
 		{name: "unknown transactionId", want: "8.10.1/3.9", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
 			return s.eu.authenticate(t, rsp.TransactionID{1, 2, 3}, s.eu.authSigned1(s.ia, &s.mid), s.eu.cert, s.eu.eum)
 		}},
@@ -230,7 +264,7 @@ func TestAuthenticateClientChecks(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, tc.opts...)
-			iccid := e.addProfile(t)
+			iccid := e.addProfileMeta(t, tc.meta)
 			var mid string
 			if tc.order != nil {
 				mid = tc.order(t, e, iccid)
@@ -255,6 +289,32 @@ func TestAuthenticateClientChecks(t *testing.T) {
 			_, st = call[*rsp.AuthenticateClientResponse](t, e, req)
 			wantStatus(t, st, "8.10.1/3.9")
 		})
+	}
+}
+
+// pprMeta is a profile's metadata with profilePolicyRules ppr1 (99 BIT
+// STRING, named bit 1) after profileClass.
+var pprMeta = &store.Metadata{ServiceProviderName: "perso", ProfileName: "with ppr1", ProfileClass: 2,
+	DER: []byte{0x99, 0x02, 0x06, 0x40}}
+
+// The metadata AuthenticateClient sends carries the stored extra elements
+// (here the policy rules) in the module's order; malformed ones are
+// refused at the source, not sent to the eUICC.
+func TestProfileMetadataExtraElements(t *testing.T) {
+	p := store.Profile{ICCID: "89494499999999900012", Metadata: *pprMeta}
+	der, pprs, err := profileMetadata(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := bpp.ParseStoreMetadata(der)
+	if err != nil || md.PolicyRules != bpp.PPR1 || pprs != bpp.PPR1 || md.ProfileName != "with ppr1" {
+		t.Fatalf("metadata %+v, rules %v, err %v", md, pprs, err)
+	}
+	for _, bad := range [][]byte{{0x99, 0x05}, {0x91, 0x01, 'x'}, {0x04, 0x00}} {
+		p.Metadata.DER = bad
+		if _, _, err := profileMetadata(p); err == nil {
+			t.Errorf("extra elements % X accepted", bad)
+		}
 	}
 }
 

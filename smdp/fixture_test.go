@@ -172,6 +172,13 @@ func newEnv(t testing.TB, opts ...store.Option) *env {
 // addProfile stores the test UPP under a new ICCID and returns it.
 func (e *env) addProfile(t testing.TB) string {
 	t.Helper()
+	return e.addProfileMeta(t, nil)
+}
+
+// addProfileMeta stores a profile with the given metadata (nil: the
+// default one).
+func (e *env) addProfileMeta(t testing.TB, md *store.Metadata) string {
+	t.Helper()
 	e.next++
 	payload := fmt.Sprintf("894944999999999%04d", e.next)
 	d, err := esim.LuhnDigit(payload)
@@ -185,11 +192,15 @@ func (e *env) addProfile(t testing.TB) string {
 	}
 	var flat [bpp.PPKSize]byte
 	ppp.PPK.Put(&flat)
-	if _, err := e.db.PutBatch(context.Background(), e.batch, []store.Profile{{
+	p := store.Profile{
 		ICCID: iccid, IMSI: "001010123456789", ProfileType: "test", BatchID: e.batch,
 		Segments: ppp.Segments, ProtectedPPK: flat[:], PPKKeyRef: "test",
 		Metadata: store.Metadata{ServiceProviderName: "perso", ProfileName: "test " + iccid, ProfileClass: 2},
-	}}); err != nil {
+	}
+	if md != nil {
+		p.Metadata = *md
+	}
+	if _, err := e.db.PutBatch(context.Background(), e.batch, []store.Profile{p}); err != nil {
 		t.Fatal(err)
 	}
 	return iccid
