@@ -152,8 +152,9 @@
 // digits and PUKs 8, padded with FF; an ADM key may also be any 8 binary
 // bytes. The algorithm may only be set to one the header declares
 // in eUICC-Mandatory-services (otherwise the profile would ask the eUICC
-// for an algorithm it was not told to provide); switch the template
-// (Options.Algorithm) to personalise another. K, OPc, the codes and SD
+// for an algorithm it was not told to provide: ErrUndeclaredAlgorithm,
+// also an ErrValue); switch the template (Options.Algorithm) to
+// personalise another. K, OPc, the codes and SD
 // keys are byte slices that Apply reads but never retains; call
 // Values.Zero to wipe them after use.
 //
