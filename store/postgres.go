@@ -17,6 +17,28 @@ import (
 // transaction; bulk loads use COPY.
 type pgBackend struct {
 	pool *pgxpool.Pool
+	// toastChunk is the server's TOAST chunk size when known (1996 bytes
+	// with 8 KiB pages), 0 otherwise: see splitSegments.
+	toastChunk int
+}
+
+// splitSegments cuts the segments into a head of whole TOAST chunks
+// (stored out of line) and the remainder (segments_tail, under 2 KB,
+// kept inline in the row). Why: stored whole, a 12,330-byte PPP became
+// six full TOAST chunks and one of 354 bytes; mixing full and short
+// chunks, COPY's bulk insertion left part of each TOAST page empty:
+// 13,654 bytes of TOAST per profile (1.107 × the data) before the row
+// and the indexes. Whole chunks pack four to a page. Without a known
+// chunk size the segments are stored whole, as before.
+func (b *pgBackend) splitSegments(seg []byte) (head, tail []byte) {
+	if b.toastChunk <= 0 || len(seg) <= b.toastChunk {
+		return seg, nil
+	}
+	n := len(seg) / b.toastChunk * b.toastChunk
+	if n == len(seg) {
+		return seg, nil
+	}
+	return seg[:n], seg[n:]
 }
 
 var pgMigrations = []string{
@@ -143,6 +165,9 @@ var pgMigrations = []string{
 		iccid       TEXT PRIMARY KEY,
 		operator_id TEXT NOT NULL
 	);`,
+	// The segments past their last whole TOAST chunk (splitSegments).
+	`ALTER TABLE profiles ADD COLUMN segments_tail bytea;
+	ALTER TABLE profiles ALTER COLUMN segments_tail SET STORAGE EXTERNAL;`,
 }
 
 func openPostgres(ctx context.Context, dsn string, o options) (backend, error) {
@@ -161,6 +186,12 @@ func openPostgres(ctx context.Context, dsn string, o options) (backend, error) {
 	if err := b.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
+	}
+	// TOAST_MAX_CHUNK_SIZE is a build constant of the server; with the
+	// default 8 KiB block it is 1996 bytes. Other block sizes: no split.
+	var block int
+	if err := pool.QueryRow(ctx, `SELECT current_setting('block_size')::int`).Scan(&block); err == nil && block == 8192 {
+		b.toastChunk = 1996
 	}
 	return b, nil
 }
@@ -315,7 +346,7 @@ func (b *pgBackend) footprint(ctx context.Context) (bytes, profiles int64, err e
 
 var pgInsertCols = []string{"iccid", "imsi", "profile_type", "template_id", "batch_id", "ppk_key_ref", "state",
 	"created_at", "updated_at", "sp_name", "profile_name", "profile_class", "icon_type", "icon", "metadata_der",
-	"protected_ppk", "segments"}
+	"protected_ppk", "segments", "segments_tail"}
 
 // putProfiles COPYs the profiles straight into the table, the fast path of
 // a first run. When an ICCID already exists (a re-run, another batch) the
@@ -379,9 +410,10 @@ func (b *pgBackend) putWrite(ctx context.Context, tx pgx.Tx, batchID string, w *
 	row := func(i int) ([]any, error) {
 		p := &ps[i]
 		m := &p.Metadata
+		head, tail := b.splitSegments(p.Segments)
 		return []any{p.ICCID, p.IMSI, p.ProfileType, p.TemplateID, batchID, p.PPKKeyRef, string(StateAvailable),
 			now, now, m.ServiceProviderName, m.ProfileName, int32(m.ProfileClass), int32(m.IconType), nullBytes(m.Icon),
-			nullBytes(m.DER), nullBytes(p.ProtectedPPK), nullBytes(p.Segments)}, nil
+			nullBytes(m.DER), nullBytes(p.ProtectedPPK), nullBytes(head), nullBytes(tail)}, nil
 	}
 	sp, err := tx.Begin(ctx) // savepoint: a failed COPY leaves the transaction usable
 	if err != nil {
@@ -478,18 +510,19 @@ func (b *pgBackend) putStaged(ctx context.Context, tx pgx.Tx, batchID string, ps
 	if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE IF NOT EXISTS profiles_stage (
 		iccid text, imsi text, profile_type text, template_id text, batch_id text, ppk_key_ref text, state text,
 		created_at timestamptz, updated_at timestamptz, sp_name text, profile_name text, profile_class integer,
-		icon_type integer, icon bytea, metadata_der bytea, protected_ppk bytea, segments bytea
+		icon_type integer, icon bytea, metadata_der bytea, protected_ppk bytea, segments bytea, segments_tail bytea
 	) ON COMMIT DELETE ROWS`); err != nil {
 		return res, err
 	}
-	if _, err := tx.Exec(ctx, `ALTER TABLE profiles_stage ALTER COLUMN segments SET STORAGE EXTERNAL`); err != nil {
+	if _, err := tx.Exec(ctx, `ALTER TABLE profiles_stage ALTER COLUMN segments SET STORAGE EXTERNAL,
+		ALTER COLUMN segments_tail SET STORAGE EXTERNAL`); err != nil {
 		return res, err
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"profiles_stage"}, pgInsertCols, pgx.CopyFromSlice(len(ps), row)); err != nil {
 		return res, fmt.Errorf("store: copy profiles: %w", err)
 	}
 	cols := "iccid, imsi, profile_type, template_id, batch_id, ppk_key_ref, state, created_at, updated_at, " +
-		"sp_name, profile_name, profile_class, icon_type, icon, metadata_der, protected_ppk, segments"
+		"sp_name, profile_name, profile_class, icon_type, icon, metadata_der, protected_ppk, segments, segments_tail"
 	// ORDER BY: concurrent loaders take the unique-index locks in one order.
 	tag, err := tx.Exec(ctx, `INSERT INTO profiles (`+cols+`) SELECT `+cols+` FROM profiles_stage
 		ORDER BY iccid ON CONFLICT (iccid) DO NOTHING`)
@@ -550,12 +583,16 @@ func scanPGProfile(row pgx.Row, full bool) (Profile, error) {
 	dst := []any{&p.ICCID, &p.IMSI, &p.ProfileType, &p.TemplateID, &p.BatchID, &p.PPKKeyRef, &state, &eid,
 		&mid, &p.CCHash, &dl, &cc, &p.CreatedAt, &p.UpdatedAt, &expires, &swept}
 	var pc, it int32
+	var tail []byte
 	if full {
 		m := &p.Metadata
-		dst = append(dst, &m.ServiceProviderName, &m.ProfileName, &pc, &it, &m.Icon, &m.DER, &p.ProtectedPPK, &p.Segments)
+		dst = append(dst, &m.ServiceProviderName, &m.ProfileName, &pc, &it, &m.Icon, &m.DER, &p.ProtectedPPK, &p.Segments, &tail)
 	}
 	if err := row.Scan(dst...); err != nil {
 		return Profile{}, err
+	}
+	if len(tail) > 0 {
+		p.Segments = append(p.Segments, tail...)
 	}
 	p.State, p.DownloadAttempts, p.CCAttempts = State(state), int(dl), int(cc)
 	p.Metadata.ProfileClass, p.Metadata.IconType = int(pc), int(it)
@@ -573,7 +610,7 @@ func scanPGProfile(row pgx.Row, full bool) (Profile, error) {
 func (b *pgBackend) getProfile(ctx context.Context, column, value string, full bool) (Profile, error) {
 	cols := orderCols
 	if full {
-		cols = fullCols
+		cols = fullCols + `, segments_tail`
 	}
 	p, err := scanPGProfile(b.pool.QueryRow(ctx, `SELECT `+cols+` FROM profiles WHERE `+column+` = $1`, value), full)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -842,7 +879,7 @@ func (b *pgBackend) sweep(ctx context.Context, p SweepPolicy, now time.Time) (Sw
 		err := b.pool.QueryRow(ctx, `WITH victims AS (
 				SELECT iccid, state FROM profiles WHERE `+where+` ORDER BY iccid LIMIT $1 FOR UPDATE SKIP LOCKED),
 			upd AS (
-				UPDATE profiles p SET segments = NULL, protected_ppk = NULL, ppk_key_ref = '', icon = NULL,
+				UPDATE profiles p SET segments = NULL, segments_tail = NULL, protected_ppk = NULL, ppk_key_ref = '', icon = NULL,
 					metadata_der = NULL, cc_hash = NULL, swept_at = $3, state = `+newState+`
 				FROM victims v WHERE p.iccid = v.iccid
 				RETURNING p.iccid, p.batch_id, v.state, COALESCE(p.eid, '') AS eid),
