@@ -676,3 +676,39 @@ func TestCancelSession(t *testing.T) {
 }
 
 func sha256Sum32(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// ActiveSessions counts the sessions opened and not yet ended: a
+// CancelSession and an installation result end one, the TTL the rest.
+func TestActiveSessions(t *testing.T) {
+	e := newEnv(t)
+	eu := newTestEUICC(t, esim.CurveP256)
+	if n := e.srv.ActiveSessions(); n != 0 {
+		t.Fatalf("%d active sessions at start", n)
+	}
+	p1 := e.order(t, e.addProfile(t), "", nil, "")
+	_, ac1 := authenticated(t, e, eu, p1.MatchingID)
+	p2 := e.order(t, e.addProfile(t), "", nil, "")
+	_, ac2 := authenticated(t, e, eu, p2.MatchingID)
+	initiated(t, e, eu) // a third, abandoned after InitiateAuthentication
+	if n := e.srv.ActiveSessions(); n != 3 {
+		t.Fatalf("%d active sessions after three initiated, want 3", n)
+	}
+	_, st := call[*rsp.CancelSessionResponseEs9](t, e, eu.cancel(t, ac1.TransactionID, rsp.CancelEndUserRejection, asn1.ObjectIdentifier{2, 999, 10}))
+	wantStatus(t, st, "")
+	if n := e.srv.ActiveSessions(); n != 2 {
+		t.Fatalf("%d active sessions after a cancel, want 2", n)
+	}
+	gb, st := call[*rsp.GetBoundProfilePackageResponse](t, e, eu.prepare(t, ac2, ""))
+	wantStatus(t, st, "")
+	_, n := eu.install(t, gb, true)
+	if err := e.srv.HandleNotification(context.Background(), wire(t, n)); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.srv.ActiveSessions(); n != 1 {
+		t.Fatalf("%d active sessions after an installation, want 1", n)
+	}
+	e.now = e.now.Add(11 * time.Minute)
+	if n := e.srv.ActiveSessions(); n != 0 {
+		t.Fatalf("%d active sessions after the TTL, want 0", n)
+	}
+}

@@ -99,6 +99,7 @@ func (s *Server) newSession(ctx context.Context, req *rsp.InitiateAuthentication
 	}); err != nil {
 		return nil, s.internal(ctx, fn, "storing the session", err)
 	}
+	s.sessionOpened(tidKey(tid))
 	return &rsp.InitiateAuthenticationResponse{
 		TransactionID:       tid,
 		ServerSigned1:       s1,

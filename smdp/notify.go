@@ -52,6 +52,7 @@ func (s *Server) installResult(ctx context.Context, pir *rsp.ProfileInstallation
 	if err := s.cfg.Store.DeleteSession(ctx, sess.TransactionID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return s.internal(ctx, fn, "ending the session", err)
 	}
+	s.sessionEnded(sess.TransactionID)
 	if !success && data.Error != nil {
 		s.log.InfoContext(ctx, "smdp: installation failed on the eUICC", "iccid", sess.ICCID,
 			"bppCommandId", data.Error.BPPCommandID, "errorReason", data.Error.ErrorReason)

@@ -89,6 +89,9 @@ type Config struct {
 	HostID      []byte           // BPP CRT host ID (4..16 bytes); default "perso-smdp"
 	Now         func() time.Time // default time.Now
 	Log         *slog.Logger     // default slog.Default()
+	// SessionTTL is the store's session lifetime (store.WithSessionTTL),
+	// for ActiveSessions; default 10 minutes.
+	SessionTTL time.Duration
 }
 
 // Server executes the ES9+ functions. Its methods take and return rsp
@@ -114,7 +117,42 @@ type Server struct {
 	loaded   map[string]store.Profile
 	loadedQ  []string // insertion order, for eviction
 
+	// active: sessions this process opened, until their PIR or
+	// CancelSession is handled here or their TTL passes (ActiveSessions).
+	activeMu sync.Mutex
+	active   map[string]time.Time
+
 	deleted atomic.Pointer[DeletionReporter] // see SetDeletionReporter (es2_progress.go)
+}
+
+// ActiveSessions is the number of RSP sessions this process opened that
+// are still open: neither ended (installation result or CancelSession
+// handled by this process) nor expired. With one server it is the exact
+// number of open sessions in the store; with several sharing a store,
+// each counts its own, and a session ended on another replica is counted
+// here until its TTL passes.
+func (s *Server) ActiveSessions() int {
+	now := s.cfg.Now()
+	s.activeMu.Lock()
+	defer s.activeMu.Unlock()
+	for tid, exp := range s.active {
+		if !now.Before(exp) {
+			delete(s.active, tid)
+		}
+	}
+	return len(s.active)
+}
+
+func (s *Server) sessionOpened(tid string) {
+	s.activeMu.Lock()
+	s.active[tid] = s.cfg.Now().Add(s.cfg.SessionTTL)
+	s.activeMu.Unlock()
+}
+
+func (s *Server) sessionEnded(tid string) {
+	s.activeMu.Lock()
+	delete(s.active, tid)
+	s.activeMu.Unlock()
 }
 
 // maxLoaded bounds the profiles kept between AuthenticateClient and
@@ -186,12 +224,15 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = 10 * time.Minute
+	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.Default()
 	}
 	return &Server{cfg: cfg, log: log, eums: rsp.NewEUMCache(0), batchKeys: make(map[string][]byte),
-		loaded: make(map[string]store.Profile)}, nil
+		loaded: make(map[string]store.Profile), active: make(map[string]time.Time)}, nil
 }
 
 // Session phases (store.Session.Phase).

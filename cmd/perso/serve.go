@@ -123,6 +123,7 @@ func runServe(ctx context.Context, a *app, demoPINs bool, stopAfter time.Duratio
 	defer hsm.Close()
 	srv, err := smdp.NewServer(smdp.Config{
 		Address: v.GetString("serve.address"), Credentials: creds, Store: db, HSM: hsm, Log: slog.Default(),
+		SessionTTL: v.GetDuration("serve.session_ttl"),
 	})
 	if err != nil {
 		return usageError(fmt.Errorf("serve: %w", err))
@@ -130,7 +131,7 @@ func runServe(ctx context.Context, a *app, demoPINs bool, stopAfter time.Duratio
 	callTimeout := v.GetDuration("serve.call_timeout")
 	maxBody := int64(v.GetInt("serve.max_body"))
 	limiter := smdp.NewClientLimiter(float64(v.GetInt("serve.rate_limit")), v.GetInt("serve.rate_burst"))
-	metrics := newServeMetrics(pool, limiter)
+	metrics := newServeMetrics(pool, limiter, srv)
 	es9 := smdp.HTTPOptions{MaxBody: maxBody, CallTimeout: callTimeout, Observe: metrics.observe}
 	if limiter != nil {
 		es9.Limit = limiter.Allow

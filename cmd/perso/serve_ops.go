@@ -28,7 +28,7 @@ type serveMetrics struct {
 	sessions prometheus.Counter
 }
 
-func newServeMetrics(pool *hsmpool.Pool, lim *smdp.ClientLimiter) *serveMetrics {
+func newServeMetrics(pool *hsmpool.Pool, lim *smdp.ClientLimiter, srv *smdp.Server) *serveMetrics {
 	m := &serveMetrics{
 		reg: prometheus.NewRegistry(),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "perso_es9_requests_total",
@@ -47,6 +47,9 @@ func newServeMetrics(pool *hsmpool.Pool, lim *smdp.ClientLimiter) *serveMetrics 
 	m.reg.MustRegister(m.calls, m.latency, m.inFlight, m.sessions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&hsmCollector{pool: pool})
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "perso_es9_sessions_active",
+		Help: "RSP sessions this process opened that are still open (no installation result or CancelSession yet, TTL not passed)."},
+		func() float64 { return float64(srv.ActiveSessions()) }))
 	if lim != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "perso_es9_rate_limited_clients",
 			Help: "Client addresses with a rate-limit bucket (seen recently)."}, func() float64 { return float64(lim.Clients()) }))
