@@ -6,6 +6,7 @@ package deploy
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -113,6 +114,31 @@ func TestManifestsKinds(t *testing.T) {
 	dep := byKind["Deployment"]
 	if a := get(dep, "spec", "template", "spec", "containers", 0, "args", 0); a != "serve" {
 		t.Errorf("the Deployment runs %v, want serve", a)
+	}
+	// perso serve's probes: readiness on /readyz, liveness on /healthz, on
+	// the container's metrics port, which serve.metrics_listen opens.
+	c := get(dep, "spec", "template", "spec", "containers", 0)
+	ports := map[string]int{}
+	for _, p := range get(c, "ports").([]any) {
+		ports[get(p, "name").(string)] = get(p, "containerPort").(int)
+	}
+	env := map[string]string{}
+	for _, e := range get(c, "env").([]any) {
+		if v, ok := get(e, "value").(string); ok {
+			env[get(e, "name").(string)] = v
+		}
+	}
+	for _, pr := range []struct{ probe, path string }{{"readinessProbe", "/readyz"}, {"livenessProbe", "/healthz"}} {
+		if got := get(c, pr.probe, "httpGet", "path"); got != pr.path {
+			t.Errorf("serve %s path %v, want %s", pr.probe, got, pr.path)
+		}
+		port, _ := get(c, pr.probe, "httpGet", "port").(string)
+		if ports[port] == 0 || !strings.HasSuffix(env["PERSO_SERVE_METRICS_LISTEN"], fmt.Sprintf(":%d", ports[port])) {
+			t.Errorf("serve %s on port %q (%d): PERSO_SERVE_METRICS_LISTEN is %q", pr.probe, port, ports[port], env["PERSO_SERVE_METRICS_LISTEN"])
+		}
+	}
+	if env["MALLOC_ARENA_MAX"] == "" {
+		t.Error("serve has no MALLOC_ARENA_MAX (RSS grows without it on SoftHSM2)")
 	}
 	// The Service selects the Deployment's pods.
 	sel := get(byKind["Service"], "spec", "selector").(map[string]any)
