@@ -64,11 +64,14 @@ Needs the DPpb key of ` + "`perso hsm init`" + ` for the curve.`,
 			r := a.benchStart(ctx, cmd, "soak", "hsm.backend", "hsm.module", "hsm.token", "hsm.pin", "hsm.sessions",
 				"hsm.live_reserved", "hsm.recycle_after")
 			r.HSM = hsmInfo(a)
+			arenas := limitMallocArenas(2) // as perso serve does, before the module loads
 			pool, err := openHSM(ctx, a, false)
 			if err != nil {
 				return err
 			}
 			defer pool.Close()
+			r.Notes = append(r.Notes, "memory set-up as in perso serve: "+arenas+"; hsm.recycle_after "+strconv.Itoa(a.v.GetInt("hsm.recycle_after"))+
+				" (0: every 20000 operations on SoftHSM2)")
 			res, err := soak(ctx, pool, curves[0], binds, workers, samples, warmup, func(done int, rss float64) {
 				fmt.Fprintf(cmd.ErrOrStderr(), "bench soak: %d binds, RSS %.1f MiB\n", done, rss)
 			})

@@ -104,10 +104,13 @@ func runServe(ctx context.Context, a *app, demoPINs bool, stopAfter time.Duratio
 		}
 		tlsCert = c
 	}
+	// Before the PKCS#11 module is loaded: see limitMallocArenas.
+	arenas := limitMallocArenas(2)
 	pool, err := openHSM(ctx, a, demoPINs)
 	if err != nil {
 		return fmt.Errorf("serve: opening the HSM: %w", err)
 	}
+	slog.Info("serve: memory", "malloc", arenas, "hsm.recycle_after", v.GetInt("hsm.recycle_after"))
 	defer pool.Close()
 	if err := checkHSMKeys(ctx, pool, creds); err != nil {
 		return err
