@@ -54,7 +54,7 @@ func TestBenchModesSmoke(t *testing.T) {
 		figures   []figureWant
 		series    []string // plots that must have points
 	}{
-		{"engine", []string{"engine", "--records", "200", "--chunk-size", "40", "--template", tmpl}, nil, true,
+		{"engine", []string{"engine", "--records", "120", "--chunk-size", "30", "--template", tmpl}, nil, true,
 			[]figureWant{{name: "sqlite profiles/s"}, {name: "cpu per profile"}, {name: "hsm calls per profile"}, {name: "peak rss"},
 				{name: "peak rss growth 10%-100% of records", zeroOK: true}, {name: "store bytes per profile"}, {name: "store bytes / ppp"},
 				{name: "throughput flatness"}},
