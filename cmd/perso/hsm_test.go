@@ -45,7 +45,9 @@ func execPersoChild(t *testing.T, dir string, env []string, args ...string) (std
 	if dir == "" {
 		cmd.Dir = t.TempDir() // no stray perso.yaml
 	}
-	cmd.Env = append(append(os.Environ(), env...), "PERSO_HSM_CLI_ARGS="+strings.Join(args, "\x1f"))
+	// TS.48 templates with perso testdata's Milenage records: keep the
+	// template's algorithm explicitly (see cleanEnv); env may override.
+	cmd.Env = append(append(append(os.Environ(), "PERSO_TEMPLATE_ALGORITHM=keep"), env...), "PERSO_HSM_CLI_ARGS="+strings.Join(args, "\x1f"))
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
