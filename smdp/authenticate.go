@@ -115,6 +115,9 @@ func (s *Server) offerProfile(ctx context.Context, sess store.Session, d *sessio
 	}
 	tid := ok.EUICCSigned1.TransactionID
 	s2 := rsp.SmdpSigned2{TransactionID: tid, CCRequired: p.CCRequired()}
+	if p.DownloadAttempts > 1 { // only a re-attempt can have a bound package
+		s2.BPPEUICCOtpk = s.boundKey(ctx, p.ICCID)
+	}
 	raw, err := s2.Marshal()
 	if err != nil {
 		return nil, s.internal(ctx, fn, "encoding smdpSigned2", err)

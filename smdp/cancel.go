@@ -40,6 +40,9 @@ func (s *Server) CancelSession(ctx context.Context, req *rsp.CancelSessionReques
 		return nil, s.internal(ctx, fn, "ending the session", err) // a concurrent cancel or PIR ended it: 8.10.1/3.9
 	}
 	s.sessionEnded(sess.TransactionID)
+	if sess.Phase == phaseBound && len(sess.EUICCOtPK) > 0 {
+		s.rememberBoundKey(ctx, sess)
+	}
 	if _, err := s.cfg.Store.SessionCancelled(ctx, sess.ICCID); err != nil && !errors.Is(err, store.ErrIllegalTransition) {
 		return nil, s.internal(ctx, fn, "recording the cancellation", err)
 	}

@@ -503,7 +503,15 @@ func TestOneTimeKeyReuse(t *testing.T) {
 	// the eUICC opens with the key pair it kept.
 	_, st = call[*rsp.CancelSessionResponseEs9](t, e, eu.cancel(t, ac.TransactionID, rsp.CancelPostponed, asn1.ObjectIdentifier{2, 999, 10}))
 	wantStatus(t, st, "")
+	if ac.SmdpSigned2.BPPEUICCOtpk != nil {
+		t.Fatal("the first session announced a bound eUICC key")
+	}
 	_, ac = authenticated(t, e, eu, p.MatchingID)
+	// The next session names the key the package was bound to
+	// (smdpSigned2.bppEuiccOtpk), so that the eUICC reuses its key pair.
+	if !bytes.Equal(ac.SmdpSigned2.BPPEUICCOtpk, eu.otk.PublicKey()) {
+		t.Fatalf("bppEuiccOtpk %X after a postponed session, want the bound key %X", ac.SmdpSigned2.BPPEUICCOtpk, eu.otk.PublicKey())
+	}
 	rebound, st := call[*rsp.GetBoundProfilePackageResponse](t, e, eu.prepare(t, ac, ""))
 	wantStatus(t, st, "")
 	if got := smdpOtpkOf(t, eu, rebound.BoundProfilePackage); !bytes.Equal(got, otpk1) {
@@ -519,6 +527,9 @@ func TestOneTimeKeyReuse(t *testing.T) {
 	// A new eUICC key in a later session: a new SM-DP+ key.
 	p2 := e.order(t, e.addProfile(t), "", nil, "")
 	_, ac = authenticated(t, e, eu, p2.MatchingID)
+	if ac.SmdpSigned2.BPPEUICCOtpk != nil {
+		t.Fatal("a first session of another profile announced a bound eUICC key")
+	}
 	eu.otk = nil
 	fresh, st := call[*rsp.GetBoundProfilePackageResponse](t, e, eu.prepare(t, ac, ""))
 	wantStatus(t, st, "")

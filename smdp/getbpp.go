@@ -144,6 +144,41 @@ func (s *Server) earlierBinding(ctx context.Context, sess store.Session, euiccOt
 	return &k, nil
 }
 
+// A session cancelled after its package was bound (e.g. reason postponed)
+// leaves a marker: the eUICC one-time key the package was bound to, under
+// the transaction id boundKeyID(ICCID) in the session table (same TTL,
+// swept alike). The next session of the profile announces it in
+// smdpSigned2.bppEuiccOtpk, so that the eUICC reuses that key pair and the
+// package is re-offered with the same smdpOtpk (es2-es10-codes.md §4.1).
+func boundKeyID(iccid string) string { return "bound-otpk:" + iccid }
+
+// rememberBoundKey records the marker; a failure only costs the reuse
+// (the next session binds with fresh keys), so it is logged, not returned.
+func (s *Server) rememberBoundKey(ctx context.Context, sess store.Session) {
+	id := boundKeyID(sess.ICCID)
+	if err := s.cfg.Store.DeleteSession(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.log.WarnContext(ctx, "smdp: replacing the bound-key marker", "iccid", sess.ICCID, "err", err)
+		return
+	}
+	if _, err := s.cfg.Store.PutSession(ctx, store.Session{TransactionID: id, Phase: "bound-otpk", ICCID: sess.ICCID,
+		EUICCOtPK: sess.EUICCOtPK, SMDPOtPK: sess.SMDPOtPK}); err != nil {
+		s.log.WarnContext(ctx, "smdp: recording the bound-key marker", "iccid", sess.ICCID, "err", err)
+	}
+}
+
+// boundKey returns the eUICC one-time key an earlier session of the
+// profile bound its package to, nil when there is none (or it expired).
+func (s *Server) boundKey(ctx context.Context, iccid string) []byte {
+	m, err := s.cfg.Store.GetSession(ctx, boundKeyID(iccid))
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			s.log.WarnContext(ctx, "smdp: reading the bound-key marker", "iccid", iccid, "err", err)
+		}
+		return nil
+	}
+	return m.EUICCOtPK
+}
+
 // otkLabel binds a sealed shared secret to its profile and eUICC key.
 func otkLabel(iccid string, euiccOtpk []byte) string {
 	h := sha256.Sum256(euiccOtpk)
