@@ -601,9 +601,10 @@ func TestHandleNotification(t *testing.T) {
 	}
 	t.Run("other notification", func(t *testing.T) {
 		e := newEnv(t)
-		for _, c := range []esim.Curve{esim.CurveP256, esim.CurveBrainpoolP256r1} {
+		for i, c := range []esim.Curve{esim.CurveP256, esim.CurveBrainpoolP256r1, esim.CurveP256} {
+			op := []rsp.NamedBits{rsp.NotificationEnable, rsp.NotificationDisable, rsp.NotificationDelete}[i]
 			eu := newTestEUICC(t, c)
-			md := rsp.NotificationMetadata{SeqNumber: 7, Operation: rsp.NotificationEnable, NotificationAddress: testAddress,
+			md := rsp.NotificationMetadata{SeqNumber: 7, Operation: op, NotificationAddress: testAddress,
 				ICCID: []byte{0x98, 0, 0, 0, 0, 0, 0, 0, 0, 0x10}}
 			raw, err := md.Marshal()
 			if err != nil {
