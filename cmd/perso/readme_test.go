@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -185,10 +186,16 @@ func runTour(t *testing.T, root, bin, block string) {
 	cmd.Env = cleanEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	// perso serve … & keeps the output pipe open after bash exits: stop
+	// waiting for it then, and stop the server below.
+	cmd.WaitDelay = 2 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) // perso serve … & outlives the script
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil
+	}
 	if err != nil {
 		t.Fatalf("README block as a bash -e script: %v\n%s", err, lastLines(out.String(), 60))
 	}
