@@ -39,6 +39,9 @@ fi
 export PERSO_HSM_PIN=${PERSO_HSM_PIN:-demo-user-pin}
 export PERSO_HSM_SO_PIN=${PERSO_HSM_SO_PIN:-demo-so-pin}
 export PERSO_STORE_DRIVER=sqlite PERSO_STORE_DSN=$work/perso.db
+# The TS.48 test template declares only the USIM test algorithm; perso testdata
+# writes Milenage records: keep the template's algorithm (run and verify alike).
+export PERSO_TEMPLATE_ALGORITHM=keep
 
 step() { printf '\n== %s\n' "$*"; }
 now() { date +%s.%N; }

@@ -83,6 +83,7 @@ template and batch as the run (default batch: as perso run names it).
 	f.String("hsm.token", "", "HSM token label (default from config: hsm.token)")
 	f.String("store.driver", "", "store driver: sqlite or postgres (default from config: store.driver)")
 	f.String("store.dsn", "", "store DSN (default from config: store.dsn)")
+	f.String("template.algorithm", "", "the template.algorithm perso run used: auto, keep, milenage, tuak128, tuak256 or test (default from config)")
 	templateMaxSizeFlag(cmd)
 	addVerifyES9Flags(cmd)
 	return cmd
