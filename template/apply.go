@@ -193,7 +193,7 @@ func (e *encoded) value(k SlotKind) []byte {
 	return nil
 }
 
-// minDigits codes 3 decimal digits as 10 bits (3GPP2 C.S0005 §2.3.1.1:
+// minDigits codes 3 (or 2) decimal digits as 10 (7) bits (3GPP2 C.S0005 §2.3.1.1:
 // each digit d as d, 0 as 10; then 100·d1 + 10·d2 + d3 − 111).
 func minDigits(s string) int {
 	n := 0
@@ -204,7 +204,10 @@ func minDigits(s string) int {
 		}
 		n = n*10 + d
 	}
-	return n - map[int]int{1: 1, 2: 11, 3: 111}[len(s)]
+	if len(s) == 2 {
+		return n - 11
+	}
+	return n - 111
 }
 
 // encodeIMSIM codes a 15-digit IMSI as EF.IMSI_M/EF.IMSI_T content

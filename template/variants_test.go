@@ -561,3 +561,22 @@ func TestSUCICalcInfoEncodingAndChecks(t *testing.T) {
 		t.Fatalf("GID1 of 3 bytes: constants %v notes %q, want one note", pl.Constants(), pl.Notes())
 	}
 }
+
+// TestDerivedFieldsDoNotAllocate: a plan with every per-record derived
+// field in place (TS.48: EF.AD, EF.EHPLMN, EF.HPLMNwAcT, CSIM IMSI_M/T)
+// personalises without allocating.
+func TestDerivedFieldsDoNotAllocate(t *testing.T) {
+	pl, err := CompileWith(ts48(t)[v5], Options{HomePLMN: "310150", NoDerive: DeriveISIM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &Values{IMSI: testIMSI("310150123456789")}
+	dst := make([]byte, 0, 2*len(pl.Template()))
+	if n := testing.AllocsPerRun(100, func() {
+		if _, err := pl.Apply(v, dst); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocations per Apply", n)
+	}
+}
