@@ -368,7 +368,12 @@ func windowRates(samples []engineSample, n int) []bench.Point {
 	step := (samples[len(samples)-1].at - first) / time.Duration(n)
 	for i := range n {
 		a, b := first+step*time.Duration(i), first+step*time.Duration(i+1)
-		pts = append(pts, bench.Point{X: b.Seconds(), Y: (at(b) - at(a)) / step.Seconds()})
+		// Whole seconds (tenths on short runs): the axis labels its points.
+		x := math.Round(b.Seconds())
+		if samples[len(samples)-1].at < 20*time.Second {
+			x = math.Round(b.Seconds()*10) / 10
+		}
+		pts = append(pts, bench.Point{X: x, Y: (at(b) - at(a)) / step.Seconds()})
 	}
 	return pts
 }
@@ -442,10 +447,10 @@ func addEngine(r *bench.Result, run *engineRun, driver string, ppp int) error {
 	r.Add("store bytes / ppp", overPPP, "ratio", bench.Lower, note("≤ 1.1", overPPP <= targetStoreOverPPP))
 	r.Add("throughput flatness", flat, "ratio", bench.Higher, "rate in the last quarter of the run / in the second; ≈ 1 is flat")
 
-	s := bench.Series{Plot: "engine-throughput-over-time", Title: fmt.Sprintf("perso run's engine, %d records, %s: does it stay flat?", rep.RecordsRead, driver),
-		Name: "profiles/s in each tenth of the run (first to last stored chunk)", XLabel: "time", XUnit: "s", YLabel: "throughput", YUnit: "profiles/s", Points: rates}
+	s := bench.Series{Plot: "engine-throughput-over-time", Title: fmt.Sprintf("perso run's engine, %d records, %s: does it stay flat? (first to last stored chunk)", rep.RecordsRead, driver),
+		Name: "profiles/s, each tenth of the run", XLabel: "time", XUnit: "s", YLabel: "throughput", YUnit: "profiles/s", Points: rates}
 	tgt := bench.Series{Plot: s.Plot, Name: fmt.Sprintf("target %.0f", target), Dashed: true,
-		Points: []bench.Point{{X: 0, Y: target}, {X: rep.WallSeconds, Y: target}}}
+		Points: []bench.Point{{X: 0, Y: target}, {X: math.Ceil(rep.WallSeconds), Y: target}}}
 	m := bench.Series{Plot: "engine-rss-over-time", Title: "perso run's engine: resident memory", Name: "RSS after each chunk",
 		XLabel: "profiles stored", YLabel: "RSS", YUnit: "MiB"}
 	for _, x := range run.samples {
