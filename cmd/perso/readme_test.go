@@ -183,7 +183,8 @@ func runTour(t *testing.T, root, bin, block string) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-e", "-o", "pipefail", "-c", block)
 	cmd.Dir = dir
-	cmd.Env = cleanEnv()
+	// mktemp -t in the tour honours TMPDIR: its work directory goes with the test's.
+	cmd.Env = append(cleanEnv(), "TMPDIR="+dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	// perso serve … & keeps the output pipe open after bash exits: stop
