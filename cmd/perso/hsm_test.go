@@ -19,7 +19,7 @@ import (
 // invocation owns its PKCS#11 module and SOFTHSM2_CONF, as the real binary
 // does). It exits as main does. It does nothing in a normal test run.
 func TestHSMCLIHelperProcess(t *testing.T) {
-	args, ok := os.LookupEnv("PERSO_HSM_CLI_ARGS")
+	args, ok := os.LookupEnv("PERSO_TEST_HSM_CLI_ARGS")
 	if !ok {
 		return
 	}
@@ -47,7 +47,7 @@ func execPersoChild(t *testing.T, dir string, env []string, args ...string) (std
 	}
 	// TS.48 templates with perso testdata's Milenage records: keep the
 	// template's algorithm explicitly (see cleanEnv); env may override.
-	cmd.Env = append(append(append(os.Environ(), "PERSO_TEMPLATE_ALGORITHM=keep"), env...), "PERSO_HSM_CLI_ARGS="+strings.Join(args, "\x1f"))
+	cmd.Env = append(append(append(os.Environ(), "PERSO_TEMPLATE_ALGORITHM=keep"), env...), "PERSO_TEST_HSM_CLI_ARGS="+strings.Join(args, "\x1f"))
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
