@@ -440,6 +440,7 @@ type runStats struct {
 
 	graceOver  atomic.Bool  // a stop's drain ran out of StopGrace
 	rolledBack atomic.Int64 // chunks handed to the pipeline and not stored
+	inFlight   atomic.Int64 // chunks handed to the pipeline and not yet answered
 }
 
 // peakRSS is the process's maximum resident set size so far.

@@ -551,6 +551,13 @@ func (s *checkpoint) run(ctx context.Context, in <-chan *chunk, _ chan<- *chunk)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-poll.C:
+			// Another worker may have stored the last chunks; but a chunk
+			// of ours in flight may be committed and still being reported
+			// (its conflicts go to the reject report after the commit):
+			// finishing now would cancel that and lose its rejects.
+			if p.stats.inFlight.Load() > 0 {
+				continue
+			}
 		case c, ok := <-in:
 			if !ok {
 				return nil
@@ -596,6 +603,8 @@ var errStopped = errors.New("engine: the run stopped before this chunk was store
 
 func (w *chunkWorker) Work(ctx context.Context, job *river.Job[ChunkArgs]) error {
 	c := &chunk{args: job.Args, job: job, jobCtx: ctx, done: make(chan error, 1)}
+	w.stats.inFlight.Add(1)
+	defer w.stats.inFlight.Add(-1)
 	select {
 	case w.requests <- c:
 	case <-w.stopped:

@@ -710,7 +710,9 @@ func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, ws []Ba
 		return nil, err
 	}
 	if len(conflicts) > 0 {
-		if err := b.deleteBlobs(ctx, conflicts); err != nil {
+		// Committed: the clean-up must not be cut short by a caller that
+		// stops waiting now (the engine ends a finished batch's run).
+		if err := b.deleteBlobs(context.WithoutCancel(ctx), conflicts); err != nil {
 			return res, err
 		}
 	}
