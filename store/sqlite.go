@@ -81,8 +81,20 @@ func (b *sqliteBackend) checkpointer() {
 }
 
 // afterBulkCommit wakes the checkpointer and, when it is far behind,
-// checkpoints on the writers' connections.
+// checkpoints on the writers' connections. It also empties the two write
+// connections' page caches: over a bulk load they grew past their
+// cache_size by about 21 bytes per stored record each (measured with
+// sqlite3_db_status CACHE_USED: 12.7 and 10.6 MiB after 400 000 records
+// against limits of 8 and 4 MiB, still rising), which made the process's
+// resident memory grow with the input. A bulk write touches only the right
+// edge of each B-tree, a few pages that the next commit reads back from
+// the OS page cache, so emptying costs no measurable CPU.
 func (b *sqliteBackend) afterBulkCommit(ctx context.Context) {
+	for _, db := range []*sql.DB{b.w, b.bw} {
+		// The commit has succeeded; a failure here only leaves the cache
+		// as it was, like the checkpoints below.
+		db.ExecContext(ctx, `PRAGMA shrink_memory`)
+	}
 	select {
 	case b.kick <- struct{}{}:
 	default:
@@ -661,7 +673,21 @@ func (b *sqliteBackend) footprint(ctx context.Context) (bytes, profiles int64, e
 		return 0, 0, fmt.Errorf("store: segment file: %w", err)
 	}
 	bytes += seg
-	err = b.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM profiles`).Scan(&profiles)
+	// COUNT(*) reads every page of the profiles table. On a pooled reader
+	// those pages would fill its 8 MiB cache and stay there: after a
+	// 1 000 000-record run this scan raised the process's peak resident
+	// memory by 15 MiB, past anything the run itself reached. So the scan runs
+	// with a small cache, and the connection gets its own back after.
+	conn, err := b.r.Conn(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA cache_size = -256`); err != nil {
+		return 0, 0, fmt.Errorf("store: count profiles: %w", err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf(`PRAGMA cache_size = -%d`, inventoryFile.readCacheKiB))
+	err = conn.QueryRowContext(ctx, `SELECT COUNT(*) FROM profiles`).Scan(&profiles)
 	return bytes, profiles, err
 }
 
