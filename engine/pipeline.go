@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow/go/v15/arrow"
@@ -29,6 +30,10 @@ type chunk struct {
 	job    *river.Job[ChunkArgs]
 	jobCtx context.Context // River's context of the Work call: CompleteTx needs it
 	done   chan error      // answers the Work call
+	// answered is set by the first answer: the run's count of chunks in
+	// flight drops exactly once per chunk.
+	answered atomic.Bool
+	inFlight *atomic.Int64
 
 	rows []arrow.Record // read: slices of the reader's batches
 	*buffers
@@ -243,10 +248,19 @@ func forEach(ctx context.Context, in <-chan *chunk, out chan<- *chunk, f func(*c
 // fail answers the chunk's Work call with err and releases the chunk.
 func (c *chunk) fail(err error) {
 	c.release()
-	select {
-	case c.done <- err:
-	default:
+	c.answer(err)
+}
+
+// answer answers the chunk's Work call (once; later answers are dropped)
+// and counts the chunk out of the run's chunks in flight.
+func (c *chunk) answer(err error) {
+	if c.answered.Swap(true) {
+		return
 	}
+	if c.inFlight != nil {
+		c.inFlight.Add(-1)
+	}
+	c.done <- err // buffered: never blocks
 }
 
 // --- validate ---
@@ -568,7 +582,7 @@ func (s *checkpoint) run(ctx context.Context, in <-chan *chunk, _ chan<- *chunk)
 			p.stats.stored.Add(int64(len(c.profiles)))
 			p.stats.chunks.Add(1)
 			c.release()
-			c.done <- nil
+			c.answer(nil)
 		}
 		b, err := p.db.GetBatch(ctx, p.batch.ID)
 		if err != nil {
@@ -579,7 +593,11 @@ func (s *checkpoint) run(ctx context.Context, in <-chan *chunk, _ chan<- *chunk)
 				Stored: b.Profiles, Rejected: b.Rejected, Conflicts: b.Conflicts, Chunks: b.Chunks,
 				ChunksDone: b.ChunksDone, Elapsed: time.Since(p.start), RunStored: p.stats.stored.Load()})
 		}
-		if b.ChunksDone >= b.Chunks {
+		// The batch may be complete while chunks of ours that the same
+		// group committed are still on their way here: wait for them, so
+		// that they are counted as this run's and their Work calls are
+		// answered as stored, not as stopped.
+		if b.ChunksDone >= b.Chunks && p.stats.inFlight.Load() == 0 {
 			return errFinished
 		}
 	}
@@ -602,14 +620,15 @@ type chunkWorker struct {
 var errStopped = errors.New("engine: the run stopped before this chunk was stored")
 
 func (w *chunkWorker) Work(ctx context.Context, job *river.Job[ChunkArgs]) error {
-	c := &chunk{args: job.Args, job: job, jobCtx: ctx, done: make(chan error, 1)}
+	c := &chunk{args: job.Args, job: job, jobCtx: ctx, done: make(chan error, 1), inFlight: &w.stats.inFlight}
 	w.stats.inFlight.Add(1)
-	defer w.stats.inFlight.Add(-1)
 	select {
 	case w.requests <- c:
 	case <-w.stopped:
+		c.answer(errStopped)
 		return errStopped
 	case <-ctx.Done():
+		c.answer(ctx.Err())
 		return ctx.Err()
 	}
 	select {

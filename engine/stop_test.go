@@ -71,3 +71,34 @@ func TestStopDrainsOrRollsBack(t *testing.T) {
 		})
 	}
 }
+
+// TestCompleteRunCountsEveryChunkAsItsOwn: a run that stores a whole batch
+// alone reports every chunk as stored by this run and none rolled back,
+// also when the last group commit holds several chunks (the batch is
+// complete in the store before the checkpoint has seen all of them).
+func TestCompleteRunCountsEveryChunkAsItsOwn(t *testing.T) {
+	pool := openHSM(t)
+	der, err := os.ReadFile(testenv.Path(t, "ts48", ts48))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, chunk, runs = 800, 100, 8
+	dir := t.TempDir()
+	db := openStore(t, "sqlite", filepath.Join(dir, "perso.db"))
+	for i := 0; i < runs; i++ {
+		iccid, err := perso.ICCIDWithCheck(fmt.Sprintf("89494499%d%09d", i, 100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := writeInput(t, t.TempDir(), perso.FormatCSV, n, iccid, fmt.Sprintf("00101077%d000001", i), false)
+		rep, err := engine.Run(context.Background(), db, pool, engine.Spec{Input: path, Template: der,
+			ProfileType: "ts48"}, engine.Config{ChunkSize: chunk, Exclusive: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.Complete || rep.Stored != n || rep.RunStored != n || rep.RunChunks != n/chunk || rep.RunRolledBack != 0 {
+			t.Fatalf("run %d: stored %d (this run %d in %d chunks), rolled back %d; want %d in %d chunks, none rolled back",
+				i, rep.Stored, rep.RunStored, rep.RunChunks, rep.RunRolledBack, n, n/chunk)
+		}
+	}
+}
