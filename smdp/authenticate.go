@@ -3,6 +3,8 @@ package smdp
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/perso-esim/perso/bpp"
@@ -54,14 +56,11 @@ func (s *Server) AuthenticateClient(ctx context.Context, req *rsp.AuthenticateCl
 	if signed.CtxParams1.Common == nil { // row 21 (checked here: the matching ID is in it)
 		return nil, status(rsp.SubjectCtxParams1, rsp.ReasonMissing, "ctxParams1 is not ctxParamsForCommonAuthentication")
 	}
-	p, err := s.findOrder(ctx, signed.CtxParams1.Common.MatchingID, eid) // rows 13–15
+	full, err := s.findOrder(ctx, signed.CtxParams1.Common.MatchingID, eid) // rows 13–15
 	if err != nil {
 		return nil, err
 	}
-	if p, err = s.cfg.Store.AuthenticateClient(ctx, p.ICCID, eid); err != nil { // rows 16–19
-		return nil, s.internal(ctx, fn, "recording the download attempt", err)
-	}
-	return s.offerProfile(ctx, sess, d, cred, ok, eid, p)
+	return s.offerProfile(ctx, sess, d, cred, ok, eid, full)
 }
 
 // authenticateOk: an authenticateResponseError from the eUICC is a Failed
@@ -77,8 +76,9 @@ func authenticateOk(r *rsp.AuthenticateServerResponse) (*rsp.AuthenticateRespons
 	return r.Ok, nil
 }
 
-// findOrder finds the download: by matching ID when one is given (unknown
-// → 8.2.6/3.8); absent or empty → the EID's pending order (none → 8.1.1/3.8).
+// findOrder finds the download, with its protected material and metadata:
+// by matching ID when one is given (unknown → 8.2.6/3.8); absent or empty
+// → the EID's pending order (none → 8.1.1/3.8).
 func (s *Server) findOrder(ctx context.Context, matchingID *string, eid string) (store.Profile, error) {
 	const fn = ES9AuthenticateClient
 	var (
@@ -86,9 +86,9 @@ func (s *Server) findOrder(ctx context.Context, matchingID *string, eid string) 
 		err error
 	)
 	if matchingID != nil && *matchingID != "" {
-		p, err = s.cfg.Store.ProfileByMatchingID(ctx, *matchingID)
-	} else {
-		p, err = s.cfg.Store.PendingOrderByEID(ctx, eid)
+		p, err = s.cfg.Store.DownloadProfile(ctx, *matchingID)
+	} else if p, err = s.cfg.Store.PendingOrderByEID(ctx, eid); err == nil {
+		p, err = s.cfg.Store.GetProfile(ctx, p.ICCID)
 	}
 	if err != nil {
 		return store.Profile{}, s.internal(ctx, fn, "finding the download order", err)
@@ -96,23 +96,93 @@ func (s *Server) findOrder(ctx context.Context, matchingID *string, eid string) 
 	return p, nil
 }
 
-// offerProfile builds the profile metadata and smdpSigned2, signs
-// smdpSignature2 with DPpb and advances the session.
+// errOrderChanged: the order changed between the read that an
+// AuthenticateClient answer was prepared from and the transaction that
+// records it.
+var errOrderChanged = errors.New("smdp: the order changed while the answer was prepared")
+
+// offerProfile checks the order (rows 16–19) and the profile's eligibility
+// (rows 20, 22), signs smdpSigned2 with DPpb, and records the download
+// attempt and the session's next phase in one store transaction. The
+// answer is prepared from full, the order as read; the transaction checks
+// that the store's verdict is the same (it normally is: a race with
+// another call on the same order is rare) and otherwise the attempt is
+// recorded first and the answer prepared again from the recorded order.
 func (s *Server) offerProfile(ctx context.Context, sess store.Session, d *sessionData, cred *Credentials,
-	ok *rsp.AuthenticateResponseOk, eid string, p store.Profile) (*rsp.AuthenticateClientResponse, error) {
+	ok *rsp.AuthenticateResponseOk, eid string, full store.Profile) (*rsp.AuthenticateClientResponse, error) {
 	const fn = ES9AuthenticateClient
-	full, err := s.cfg.Store.GetProfile(ctx, p.ICCID) // order operations return no metadata
+	next, err := s.cfg.Store.CheckAuthenticateClient(full, eid) // rows 16–19, nothing written yet
 	if err != nil {
-		return nil, s.internal(ctx, fn, "loading the profile", err)
+		// The store decides and records the refusal (an attempt beyond
+		// the limit puts the order in Error).
+		return s.offerRecorded(ctx, sess, d, cred, ok, eid, full)
 	}
 	md, pprs, err := profileMetadata(full)
 	if err != nil {
 		return nil, s.internal(ctx, fn, "encoding the profile metadata", err)
 	}
-	info2 := &ok.EUICCSigned1.EUICCInfo2
-	if err := checkEligible(info2, pprs, len(full.Segments)); err != nil { // rows 20 and 22
+	if err := checkEligible(&ok.EUICCSigned1.EUICCInfo2, pprs, len(full.Segments)); err != nil { // rows 20 and 22
+		// The attempt counts, as the store's rows come first.
+		if _, serr := s.cfg.Store.AuthenticateClient(ctx, full.ICCID, eid); serr != nil {
+			return nil, s.internal(ctx, fn, "recording the download attempt", serr)
+		}
 		return nil, err
 	}
+	resp, err := s.offer(ctx, &sess, d, cred, ok, eid, md, next)
+	if err != nil {
+		return nil, err
+	}
+	expect := func(p store.Profile) error {
+		if p.DownloadAttempts != next.DownloadAttempts || !bytes.Equal(p.CCHash, next.CCHash) || p.MatchingID != next.MatchingID {
+			return errOrderChanged
+		}
+		return nil
+	}
+	_, err = s.cfg.Store.AuthenticateClientWith(ctx, full.ICCID, eid, expect, &store.SessionChange{Update: &sess})
+	if errors.Is(err, errOrderChanged) {
+		return s.offerRecorded(ctx, sess, d, cred, ok, eid, full)
+	}
+	if err != nil {
+		return nil, s.sessionWriteError(ctx, fn, "recording the download attempt", err)
+	}
+	s.keepLoaded(sess.TransactionID, full)
+	return resp, nil
+}
+
+// offerRecorded is offerProfile in two store transactions: the attempt is
+// recorded first (the store's verdict on the current order), then the
+// answer prepared and the session stored.
+func (s *Server) offerRecorded(ctx context.Context, sess store.Session, d *sessionData, cred *Credentials,
+	ok *rsp.AuthenticateResponseOk, eid string, full store.Profile) (*rsp.AuthenticateClientResponse, error) {
+	const fn = ES9AuthenticateClient
+	p, err := s.cfg.Store.AuthenticateClient(ctx, full.ICCID, eid) // rows 16–19
+	if err != nil {
+		return nil, s.internal(ctx, fn, "recording the download attempt", err)
+	}
+	md, pprs, err := profileMetadata(full)
+	if err != nil {
+		return nil, s.internal(ctx, fn, "encoding the profile metadata", err)
+	}
+	if err := checkEligible(&ok.EUICCSigned1.EUICCInfo2, pprs, len(full.Segments)); err != nil { // rows 20 and 22
+		return nil, err
+	}
+	resp, err := s.offer(ctx, &sess, d, cred, ok, eid, md, p)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.cfg.Store.UpdateSession(ctx, sess); err != nil {
+		return nil, s.sessionWriteError(ctx, fn, "storing the session", err)
+	}
+	s.keepLoaded(sess.TransactionID, full)
+	return resp, nil
+}
+
+// offer builds smdpSigned2 for the order p (as recorded, or as it will
+// be), signs smdpSignature2 with DPpb, and advances sess (its Data
+// included) to the authenticated phase.
+func (s *Server) offer(ctx context.Context, sess *store.Session, d *sessionData, cred *Credentials,
+	ok *rsp.AuthenticateResponseOk, eid string, md []byte, p store.Profile) (*rsp.AuthenticateClientResponse, error) {
+	const fn = ES9AuthenticateClient
 	tid := ok.EUICCSigned1.TransactionID
 	s2 := rsp.SmdpSigned2{TransactionID: tid, CCRequired: p.CCRequired()}
 	if p.DownloadAttempts > 1 { // only a re-attempt can have a bound package
@@ -132,11 +202,11 @@ func (s *Server) offerProfile(ctx context.Context, sess store.Session, d *sessio
 	d.SmdpSignature2 = sig
 	d.ProfileMetadata = md
 	d.CCRequired = p.CCRequired()
-	sess.Phase, sess.EID, sess.ICCID, sess.MatchingID = phaseAuthenticated, eid, p.ICCID, p.MatchingID
-	if err := s.saveSession(ctx, fn, sess, d); err != nil {
-		return nil, err
+	data, err := json.Marshal(d)
+	if err != nil {
+		return nil, s.internal(ctx, fn, "encoding the session", err)
 	}
-	s.keepLoaded(sess.TransactionID, full)
+	sess.Phase, sess.EID, sess.ICCID, sess.MatchingID, sess.Data = phaseAuthenticated, eid, p.ICCID, p.MatchingID, data
 	return &rsp.AuthenticateClientResponse{
 		TransactionID:   tid,
 		ProfileMetadata: md,

@@ -57,18 +57,15 @@ func (s *Server) GetBoundProfilePackage(ctx context.Context, req *rsp.GetBoundPr
 	if retry {
 		return &rsp.GetBoundProfilePackageResponse{TransactionID: req.TransactionID, BoundProfilePackage: pkg}, nil
 	}
-	if _, err := s.cfg.Store.BPPDelivered(ctx, sess.ICCID); err != nil {
-		return nil, s.internal(ctx, fn, "recording the delivery", err)
-	}
-	if earlier == nil {
-		if err := s.cfg.Store.PutOneTimeKey(ctx, store.OneTimeKey{EUICCOtPK: signed.EUICCOtpk, ICCID: sess.ICCID,
-			SMDPOtPK: smdpOtpk, KeyRef: keyRef}); err != nil {
-			return nil, s.internal(ctx, fn, "recording the one-time key", err)
-		}
-	}
+	// The delivery, the one-time key's binding and the session's next
+	// phase commit together (sess.Data is unchanged: d is only read here).
 	sess.Phase, sess.EUICCOtPK, sess.SMDPOtPK = phaseBound, signed.EUICCOtpk, smdpOtpk
-	if err := s.saveSession(ctx, fn, sess, d); err != nil {
-		return nil, err
+	ch := &store.SessionChange{Update: &sess}
+	if earlier == nil {
+		ch.OneTimeKey = &store.OneTimeKey{EUICCOtPK: signed.EUICCOtpk, ICCID: sess.ICCID, SMDPOtPK: smdpOtpk, KeyRef: keyRef}
+	}
+	if _, err := s.cfg.Store.BPPDeliveredWith(ctx, sess.ICCID, ch); err != nil {
+		return nil, s.sessionWriteError(ctx, fn, "recording the delivery", err)
 	}
 	return &rsp.GetBoundProfilePackageResponse{TransactionID: req.TransactionID, BoundProfilePackage: pkg}, nil
 }

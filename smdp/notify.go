@@ -2,7 +2,6 @@ package smdp
 
 import (
 	"context"
-	"errors"
 
 	"github.com/perso-esim/perso/rsp"
 	"github.com/perso-esim/perso/store"
@@ -46,11 +45,9 @@ func (s *Server) installResult(ctx context.Context, pir *rsp.ProfileInstallation
 		return status(rsp.SubjectEUICC, rsp.ReasonVerificationFailed, "euiccSignPIR does not verify with the session's eUICC certificate")
 	}
 	success := data.Success != nil
-	if _, err := s.cfg.Store.InstallResult(ctx, sess.ICCID, success); err != nil {
+	// The result and the end of the session commit together.
+	if _, err := s.cfg.Store.InstallResultWith(ctx, sess.ICCID, success, &store.SessionChange{Delete: sess.TransactionID}); err != nil {
 		return s.internal(ctx, fn, "recording the installation result", err)
-	}
-	if err := s.cfg.Store.DeleteSession(ctx, sess.TransactionID); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return s.internal(ctx, fn, "ending the session", err)
 	}
 	s.sessionEnded(sess.TransactionID)
 	if !success && data.Error != nil {

@@ -33,14 +33,20 @@ type Store interface {
 	PutOneTimeKey(ctx context.Context, k store.OneTimeKey) error
 
 	ProfileByMatchingID(ctx context.Context, matchingID string) (store.Profile, error)
+	DownloadProfile(ctx context.Context, matchingID string) (store.Profile, error)
 	PendingOrderByEID(ctx context.Context, eid string) (store.Profile, error)
 	GetProfile(ctx context.Context, iccid string) (store.Profile, error)
 	GetBatch(ctx context.Context, id string) (store.Batch, error)
 
 	AuthenticateClient(ctx context.Context, iccid, eid string) (store.Profile, error)
+	CheckAuthenticateClient(p store.Profile, eid string) (store.Profile, error)
+	// The …With events commit the call's session change in their
+	// transaction: one commit per call, and order and session never
+	// disagree.
+	AuthenticateClientWith(ctx context.Context, iccid, eid string, expect func(store.Profile) error, ch *store.SessionChange) (store.Profile, error)
 	ConfirmationCodeFailed(ctx context.Context, iccid string) (store.Profile, error)
-	BPPDelivered(ctx context.Context, iccid string) (store.Profile, error)
-	InstallResult(ctx context.Context, iccid string, success bool) (store.Profile, error)
+	BPPDeliveredWith(ctx context.Context, iccid string, ch *store.SessionChange) (store.Profile, error)
+	InstallResultWith(ctx context.Context, iccid string, success bool, ch *store.SessionChange) (store.Profile, error)
 	SessionCancelled(ctx context.Context, iccid string) (store.Profile, error)
 }
 
@@ -308,14 +314,20 @@ func (s *Server) saveSession(ctx context.Context, fn Function, sess store.Sessio
 	}
 	sess.Data = b
 	if _, err := s.cfg.Store.UpdateSession(ctx, sess); err != nil {
-		if errors.Is(err, store.ErrStale) {
-			// Another replica advanced the session concurrently: this call
-			// is a duplicate of one already executed.
-			return status(rsp.SubjectTransactionID, rsp.ReasonUnknown, "session changed by a concurrent call")
-		}
-		return s.internal(ctx, fn, "storing the session", err)
+		return s.sessionWriteError(ctx, fn, "storing the session", err)
 	}
 	return nil
+}
+
+// sessionWriteError is the answer to a failed write of the session (with
+// the call's order change, when they share a transaction).
+func (s *Server) sessionWriteError(ctx context.Context, fn Function, what string, err error) error {
+	if errors.Is(err, store.ErrStale) {
+		// Another replica advanced the session concurrently: this call
+		// is a duplicate of one already executed.
+		return status(rsp.SubjectTransactionID, rsp.ReasonUnknown, "session changed by a concurrent call")
+	}
+	return s.internal(ctx, fn, what, err)
 }
 
 // maxBatchKeys bounds the batch key cache (a server sees a few batches).

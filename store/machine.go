@@ -40,6 +40,12 @@ type backend interface {
 	// after (when not nil) runs in the same transaction once the row is
 	// written, and its error rolls the write back (see DB.SetTransitionHook).
 	mutate(ctx context.Context, iccid string, fn func(p *Profile) error, after afterWrite) (Profile, error)
+	// mutateSession is mutate followed, in the same transaction, by w's
+	// session writes, unless fn fails (a refused change, or commitErr:
+	// the row is written, the session is not); also when fn asks for no
+	// write. An update that matches no row rolls everything back:
+	// errSessionStale.
+	mutateSession(ctx context.Context, iccid string, fn func(p *Profile) error, after afterWrite, w *sessionWrites, now time.Time) (Profile, error)
 
 	putSession(ctx context.Context, s Session) error
 	getSession(ctx context.Context, tid string) (Session, error)
@@ -326,32 +332,30 @@ func (d *DB) ReleaseProfile(ctx context.Context, iccid string) (Profile, error) 
 // order: one download attempt, binding the EID if the order had none.
 // Beyond the attempt limit the profile goes to Error (ErrRetryLimit).
 func (d *DB) AuthenticateClient(ctx context.Context, iccid, eid string) (Profile, error) {
+	return d.AuthenticateClientWith(ctx, iccid, eid, nil, nil)
+}
+
+// authenticateClient is AuthenticateClient's transition on p.
+func (d *DB) authenticateClient(p *Profile, eid string, now time.Time) error {
 	const ev = EventAuthenticateClient
-	if eid == "" {
-		return Profile{}, newErr(ErrInvalid, ev, KeyEID, "")
+	// Check order of es2-es10-codes.md §3.3 rows 16–19.
+	if p.EID != "" && p.EID != eid {
+		return newErr(ErrEIDMismatch, ev, KeyEID, eid)
 	}
-	now := d.now()
-	p, err := d.mutate(ctx, ev, iccid, func(p *Profile) error {
-		// Check order of es2-es10-codes.md §3.3 rows 16–19.
-		if p.EID != "" && p.EID != eid {
-			return newErr(ErrEIDMismatch, ev, KeyEID, eid)
-		}
-		if p.State != StateReleased {
-			return illegal(ev, p.State, p.ICCID)
-		}
-		if !p.OrderExpiresAt.IsZero() && !now.Before(p.OrderExpiresAt) {
-			return newErr(ErrOrderExpired, ev, KeyICCID, p.ICCID)
-		}
-		p.UpdatedAt = now
-		if p.DownloadAttempts >= d.o.maxDownloadAttempts {
-			p.State = StateError
-			return commitErr{newErr(ErrRetryLimit, ev, KeyICCID, p.ICCID)}
-		}
-		p.DownloadAttempts++
-		p.EID = eid
-		return nil
-	})
-	return p, withEvent(err, ev)
+	if p.State != StateReleased {
+		return illegal(ev, p.State, p.ICCID)
+	}
+	if !p.OrderExpiresAt.IsZero() && !now.Before(p.OrderExpiresAt) {
+		return newErr(ErrOrderExpired, ev, KeyICCID, p.ICCID)
+	}
+	p.UpdatedAt = now
+	if p.DownloadAttempts >= d.o.maxDownloadAttempts {
+		p.State = StateError
+		return commitErr{newErr(ErrRetryLimit, ev, KeyICCID, p.ICCID)}
+	}
+	p.DownloadAttempts++
+	p.EID = eid
+	return nil
 }
 
 // ConfirmationCodeFailed counts a wrong or missing hashCc; at the limit the
@@ -376,42 +380,40 @@ func (d *DB) ConfirmationCodeFailed(ctx context.Context, iccid string) (Profile,
 
 // BPPDelivered records the BPP served: Released → Downloaded.
 func (d *DB) BPPDelivered(ctx context.Context, iccid string) (Profile, error) {
-	const ev = EventBPPDelivered
-	now := d.now()
-	p, err := d.mutate(ctx, ev, iccid, func(p *Profile) error {
-		switch p.State {
-		case StateReleased:
-			p.State, p.UpdatedAt = StateDownloaded, now
-			return nil
-		case StateDownloaded:
-			return errNoWrite // the same BPP served again (a retried GetBoundProfilePackage)
-		}
-		return illegal(ev, p.State, p.ICCID)
-	})
-	return p, withEvent(err, ev)
+	return d.BPPDeliveredWith(ctx, iccid, nil)
+}
+
+func (d *DB) bppDelivered(p *Profile, now time.Time) error {
+	switch p.State {
+	case StateReleased:
+		p.State, p.UpdatedAt = StateDownloaded, now
+		return nil
+	case StateDownloaded:
+		return errNoWrite // the same BPP served again (a retried GetBoundProfilePackage)
+	}
+	return illegal(EventBPPDelivered, p.State, p.ICCID)
 }
 
 // InstallResult records a ProfileInstallationResult: Downloaded →
 // Installed on success; on failure back to Released for a re-download, or
 // Error once the attempts are used up.
 func (d *DB) InstallResult(ctx context.Context, iccid string, success bool) (Profile, error) {
-	const ev = EventInstallResult
-	now := d.now()
-	p, err := d.mutate(ctx, ev, iccid, func(p *Profile) error {
-		switch {
-		case p.State == StateDownloaded && success:
-			p.State = StateInstalled
-		case p.State == StateDownloaded:
-			p.State = d.afterFailedAttempt(p)
-		case p.State == StateInstalled && success:
-			return errNoWrite // a repeated notification
-		default:
-			return illegal(ev, p.State, p.ICCID)
-		}
-		p.UpdatedAt = now
-		return nil
-	})
-	return p, withEvent(err, ev)
+	return d.InstallResultWith(ctx, iccid, success, nil)
+}
+
+func (d *DB) installResult(p *Profile, success bool, now time.Time) error {
+	switch {
+	case p.State == StateDownloaded && success:
+		p.State = StateInstalled
+	case p.State == StateDownloaded:
+		p.State = d.afterFailedAttempt(p)
+	case p.State == StateInstalled && success:
+		return errNoWrite // a repeated notification
+	default:
+		return illegal(EventInstallResult, p.State, p.ICCID)
+	}
+	p.UpdatedAt = now
+	return nil
 }
 
 // SessionCancelled records an ES9+ CancelSession: Released or Downloaded →

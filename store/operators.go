@@ -89,6 +89,8 @@ func (d *DB) after(ev Event, setOwner bool, operator string) afterWrite {
 		var err error
 		if setOwner {
 			err = setOrderOwnerTx(ctx, tx, p.ICCID, operator)
+		} else if sb, ok := d.b.(*sqliteBackend); ok && hp != nil && tx.sql != nil {
+			owner, err = sb.orderOwnerTx(ctx, tx.sql, p.ICCID) // prepared once, not per transaction
 		} else if hp != nil {
 			owner, err = orderOwnerTx(ctx, tx, p.ICCID)
 		}

@@ -683,33 +683,9 @@ func (b *pgBackend) mutateTx(ctx context.Context, iccid string, fn func(p *Profi
 		return Profile{}, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	p, err := scanPGProfile(tx.QueryRow(ctx, `SELECT `+orderCols+` FROM profiles WHERE iccid = $1 FOR UPDATE`, iccid), false)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Profile{}, newErr(ErrNotFound, "", KeyICCID, iccid)
-	}
-	if err != nil {
-		return Profile{}, err
-	}
-	from := p.State
-	write, result := runMutation(fn, &p)
-	if !write {
-		if result != nil {
-			return Profile{}, result
-		}
-		return p, nil
-	}
-	_, err = tx.Exec(ctx, `UPDATE profiles SET state = $1, eid = $2, matching_id = $3, cc_hash = $4,
-		download_attempts = $5, cc_attempts = $6, order_expires_at = $7, updated_at = $8 WHERE iccid = $9`,
-		string(p.State), nullStr(p.EID), nullStr(p.MatchingID), nullBytes(p.CCHash), p.DownloadAttempts, p.CCAttempts,
-		nullTime(p.OrderExpiresAt), p.UpdatedAt, p.ICCID)
-	if pgUnique(err, "profiles_matching_id") {
-		return Profile{}, newErr(ErrMatchingIDInUse, "", KeyMatchingID, p.MatchingID)
-	}
-	if err != nil {
-		return Profile{}, err
-	}
-	if err := after(ctx, Tx{pg: tx}, from, p); err != nil {
-		return Profile{}, err
+	p, wrote, result, err := pgMutateInTx(ctx, tx, iccid, fn, after)
+	if err != nil || !wrote {
+		return p, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return Profile{}, err

@@ -1148,41 +1148,9 @@ func (b *sqliteBackend) mutate(ctx context.Context, iccid string, fn func(p *Pro
 		return Profile{}, err
 	}
 	defer tx.Rollback()
-	sel, err := b.txStmt(ctx, tx, sqlMutateSelect)
-	if err != nil {
-		return Profile{}, err
-	}
-	p, err := scanSQLiteProfile(sel.QueryRowContext(ctx, iccid), false)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Profile{}, newErr(ErrNotFound, "", KeyICCID, iccid)
-	}
-	if err != nil {
-		return Profile{}, err
-	}
-	from := p.State
-	write, result := runMutation(fn, &p)
-	if !write {
-		if result != nil {
-			return Profile{}, result
-		}
-		return p, nil
-	}
-	upd, err := b.txStmt(ctx, tx, sqlMutateUpdate)
-	if err != nil {
-		return Profile{}, err
-	}
-	_, err = upd.ExecContext(ctx, p.State, nullStr(p.EID), nullStr(p.MatchingID), nullBytes(p.CCHash), p.DownloadAttempts, p.CCAttempts,
-		micros(p.OrderExpiresAt), micros(p.UpdatedAt), p.ICCID)
-	if sqliteUnique(err, "matching_id") {
-		return Profile{}, newErr(ErrMatchingIDInUse, "", KeyMatchingID, p.MatchingID)
-	}
-	if err != nil {
-		return Profile{}, err
-	}
-	if after != nil {
-		if err := after(ctx, Tx{sql: tx}, from, p); err != nil {
-			return Profile{}, err
-		}
+	p, wrote, result, err := b.mutateInTx(ctx, tx, iccid, fn, after)
+	if err != nil || !wrote {
+		return p, err
 	}
 	if err := tx.Commit(); err != nil {
 		return Profile{}, err
@@ -1196,8 +1164,7 @@ const sessionCols = `transaction_id, eid, iccid, matching_id, phase, euicc_chall
 	euicc_otpk, smdp_otpk, ot_key_ref, data, version, created_at, updated_at, expires_at`
 
 func (b *sqliteBackend) putSession(ctx context.Context, s Session) error {
-	_, err := b.exec(ctx, `INSERT INTO sessions (`+sessionCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := b.exec(ctx, sqlSessionInsert,
 		s.TransactionID, s.EID, s.ICCID, s.MatchingID, s.Phase, nullBytes(s.EUICCChallenge), nullBytes(s.ServerChallenge),
 		nullBytes(s.EUICCOtPK), nullBytes(s.SMDPOtPK), s.OTKeyRef, nullBytes(s.Data), s.Version,
 		micros(s.CreatedAt), micros(s.UpdatedAt), micros(s.ExpiresAt))
@@ -1221,13 +1188,7 @@ func (b *sqliteBackend) getSession(ctx context.Context, tid string) (Session, er
 }
 
 func (b *sqliteBackend) updateSession(ctx context.Context, s Session, keepExpiry bool, now time.Time) (bool, error) {
-	r, err := b.exec(ctx, `UPDATE sessions SET eid = ?, iccid = ?, matching_id = ?, phase = ?,
-		euicc_challenge = ?, server_challenge = ?, euicc_otpk = ?, smdp_otpk = ?, ot_key_ref = ?, data = ?,
-		version = ?, updated_at = ?, expires_at = CASE WHEN ? THEN expires_at ELSE ? END
-		WHERE transaction_id = ? AND version = ? AND expires_at > ?`,
-		s.EID, s.ICCID, s.MatchingID, s.Phase, nullBytes(s.EUICCChallenge), nullBytes(s.ServerChallenge),
-		nullBytes(s.EUICCOtPK), nullBytes(s.SMDPOtPK), s.OTKeyRef, nullBytes(s.Data), s.Version,
-		micros(s.UpdatedAt), keepExpiry, micros(s.ExpiresAt), s.TransactionID, s.Version-1, now.UnixMicro())
+	r, err := b.exec(ctx, sqlSessionUpdate, sqliteSessionUpdateArgs(s, keepExpiry, now)...)
 	if err != nil {
 		return false, err
 	}
@@ -1236,7 +1197,7 @@ func (b *sqliteBackend) updateSession(ctx context.Context, s Session, keepExpiry
 }
 
 func (b *sqliteBackend) deleteSession(ctx context.Context, tid string) (bool, error) {
-	r, err := b.exec(ctx, `DELETE FROM sessions WHERE transaction_id = ?`, tid)
+	r, err := b.exec(ctx, sqlSessionDelete, tid)
 	if err != nil {
 		return false, err
 	}
@@ -1245,17 +1206,14 @@ func (b *sqliteBackend) deleteSession(ctx context.Context, tid string) (bool, er
 }
 
 func (b *sqliteBackend) putOneTimeKey(ctx context.Context, k OneTimeKey) error {
-	_, err := b.w.ExecContext(ctx, `INSERT INTO one_time_keys (euicc_otpk, iccid, smdp_otpk, key_ref, expires_at)
-		VALUES (?, ?, ?, ?, ?) ON CONFLICT (euicc_otpk) DO UPDATE SET iccid = excluded.iccid,
-		smdp_otpk = excluded.smdp_otpk, key_ref = excluded.key_ref, expires_at = excluded.expires_at`,
-		k.EUICCOtPK, k.ICCID, nullBytes(k.SMDPOtPK), k.KeyRef, micros(k.ExpiresAt))
+	_, err := b.exec(ctx, sqlOneTimeKeyPut, k.EUICCOtPK, k.ICCID, nullBytes(k.SMDPOtPK), k.KeyRef, micros(k.ExpiresAt))
 	return err
 }
 
 func (b *sqliteBackend) getOneTimeKey(ctx context.Context, otpk []byte) (OneTimeKey, error) {
 	var k OneTimeKey
 	var expires int64
-	err := b.r.QueryRowContext(ctx, `SELECT euicc_otpk, iccid, smdp_otpk, key_ref, expires_at FROM one_time_keys
+	err := b.queryRow(ctx, b.r, `SELECT euicc_otpk, iccid, smdp_otpk, key_ref, expires_at FROM one_time_keys
 		WHERE euicc_otpk = ?`, otpk).Scan(&k.EUICCOtPK, &k.ICCID, &k.SMDPOtPK, &k.KeyRef, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
 		return OneTimeKey{}, newErr(ErrNotFound, "", KeyEUICCOtPK, "")

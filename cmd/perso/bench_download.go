@@ -35,6 +35,8 @@ func newBenchDownloadCmd(a *app) *cobra.Command {
 		euiccs, downloads      int
 		curveList, server, pt  string
 		bindingName, sgp26Root string
+		cpuProfile             string
+		serverPID              int
 		out                    benchOutput
 	)
 	cmd := &cobra.Command{
@@ -100,7 +102,9 @@ Reported: downloads/s, p50/p99/p99.9 per ES9+ call, errors by SGP.22 code, CPU p
 				}
 			}
 			url, pid := server, 0
-			if server == "" {
+			if server != "" {
+				pid = serverPID
+			} else {
 				var o serveChildOptions
 				if f := cmd.Flags().Lookup("store.dsn"); f != nil && f.Changed {
 					o.dsn = f.Value.String()
@@ -113,6 +117,13 @@ Reported: downloads/s, p50/p99/p99.9 per ES9+ call, errors by SGP.22 code, CPU p
 				url, pid = srv.url, srv.pid
 			}
 			host := strings.TrimPrefix(strings.TrimPrefix(url, "https://"), "http://")
+			if cpuProfile != "" { // the downloads only, not the orders placed above
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			for _, c := range curves {
 				fmt.Fprintf(cmd.ErrOrStderr(), "bench download: %s: %d downloads by %d eUICCs against %s\n", c, downloads, euiccs, url)
 				res, err := runDownloads(ctx, sgp26Root, c, binding, roots, map[string]string{address: host}, codes[c], euiccs, pid, nil)
@@ -122,7 +133,7 @@ Reported: downloads/s, p50/p99/p99.9 per ES9+ call, errors by SGP.22 code, CPU p
 				addDownload(r, c, res, pid != 0)
 			}
 			if pid == 0 {
-				r.Notes = append(r.Notes, "server CPU not measured: --server points at a server outside this process tree")
+				r.Notes = append(r.Notes, "server CPU not measured: --server points at a server outside this process tree (give its --server-pid)")
 			}
 			r.Notes = append(r.Notes, fmt.Sprintf("machine load average at start: see env; %d concurrent eUICCs and the server share its CPUs", euiccs))
 			return out.finish(ctx, r, started, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -137,6 +148,8 @@ Reported: downloads/s, p50/p99/p99.9 per ES9+ call, errors by SGP.22 code, CPU p
 	f.StringVar(&bindingName, "binding", "json", "ES9+ binding: json or asn1")
 	f.StringVar(&sgp26Root, "sgp26", "", "SGP.26 test PKI directory (eUICC certificates, DPtls root; default: two levels above serve.tls_cert)")
 	f.String("store.dsn", "", "store DSN (default from config: store.dsn)")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the virtual eUICCs and LPAs) to this file (go tool pprof)")
+	f.IntVar(&serverPID, "server-pid", 0, "with --server: the server's process id on this machine, to read its CPU time (/proc/PID/stat) around the downloads")
 	out.addFlags(f)
 	return cmd
 }

@@ -84,6 +84,7 @@ func Run(t *testing.T, open Opener) {
 		{"Lookups", testLookups},
 		{"Sessions", testSessions},
 		{"OneTimeKeys", testOneTimeKeys},
+		{"SessionChanges", testSessionChanges},
 		{"Sweep", testSweep},
 		{"ConcurrentAllocation", testConcurrentAllocation},
 		{"ConcurrentOrdersOnOneProfile", testConcurrentOrdersOnOneProfile},

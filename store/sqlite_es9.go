@@ -1,0 +1,168 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+)
+
+// The ES9+ session statements, named so that the autocommit calls
+// (putSession, updateSession …) and the transactions of mutateSession use
+// one prepared statement each.
+const (
+	sqlSessionInsert = `INSERT INTO sessions (` + sessionCols + `)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlSessionUpdate = `UPDATE sessions SET eid = ?, iccid = ?, matching_id = ?, phase = ?,
+		euicc_challenge = ?, server_challenge = ?, euicc_otpk = ?, smdp_otpk = ?, ot_key_ref = ?, data = ?,
+		version = ?, updated_at = ?, expires_at = CASE WHEN ? THEN expires_at ELSE ? END
+		WHERE transaction_id = ? AND version = ? AND expires_at > ?`
+	sqlSessionDelete = `DELETE FROM sessions WHERE transaction_id = ?`
+	sqlOneTimeKeyPut = `INSERT INTO one_time_keys (euicc_otpk, iccid, smdp_otpk, key_ref, expires_at)
+		VALUES (?, ?, ?, ?, ?) ON CONFLICT (euicc_otpk) DO UPDATE SET iccid = excluded.iccid,
+		smdp_otpk = excluded.smdp_otpk, key_ref = excluded.key_ref, expires_at = excluded.expires_at`
+	sqlOrderOwner = `SELECT operator_id FROM order_owners WHERE iccid = ?`
+)
+
+// The statements that run inside order transactions are prepared when the
+// inventory opens (the single write connection is busy with the
+// transaction when they run: it cannot prepare for the cache then, and a
+// statement prepared per transaction is parsed again every time, which
+// modernc's SQLite does in Go at some 20 µs a statement).
+func init() {
+	sqliteTxStmts = append(sqliteTxStmts, sqlSessionUpdate, sqlSessionDelete, sqlOneTimeKeyPut, sqlOrderOwner)
+}
+
+func sqliteSessionUpdateArgs(s Session, keepExpiry bool, now time.Time) []any {
+	return []any{s.EID, s.ICCID, s.MatchingID, s.Phase, nullBytes(s.EUICCChallenge), nullBytes(s.ServerChallenge),
+		nullBytes(s.EUICCOtPK), nullBytes(s.SMDPOtPK), s.OTKeyRef, nullBytes(s.Data), s.Version,
+		micros(s.UpdatedAt), keepExpiry, micros(s.ExpiresAt), s.TransactionID, s.Version - 1, now.UnixMicro()}
+}
+
+// mutateInTx is mutate's work inside tx: it locks nothing (BEGIN IMMEDIATE
+// did), loads the order columns, applies fn and writes them back, then runs
+// after. wrote is false when fn asked for no write (p is the row as
+// stored) or refused the change (err is fn's error); result is the error
+// of a change that is written and then fails (commitErr).
+func (b *sqliteBackend) mutateInTx(ctx context.Context, tx *sql.Tx, iccid string, fn func(p *Profile) error,
+	after afterWrite) (p Profile, wrote bool, result, err error) {
+	sel, err := b.txStmt(ctx, tx, sqlMutateSelect)
+	if err != nil {
+		return Profile{}, false, nil, err
+	}
+	p, err = scanSQLiteProfile(sel.QueryRowContext(ctx, iccid), false)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Profile{}, false, nil, newErr(ErrNotFound, "", KeyICCID, iccid)
+	}
+	if err != nil {
+		return Profile{}, false, nil, err
+	}
+	from := p.State
+	write, result := runMutation(fn, &p)
+	if !write {
+		if result != nil {
+			return Profile{}, false, nil, result
+		}
+		return p, false, nil, nil
+	}
+	upd, err := b.txStmt(ctx, tx, sqlMutateUpdate)
+	if err != nil {
+		return Profile{}, false, nil, err
+	}
+	_, err = upd.ExecContext(ctx, p.State, nullStr(p.EID), nullStr(p.MatchingID), nullBytes(p.CCHash), p.DownloadAttempts, p.CCAttempts,
+		micros(p.OrderExpiresAt), micros(p.UpdatedAt), p.ICCID)
+	if sqliteUnique(err, "matching_id") {
+		return Profile{}, false, nil, newErr(ErrMatchingIDInUse, "", KeyMatchingID, p.MatchingID)
+	}
+	if err != nil {
+		return Profile{}, false, nil, err
+	}
+	if after != nil {
+		if err := after(ctx, Tx{sql: tx}, from, p); err != nil {
+			return Profile{}, false, nil, err
+		}
+	}
+	return p, true, result, nil
+}
+
+func (b *sqliteBackend) mutateSession(ctx context.Context, iccid string, fn func(p *Profile) error, after afterWrite,
+	w *sessionWrites, now time.Time) (Profile, error) {
+	if err := b.turn.acquire(ctx); err != nil {
+		return Profile{}, err
+	}
+	defer b.turn.release()
+	tx, err := b.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the write lock is held from here
+	if err != nil {
+		return Profile{}, err
+	}
+	defer tx.Rollback()
+	p, _, result, err := b.mutateInTx(ctx, tx, iccid, fn, after)
+	if err != nil {
+		return Profile{}, err
+	}
+	if result == nil {
+		if err := b.sessionWritesTx(ctx, tx, w, now); err != nil {
+			return Profile{}, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return Profile{}, err
+	}
+	return p, result
+}
+
+// sessionWritesTx applies w in tx; errSessionStale when the update
+// matches no row.
+func (b *sqliteBackend) sessionWritesTx(ctx context.Context, tx *sql.Tx, w *sessionWrites, now time.Time) error {
+	if s := w.update; s != nil {
+		st, err := b.txStmt(ctx, tx, sqlSessionUpdate)
+		if err != nil {
+			return err
+		}
+		r, err := st.ExecContext(ctx, sqliteSessionUpdateArgs(*s, w.keepExpiry, now)...)
+		if err != nil {
+			return err
+		}
+		n, err := r.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n != 1 {
+			return errSessionStale
+		}
+	}
+	if w.delete != "" {
+		st, err := b.txStmt(ctx, tx, sqlSessionDelete)
+		if err != nil {
+			return err
+		}
+		if _, err := st.ExecContext(ctx, w.delete); err != nil {
+			return err
+		}
+	}
+	if k := w.otk; k != nil {
+		st, err := b.txStmt(ctx, tx, sqlOneTimeKeyPut)
+		if err != nil {
+			return err
+		}
+		if _, err := st.ExecContext(ctx, k.EUICCOtPK, k.ICCID, nullBytes(k.SMDPOtPK), k.KeyRef, micros(k.ExpiresAt)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// orderOwnerTx reads the owner of an order in tx with the statement
+// prepared at open.
+func (b *sqliteBackend) orderOwnerTx(ctx context.Context, tx *sql.Tx, iccid string) (string, error) {
+	st, err := b.txStmt(ctx, tx, sqlOrderOwner)
+	if err != nil {
+		return "", err
+	}
+	var owner string
+	err = st.QueryRowContext(ctx, iccid).Scan(&owner)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return owner, err
+}
