@@ -38,7 +38,10 @@ type Config struct {
 	Workers int
 	// InFlight is the number of chunks in the pipeline at once: River's
 	// concurrency for the batch's queue, and the number of chunk buffers
-	// (≈ 2 × ChunkSize × the template size each) (default Workers + 2).
+	// (≈ ChunkSize × the protected profile's size each) (default
+	// 2 × Workers + 4: a chunk per CPU worker and one queued for each, and
+	// two groups of two for the store's stages, which write one group's
+	// material while the previous group's rows commit).
 	InFlight int
 	// ReadBatch is the number of rows per Arrow batch the reader produces
 	// (default perso.DefaultBatchSize).
@@ -74,7 +77,7 @@ func (c Config) withDefaults() Config {
 		c.Workers = runtime.NumCPU()
 	}
 	if c.InFlight <= 0 {
-		c.InFlight = c.Workers + 2
+		c.InFlight = 2*c.Workers + 4
 	}
 	if c.ReadBatch <= 0 {
 		c.ReadBatch = perso.DefaultBatchSize
@@ -258,7 +261,7 @@ func Run(ctx context.Context, db *store.DB, hsm *hsmpool.Pool, spec Spec, cfg Co
 	queue := Queue(spec.BatchID)
 	// River's own rescuer is only the backstop: it updates jobs by ID
 	// alone, while the workers' rescue (worker.go) checks the attempt.
-	jc, err := jobs.New(ctx, db, jobs.Config{ID: cfg.WorkerID, Queues: map[string]int{queue: cfg.InFlight},
+	jc, err := jobs.New(ctx, db, jobs.Config{ID: cfg.WorkerID, Queues: map[string]int{queue: 2 * cfg.InFlight},
 		Workers: workers, RescueAfter: max(4*cfg.RescueAfter, jobs.DefaultRescueAfter), Logger: slog.New(warnOnly{log.Handler()})})
 	if err != nil {
 		return nil, err

@@ -35,7 +35,8 @@ type chunk struct {
 	answered atomic.Bool
 	inFlight *atomic.Int64
 
-	rows []arrow.Record // read: slices of the reader's batches
+	rows []arrow.Record   // read: slices of the reader's batches
+	w    store.BatchWrite // the store write, its material written (materialWriter)
 	*buffers
 	free     chan<- *buffers // where the buffers go back
 	rejected int
@@ -45,9 +46,7 @@ type chunk struct {
 type buffers struct {
 	recs     []perso.Record
 	vals     []template.Values
-	bad      []bool   // refused by validate or personalise
-	upps     [][]byte // personalise: the UPPs, in uppArena when they fit
-	uppArena []byte
+	bad      []bool // refused by validate or personalise
 	segArena []byte // protect: every profile's 86 segments, back to back
 	segEnd   []int
 	ppks     []byte // protect: the PPKs (bpp.PPKSize each), wiped by seal
@@ -60,10 +59,6 @@ func (b *buffers) reset(n, tlen int) {
 	b.vals = resize(b.vals, n)
 	b.bad = resize(b.bad, n)
 	clear(b.bad)
-	b.upps = resize(b.upps, n)
-	if cap(b.uppArena) < n*tlen {
-		b.uppArena = make([]byte, n*tlen)
-	}
 	// Sized for every profile up front: AppendProtected grows its
 	// destination by what one profile needs, which for one arena would
 	// copy it over and over (quadratic).
@@ -94,6 +89,7 @@ func (c *chunk) release() {
 		r.Release()
 	}
 	c.rows = nil
+	c.w = store.BatchWrite{}
 	if c.buffers == nil {
 		return
 	}
@@ -101,7 +97,6 @@ func (c *chunk) release() {
 		c.recs[i].Wipe()
 		c.vals[i] = template.Values{}
 	}
-	clear(c.uppArena)
 	clear(c.ppks)
 	for i := range c.profiles {
 		c.profiles[i] = store.Profile{}
@@ -145,8 +140,8 @@ func (p *pipeline) run(parent context.Context, jc *jobs.Client) error {
 	defer end(nil)
 	g, ctx := errgroup.WithContext(work)
 	n := p.cfg.Workers
-	read, valid, personal, protected, sealed, stored :=
-		make(chan *chunk, 1), make(chan *chunk, 1), make(chan *chunk, n), make(chan *chunk, n), make(chan *chunk, 1), make(chan *chunk, 1)
+	read, valid, protected, sealed, stored :=
+		make(chan *chunk, 1), make(chan *chunk, n), make(chan *chunk, n), make(chan *chunk, 1), make(chan *chunk, 1)
 
 	stage(g, ctx, 1, &reader{p: p}, p.requests, read)
 	// One set of buffers per chunk River may have in flight: the
@@ -156,11 +151,13 @@ func (p *pipeline) run(parent context.Context, jc *jobs.Client) error {
 		free <- new(buffers)
 	}
 	stage(g, ctx, 1, &validator{plan: p.plan, keep: p.keep, file: fileName(p.spec), free: free}, read, valid)
-	stage(g, ctx, n, &personaliser{plan: p.plan}, valid, personal)
-	stageEach(g, ctx, n, func() runner { return &protector{bpp.NewProtector(rand.Reader)} }, personal, protected)
+	stageEach(g, ctx, n, func() runner { return newPersonaliser(p.plan) }, valid, protected)
 	stage(g, ctx, 1, &sealer{bk: p.bk, profileType: p.batch.ProfileType, templateID: p.batch.TemplateID, batchID: p.batch.ID}, protected, sealed)
-	stage(g, ctx, 1, &storer{db: p.db, batchID: p.batch.ID, worker: p.cfg.WorkerID, rejects: p.spec.Rejects,
-		maxGroup: max(1, p.cfg.InFlight/2)}, sealed, stored)
+	written := make(chan []*chunk, 1)
+	mw := &materialWriter{db: p.db, batchID: p.batch.ID, worker: p.cfg.WorkerID, maxGroup: max(1, p.cfg.InFlight/4)}
+	g.Go(func() error { defer close(written); return mw.run(ctx, sealed, written) })
+	rw := &storer{db: p.db, batchID: p.batch.ID, rejects: p.spec.Rejects}
+	g.Go(func() error { defer close(stored); return rw.run(ctx, written, stored) })
 	stage(g, ctx, 1, &checkpoint{p: p}, stored, nil)
 
 	// River last: the stages are ready for its first Work call.
@@ -330,24 +327,51 @@ func (v *validator) run(ctx context.Context, in <-chan *chunk, out chan<- *chunk
 	})
 }
 
-// --- personalise ---
+// --- personalise and protect ---
 
-// personaliser applies the template to every record of a chunk, into the
-// chunk's reused UPP buffer, and wipes the records' secrets.
-type personaliser struct{ plan *template.Plan }
+// personaliser applies the template to every record of a chunk and
+// protects each UPP at once under a fresh PPK (bpp), appending the segments
+// to the chunk's segment buffer; it wipes the records' secrets. The UPP is
+// built in the goroutine's own buffer and protected while it is still in
+// the CPU's cache: two stages with a UPP arena per chunk (12 MB for 1 000
+// TS.48 profiles) cost that much memory per chunk in flight, and the store
+// needs more chunks in flight to overlap its disk and database work. One
+// per goroutine: a bpp.Protector is not safe for concurrent use.
+type personaliser struct {
+	plan *template.Plan
+	bp   *bpp.Protector
+	upp  []byte // the UPP being protected, reused
+}
+
+func newPersonaliser(plan *template.Plan) *personaliser {
+	return &personaliser{plan: plan, bp: bpp.NewProtector(rand.Reader), upp: make([]byte, 0, len(plan.Template())+512)}
+}
 
 func (s *personaliser) run(ctx context.Context, in <-chan *chunk, out chan<- *chunk) error {
-	tlen := len(s.plan.Template())
 	return forEach(ctx, in, out, func(c *chunk) error {
+		var ppk bpp.PPK
+		defer ppk.Zero()
 		for i := range c.recs {
 			if !c.bad[i] {
-				// Apply appends to dst[:0]: a UPP longer than the template
-				// (re-encoded SMSC/SPN/MSISDN) moves out of the arena.
-				upp, err := s.plan.Apply(&c.vals[i], c.uppArena[i*tlen:i*tlen:(i+1)*tlen])
+				// Apply appends to upp[:0]; a UPP longer than the buffer
+				// (re-encoded SMSC/SPN/MSISDN) moves to a larger one, kept.
+				upp, err := s.plan.Apply(&c.vals[i], s.upp[:0])
 				if err != nil {
 					c.bad[i] = true // the survey reported it
+				} else if cap(upp) > cap(s.upp) {
+					clear(s.upp[:cap(s.upp)])
+					s.upp = upp[:0]
 				}
-				c.upps[i] = upp
+				if err == nil {
+					if err := s.protect(c, i, upp, &ppk); err != nil {
+						clear(upp)
+						return err
+					}
+				}
+				clear(upp)
+			}
+			if c.bad[i] {
+				c.segEnd = append(c.segEnd, len(c.segArena))
 			}
 			c.recs[i].Wipe()
 			c.vals[i] = template.Values{}
@@ -356,37 +380,20 @@ func (s *personaliser) run(ctx context.Context, in <-chan *chunk, out chan<- *ch
 	})
 }
 
-// --- protect ---
-
-// protector protects every UPP of a chunk under a fresh PPK (bpp),
-// appending the segments to the chunk's segment buffer. One per goroutine:
-// a bpp.Protector is not safe for concurrent use.
-type protector struct{ bp *bpp.Protector }
-
-func (s *protector) run(ctx context.Context, in <-chan *chunk, out chan<- *chunk) error {
-	return forEach(ctx, in, out, func(c *chunk) error {
-		var ppk bpp.PPK
-		defer ppk.Zero()
-		for i, upp := range c.upps {
-			if c.bad[i] {
-				c.segEnd = append(c.segEnd, len(c.segArena))
-				continue
-			}
-			if err := s.bp.NewPPK(&ppk); err != nil {
-				return fmt.Errorf("engine: PPK: %w", err)
-			}
-			segs, _, err := s.bp.AppendProtected(c.segArena, upp, &ppk)
-			if err != nil {
-				return fmt.Errorf("engine: protecting %s: %w", c.recs[i].ICCID, err)
-			}
-			c.segArena = segs
-			c.segEnd = append(c.segEnd, len(segs))
-			ppk.Put((*[bpp.PPKSize]byte)(c.ppks[i*bpp.PPKSize:]))
-			clear(upp)
-			c.upps[i] = nil
-		}
-		return nil
-	})
+// protect protects record i's UPP into the chunk's segment buffer and
+// keeps its PPK for the sealer.
+func (s *personaliser) protect(c *chunk, i int, upp []byte, ppk *bpp.PPK) error {
+	if err := s.bp.NewPPK(ppk); err != nil {
+		return fmt.Errorf("engine: PPK: %w", err)
+	}
+	segs, _, err := s.bp.AppendProtected(c.segArena, upp, ppk)
+	if err != nil {
+		return fmt.Errorf("engine: protecting %s: %w", c.recs[i].ICCID, err)
+	}
+	c.segArena = segs
+	c.segEnd = append(c.segEnd, len(segs))
+	ppk.Put((*[bpp.PPKSize]byte)(c.ppks[i*bpp.PPKSize:]))
+	return nil
 }
 
 // --- seal ---
@@ -429,26 +436,36 @@ func (s *sealer) run(ctx context.Context, in <-chan *chunk, out chan<- *chunk) e
 
 // --- store ---
 
-// storer writes chunks and completes their jobs in the same transaction.
-// Every commit pays a flush to disk whose fixed cost (a fraction of a
-// second on a virtual disk) dwarfs writing one chunk, so the chunks that
-// are ready when the storer turns to the store commit together (up to
-// maxGroup): the slower the disk, the larger the groups. maxGroup is half
-// the chunk buffers (InFlight): a group holding all of them would leave
-// the CPU stages idle while it is written, and the store idle while they
-// work (measured on PostgreSQL: a fifth fewer profiles/s).
-type storer struct {
+// Storing is two stages, so that the disk and the database work at the
+// same time: the material writer writes a group's protected material
+// (store.WriteMaterial: on SQLite the segment file, flushed, and the blobs
+// index, committed with synchronous=FULL) while the row writer commits the
+// previous group's rows and completes its jobs (store.WriteBatches). A
+// row still commits only after its material is durable: the row writer
+// takes a group only once the material writer is done with it. Before,
+// one goroutine did both in turn, and it was the pipeline's bottleneck
+// (busy all the time while the CPU stages waited for chunk buffers).
+//
+// Every commit pays fixed costs (a flush to disk, SQLite's commit, River's
+// completion), so each stage takes every chunk (or group) that is ready
+// when it turns to its work: the slower the disk, the larger the groups.
+// The material writer's groups are capped at maxGroup (a quarter of the
+// chunk buffers, InFlight): a group holding most of them would leave the
+// CPU stages idle while it is written, and the store idle while they work
+// (measured on PostgreSQL: a fifth fewer profiles/s).
+
+// materialWriter writes the material of groups of ready chunks and hands
+// each group on to the row writer.
+type materialWriter struct {
 	db       *store.DB
 	batchID  string
 	worker   string
-	rejects  perso.RejectSink
 	maxGroup int
 }
 
-func (s *storer) run(ctx context.Context, in <-chan *chunk, out chan<- *chunk) error {
-	group := make([]*chunk, 0, max(1, s.maxGroup))
+func (s *materialWriter) run(ctx context.Context, in <-chan *chunk, out chan<- []*chunk) error {
 	for {
-		group = group[:0]
+		group := make([]*chunk, 0, max(1, s.maxGroup))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -470,19 +487,82 @@ func (s *storer) run(ctx context.Context, in <-chan *chunk, out chan<- *chunk) e
 				break ready
 			}
 		}
-		if err := s.store(ctx, group); err != nil {
-			for _, c := range group {
-				c.fail(err)
+		ws := make([]store.BatchWrite, len(group))
+		for i, c := range group {
+			ws[i] = s.write(c)
+		}
+		if err := s.db.WriteMaterial(ctx, s.batchID, ws); err != nil {
+			err = fmt.Errorf("engine: storing the material of chunks %d to %d: %w", group[0].args.Chunk, group[len(group)-1].args.Chunk, err)
+			failAll(group, err)
+			return err
+		}
+		for i, c := range group {
+			c.w = ws[i] // marked: the row writer adds the rows only
+		}
+		select {
+		case out <- group:
+		case <-ctx.Done():
+			failAll(group, ctx.Err())
+			return ctx.Err()
+		}
+	}
+}
+
+// write is the store write of one chunk, completing its job.
+func (s *materialWriter) write(c *chunk) store.BatchWrite {
+	return store.BatchWrite{Profiles: c.profiles, Rejected: c.rejected, ChunkDone: true, Worker: s.worker,
+		InTx: func(_ context.Context, tx store.Tx) error { return jobs.CompleteTx(c.jobCtx, tx, c.job) }}
+}
+
+func failAll(group []*chunk, err error) {
+	for _, c := range group {
+		c.fail(err)
+	}
+}
+
+// storer writes the rows of chunks whose material is written and
+// completes their jobs in the same transaction: every group that is ready
+// when it turns to the store, in one transaction.
+type storer struct {
+	db      *store.DB
+	batchID string
+	rejects perso.RejectSink
+}
+
+func (s *storer) run(ctx context.Context, in <-chan []*chunk, out chan<- *chunk) error {
+	var group []*chunk
+	for {
+		group = group[:0]
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case g, ok := <-in:
+			if !ok {
+				return nil
 			}
+			group = append(group, g...)
+		}
+	ready:
+		for {
+			select {
+			case g, ok := <-in:
+				if !ok {
+					break ready
+				}
+				group = append(group, g...)
+			default:
+				break ready
+			}
+		}
+		if err := s.store(ctx, group); err != nil {
+			failAll(group, err)
 			return err
 		}
 		for i, c := range group {
 			select {
 			case out <- c:
 			case <-ctx.Done():
-				for _, c := range group[i:] {
-					c.fail(ctx.Err())
-				}
+				failAll(group[i:], ctx.Err())
 				return ctx.Err()
 			}
 		}
@@ -497,7 +577,7 @@ func (s *storer) store(ctx context.Context, group []*chunk) error {
 	if len(group) > 1 {
 		ws := make([]store.BatchWrite, len(group))
 		for i, c := range group {
-			ws[i] = s.write(c)
+			ws[i] = c.w
 		}
 		res, err := s.db.WriteBatches(ctx, s.batchID, ws)
 		if err == nil {
@@ -513,7 +593,7 @@ func (s *storer) store(ctx context.Context, group []*chunk) error {
 		}
 	}
 	for _, c := range group {
-		res, err := s.db.WriteBatch(ctx, s.batchID, s.write(c))
+		res, err := s.db.WriteBatch(ctx, s.batchID, c.w)
 		if errors.Is(err, jobs.ErrLost) {
 			// Another worker owns the chunk now: nothing of ours was
 			// stored; it is not an error of the run.
@@ -528,12 +608,6 @@ func (s *storer) store(ctx context.Context, group []*chunk) error {
 		}
 	}
 	return nil
-}
-
-// write is the store write of one chunk, completing its job.
-func (s *storer) write(c *chunk) store.BatchWrite {
-	return store.BatchWrite{Profiles: c.profiles, Rejected: c.rejected, ChunkDone: true, Worker: s.worker,
-		InTx: func(_ context.Context, tx store.Tx) error { return jobs.CompleteTx(c.jobCtx, tx, c.job) }}
 }
 
 // conflicts reports the ICCIDs another batch holds.

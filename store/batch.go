@@ -49,6 +49,10 @@ type BatchWrite struct {
 	// that produced the chunk). Its error rolls the whole write back and is
 	// returned as is. nil: nothing to add.
 	InTx func(ctx context.Context, tx Tx) error
+
+	// material: WriteMaterial wrote the protected material of Profiles
+	// already (SQLite); the write's transaction adds only the rows.
+	material bool
 }
 
 // CreateBatchTx is CreateBatch with inTx run in the transaction that
@@ -122,6 +126,37 @@ func (d *DB) WriteBatches(ctx context.Context, batchID string, ws []BatchWrite) 
 	}
 	r, err := d.b.putProfiles(ctx, batchID, ws, d.now())
 	return r, withEvent(err, EventBatch)
+}
+
+// WriteMaterial writes ahead the part of ws that does not belong in the
+// transaction of WriteBatches, so that a bulk loader can write one group's
+// material while the previous group's transaction runs: on SQLite the
+// protected material (segments appended to the segment file and flushed,
+// wrapped PPKs and extents committed to the blobs file with
+// synchronous=FULL: durable when this returns, the same write WriteBatch
+// starts with); on PostgreSQL nothing (material and rows go in one COPY).
+// The writes are marked: a WriteBatch or WriteBatches of these same
+// BatchWrite values afterwards writes only the rows, and must not change
+// their Profiles. Material without its row (the rows never written, or
+// refused as conflicts) is what a crash between the two commits leaves
+// already: a re-run adopts it, the sweep collects it (SweepPolicy.OrphanAfter).
+func (d *DB) WriteMaterial(ctx context.Context, batchID string, ws []BatchWrite) error {
+	for i := range ws {
+		if err := checkProfiles(batchID, ws[i].Profiles); err != nil {
+			return err
+		}
+	}
+	b, ok := d.b.(*sqliteBackend)
+	if !ok || len(ws) == 0 {
+		return nil
+	}
+	if err := b.writeMaterial(ctx, batchID, ws, d.now()); err != nil {
+		return withEvent(err, EventBatch)
+	}
+	for i := range ws {
+		ws[i].material = true
+	}
+	return nil
 }
 
 // checkProfiles refuses profiles without an ICCID or of another batch.

@@ -66,3 +66,13 @@ func allocatedBytes(f *os.File) (int64, error) {
 	}
 	return st.Blocks * 512, nil
 }
+
+// openDirect opens path for direct I/O (O_DIRECT: no page cache), or
+// returns nil where the file system refuses it (tmpfs).
+func openDirect(path string) *os.File {
+	f, err := os.OpenFile(path, os.O_WRONLY|unix.O_DIRECT, 0)
+	if err != nil {
+		return nil
+	}
+	return f
+}

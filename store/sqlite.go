@@ -89,12 +89,13 @@ func (b *sqliteBackend) checkpointer() {
 // resident memory grow with the input. A bulk write touches only the right
 // edge of each B-tree, a few pages that the next commit reads back from
 // the OS page cache, so emptying costs no measurable CPU.
+// Each file's cache is emptied after its own commit: the material of the
+// next group may be in flight on the blobs connection (WriteMaterial)
+// while the rows commit, and must not wait for it.
 func (b *sqliteBackend) afterBulkCommit(ctx context.Context) {
-	for _, db := range []*sql.DB{b.w, b.bw} {
-		// The commit has succeeded; a failure here only leaves the cache
-		// as it was, like the checkpoints below.
-		db.ExecContext(ctx, `PRAGMA shrink_memory`)
-	}
+	// The commit has succeeded; a failure here only leaves the cache as it
+	// was, like the checkpoints below.
+	b.w.ExecContext(ctx, `PRAGMA shrink_memory`)
 	select {
 	case b.kick <- struct{}{}:
 	default:
@@ -701,7 +702,13 @@ func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, ws []Ba
 	if _, err := b.getBatch(ctx, batchID); err != nil {
 		return nil, err
 	}
-	if err := b.putBlobs(ctx, batchID, ws, now); err != nil {
+	var ahead []BatchWrite // the writes whose material is not written yet (WriteMaterial)
+	for k := range ws {
+		if !ws[k].material {
+			ahead = append(ahead, ws[k])
+		}
+	}
+	if err := b.writeMaterial(ctx, batchID, ahead, now); err != nil {
 		return nil, err
 	}
 	tx, err := b.w.BeginTx(ctx, nil)
@@ -894,6 +901,23 @@ func iccidRange(first, last, iccid string) (string, string) {
 	return first, last
 }
 
+// writeMaterial stores the material of ws (putBlobs) and empties the
+// blobs writer's page cache (see afterBulkCommit).
+func (b *sqliteBackend) writeMaterial(ctx context.Context, batchID string, ws []BatchWrite, now time.Time) error {
+	n := 0
+	for k := range ws {
+		n += len(ws[k].Profiles)
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := b.putBlobs(ctx, batchID, ws, now); err != nil {
+		return err
+	}
+	b.bw.ExecContext(ctx, `PRAGMA shrink_memory`) // committed: a failure only leaves the cache as it was
+	return nil
+}
+
 // putBlobs stores the material of ws: the segments appended to the
 // segment file and flushed, then (in the same blobs transaction, whose
 // lock serialises the appends of every process) the wrapped PPKs and the
@@ -922,10 +946,22 @@ func (b *sqliteBackend) putBlobs(ctx context.Context, batchID string, ws []Batch
 			bufs = append(bufs, ws[k].Profiles[i].Segments)
 		}
 	}
-	off, err := b.seg.appendSync(bufs)
+	offs, err := b.seg.append(bufs)
 	if err != nil {
 		return err
 	}
+	// The flush to disk runs while the rows are inserted (it waits for the
+	// disk, they for the CPU); the commit waits for it, so no row names a
+	// byte that is not on disk.
+	synced := make(chan error, 1)
+	go func() { synced <- b.seg.sync() }()
+	waited := false
+	defer func() {
+		if !waited {
+			<-synced // not past the store's close
+		}
+	}()
+	next := 0 // index into offs, in the order of bufs
 	ts := now.UnixMicro()
 	args := make([]any, 0, 6*sqliteRowsPerInsert)
 	for k := range ws {
@@ -940,9 +976,9 @@ func (b *sqliteBackend) putBlobs(ctx context.Context, batchID string, ws []Batch
 				p := &ps[i]
 				var segOff, segLen any // no segments: NULL, as before
 				if len(p.Segments) > 0 {
-					segOff, segLen = off, int64(len(p.Segments))
-					off += int64(len(p.Segments))
+					segOff, segLen = offs[next], int64(len(p.Segments))
 				}
+				next++
 				args = append(args, p.ICCID, batchID, nullBytes(p.ProtectedPPK), segOff, segLen, ts)
 			}
 			if _, err := ins.ExecContext(ctx, args...); err != nil {
@@ -950,6 +986,10 @@ func (b *sqliteBackend) putBlobs(ctx context.Context, batchID string, ws []Batch
 			}
 			ps = ps[n:]
 		}
+	}
+	waited = true
+	if err := <-synced; err != nil {
+		return err
 	}
 	return tx.Commit()
 }

@@ -158,7 +158,7 @@ each figure.`,
 	f.StringVar(&o.template, "template", "", "SAIP DER template (default: "+defaultTemplate+" of the perso repository)")
 	f.IntVar(&o.chunkSize, "chunk-size", 0, "records per chunk (default: the engine's, 1000)")
 	f.IntVar(&o.workers, "workers", 0, "goroutines per CPU-bound stage (default: the core count)")
-	f.IntVar(&o.inFlight, "in-flight", 0, "chunks in the pipeline at once (default workers + 2)")
+	f.IntVar(&o.inFlight, "in-flight", 0, "chunks in the pipeline at once (default 2 × workers + 4)")
 	f.String("store.driver", "", "store driver: sqlite (a temporary file) or postgres (a scratch schema of store.dsn) (default from config: store.driver)")
 	f.String("store.dsn", "", "PostgreSQL DSN whose database gets the scratch schema (default from config: store.dsn)")
 	templateMaxSizeFlag(cmd)

@@ -90,7 +90,7 @@ PERSO_HSM_PIN) is required.
 	f.BoolVar(&o.force, "force", false, "replace existing report and reject files")
 	f.IntVar(&o.chunkSize, "chunk-size", 0, "records per chunk, the unit of commit and resumption (default 1000)")
 	f.IntVar(&o.workers, "workers", 0, "goroutines per CPU-bound stage (default: the core count)")
-	f.IntVar(&o.inFlight, "in-flight", 0, "chunks in the pipeline at once (default workers + 2)")
+	f.IntVar(&o.inFlight, "in-flight", 0, "chunks in the pipeline at once (default 2 × workers + 4)")
 	f.IntVar(&o.transportKey, "transport-key", 0, "the input's Ki/OPc are encrypted under HSM key transport-N")
 	f.StringVar(&o.transportAlg, "transport-alg", perso.TransportAES128ECB, "transport algorithm (with --transport-key)")
 	f.StringVar(&o.mcc, "mcc", "", "every IMSI must start with this MCC")
