@@ -159,6 +159,12 @@ func (d *DB) WriteMaterial(ctx context.Context, batchID string, ws []BatchWrite)
 	return nil
 }
 
+// MaterialWritten reports whether WriteMaterial wrote w's material
+// already: the caller may then reuse the memory of its segments (the
+// write of the rows does not read them). False on PostgreSQL, whose rows
+// carry the material.
+func (w BatchWrite) MaterialWritten() bool { return w.material }
+
 // checkProfiles refuses profiles without an ICCID or of another batch.
 func checkProfiles(batchID string, ps []Profile) error {
 	for i := range ps {
