@@ -103,7 +103,8 @@ func NewLPA(e *EUICC, cfg LPAConfig) *LPA {
 func NewHTTPClient(roots *x509.CertPool, resolve map[string]string) *http.Client {
 	dialer := &net.Dialer{Timeout: 10 * time.Second}
 	tr := &http.Transport{
-		TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		// Full-size TLS records (see perso serve): fewer seals and writes.
+		TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12, DynamicRecordSizingDisabled: true},
 		ForceAttemptHTTP2:   true,
 		TLSHandshakeTimeout: 10 * time.Second,
 		MaxIdleConnsPerHost: 4,

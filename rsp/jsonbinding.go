@@ -1,7 +1,6 @@
 package rsp
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -60,15 +59,15 @@ type jsonObject struct {
 
 func parseObject(b []byte, what string) (*jsonObject, error) {
 	var m map[string]json.RawMessage
-	d := json.NewDecoder(bytes.NewReader(b))
-	if err := d.Decode(&m); err != nil {
+	// json.Unmarshal, not a Decoder: it scans b in place (a Decoder copies
+	// the body into its buffer first, 18 KB for a bound package) and
+	// refuses anything but white space after the object ("invalid
+	// character … after top-level value").
+	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("%w: %s: not a JSON object: %v", ErrMalformed, what, err)
 	}
 	if m == nil {
 		return nil, fmt.Errorf("%w: %s: null instead of an object", ErrMalformed, what)
-	}
-	if d.More() {
-		return nil, fmt.Errorf("%w: %s: data after the JSON object", ErrMalformed, what)
 	}
 	return &jsonObject{m: m, what: what}, nil
 }
@@ -99,11 +98,31 @@ func (o *jsonObject) str(key string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("%w: %w: %s.%s", ErrMalformed, ErrMissingField, o.what, key)
 	}
+	if s, ok := plainString(raw); ok {
+		return s, nil
+	}
 	var s *string
 	if err := json.Unmarshal(raw, &s); err != nil || s == nil {
 		return "", fmt.Errorf("%w: %s.%s is not a JSON string", ErrMalformed, o.what, key)
 	}
 	return *s, nil
+}
+
+// plainString returns the value of a JSON string (raw, as parseObject
+// kept it: valid JSON) that has no escape and only ASCII, which is every
+// base64 and hex member: its bytes are its value, without a second JSON
+// scan and copy of a member that can be 18 KB. Others: ok is false.
+func plainString(raw json.RawMessage) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	body := raw[1 : len(raw)-1]
+	for _, c := range body {
+		if c == '\\' || c >= 0x80 {
+			return "", false
+		}
+	}
+	return string(body), true
 }
 
 // binary decodes a base64 member. Standard base64 with padding is what
@@ -362,7 +381,6 @@ var successHeader = jsonResponseHeader{jsonExecutionStatus{Status: StatusExecute
 // header with status Executed-Success and no statusCodeData, then exactly
 // the members SGP.22 defines for the function.
 func EncodeJSONResponse(resp Response) ([]byte, error) {
-	var v any
 	switch m := resp.(type) {
 	case *InitiateAuthenticationResponse:
 		if err := m.TransactionID.check("transactionId"); err != nil {
@@ -378,15 +396,12 @@ func EncodeJSONResponse(resp Response) ([]byte, error) {
 		if err := checkElement(m.ServerCertificate, tagSequence, "serverCertificate"); err != nil {
 			return nil, err
 		}
-		v = struct {
-			Header              jsonResponseHeader `json:"header"`
-			TransactionID       string             `json:"transactionId"`
-			ServerSigned1       string             `json:"serverSigned1"`
-			ServerSignature1    string             `json:"serverSignature1"`
-			EUICCCIPKIDToBeUsed string             `json:"euiccCiPKIdToBeUsed"`
-			ServerCertificate   string             `json:"serverCertificate"`
-		}{successHeader, m.TransactionID.String(), b64(s1), b64(m.ServerSignature1),
-			b64(tlv(tagOctetString, m.EUICCCIPKIDToBeUsed)), b64(m.ServerCertificate)}
+		return successObject(
+			jsonStr("transactionId", m.TransactionID.String()),
+			jsonBin("serverSigned1", s1),
+			jsonBin("serverSignature1", m.ServerSignature1),
+			jsonBin("euiccCiPKIdToBeUsed", tlv(tagOctetString, m.EUICCCIPKIDToBeUsed)),
+			jsonBin("serverCertificate", m.ServerCertificate)), nil
 	case *AuthenticateClientResponse:
 		if _, err := m.okContents(); err != nil {
 			return nil, err
@@ -395,32 +410,78 @@ func EncodeJSONResponse(resp Response) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		v = struct {
-			Header          jsonResponseHeader `json:"header"`
-			TransactionID   string             `json:"transactionId"`
-			ProfileMetadata string             `json:"profileMetadata"`
-			SmdpSigned2     string             `json:"smdpSigned2"`
-			SmdpSignature2  string             `json:"smdpSignature2"`
-			SmdpCertificate string             `json:"smdpCertificate"`
-		}{successHeader, m.TransactionID.String(), b64(m.ProfileMetadata), b64(s2), b64(m.SmdpSignature2), b64(m.SmdpCertificate)}
+		return successObject(
+			jsonStr("transactionId", m.TransactionID.String()),
+			jsonBin("profileMetadata", m.ProfileMetadata),
+			jsonBin("smdpSigned2", s2),
+			jsonBin("smdpSignature2", m.SmdpSignature2),
+			jsonBin("smdpCertificate", m.SmdpCertificate)), nil
 	case *GetBoundProfilePackageResponse:
 		if _, err := m.okContents(); err != nil {
 			return nil, err
 		}
-		v = struct {
-			Header              jsonResponseHeader `json:"header"`
-			TransactionID       string             `json:"transactionId"`
-			BoundProfilePackage string             `json:"boundProfilePackage"`
-		}{successHeader, m.TransactionID.String(), b64(m.BoundProfilePackage)}
+		return successObject(
+			jsonStr("transactionId", m.TransactionID.String()),
+			jsonBin("boundProfilePackage", m.BoundProfilePackage)), nil
 	case *CancelSessionResponseEs9:
 		// Header only: pySim's extra transactionId breaks strict clients.
-		v = struct {
-			Header jsonResponseHeader `json:"header"`
-		}{successHeader}
-	default:
-		return nil, fmt.Errorf("%w: %T is not an ES9+ response", ErrInvalid, resp)
+		return successObject(), nil
 	}
-	return json.Marshal(v)
+	return nil, fmt.Errorf("%w: %T is not an ES9+ response", ErrInvalid, resp)
+}
+
+// A member of an answer's JSON object: a string, or bytes as base64.
+type jsonMember struct {
+	key string
+	str string
+	bin []byte
+	b64 bool
+}
+
+func jsonStr(key, v string) jsonMember        { return jsonMember{key: key, str: v} }
+func jsonBin(key string, v []byte) jsonMember { return jsonMember{key: key, bin: v, b64: true} }
+
+// successHeaderJSON is the header of every successful answer.
+var successHeaderJSON, _ = json.Marshal(successHeader)
+
+// successObject writes {"header":…,members…} in one buffer of the final
+// size, base64 encoded in place: the same bytes json.Marshal of a struct
+// with these fields gives (base64 and the keys need no escaping), without
+// a base64 string and its escaped copy for an 18 KB bound package.
+func successObject(members ...jsonMember) []byte {
+	n := len(`{"header":}`) + len(successHeaderJSON)
+	for _, m := range members {
+		n += len(m.key) + 6 + len(m.str) + base64.StdEncoding.EncodedLen(len(m.bin))
+	}
+	b := make([]byte, 0, n+16)
+	b = append(b, `{"header":`...)
+	b = append(b, successHeaderJSON...)
+	for _, m := range members {
+		b = append(b, ',', '"')
+		b = append(b, m.key...)
+		b = append(b, '"', ':')
+		if m.b64 {
+			b = append(b, '"')
+			b = base64.StdEncoding.AppendEncode(b, m.bin)
+			b = append(b, '"')
+			continue
+		}
+		b = appendJSONString(b, m.str)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as json.Marshal writes it.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // escapes as the struct encoder did
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // EncodeJSONStatus returns the JSON body of a failed function: the header

@@ -22,6 +22,12 @@ import (
 // order checks (EID binding, released, expiry, attempts), then the
 // profile's eligibility on this eUICC (forbidden policy rules, memory).
 func (s *Server) AuthenticateClient(ctx context.Context, req *rsp.AuthenticateClientRequest) (*rsp.AuthenticateClientResponse, error) {
+	return withSessionCache(ctx, s, func(ctx context.Context) (*rsp.AuthenticateClientResponse, error) {
+		return s.authenticateClient(ctx, req)
+	})
+}
+
+func (s *Server) authenticateClient(ctx context.Context, req *rsp.AuthenticateClientRequest) (*rsp.AuthenticateClientResponse, error) {
 	const fn = ES9AuthenticateClient
 	sess, d, err := s.loadSession(ctx, fn, req.TransactionID, phaseInitiated) // row 1
 	if err != nil {
@@ -123,6 +129,9 @@ func (s *Server) offerProfile(ctx context.Context, sess store.Session, d *sessio
 	}
 	if err := checkEligible(&ok.EUICCSigned1.EUICCInfo2, pprs, len(full.Segments)); err != nil { // rows 20 and 22
 		// The attempt counts, as the store's rows come first.
+		if err := s.confirmSession(ctx); err != nil {
+			return nil, err
+		}
 		if _, serr := s.cfg.Store.AuthenticateClient(ctx, full.ICCID, eid); serr != nil {
 			return nil, s.internal(ctx, fn, "recording the download attempt", serr)
 		}
@@ -145,6 +154,7 @@ func (s *Server) offerProfile(ctx context.Context, sess store.Session, d *sessio
 	if err != nil {
 		return nil, s.sessionWriteError(ctx, fn, "recording the download attempt", err)
 	}
+	s.stored(sess, sess.Version+1, d)
 	s.keepLoaded(sess.TransactionID, full)
 	return resp, nil
 }
@@ -155,6 +165,9 @@ func (s *Server) offerProfile(ctx context.Context, sess store.Session, d *sessio
 func (s *Server) offerRecorded(ctx context.Context, sess store.Session, d *sessionData, cred *Credentials,
 	ok *rsp.AuthenticateResponseOk, eid string, full store.Profile) (*rsp.AuthenticateClientResponse, error) {
 	const fn = ES9AuthenticateClient
+	if err := s.confirmSession(ctx); err != nil {
+		return nil, err
+	}
 	p, err := s.cfg.Store.AuthenticateClient(ctx, full.ICCID, eid) // rows 16–19
 	if err != nil {
 		return nil, s.internal(ctx, fn, "recording the download attempt", err)
@@ -170,9 +183,11 @@ func (s *Server) offerRecorded(ctx context.Context, sess store.Session, d *sessi
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.cfg.Store.UpdateSession(ctx, sess); err != nil {
+	next, err := s.cfg.Store.UpdateSession(ctx, sess)
+	if err != nil {
 		return nil, s.sessionWriteError(ctx, fn, "storing the session", err)
 	}
+	s.stored(sess, next.Version, d)
 	s.keepLoaded(sess.TransactionID, full)
 	return resp, nil
 }

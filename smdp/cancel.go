@@ -16,6 +16,7 @@ import (
 // are used up).
 func (s *Server) CancelSession(ctx context.Context, req *rsp.CancelSessionRequestEs9) (*rsp.CancelSessionResponseEs9, error) {
 	const fn = ES9CancelSession
+	ctx, _ = withSessionUse(ctx, true) // from the store: its writes are not conditional on the version
 	sess, d, err := s.loadSession(ctx, fn, req.TransactionID, phaseAuthenticated, phaseBound)
 	if err != nil {
 		return nil, err
@@ -40,6 +41,7 @@ func (s *Server) CancelSession(ctx context.Context, req *rsp.CancelSessionReques
 		return nil, s.internal(ctx, fn, "ending the session", err) // a concurrent cancel or PIR ended it: 8.10.1/3.9
 	}
 	s.sessionEnded(sess.TransactionID)
+	s.sessions.drop(sess.TransactionID)
 	if sess.Phase == phaseBound && len(sess.EUICCOtPK) > 0 {
 		s.rememberBoundKey(ctx, sess)
 	}

@@ -19,6 +19,12 @@ import (
 // transaction id, confirmation code (missing, wrong, retries), one-time key
 // reuse (§4.1); then the stored PPP is bound through the HSM.
 func (s *Server) GetBoundProfilePackage(ctx context.Context, req *rsp.GetBoundProfilePackageRequest) (*rsp.GetBoundProfilePackageResponse, error) {
+	return withSessionCache(ctx, s, func(ctx context.Context) (*rsp.GetBoundProfilePackageResponse, error) {
+		return s.getBoundProfilePackage(ctx, req)
+	})
+}
+
+func (s *Server) getBoundProfilePackage(ctx context.Context, req *rsp.GetBoundProfilePackageRequest) (*rsp.GetBoundProfilePackageResponse, error) {
 	const fn = ES9GetBoundProfilePackage
 	sess, d, err := s.loadSession(ctx, fn, req.TransactionID, phaseAuthenticated, phaseBound)
 	if err != nil {
@@ -67,6 +73,7 @@ func (s *Server) GetBoundProfilePackage(ctx context.Context, req *rsp.GetBoundPr
 	if _, err := s.cfg.Store.BPPDeliveredWith(ctx, sess.ICCID, ch); err != nil {
 		return nil, s.sessionWriteError(ctx, fn, "recording the delivery", err)
 	}
+	s.stored(sess, sess.Version+1, d)
 	return &rsp.GetBoundProfilePackageResponse{TransactionID: req.TransactionID, BoundProfilePackage: pkg}, nil
 }
 
@@ -103,6 +110,9 @@ func (s *Server) checkConfirmationCode(ctx context.Context, sess store.Session, 
 	st := status(rsp.SubjectConfirmationCode, rsp.ReasonRefused, "confirmation code refused")
 	if hashCc == nil {
 		st = status(rsp.SubjectConfirmationCode, rsp.ReasonMissing, "confirmation code required")
+	}
+	if err := s.confirmSession(ctx); err != nil {
+		return err
 	}
 	if _, err := s.cfg.Store.ConfirmationCodeFailed(ctx, sess.ICCID); err != nil {
 		return s.internal(ctx, fn, "counting the confirmation code failure", err)

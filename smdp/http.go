@@ -282,6 +282,9 @@ func writeBody(w http.ResponseWriter, asn1 bool, out []byte) {
 	}
 	w.Header().Set("Content-Type", ct)
 	w.Header().Set("X-Admin-Protocol", AdminProtocol)
+	// With the length known, HTTP/2 ends the stream on the last DATA
+	// frame instead of sending an empty one after the handler returns.
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(out)
 }

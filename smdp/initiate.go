@@ -89,16 +89,19 @@ func (s *Server) newSession(ctx context.Context, req *rsp.InitiateAuthentication
 	if err != nil {
 		return nil, s.internal(ctx, fn, "signing serverSigned1 with DPauth", err)
 	}
-	data, _ := json.Marshal(&sessionData{CISKI: cred.CI.SKI})
-	if _, err := s.cfg.Store.PutSession(ctx, store.Session{
+	d := &sessionData{CISKI: cred.CI.SKI}
+	data, _ := json.Marshal(d)
+	sess, err := s.cfg.Store.PutSession(ctx, store.Session{
 		TransactionID:   tidKey(tid),
 		Phase:           phaseInitiated,
 		EUICCChallenge:  req.EUICCChallenge[:],
 		ServerChallenge: s1.ServerChallenge[:],
 		Data:            data,
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, s.internal(ctx, fn, "storing the session", err)
 	}
+	s.stored(sess, sess.Version, d)
 	s.sessionOpened(tidKey(tid))
 	return &rsp.InitiateAuthenticationResponse{
 		TransactionID:       tid,

@@ -21,7 +21,9 @@ func (s *Server) HandleNotification(ctx context.Context, req *rsp.HandleNotifica
 	var err error
 	switch pn := req.PendingNotification; {
 	case pn.PIR != nil:
-		err = s.installResult(ctx, pn.PIR)
+		_, err = withSessionCache(ctx, s, func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, s.installResult(ctx, pn.PIR)
+		})
 	case pn.Other != nil:
 		err = s.otherNotification(ctx, pn.Other)
 	default:
@@ -46,9 +48,13 @@ func (s *Server) installResult(ctx context.Context, pir *rsp.ProfileInstallation
 	}
 	success := data.Success != nil
 	// The result and the end of the session commit together.
-	if _, err := s.cfg.Store.InstallResultWith(ctx, sess.ICCID, success, &store.SessionChange{Delete: sess.TransactionID}); err != nil {
-		return s.internal(ctx, fn, "recording the installation result", err)
+	// The session is deleted at the version read (a stale copy, or a
+	// concurrent call on another replica, writes nothing).
+	if _, err := s.cfg.Store.InstallResultWith(ctx, sess.ICCID, success,
+		&store.SessionChange{Delete: sess.TransactionID, DeleteVersion: sess.Version}); err != nil {
+		return s.sessionWriteError(ctx, fn, "recording the installation result", err)
 	}
+	s.sessions.drop(sess.TransactionID)
 	s.sessionEnded(sess.TransactionID)
 	if !success && data.Error != nil {
 		s.log.InfoContext(ctx, "smdp: installation failed on the eUICC", "iccid", sess.ICCID,

@@ -3,6 +3,8 @@ package smdp
 import (
 	"bytes"
 	"context"
+	"encoding/asn1"
+	"errors"
 	"sync/atomic"
 	"testing"
 
@@ -122,5 +124,95 @@ func TestIneligibleProfileCountsTheAttempt(t *testing.T) {
 	}
 	if o.DownloadAttempts != 1 {
 		t.Fatalf("download attempts after an ineligible profile = %d, want 1", o.DownloadAttempts)
+	}
+}
+
+// replicas returns two servers on one store (e's and a second one): the
+// calls of one session alternate between them as a load balancer may
+// send them, each server keeping copies of the sessions it wrote.
+func replicas(t *testing.T, e *env) [2]*Server {
+	t.Helper()
+	b, err := NewServer(Config{Address: testAddress, Credentials: e.srv.cfg.Credentials, Store: e.db, HSM: e.hsm,
+		Now: e.srv.cfg.Now, Log: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return [2]*Server{e.srv, b}
+}
+
+// on runs one call on server srv.
+func on[R rsp.Response](t *testing.T, e *env, srv *Server, req rsp.Request) (R, rsp.Status) {
+	t.Helper()
+	keep := e.srv
+	e.srv = srv
+	defer func() { e.srv = keep }()
+	return call[R](t, e, req)
+}
+
+// A server whose copy of a session another replica advanced answers as a
+// fresh read would: a retried getBoundProfilePackage that replica A still
+// sees as the first (its copy says authenticated, B bound the package) is
+// recognised as the retry (same smdpOtpk, no new key agreement, no store
+// change), and the notification then completes the download on A.
+func TestStaleSessionCopyRetry(t *testing.T) {
+	e := newEnv(t)
+	srv := replicas(t, e)
+	p := e.order(t, e.addProfile(t), "", nil, "")
+	eu := newTestEUICC(t, esim.CurveP256)
+	ia, st := on[*rsp.InitiateAuthenticationResponse](t, e, srv[0], eu.initiate())
+	wantStatus(t, st, "")
+	ac, st := on[*rsp.AuthenticateClientResponse](t, e, srv[0], eu.authenticate(t, ia.TransactionID, eu.authSigned1(ia, &p.MatchingID), eu.cert, eu.eum))
+	wantStatus(t, st, "")
+	req := eu.prepare(t, ac, "")
+	first, st := on[*rsp.GetBoundProfilePackageResponse](t, e, srv[1], req)
+	wantStatus(t, st, "")
+	binds := e.hsm.binds.Load()
+	again, st := on[*rsp.GetBoundProfilePackageResponse](t, e, srv[0], req)
+	wantStatus(t, st, "")
+	if !bytes.Equal(smdpOtpkOf(t, eu, again.BoundProfilePackage), smdpOtpkOf(t, eu, first.BoundProfilePackage)) {
+		t.Fatal("the retry on the replica with the stale copy got another smdpOtpk")
+	}
+	if e.hsm.binds.Load() != binds {
+		t.Fatal("the retry made a new key agreement")
+	}
+	s, err := e.db.GetSession(context.Background(), tidKey(ia.TransactionID))
+	if err != nil || s.Version != 3 || s.Phase != phaseBound {
+		t.Fatalf("session after the retry: version %d phase %s, %v; want 3, bound", s.Version, s.Phase, err)
+	}
+	upp, pir := eu.install(t, again, true)
+	if !bytes.Equal(upp, e.upp) {
+		t.Fatal("UPP differs")
+	}
+	if err := srv[0].HandleNotification(context.Background(), wire(t, pir)); err != nil {
+		t.Fatalf("handleNotification on the replica with the stale copy: %v", err)
+	}
+	if o, _ := e.db.Order(context.Background(), p.ICCID); o.State != store.StateInstalled {
+		t.Fatalf("state %s, want Installed", o.State)
+	}
+}
+
+// A session cancelled on another replica is gone for the server that still
+// has a copy: its notification is refused and changes nothing.
+func TestStaleSessionCopyCancelled(t *testing.T) {
+	e := newEnv(t)
+	srv := replicas(t, e)
+	p := e.order(t, e.addProfile(t), "", nil, "")
+	eu := newTestEUICC(t, esim.CurveP256)
+	ia, st := on[*rsp.InitiateAuthenticationResponse](t, e, srv[0], eu.initiate())
+	wantStatus(t, st, "")
+	ac, st := on[*rsp.AuthenticateClientResponse](t, e, srv[0], eu.authenticate(t, ia.TransactionID, eu.authSigned1(ia, &p.MatchingID), eu.cert, eu.eum))
+	wantStatus(t, st, "")
+	gb, st := on[*rsp.GetBoundProfilePackageResponse](t, e, srv[0], eu.prepare(t, ac, ""))
+	wantStatus(t, st, "")
+	_, st = on[*rsp.CancelSessionResponseEs9](t, e, srv[1], eu.cancel(t, ac.TransactionID, rsp.CancelPostponed, asn1.ObjectIdentifier{2, 999, 10}))
+	wantStatus(t, st, "")
+	_, pir := eu.install(t, gb, true)
+	err := srv[0].HandleNotification(context.Background(), wire(t, pir))
+	var rst rsp.Status
+	if !errors.As(err, &rst) || rst.Code() != "8.10.1/3.9" {
+		t.Fatalf("notification of a session cancelled on another replica: %v, want 8.10.1/3.9", err)
+	}
+	if o, _ := e.db.Order(context.Background(), p.ICCID); o.State != store.StateReleased {
+		t.Fatalf("state %s, want Released (cancelled, re-downloadable)", o.State)
 	}
 }

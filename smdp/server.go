@@ -129,6 +129,8 @@ type Server struct {
 	active   map[string]time.Time
 
 	deleted atomic.Pointer[DeletionReporter] // see SetDeletionReporter (es2_progress.go)
+
+	sessions sessionCache // the sessions this process wrote (sessioncache.go)
 }
 
 // ActiveSessions is the number of RSP sessions this process opened that
@@ -289,9 +291,24 @@ func (s *Server) loadSession(ctx context.Context, fn Function, tid rsp.Transacti
 	if len(tid) == 0 {
 		return store.Session{}, nil, status(rsp.SubjectTransactionID, rsp.ReasonUnknown, "unknown or expired transactionId")
 	}
-	sess, err := s.cfg.Store.GetSession(ctx, tidKey(tid))
-	if err != nil {
-		return store.Session{}, nil, s.internal(ctx, fn, "loading the session", err)
+	key := tidKey(tid)
+	var (
+		sess store.Session
+		d    *sessionData
+	)
+	u := useOf(ctx)
+	if cs, ok := s.sessions.get(key); ok && u != nil && !u.fresh && s.cfg.Now().Before(cs.sess.ExpiresAt) {
+		sess, d = cs.sess, &cs.d // cs is a copy
+		u.cached, u.tid, u.version = true, key, sess.Version
+	} else {
+		var err error
+		if sess, err = s.cfg.Store.GetSession(ctx, key); err != nil {
+			return store.Session{}, nil, s.internal(ctx, fn, "loading the session", err)
+		}
+		d = new(sessionData)
+		if err := json.Unmarshal(sess.Data, d); err != nil {
+			return store.Session{}, nil, s.internal(ctx, fn, "decoding the session", err)
+		}
 	}
 	ok := false
 	for _, p := range phases {
@@ -300,23 +317,14 @@ func (s *Server) loadSession(ctx context.Context, fn Function, tid rsp.Transacti
 	if !ok {
 		return store.Session{}, nil, status(rsp.SubjectTransactionID, rsp.ReasonUnknown, "transactionId not valid for this function (replayed or out of order)")
 	}
-	d := new(sessionData)
-	if err := json.Unmarshal(sess.Data, d); err != nil {
-		return store.Session{}, nil, s.internal(ctx, fn, "decoding the session", err)
-	}
 	return sess, d, nil
 }
 
-func (s *Server) saveSession(ctx context.Context, fn Function, sess store.Session, d *sessionData) error {
-	b, err := json.Marshal(d)
-	if err != nil {
-		return s.internal(ctx, fn, "encoding the session", err)
-	}
-	sess.Data = b
-	if _, err := s.cfg.Store.UpdateSession(ctx, sess); err != nil {
-		return s.sessionWriteError(ctx, fn, "storing the session", err)
-	}
-	return nil
+// stored records sess as this process wrote it: next is its version in
+// the store now.
+func (s *Server) stored(sess store.Session, next int64, d *sessionData) {
+	sess.Version = next
+	s.sessions.put(sess, d)
 }
 
 // sessionWriteError is the answer to a failed write of the session (with

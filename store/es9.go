@@ -20,8 +20,12 @@ type SessionChange struct {
 	// error is ErrStale, or ErrNotFound when the session is gone or expired.
 	Update *Session
 	// Delete, when not empty, removes that session; one already gone is
-	// no error.
+	// no error, unless DeleteVersion is set.
 	Delete string
+	// DeleteVersion, when not zero, deletes the session only at that
+	// version: otherwise nothing of the transaction is written and the
+	// error is ErrStale, or ErrNotFound when the session is gone.
+	DeleteVersion int64
 	// OneTimeKey, when not nil, is recorded as PutOneTimeKey records it.
 	OneTimeKey *OneTimeKey
 }
@@ -29,14 +33,24 @@ type SessionChange struct {
 // sessionWrites is a SessionChange ready for a backend: times stamped,
 // version incremented.
 type sessionWrites struct {
-	update     *Session
-	keepExpiry bool // update: keep the stored expires_at
-	delete     string
-	otk        *OneTimeKey
+	update        *Session
+	keepExpiry    bool // update: keep the stored expires_at
+	delete        string
+	deleteVersion int64 // delete: only at this version (0: any)
+	otk           *OneTimeKey
 }
 
-// errSessionStale: the session update of a mutateSession matched no row
-// (another version, expired or gone); the backend rolled everything back.
+// tid is the session a stale write concerns.
+func (w *sessionWrites) tid() string {
+	if w.update != nil {
+		return w.update.TransactionID
+	}
+	return w.delete
+}
+
+// errSessionStale: the session update (or versioned delete) of a
+// mutateSession matched no row (another version, expired or gone); the
+// backend rolled everything back.
 var errSessionStale = errors.New("store: session update matched no row")
 
 // AuthenticateClientWith is AuthenticateClient and, when the attempt is
@@ -119,7 +133,7 @@ func (d *DB) mutateWith(ctx context.Context, ev Event, iccid string, now time.Ti
 	if ch == nil {
 		return d.mutate(ctx, ev, iccid, fn)
 	}
-	w := sessionWrites{delete: ch.Delete}
+	w := sessionWrites{delete: ch.Delete, deleteVersion: ch.DeleteVersion}
 	if ch.Update != nil {
 		s := *ch.Update
 		if s.TransactionID == "" {
@@ -144,7 +158,7 @@ func (d *DB) mutateWith(ctx context.Context, ev Event, iccid string, now time.Ti
 	}
 	p, err := d.b.mutateSession(ctx, iccid, fn, d.after(ev, false, ""), &w, now)
 	if errors.Is(err, errSessionStale) {
-		tid := w.update.TransactionID
+		tid := w.tid()
 		if _, err := d.GetSession(ctx, tid); err != nil {
 			return Profile{}, err // gone or expired
 		}

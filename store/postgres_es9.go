@@ -80,7 +80,11 @@ func pgSessionWritesTx(ctx context.Context, tx pgx.Tx, w *sessionWrites, now tim
 			nullBytes(s.EUICCOtPK), nullBytes(s.SMDPOtPK), s.OTKeyRef, nullBytes(s.Data), s.Version,
 			s.UpdatedAt, w.keepExpiry, s.ExpiresAt, s.TransactionID, s.Version-1, now)
 	}
-	if w.delete != "" {
+	deleteAt := -1 // the batch index of a versioned delete
+	if w.delete != "" && w.deleteVersion != 0 {
+		deleteAt = batch.Len()
+		batch.Queue(`DELETE FROM sessions WHERE transaction_id = $1 AND version = $2`, w.delete, w.deleteVersion)
+	} else if w.delete != "" {
 		batch.Queue(`DELETE FROM sessions WHERE transaction_id = $1`, w.delete)
 	}
 	if k := w.otk; k != nil {
@@ -99,7 +103,7 @@ func pgSessionWritesTx(ctx context.Context, tx pgx.Tx, w *sessionWrites, now tim
 			br.Close()
 			return err
 		}
-		if i == 0 && w.update != nil && tag.RowsAffected() != 1 {
+		if (i == 0 && w.update != nil || i == deleteAt) && tag.RowsAffected() != 1 {
 			br.Close()
 			return errSessionStale
 		}

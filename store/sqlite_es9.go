@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -17,8 +18,9 @@ const (
 		euicc_challenge = ?, server_challenge = ?, euicc_otpk = ?, smdp_otpk = ?, ot_key_ref = ?, data = ?,
 		version = ?, updated_at = ?, expires_at = CASE WHEN ? THEN expires_at ELSE ? END
 		WHERE transaction_id = ? AND version = ? AND expires_at > ?`
-	sqlSessionDelete = `DELETE FROM sessions WHERE transaction_id = ?`
-	sqlOneTimeKeyPut = `INSERT INTO one_time_keys (euicc_otpk, iccid, smdp_otpk, key_ref, expires_at)
+	sqlSessionDelete        = `DELETE FROM sessions WHERE transaction_id = ?`
+	sqlSessionDeleteVersion = `DELETE FROM sessions WHERE transaction_id = ? AND version = ?`
+	sqlOneTimeKeyPut        = `INSERT INTO one_time_keys (euicc_otpk, iccid, smdp_otpk, key_ref, expires_at)
 		VALUES (?, ?, ?, ?, ?) ON CONFLICT (euicc_otpk) DO UPDATE SET iccid = excluded.iccid,
 		smdp_otpk = excluded.smdp_otpk, key_ref = excluded.key_ref, expires_at = excluded.expires_at`
 	sqlOrderOwner = `SELECT operator_id FROM order_owners WHERE iccid = ?`
@@ -30,7 +32,7 @@ const (
 // statement prepared per transaction is parsed again every time, which
 // modernc's SQLite does in Go at some 20 µs a statement).
 func init() {
-	sqliteTxStmts = append(sqliteTxStmts, sqlSessionUpdate, sqlSessionDelete, sqlOneTimeKeyPut, sqlOrderOwner)
+	sqliteTxStmts = append(sqliteTxStmts, sqlSessionUpdate, sqlSessionDelete, sqlSessionDeleteVersion, sqlOneTimeKeyPut, sqlOrderOwner)
 }
 
 func sqliteSessionUpdateArgs(s Session, keepExpiry bool, now time.Time) []any {
@@ -132,12 +134,22 @@ func (b *sqliteBackend) sessionWritesTx(ctx context.Context, tx *sql.Tx, w *sess
 		}
 	}
 	if w.delete != "" {
-		st, err := b.txStmt(ctx, tx, sqlSessionDelete)
+		q, args := sqlSessionDelete, []any{w.delete}
+		if w.deleteVersion != 0 {
+			q, args = sqlSessionDeleteVersion, []any{w.delete, w.deleteVersion}
+		}
+		st, err := b.txStmt(ctx, tx, q)
 		if err != nil {
 			return err
 		}
-		if _, err := st.ExecContext(ctx, w.delete); err != nil {
+		r, err := st.ExecContext(ctx, args...)
+		if err != nil {
 			return err
+		}
+		if w.deleteVersion != 0 {
+			if n, err := r.RowsAffected(); err != nil || n != 1 {
+				return cmp.Or(err, errSessionStale)
+			}
 		}
 	}
 	if k := w.otk; k != nil {

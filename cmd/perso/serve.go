@@ -165,6 +165,11 @@ func runServe(ctx context.Context, a *app, demoPINs bool, stopAfter time.Duratio
 			// not required (eUICCs have none), and checked per operator by
 			// the ES2+ handler (es2-es10-codes.md §6.1).
 			ClientAuth: tls.RequestClientCert,
+			// Full-size records from the first byte: a bound package
+			// (18 KB) in one or two records and writes, not a dozen
+			// MSS-sized ones while a connection is young. Answers are read
+			// whole before use, so smaller first records gain nothing.
+			DynamicRecordSizingDisabled: true,
 		}
 	}
 	ln, err := net.Listen("tcp", v.GetString("serve.listen"))

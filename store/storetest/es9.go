@@ -127,6 +127,25 @@ func testSessionChanges(t *testing.T, open Opener) {
 	wantErr(t, err, store.ErrNotFound, store.KeyTransactionID)
 	// A repeated notification: no order write, deleting a gone session is no error.
 	must(s.InstallResultWith(ctx, ICCID(0), true, &store.SessionChange{Delete: "T0"}))(t)
+	// A versioned delete of a gone session, or of another version,
+	// writes nothing.
+	_, err = s.InstallResultWith(ctx, ICCID(0), true, &store.SessionChange{Delete: "T0", DeleteVersion: 4})
+	wantErr(t, err, store.ErrNotFound, store.KeyTransactionID)
+	o3 := release(3)
+	t5 := session("T5")
+	t5.ICCID = o3.ICCID
+	must(s.AuthenticateClientWith(ctx, o3.ICCID, eid1, nil, &store.SessionChange{Update: &t5}))(t) // T5 now at version 2
+	must(s.BPPDeliveredWith(ctx, o3.ICCID, nil))(t)
+	_, err = s.InstallResultWith(ctx, o3.ICCID, true, &store.SessionChange{Delete: "T5", DeleteVersion: 1})
+	wantErr(t, err, store.ErrStale, store.KeyTransactionID)
+	if st := must(s.Order(ctx, o3.ICCID))(t).State; st != store.StateDownloaded {
+		t.Fatalf("the order of a stale versioned delete went to %s", st)
+	}
+	if p := must(s.InstallResultWith(ctx, o3.ICCID, true, &store.SessionChange{Delete: "T5", DeleteVersion: 2}))(t); p.State != store.StateInstalled {
+		t.Fatalf("InstallResultWith at the stored version: %s", p.State)
+	}
+	_, err = s.GetSession(ctx, "T5")
+	wantErr(t, err, store.ErrNotFound, store.KeyTransactionID)
 
 	// The attempt limit: the order goes to Error (committed), the session
 	// change does not happen.
