@@ -147,7 +147,7 @@ func (s *Server) offerProfile(ctx context.Context, sess store.Session, d *sessio
 		}
 		return nil
 	}
-	_, err = s.cfg.Store.AuthenticateClientWith(ctx, full.ICCID, eid, expect, &store.SessionChange{Update: &sess})
+	_, err = s.cfg.Store.AuthenticateClientWith(ctx, full.ICCID, eid, expect, &store.SessionChange{Update: keepExpiry(sess)})
 	if errors.Is(err, errOrderChanged) {
 		return s.offerRecorded(ctx, sess, d, cred, ok, eid, full)
 	}

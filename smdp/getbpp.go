@@ -66,7 +66,7 @@ func (s *Server) getBoundProfilePackage(ctx context.Context, req *rsp.GetBoundPr
 	// The delivery, the one-time key's binding and the session's next
 	// phase commit together (sess.Data is unchanged: d is only read here).
 	sess.Phase, sess.EUICCOtPK, sess.SMDPOtPK = phaseBound, signed.EUICCOtpk, smdpOtpk
-	ch := &store.SessionChange{Update: &sess}
+	ch := &store.SessionChange{Update: keepExpiry(sess)}
 	if earlier == nil {
 		ch.OneTimeKey = &store.OneTimeKey{EUICCOtPK: signed.EUICCOtpk, ICCID: sess.ICCID, SMDPOtPK: smdpOtpk, KeyRef: keyRef}
 	}

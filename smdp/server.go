@@ -320,6 +320,13 @@ func (s *Server) loadSession(ctx context.Context, fn Function, tid rsp.Transacti
 	return sess, d, nil
 }
 
+// keepExpiry is sess as an update that leaves the stored expiry as it is
+// (the store then does not rewrite its expiry index entry).
+func keepExpiry(sess store.Session) *store.Session {
+	sess.ExpiresAt = time.Time{}
+	return &sess
+}
+
 // stored records sess as this process wrote it: next is its version in
 // the store now.
 func (s *Server) stored(sess store.Session, next int64, d *sessionData) {
