@@ -71,25 +71,36 @@ func openSegmentFile(path string) (*segmentFile, error) {
 	return &segmentFile{f: f, direct: openDirect(path)}, nil
 }
 
-// append writes the non-empty slices of bufs at the end of the file, in
-// order. offs[i] is where bufs[i] starts (meaningless for an empty one).
-// The bytes are durable once sync returns. The caller holds the blobs
-// write lock.
-func (s *segmentFile) append(bufs [][]byte) (offs []int64, err error) {
+// prepare lays bufs out at the end of the file, in order: offs[i] is
+// where bufs[i] will start (meaningless for an empty one). write puts them
+// there and flushes them to disk; it may run while the caller does other
+// work (inserting the rows that name the extents, which commit only after
+// write returned). The caller holds the blobs write lock from prepare
+// until write has returned, and calls write once.
+func (s *segmentFile) prepare(bufs [][]byte) (offs []int64, write func() error, err error) {
 	fi, err := s.f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("store: segment file: %w", err)
+		return nil, nil, fmt.Errorf("store: segment file: %w", err)
 	}
 	end := fi.Size()
 	if s.direct != nil {
-		offs, err = s.appendDirect(bufs, end)
-		if !errors.Is(err, errNoDirect) {
-			return offs, err
-		}
-		// The file system took O_DIRECT at open but refuses these writes
-		// (EINVAL: another alignment): from now on through the page cache.
-		s.direct.Close()
-		s.direct = nil
+		offs, iov, start, done := s.layoutDirect(bufs, end)
+		return offs, func() error {
+			defer done()
+			err := writeVectorAt(s.direct, iov, start)
+			if errors.Is(err, syscall.EINVAL) {
+				// The file system took O_DIRECT at open but refuses these
+				// writes (another alignment): the same bytes at the same
+				// offsets through the page cache, and so from now on.
+				s.direct.Close()
+				s.direct = nil
+				err = writeVectorAt(s.f, iov, start)
+			}
+			if err != nil {
+				return fmt.Errorf("store: append to the segment file: %w", err)
+			}
+			return s.sync()
+		}, nil
 	}
 	offs = make([]int64, len(bufs))
 	off := end
@@ -97,13 +108,15 @@ func (s *segmentFile) append(bufs [][]byte) (offs []int64, err error) {
 		offs[i] = off
 		off += int64(len(b))
 	}
-	if err := writeVectorAt(s.f, bufs, end); err != nil {
-		return nil, fmt.Errorf("store: append to the segment file: %w", err)
-	}
-	return offs, nil
+	return offs, func() error {
+		if err := writeVectorAt(s.f, bufs, end); err != nil {
+			return fmt.Errorf("store: append to the segment file: %w", err)
+		}
+		return s.sync()
+	}, nil
 }
 
-// sync flushes what append wrote (and the file's size) to disk.
+// sync flushes what was written (and the file's size) to disk.
 func (s *segmentFile) sync() error {
 	if err := syncData(s.f); err != nil {
 		return fmt.Errorf("store: flush the segment file: %w", err)
@@ -111,25 +124,22 @@ func (s *segmentFile) sync() error {
 	return nil
 }
 
-// appendSync is append then sync.
+// appendSync is prepare then write.
 func (s *segmentFile) appendSync(bufs [][]byte) ([]int64, error) {
-	offs, err := s.append(bufs)
+	offs, write, err := s.prepare(bufs)
 	if err != nil {
 		return nil, err
 	}
-	return offs, s.sync()
+	return offs, write()
 }
 
-// errNoDirect: a direct write was refused as misaligned (EINVAL). What it
-// may have written lies past the file's end as it was, where no extent
-// points: the append through the page cache writes over it.
-var errNoDirect = errors.New("store: direct I/O refused")
-
-// appendDirect lays bufs out from end rounded up to directAlign and
-// writes them with one vectored direct write (see segmentFile).
-func (s *segmentFile) appendDirect(bufs [][]byte, end int64) ([]int64, error) {
-	pos := (end + directAlign - 1) &^ (directAlign - 1)
-	offs := make([]int64, len(bufs))
+// layoutDirect lays bufs out from end rounded up to directAlign (see
+// segmentFile): the offsets, the vector of one direct write at start, and
+// done, which wipes and releases the bounce memory once it is written.
+func (s *segmentFile) layoutDirect(bufs [][]byte, end int64) (offs []int64, iov [][]byte, start int64, done func()) {
+	start = (end + directAlign - 1) &^ (directAlign - 1)
+	pos := start
+	offs = make([]int64, len(bufs))
 	// Pass 1: cut bufs into runs adjacent in memory, decide what is written
 	// from the caller's memory and what is copied, and size the bounce
 	// memory.
@@ -178,14 +188,13 @@ func (s *segmentFile) appendDirect(bufs [][]byte, end int64) ([]int64, error) {
 		s.bounce = alignedBytes(need)
 	}
 	bounce := s.bounce[:need]
-	defer func() {
+	done = func() {
 		clear(bounce) // protected material, but no copy of it outlives the write
 		if cap(s.bounce) > maxBounceKept {
 			s.bounce = nil
 		}
-	}()
+	}
 	// Pass 2: fill the bounce memory and build the vector.
-	var iov [][]byte
 	used, blockStart := 0, 0
 	for _, p := range pieces {
 		if len(p.direct) > 0 {
@@ -200,14 +209,7 @@ func (s *segmentFile) appendDirect(bufs [][]byte, end int64) ([]int64, error) {
 			blockStart = used
 		}
 	}
-	start := (end + directAlign - 1) &^ (directAlign - 1)
-	if err := writeVectorAt(s.direct, iov, start); err != nil {
-		if errors.Is(err, syscall.EINVAL) {
-			return nil, errNoDirect
-		}
-		return nil, fmt.Errorf("store: append to the segment file: %w", err)
-	}
-	return offs, nil
+	return offs, iov, start, done
 }
 
 // runOf returns the longest prefix bufs[:j] of buffers that follow each

@@ -946,15 +946,15 @@ func (b *sqliteBackend) putBlobs(ctx context.Context, batchID string, ws []Batch
 			bufs = append(bufs, ws[k].Profiles[i].Segments)
 		}
 	}
-	offs, err := b.seg.append(bufs)
+	offs, write, err := b.seg.prepare(bufs)
 	if err != nil {
 		return err
 	}
-	// The flush to disk runs while the rows are inserted (it waits for the
-	// disk, they for the CPU); the commit waits for it, so no row names a
-	// byte that is not on disk.
+	// The write and the flush to disk run while the rows are inserted (they
+	// wait for the disk, the rows for the CPU); the commit waits for them,
+	// so no row names a byte that is not on disk.
 	synced := make(chan error, 1)
-	go func() { synced <- b.seg.sync() }()
+	go func() { synced <- write() }()
 	waited := false
 	defer func() {
 		if !waited {
