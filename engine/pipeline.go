@@ -206,7 +206,9 @@ func (p *pipeline) run(parent context.Context, jc *jobs.Client) error {
 	mw := &materialWriter{db: p.db, batchID: p.batch.ID, worker: p.cfg.WorkerID, maxGroup: max(1, p.cfg.InFlight/4)}
 	g.Go(func() error { defer close(written); return mw.run(ctx, sealed, written) })
 	rw := &storer{db: p.db, batchID: p.batch.ID, rejects: p.spec.Rejects}
-	g.Go(func() error { defer close(stored); return rw.run(ctx, written, stored) })
+	committed := make(chan []*chunk, 1)
+	g.Go(func() error { defer close(committed); return rw.run(ctx, written, committed) })
+	g.Go(func() error { defer close(stored); return syncer(ctx, p.db, committed, stored) })
 	stage(g, ctx, 1, &checkpoint{p: p}, stored, nil)
 
 	// River last: the stages are ready for its first Work call.
@@ -585,10 +587,9 @@ type storer struct {
 	rejects perso.RejectSink
 }
 
-func (s *storer) run(ctx context.Context, in <-chan []*chunk, out chan<- *chunk) error {
-	var group []*chunk
+func (s *storer) run(ctx context.Context, in <-chan []*chunk, out chan<- []*chunk) error {
 	for {
-		group = group[:0]
+		var group []*chunk // travels on to the syncer
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -614,6 +615,37 @@ func (s *storer) run(ctx context.Context, in <-chan []*chunk, out chan<- *chunk)
 			failAll(group, err)
 			return err
 		}
+		select {
+		case out <- group:
+		case <-ctx.Done():
+			failAll(group, ctx.Err())
+			return ctx.Err()
+		}
+	}
+}
+
+// syncer makes each committed group durable (store.DB.Sync: on SQLite the
+// flush of the inventory's WAL) before its chunks are reported stored,
+// while the storer commits the next group: the flush waits for the disk,
+// the next transaction for the CPU. One flush covers every commit before
+// it, so a group that arrives while one is under way waits for the next.
+func syncer(ctx context.Context, db *store.DB, in <-chan []*chunk, out chan<- *chunk) error {
+	for {
+		var group []*chunk
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case g, ok := <-in:
+			if !ok {
+				return nil
+			}
+			group = g
+		}
+		if err := db.Sync(ctx); err != nil {
+			err = fmt.Errorf("engine: flushing the store: %w", err)
+			failAll(group, err)
+			return err
+		}
 		for i, c := range group {
 			select {
 			case out <- c:
@@ -630,23 +662,22 @@ func (s *storer) run(ctx context.Context, in <-chan []*chunk, out chan<- *chunk)
 // as a whole: its chunks are then written one by one, so that only the
 // lost one is dropped.
 func (s *storer) store(ctx context.Context, group []*chunk) error {
-	if len(group) > 1 {
-		ws := make([]store.BatchWrite, len(group))
-		for i, c := range group {
-			ws[i] = c.w
-		}
-		res, err := s.db.WriteBatches(ctx, s.batchID, ws)
-		if err == nil {
-			for _, r := range res {
-				if err := s.conflicts(r); err != nil {
-					return err
-				}
+	ws := make([]store.BatchWrite, len(group))
+	for i, c := range group {
+		ws[i] = c.w
+	}
+	// Durable later: the syncer flushes before the chunks are reported.
+	res, err := s.db.WriteBatchesUnsynced(ctx, s.batchID, ws)
+	if err == nil {
+		for _, r := range res {
+			if err := s.conflicts(r); err != nil {
+				return err
 			}
-			return nil
 		}
-		if !errors.Is(err, jobs.ErrLost) {
-			return fmt.Errorf("engine: storing chunks %d to %d: %w", group[0].args.Chunk, group[len(group)-1].args.Chunk, err)
-		}
+		return nil
+	}
+	if !errors.Is(err, jobs.ErrLost) {
+		return fmt.Errorf("engine: storing chunks %d to %d: %w", group[0].args.Chunk, group[len(group)-1].args.Chunk, err)
 	}
 	for _, c := range group {
 		res, err := s.db.WriteBatch(ctx, s.batchID, c.w)

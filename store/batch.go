@@ -159,6 +159,44 @@ func (d *DB) WriteMaterial(ctx context.Context, batchID string, ws []BatchWrite)
 	return nil
 }
 
+// WriteBatchesUnsynced is WriteBatches without its last step on SQLite,
+// the flush of the inventory's WAL to disk: the writes are committed (they
+// survive kill -9, and a re-run sees them) but the machine's crash or a
+// power loss may still undo them, together with everything InTx did, until
+// Sync returns. A bulk loader overlaps that flush with its next group's
+// transaction and reports a group stored only after Sync. On PostgreSQL a
+// commit is durable already: this is WriteBatches.
+func (d *DB) WriteBatchesUnsynced(ctx context.Context, batchID string, ws []BatchWrite) ([]PutResult, error) {
+	b, ok := d.b.(*sqliteBackend)
+	if !ok {
+		return d.WriteBatches(ctx, batchID, ws)
+	}
+	for i := range ws {
+		if err := checkProfiles(batchID, ws[i].Profiles); err != nil {
+			return nil, err
+		}
+		if ws[i].Rejected < 0 {
+			return nil, &Error{Kind: ErrInvalid, Event: EventBatch, Key: KeyBatch, Value: batchID, Detail: "negative reject count"}
+		}
+	}
+	if len(ws) == 0 {
+		return nil, nil
+	}
+	r, err := b.putProfilesSync(ctx, batchID, ws, d.now(), false)
+	return r, withEvent(err, EventBatch)
+}
+
+// Sync makes every write committed so far durable against a power loss
+// (SQLite: flushes the inventory's WAL; PostgreSQL: nothing to do). See
+// WriteBatchesUnsynced.
+func (d *DB) Sync(ctx context.Context) error {
+	b, ok := d.b.(*sqliteBackend)
+	if !ok {
+		return nil
+	}
+	return withEvent(b.syncWAL(), EventBatch)
+}
+
 // MaterialWritten reports whether WriteMaterial wrote w's material
 // already: the caller may then reuse the memory of its segments (the
 // write of the rows does not read them). False on PostgreSQL, whose rows

@@ -699,6 +699,13 @@ func (b *sqliteBackend) footprint(ctx context.Context) (bytes, profiles int64, e
 // and keeps; a row never exists without its material. Material of an ICCID
 // refused as a conflict is removed again.
 func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, ws []BatchWrite, now time.Time) ([]PutResult, error) {
+	return b.putProfilesSync(ctx, batchID, ws, now, true)
+}
+
+// putProfilesSync is putProfiles; without sync the inventory's WAL is not
+// flushed after the commit (the caller calls syncWAL before it reports the
+// writes stored: WriteBatchesUnsynced).
+func (b *sqliteBackend) putProfilesSync(ctx context.Context, batchID string, ws []BatchWrite, now time.Time, sync bool) ([]PutResult, error) {
 	if _, err := b.getBatch(ctx, batchID); err != nil {
 		return nil, err
 	}
@@ -739,8 +746,10 @@ func (b *sqliteBackend) putProfiles(ctx context.Context, batchID string, ws []Ba
 	if err := tx.Commit(); err != nil {
 		return nil, err
 	}
-	if err := b.syncWAL(); err != nil {
-		return nil, err
+	if sync {
+		if err := b.syncWAL(); err != nil {
+			return nil, err
+		}
 	}
 	if len(conflicts) > 0 {
 		// Committed: the clean-up must not be cut short by a caller that
