@@ -24,7 +24,26 @@ func (s *Server) GetBoundProfilePackage(ctx context.Context, req *rsp.GetBoundPr
 	})
 }
 
+// errKeyKnown: the eUICC one-time key a package was bound to without
+// looking it up is recorded after all; the call runs again with the lookup.
+var errKeyKnown = errors.New("smdp: the eUICC one-time key is known")
+
 func (s *Server) getBoundProfilePackage(ctx context.Context, req *rsp.GetBoundProfilePackageRequest) (*rsp.GetBoundProfilePackageResponse, error) {
+	r, err := s.getBPP(ctx, req, false)
+	if errors.Is(err, errKeyKnown) {
+		return s.getBPP(ctx, req, true)
+	}
+	return r, err
+}
+
+// getBPP is GetBoundProfilePackage. Unless lookup is set (or the call is a
+// retry), the eUICC one-time key is not looked up before binding: a key
+// seen before is rare (a retry, a re-download after a postponed
+// CancelSession, a key reused for another profile) and the transaction
+// that records the key as new refuses it then (errKeyKnown), so that the
+// call runs again with the lookup and answers as §4.1 says; the common
+// case saves a store read.
+func (s *Server) getBPP(ctx context.Context, req *rsp.GetBoundProfilePackageRequest, lookup bool) (*rsp.GetBoundProfilePackageResponse, error) {
 	const fn = ES9GetBoundProfilePackage
 	sess, d, err := s.loadSession(ctx, fn, req.TransactionID, phaseAuthenticated, phaseBound)
 	if err != nil {
@@ -49,9 +68,12 @@ func (s *Server) getBoundProfilePackage(ctx context.Context, req *rsp.GetBoundPr
 	// (§4.1), from the sealed binding, so that the session row need not
 	// carry the package between calls. Nothing in the store changes.
 	retry := sess.Phase == phaseBound && bytes.Equal(sess.EUICCOtPK, signed.EUICCOtpk)
-	earlier, err := s.earlierBinding(ctx, sess, signed.EUICCOtpk)
-	if err != nil {
-		return nil, err
+	lookup = lookup || retry
+	var earlier *store.OneTimeKey
+	if lookup {
+		if earlier, err = s.earlierBinding(ctx, sess, signed.EUICCOtpk); err != nil {
+			return nil, err
+		}
 	}
 	if retry && earlier == nil {
 		return nil, s.internal(ctx, fn, "finding the session's binding", errors.New("the one-time key of a bound session is gone"))
@@ -69,8 +91,13 @@ func (s *Server) getBoundProfilePackage(ctx context.Context, req *rsp.GetBoundPr
 	ch := &store.SessionChange{Update: keepExpiry(sess)}
 	if earlier == nil {
 		ch.OneTimeKey = &store.OneTimeKey{EUICCOtPK: signed.EUICCOtpk, ICCID: sess.ICCID, SMDPOtPK: smdpOtpk, KeyRef: keyRef}
+		ch.OneTimeKeyNew = !lookup
 	}
 	if _, err := s.cfg.Store.BPPDeliveredWith(ctx, sess.ICCID, ch); err != nil {
+		var se *store.Error
+		if !lookup && errors.As(err, &se) && se.Kind == store.ErrConflict && se.Key == store.KeyEUICCOtPK {
+			return nil, errKeyKnown
+		}
 		return nil, s.sessionWriteError(ctx, fn, "recording the delivery", err)
 	}
 	s.stored(sess, sess.Version+1, d)

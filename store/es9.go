@@ -28,6 +28,11 @@ type SessionChange struct {
 	DeleteVersion int64
 	// OneTimeKey, when not nil, is recorded as PutOneTimeKey records it.
 	OneTimeKey *OneTimeKey
+	// OneTimeKeyNew: OneTimeKey must not be recorded yet (expired or
+	// not): otherwise nothing of the transaction is written and the error
+	// is ErrConflict (KeyEUICCOtPK). A caller that bound a package without
+	// looking the key up first learns here that it should have.
+	OneTimeKeyNew bool
 }
 
 // sessionWrites is a SessionChange ready for a backend: times stamped,
@@ -38,6 +43,7 @@ type sessionWrites struct {
 	delete        string
 	deleteVersion int64 // delete: only at this version (0: any)
 	otk           *OneTimeKey
+	otkNew        bool // otk: refuse an existing key
 }
 
 // tid is the session a stale write concerns.
@@ -154,7 +160,7 @@ func (d *DB) mutateWith(ctx context.Context, ev Event, iccid string, now time.Ti
 			k.ExpiresAt = now.Add(d.o.sessionTTL)
 		}
 		k.ExpiresAt = k.ExpiresAt.UTC().Truncate(time.Microsecond)
-		w.otk = &k
+		w.otk, w.otkNew = &k, ch.OneTimeKeyNew
 	}
 	p, err := d.b.mutateSession(ctx, iccid, fn, d.after(ev, false, ""), &w, now)
 	if errors.Is(err, errSessionStale) {

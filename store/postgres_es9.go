@@ -87,7 +87,13 @@ func pgSessionWritesTx(ctx context.Context, tx pgx.Tx, w *sessionWrites, now tim
 	} else if w.delete != "" {
 		batch.Queue(`DELETE FROM sessions WHERE transaction_id = $1`, w.delete)
 	}
-	if k := w.otk; k != nil {
+	otkAt := -1 // the batch index of an insert that must be new
+	if k := w.otk; k != nil && w.otkNew {
+		otkAt = batch.Len()
+		batch.Queue(`INSERT INTO one_time_keys (euicc_otpk, iccid, smdp_otpk, key_ref, expires_at)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (euicc_otpk) DO NOTHING`,
+			k.EUICCOtPK, k.ICCID, nullBytes(k.SMDPOtPK), k.KeyRef, k.ExpiresAt)
+	} else if k != nil {
 		batch.Queue(`INSERT INTO one_time_keys (euicc_otpk, iccid, smdp_otpk, key_ref, expires_at)
 		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (euicc_otpk) DO UPDATE SET iccid = excluded.iccid,
 		smdp_otpk = excluded.smdp_otpk, key_ref = excluded.key_ref, expires_at = excluded.expires_at`,
@@ -106,6 +112,10 @@ func pgSessionWritesTx(ctx context.Context, tx pgx.Tx, w *sessionWrites, now tim
 		if (i == 0 && w.update != nil || i == deleteAt) && tag.RowsAffected() != 1 {
 			br.Close()
 			return errSessionStale
+		}
+		if i == otkAt && tag.RowsAffected() != 1 {
+			br.Close()
+			return newErr(ErrConflict, EventSession, KeyEUICCOtPK, "")
 		}
 	}
 	return br.Close()

@@ -31,6 +31,8 @@ const (
 	sqlOneTimeKeyPut        = `INSERT INTO one_time_keys (euicc_otpk, iccid, smdp_otpk, key_ref, expires_at)
 		VALUES (?, ?, ?, ?, ?) ON CONFLICT (euicc_otpk) DO UPDATE SET iccid = excluded.iccid,
 		smdp_otpk = excluded.smdp_otpk, key_ref = excluded.key_ref, expires_at = excluded.expires_at`
+	sqlOneTimeKeyNew = `INSERT INTO one_time_keys (euicc_otpk, iccid, smdp_otpk, key_ref, expires_at)
+		VALUES (?, ?, ?, ?, ?) ON CONFLICT (euicc_otpk) DO NOTHING`
 	sqlOrderOwner = `SELECT operator_id FROM order_owners WHERE iccid = ?`
 
 	// Narrower order updates (see sqliteOrderUpdate). SQLite rewrites the
@@ -67,7 +69,7 @@ func sqliteOrderUpdate(old, p *Profile) (string, []any) {
 // modernc's SQLite does in Go at some 20 µs a statement).
 func init() {
 	sqliteTxStmts = append(sqliteTxStmts, sqlSessionUpdate, sqlSessionUpdateKeep, sqlSessionDelete, sqlSessionDeleteVersion,
-		sqlOneTimeKeyPut, sqlOrderOwner, sqlOrderUpdateState, sqlOrderUpdateAttempts, sqlOrderUpdateEID)
+		sqlOneTimeKeyPut, sqlOneTimeKeyNew, sqlOrderOwner, sqlOrderUpdateState, sqlOrderUpdateAttempts, sqlOrderUpdateEID)
 }
 
 func sqliteSessionUpdateArgs(s Session, keepExpiry bool, now time.Time) []any {
@@ -195,12 +197,22 @@ func (b *sqliteBackend) sessionWritesTx(ctx context.Context, tx *sql.Tx, w *sess
 		}
 	}
 	if k := w.otk; k != nil {
-		st, err := b.txStmt(ctx, tx, sqlOneTimeKeyPut)
+		q := sqlOneTimeKeyPut
+		if w.otkNew {
+			q = sqlOneTimeKeyNew
+		}
+		st, err := b.txStmt(ctx, tx, q)
 		if err != nil {
 			return err
 		}
-		if _, err := st.ExecContext(ctx, k.EUICCOtPK, k.ICCID, nullBytes(k.SMDPOtPK), k.KeyRef, micros(k.ExpiresAt)); err != nil {
+		r, err := st.ExecContext(ctx, k.EUICCOtPK, k.ICCID, nullBytes(k.SMDPOtPK), k.KeyRef, micros(k.ExpiresAt))
+		if err != nil {
 			return err
+		}
+		if w.otkNew {
+			if n, err := r.RowsAffected(); err != nil || n != 1 {
+				return cmp.Or[error](err, newErr(ErrConflict, EventSession, KeyEUICCOtPK, ""))
+			}
 		}
 	}
 	return nil

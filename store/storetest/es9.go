@@ -106,6 +106,15 @@ func testSessionChanges(t *testing.T, open Opener) {
 	if k := must(s.GetOneTimeKey(ctx, otpk))(t); k.ICCID != ICCID(0) || k.KeyRef != "otk-0" || !k.ExpiresAt.Equal(clock.Now().Add(5*time.Minute)) {
 		t.Fatalf("one-time key after BPPDeliveredWith: %+v", k)
 	}
+	// A key that must be new but is recorded: nothing written.
+	o2 := release(2)
+	t6 := session("T6")
+	_, err = s.BPPDeliveredWith(ctx, o2.ICCID, &store.SessionChange{Update: &t6,
+		OneTimeKey: &store.OneTimeKey{EUICCOtPK: otpk, ICCID: o2.ICCID, KeyRef: "otk-x"}, OneTimeKeyNew: true})
+	wantErr(t, err, store.ErrConflict, store.KeyEUICCOtPK)
+	if k := must(s.GetOneTimeKey(ctx, otpk))(t); k.KeyRef != "otk-0" || must(s.GetSession(ctx, "T6"))(t).Version != 1 {
+		t.Fatalf("a refused new key wrote: %+v", k)
+	}
 	// Delivered again (no order write): the session change still applies.
 	must(s.BPPDeliveredWith(ctx, ICCID(0), &store.SessionChange{Update: &got}))(t)
 	if v := must(s.GetSession(ctx, "T0"))(t).Version; v != 4 {
@@ -165,7 +174,6 @@ func testSessionChanges(t *testing.T, open Opener) {
 	wantErr(t, err, store.ErrIllegalTransition, "")
 
 	// An expired session: ErrNotFound, nothing written.
-	o2 := release(2)
 	t4 := session("T4")
 	clock.Advance(6 * time.Minute)
 	_, err = s.AuthenticateClientWith(ctx, o2.ICCID, eid1, nil, &store.SessionChange{Update: &t4})
