@@ -1,6 +1,7 @@
 package rsp
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -58,6 +59,9 @@ type jsonObject struct {
 }
 
 func parseObject(b []byte, what string) (*jsonObject, error) {
+	if m, ok := scanPlainObject(b); ok {
+		return &jsonObject{m: m, what: what}, nil
+	}
 	var m map[string]json.RawMessage
 	// json.Unmarshal, not a Decoder: it scans b in place (a Decoder copies
 	// the body into its buffer first, 18 KB for a bound package) and
@@ -70,6 +74,106 @@ func parseObject(b []byte, what string) (*jsonObject, error) {
 		return nil, fmt.Errorf("%w: %s: null instead of an object", ErrMalformed, what)
 	}
 	return &jsonObject{m: m, what: what}, nil
+}
+
+// scanPlainObject parses b when it is a JSON object whose keys and string
+// values are plain (ASCII, no escape) and whose other values are such
+// objects: every ES9+ request and every successful answer. The values
+// alias b. It finds each string's end with one IndexByte instead of
+// encoding/json's two byte-by-byte passes and copy (a bound package is an
+// 18 KB string), and gives up (ok false) on anything else, valid or not,
+// for encoding/json to decide: escapes, non-ASCII, numbers, arrays,
+// literals, malformed input.
+func scanPlainObject(b []byte) (m map[string]json.RawMessage, ok bool) {
+	i := skipSpace(b, 0)
+	m, end, ok := scanObjectAt(b, i, 0)
+	if !ok || skipSpace(b, end) != len(b) {
+		return nil, false
+	}
+	return m, true
+}
+
+// maxPlainDepth bounds the nesting scanPlainObject follows (the header is
+// two objects deep); deeper input goes to encoding/json.
+const maxPlainDepth = 4
+
+// scanObjectAt scans the object at b[i] ('{'): its members and the index
+// after its '}'.
+func scanObjectAt(b []byte, i, depth int) (map[string]json.RawMessage, int, bool) {
+	if depth > maxPlainDepth || i >= len(b) || b[i] != '{' {
+		return nil, 0, false
+	}
+	m := make(map[string]json.RawMessage, 6)
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return m, i + 1, true
+	}
+	for {
+		k0, k1, ok := scanPlainString(b, i)
+		if !ok {
+			return nil, 0, false
+		}
+		i = skipSpace(b, k1)
+		if i >= len(b) || b[i] != ':' {
+			return nil, 0, false
+		}
+		i = skipSpace(b, i+1)
+		if i >= len(b) {
+			return nil, 0, false
+		}
+		var v0, v1 int
+		switch b[i] {
+		case '"':
+			if v0, v1, ok = scanPlainString(b, i); !ok {
+				return nil, 0, false
+			}
+		case '{':
+			v0 = i
+			if _, v1, ok = scanObjectAt(b, i, depth+1); !ok {
+				return nil, 0, false
+			}
+		default:
+			return nil, 0, false
+		}
+		m[string(b[k0+1:k1-1])] = json.RawMessage(b[v0:v1:v1])
+		i = skipSpace(b, v1)
+		if i >= len(b) {
+			return nil, 0, false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case '}':
+			return m, i + 1, true
+		default:
+			return nil, 0, false
+		}
+	}
+}
+
+// scanPlainString returns the extent [start, end) of the string at b[i],
+// quotes included, when it is plain: printable ASCII without '\\'.
+func scanPlainString(b []byte, i int) (start, end int, ok bool) {
+	if i >= len(b) || b[i] != '"' {
+		return 0, 0, false
+	}
+	n := bytes.IndexByte(b[i+1:], '"')
+	if n < 0 {
+		return 0, 0, false
+	}
+	for _, c := range b[i+1 : i+1+n] {
+		if c < 0x20 || c >= 0x7F || c == '\\' {
+			return 0, 0, false
+		}
+	}
+	return i, i + n + 2, true
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
 }
 
 // only fails if the object has a key outside allowed.
