@@ -45,6 +45,7 @@ type testDP struct {
 	cc         string // confirmation code; "" = none required
 
 	mu       sync.Mutex
+	protos   map[string]int // HTTP versions of the calls received
 	sessions map[string]*dpSession
 	pirs     []*rsp.ProfileInstallationResult
 	others   []*rsp.OtherSignedNotification
@@ -304,6 +305,12 @@ func (d *testDP) dispatch(req rsp.Request) (rsp.Response, rsp.Status) {
 
 // ServeHTTP speaks both bindings.
 func (d *testDP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	d.mu.Lock()
+	if d.protos == nil {
+		d.protos = map[string]int{}
+	}
+	d.protos[r.Proto]++
+	d.mu.Unlock()
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -369,6 +376,7 @@ func (d *testDP) serveTLS(t testing.TB) LPAConfig {
 	}
 	srv := httptest.NewUnstartedServer(d)
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	srv.EnableHTTP2 = true // as perso serve: the LPA's client chooses
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	leaf, err := x509.ParseCertificate(der)

@@ -101,11 +101,22 @@ func NewLPA(e *EUICC, cfg LPAConfig) *LPA {
 // verified against roots (nil: system roots), with host names in resolve
 // dialled at the given address instead.
 func NewHTTPClient(roots *x509.CertPool, resolve map[string]string) *http.Client {
+	return newHTTPClient(roots, resolve, true)
+}
+
+// NewHTTP1Client is NewHTTPClient speaking HTTP/1.1 (keep-alive), as
+// pySim's client (python-requests) and libcurl builds without HTTP/2 do:
+// one goroutine and no framing layer per connection on either side.
+func NewHTTP1Client(roots *x509.CertPool, resolve map[string]string) *http.Client {
+	return newHTTPClient(roots, resolve, false)
+}
+
+func newHTTPClient(roots *x509.CertPool, resolve map[string]string, h2 bool) *http.Client {
 	dialer := &net.Dialer{Timeout: 10 * time.Second}
 	tr := &http.Transport{
 		// Full-size TLS records (see perso serve): fewer seals and writes.
 		TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12, DynamicRecordSizingDisabled: true},
-		ForceAttemptHTTP2:   true,
+		ForceAttemptHTTP2:   h2,
 		TLSHandshakeTimeout: 10 * time.Second,
 		MaxIdleConnsPerHost: 4,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -174,3 +174,30 @@ func BenchmarkDownload(b *testing.B) {
 		}
 	}
 }
+
+// The LPA's HTTP clients: HTTP/2 by default, HTTP/1.1 with NewHTTP1Client,
+// every call of a download on the version asked for.
+func TestHTTPVersions(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		proto string
+		http1 bool
+	}{{"HTTP/2", "HTTP/2.0", false}, {"HTTP/1.1", "HTTP/1.1", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, dp := newTestEUICC(t, curves[0]), newTestDP(t, curves[0])
+			cfg := dp.serveTLS(t)
+			cfg.HTTPClient = NewHTTPClient(cfg.RootCAs, cfg.Resolve)
+			if tc.http1 {
+				cfg.HTTPClient = NewHTTP1Client(cfg.RootCAs, cfg.Resolve)
+			}
+			if _, err := NewLPA(e, cfg).Download(t.Context(), "LPA:1$"+testAddress+"$"+dp.matchingID); err != nil {
+				t.Fatal(err)
+			}
+			dp.mu.Lock()
+			defer dp.mu.Unlock()
+			if len(dp.protos) != 1 || dp.protos[tc.proto] != 4 {
+				t.Fatalf("calls by HTTP version: %v, want 4 on %s", dp.protos, tc.proto)
+			}
+		})
+	}
+}

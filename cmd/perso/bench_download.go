@@ -35,7 +35,7 @@ func newBenchDownloadCmd(a *app) *cobra.Command {
 		euiccs, downloads      int
 		curveList, server, pt  string
 		bindingName, sgp26Root string
-		cpuProfile             string
+		cpuProfile, httpVer    string
 		serverPID              int
 		out                    benchOutput
 	)
@@ -74,6 +74,9 @@ Reported: downloads/s, p50/p99/p99.9 per ES9+ call, errors by SGP.22 code, CPU p
 			}
 			if err := out.check(); err != nil {
 				return err
+			}
+			if httpVer != "2" && httpVer != "1.1" {
+				return usagef("--http %q: want 2 or 1.1", httpVer)
 			}
 			if sgp26Root == "" {
 				sgp26Root = filepath.Dir(filepath.Dir(a.v.GetString("serve.tls_cert")))
@@ -126,7 +129,7 @@ Reported: downloads/s, p50/p99/p99.9 per ES9+ call, errors by SGP.22 code, CPU p
 			}
 			for _, c := range curves {
 				fmt.Fprintf(cmd.ErrOrStderr(), "bench download: %s: %d downloads by %d eUICCs against %s\n", c, downloads, euiccs, url)
-				res, err := runDownloads(ctx, sgp26Root, c, binding, roots, map[string]string{address: host}, codes[c], euiccs, pid, nil)
+				res, err := runDownloadsHTTP(ctx, sgp26Root, c, binding, roots, map[string]string{address: host}, codes[c], euiccs, pid, nil, httpVer == "1.1")
 				if err != nil {
 					return err
 				}
@@ -135,7 +138,8 @@ Reported: downloads/s, p50/p99/p99.9 per ES9+ call, errors by SGP.22 code, CPU p
 			if pid == 0 {
 				r.Notes = append(r.Notes, "server CPU not measured: --server points at a server outside this process tree (give its --server-pid)")
 			}
-			r.Notes = append(r.Notes, fmt.Sprintf("machine load average at start: see env; %d concurrent eUICCs and the server share its CPUs", euiccs))
+			r.Notes = append(r.Notes, fmt.Sprintf("machine load average at start: see env; %d concurrent eUICCs and the server share its CPUs", euiccs),
+				"HTTP/"+httpVer+" keep-alive connections, one per eUICC (--http)")
 			return out.finish(ctx, r, started, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -149,6 +153,7 @@ Reported: downloads/s, p50/p99/p99.9 per ES9+ call, errors by SGP.22 code, CPU p
 	f.StringVar(&sgp26Root, "sgp26", "", "SGP.26 test PKI directory (eUICC certificates, DPtls root; default: two levels above serve.tls_cert)")
 	f.String("store.dsn", "", "store DSN (default from config: store.dsn)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the virtual eUICCs and LPAs) to this file (go tool pprof)")
+	f.StringVar(&httpVer, "http", "2", "HTTP version of the virtual eUICCs' keep-alive connections: 2, or 1.1 (as pySim's client and libcurl without HTTP/2)")
 	f.IntVar(&serverPID, "server-pid", 0, "with --server: the server's process id on this machine, to read its CPU time (/proc/PID/stat) around the downloads")
 	out.addFlags(f)
 	return cmd
@@ -323,6 +328,12 @@ type downloadResult struct {
 // server's process (0: not measured).
 func runDownloads(ctx context.Context, sgp26 string, c esim.Curve, binding euiccsim.Binding, roots *x509.CertPool, resolve map[string]string,
 	codes []string, workers, pid int, stop <-chan struct{}) (*downloadResult, error) {
+	return runDownloadsHTTP(ctx, sgp26, c, binding, roots, resolve, codes, workers, pid, stop, false)
+}
+
+// runDownloadsHTTP is runDownloads over HTTP/1.1 when http1 is set.
+func runDownloadsHTTP(ctx context.Context, sgp26 string, c esim.Curve, binding euiccsim.Binding, roots *x509.CertPool, resolve map[string]string,
+	codes []string, workers, pid int, stop <-chan struct{}, http1 bool) (*downloadResult, error) {
 	res := &downloadResult{n: len(codes), calls: map[string]*hsmpool.Histogram{}, errors: map[string]int{}}
 	for _, name := range es9Calls {
 		res.calls[name] = new(hsmpool.Histogram)
@@ -344,6 +355,9 @@ func runDownloads(ctx context.Context, sgp26 string, c esim.Curve, binding euicc
 			return nil, err
 		}
 		cl := euiccsim.NewHTTPClient(roots, resolve)
+		if http1 {
+			cl = euiccsim.NewHTTP1Client(roots, resolve)
+		}
 		cl.Transport = &timedTransport{base: cl.Transport, h: res.calls}
 		clients = append(clients, cl)
 		lpas[i] = euiccsim.NewLPA(eu, euiccsim.LPAConfig{Binding: binding, HTTPClient: cl})
