@@ -4,8 +4,8 @@
 #   scripts/pg-cluster.sh stop DIR
 # The cluster listens on 127.0.0.1 at a free port, trusts local connections and
 # is owned by the 'postgres' system user when run as root (initdb refuses root).
-# PERSO_PG_SETTINGS adds server options for experiments, e.g.
-#   PERSO_PG_SETTINGS="-c shared_buffers=512MB -c wal_init_zero=off"
+# PERSO_TEST_PG_SETTINGS adds server options for experiments, e.g.
+#   PERSO_TEST_PG_SETTINGS="-c shared_buffers=512MB -c wal_init_zero=off"
 # (docs/store.md: the settings measured for the bulk path, and why the
 # defaults stay).
 set -euo pipefail
@@ -36,7 +36,7 @@ start)
     || { cat "$dir/initdb.log" >&2; exit 1; }
   port=$(free_port)
   as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 ${PERSO_PG_SETTINGS:-}" start >/dev/null \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 ${PERSO_TEST_PG_SETTINGS:-}" start >/dev/null \
     || { cat "$dir/server.log" >&2; exit 1; }
   as_owner "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres perso_test
   echo "postgres://postgres@127.0.0.1:$port/perso_test?sslmode=disable"
