@@ -15,18 +15,23 @@
 // call becomes a request to the pipeline, and the pipeline (pipeline.go)
 // is one function wiring small stages, each with one run(ctx, in, out):
 //
-//	read → validate → personalise → protect → seal → store → checkpoint
+//	read → validate → personalise+protect → seal → material → rows → sync → checkpoint
 //
 // read streams the input again (perso readers → Arrow batches) and cuts the
 // requested chunks out of it; validate turns rows into template.Values;
-// personalise applies the template.Plan into buffers reused from chunk to
-// chunk; protect runs bpp under a fresh PPK per profile; seal wraps the
-// PPKs under the batch's HSM data key (one HSM operation per batch);
-// store writes the chunk with store.WriteBatch and completes its job in
-// the same transaction (jobs.CompleteTx); checkpoint counts, reports
-// progress and answers the Work call. Channels between stages hold a few
-// chunks, so memory stays flat whatever the input size; errgroup ends every
-// stage on the first error.
+// personalise+protect applies the template.Plan into the goroutine's own
+// buffer and runs bpp on it at once, under a fresh PPK per profile, into the
+// chunk's segment arena; seal wraps the PPKs under the batch's HSM data key
+// (one HSM operation per batch); material writes a group of chunks'
+// protected material (store.WriteMaterial: on SQLite the segment file and
+// its index, durable) and returns their arenas; rows writes the next
+// group's rows and completes their jobs in the same transaction
+// (store.WriteBatchesUnsynced, jobs.CompleteTx) while the previous group's
+// material is written; sync makes a committed group durable (store.DB.Sync)
+// while rows commits the next; checkpoint counts, reports progress and
+// answers the Work call. Buffers and arenas come from bounded pools, so
+// memory stays flat whatever the input size; errgroup ends every stage on
+// the first error.
 //
 // # Exactly once
 //
