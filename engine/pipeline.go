@@ -516,8 +516,11 @@ func (s *sealer) run(ctx context.Context, in <-chan *chunk, out chan<- *chunk) e
 				return fmt.Errorf("engine: sealing the PPK of %s: %w", iccid, err)
 			}
 			r := &c.recs[i]
+			// Segments keep the arena's capacity: it shows the store that a
+			// chunk's profiles are one array, which it writes to disk as it
+			// is (the store never appends to them).
 			c.profiles = append(c.profiles, store.Profile{ICCID: iccid, IMSI: r.IMSI, ProfileType: s.profileType,
-				TemplateID: s.templateID, BatchID: s.batchID, Segments: c.seg.b[from:to:to], ProtectedPPK: sealed,
+				TemplateID: s.templateID, BatchID: s.batchID, Segments: c.seg.b[from:to], ProtectedPPK: sealed,
 				PPKKeyRef: s.bk.KeyRef(), Metadata: store.Metadata{ServiceProviderName: r.ServiceProvider,
 					ProfileName: r.ProfileName}})
 			from = to

@@ -213,28 +213,32 @@ func (s *segmentFile) layoutDirect(bufs [][]byte, end int64) (offs []int64, iov 
 }
 
 // runOf returns the longest prefix bufs[:j] of buffers that follow each
-// other in memory (empty ones anywhere in it), and the memory they cover.
+// other in one array (empty ones anywhere in it), and the memory they
+// cover. A buffer continues the run when it starts where the run ends
+// within the capacity of the run's first buffer: the engine passes the
+// profiles of a chunk as slices of one arena, with the arena's capacity
+// (memory merely adjacent to another allocation is not joined).
 func runOf(bufs [][]byte) (j int, run []byte) {
-	var start, end unsafe.Pointer
+	var full []byte // the first non-empty buffer up to its capacity
 	n := 0
 	for ; j < len(bufs); j++ {
 		b := bufs[j]
 		if len(b) == 0 {
 			continue
 		}
-		p := unsafe.Pointer(unsafe.SliceData(b))
-		if start == nil {
-			start = p
-		} else if p != end {
+		if full == nil {
+			full, n = b[:cap(b)], len(b)
+			continue
+		}
+		if n+len(b) > len(full) || &full[n] != &b[0] {
 			break
 		}
 		n += len(b)
-		end = unsafe.Add(p, len(b))
 	}
-	if start == nil {
+	if full == nil {
 		return j, nil
 	}
-	return j, unsafe.Slice((*byte)(start), n)
+	return j, full[:n]
 }
 
 // directRun reports whether a run is written from the caller's memory:

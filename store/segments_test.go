@@ -38,10 +38,10 @@ func TestSegmentAppend(t *testing.T) {
 			var chunk [][]byte // profiles of one arena, as the engine protects them
 			for i, at := 0, 0; at+12345 <= len(arena); i++ {
 				if i%7 == 3 {
-					chunk = append(chunk, arena[at:at:at]) // a refused record
+					chunk = append(chunk, arena[at:at]) // a refused record
 					continue
 				}
-				chunk = append(chunk, arena[at:at+12345:at+12345])
+				chunk = append(chunk, arena[at:at+12345]) // the arena's capacity shows they are one array
 				at += 12345
 			}
 			unaligned := random(200_001)[1:]
