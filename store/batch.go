@@ -113,13 +113,8 @@ func (d *DB) WriteBatch(ctx context.Context, batchID string, w BatchWrite) (PutR
 // chunk's write: one flush per group instead of one per chunk. Results are
 // in the order of ws.
 func (d *DB) WriteBatches(ctx context.Context, batchID string, ws []BatchWrite) ([]PutResult, error) {
-	for i := range ws {
-		if err := checkProfiles(batchID, ws[i].Profiles); err != nil {
-			return nil, err
-		}
-		if ws[i].Rejected < 0 {
-			return nil, &Error{Kind: ErrInvalid, Event: EventBatch, Key: KeyBatch, Value: batchID, Detail: "negative reject count"}
-		}
+	if err := checkWrites(batchID, ws); err != nil {
+		return nil, err
 	}
 	if len(ws) == 0 {
 		return nil, nil
@@ -171,13 +166,8 @@ func (d *DB) WriteBatchesUnsynced(ctx context.Context, batchID string, ws []Batc
 	if !ok {
 		return d.WriteBatches(ctx, batchID, ws)
 	}
-	for i := range ws {
-		if err := checkProfiles(batchID, ws[i].Profiles); err != nil {
-			return nil, err
-		}
-		if ws[i].Rejected < 0 {
-			return nil, &Error{Kind: ErrInvalid, Event: EventBatch, Key: KeyBatch, Value: batchID, Detail: "negative reject count"}
-		}
+	if err := checkWrites(batchID, ws); err != nil {
+		return nil, err
 	}
 	if len(ws) == 0 {
 		return nil, nil
@@ -260,4 +250,18 @@ func (d *DB) JobDB() (*sql.DB, *pgxpool.Pool) {
 // bytes per stored profile.
 func (d *DB) Footprint(ctx context.Context) (bytes, profiles int64, err error) {
 	return d.b.footprint(ctx)
+}
+
+// checkWrites refuses a group of writes with a bad profile or a negative
+// reject count before anything is written.
+func checkWrites(batchID string, ws []BatchWrite) error {
+	for i := range ws {
+		if err := checkProfiles(batchID, ws[i].Profiles); err != nil {
+			return err
+		}
+		if ws[i].Rejected < 0 {
+			return &Error{Kind: ErrInvalid, Event: EventBatch, Key: KeyBatch, Value: batchID, Detail: "negative reject count"}
+		}
+	}
+	return nil
 }
