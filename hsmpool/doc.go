@@ -137,7 +137,11 @@
 // Stale object handles: the handle cache is flushed and the lookup redone.
 // CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT and similar: the slot is looked
 // up again by token label with exponential backoff (RetryBackoff doubling to
-// MaxBackoff, MaxRetries attempts), then ErrTokenUnavailable. A request is
+// MaxBackoff, MaxRetries attempts), then ErrTokenUnavailable. Open (and the
+// periodic re-initialisation, RecycleAfter) waits up to TokenWait for a
+// token that is not present or not usable yet, initialising the module
+// again before each look: SoftHSM2 2.6.1 hides the token from a
+// C_Initialize that runs while another process logs in to it. A request is
 // retried only after it failed, and every PKCS#11 sequence leaves no object
 // behind on failure, so no request is lost or executed twice. Every wait
 // (for a session, between retries) honours the context; a PKCS#11 call

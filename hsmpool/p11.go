@@ -196,21 +196,92 @@ func openP11(ctx context.Context, cfg Config) (*p11Backend, error) {
 	}
 	// Open every session now (sessions are opened once and reused) and
 	// log in; this also proves the PIN and the token label.
-	for i := range b.sess {
-		if err := ctx.Err(); err != nil {
-			b.closeLocked()
-			return nil, err
+	if err := b.openSessions(ctx); err != nil {
+		b.closeLocked()
+		if p11Code(err) == pkcs11.CKR_PIN_INCORRECT || p11Code(err) == pkcs11.CKR_PIN_LEN_RANGE {
+			return nil, errors.New("hsmpool: login to token " + strconv.Quote(cfg.TokenLabel) + " refused: wrong PIN")
 		}
-		if _, err := b.session(i); err != nil {
-			b.closeLocked()
-			if p11Code(err) == pkcs11.CKR_PIN_INCORRECT || p11Code(err) == pkcs11.CKR_PIN_LEN_RANGE {
-				return nil, errors.New("hsmpool: login to token " + strconv.Quote(cfg.TokenLabel) + " refused: wrong PIN")
-			}
-			return nil, err
-		}
+		return nil, err
 	}
 	modules[cfg.Module] = true
 	return b, nil
+}
+
+// openSessions opens and logs in every session. While the token is not
+// present or not usable yet (transientAtOpen) it initialises the module
+// again and retries, with a backoff from 5ms doubling up to 200ms, until
+// Config.TokenWait has passed; then it says how long it looked, wrapping
+// ErrTokenUnavailable and the last PKCS#11 error (Diagnose lists the
+// tokens the module offers).
+//
+// The transient case this is for: SoftHSM2 2.6.1 rewrites token.object on
+// every successful C_Login (it stores the token flags) and its File::unlock
+// releases the fcntl lock before stdio flushes the new contents, so for
+// about 0.1ms the file is empty and unlocked (strace: ftruncate, F_UNLCK,
+// write). A C_Initialize in another process that reads it then loads the
+// token without its attributes. Looking again in the same module instance
+// found the token in only 43 of 105 such cases, and then without its PINs
+// (C_Login: CKR_USER_PIN_NOT_INITIALIZED or CKR_GENERAL_ERROR);
+// initialising the module again found it in all 856, within 7 tries. Two
+// `perso run --worker` starting on one token directory hit it about once
+// in 9 runs. A real outage lasts longer than TokenWait and still fails,
+// with the count of attempts.
+func (b *p11Backend) openSessions(ctx context.Context) error {
+	start := time.Now()
+	backoff := 5 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := b.openEach(ctx)
+		if err == nil || !transientAtOpen(err) || b.cfg.TokenWait < 0 {
+			return err
+		}
+		waited := time.Since(start)
+		if waited+backoff > b.cfg.TokenWait {
+			return fmt.Errorf("%w: token %q still unavailable in module %s after %d attempts over %s, the module initialised again before each: %w",
+				ErrTokenUnavailable, b.cfg.TokenLabel, b.cfg.Module, attempt, waited.Round(time.Millisecond), err)
+		}
+		b.cfg.Logger.Debug("hsmpool: token not usable yet; initialising the module again",
+			"token", b.cfg.TokenLabel, "attempt", attempt, "backoff", backoff, "error", describe(err))
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w while waiting for token %q: %w", ErrTokenUnavailable, b.cfg.TokenLabel, ctx.Err())
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 200*time.Millisecond)
+		b.mu.Lock()
+		err = b.restartLocked()
+		b.mu.Unlock()
+		b.flushHandles()
+		if err != nil {
+			return fmt.Errorf("hsmpool: initialising module %s again while waiting for token %q: %s", b.cfg.Module, b.cfg.TokenLabel, describe(err))
+		}
+	}
+}
+
+// transientAtOpen reports whether an error opening or logging in a session
+// may go away when the module is initialised again (see openSessions). A
+// wrong PIN is never retried: each try would spend one of the token's
+// login attempts.
+func transientAtOpen(err error) bool {
+	switch p11Code(err) {
+	case pkcs11.CKR_USER_PIN_NOT_INITIALIZED, pkcs11.CKR_GENERAL_ERROR:
+		return true
+	}
+	return classify(err) == classToken
+}
+
+// openEach opens (and logs in) every session not open yet.
+func (b *p11Backend) openEach(ctx context.Context) error {
+	for i := range b.sess {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := b.session(i); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (b *p11Backend) name() string { return "pkcs11" }
@@ -324,6 +395,24 @@ func (b *p11Backend) dropSession(i int) {
 // again, or repaired, by the next operation on them (with).
 func (b *p11Backend) reinitialize() error {
 	b.mu.Lock()
+	err := b.restartLocked()
+	b.mu.Unlock()
+	b.flushHandles() // object handles die with the module instance
+	if err != nil {
+		return fmt.Errorf("hsmpool: reinitialising module %s: %s", b.cfg.Module, describe(err))
+	}
+	b.reinits.Add(1)
+	// Another process's C_Login can hide the token from this
+	// C_Initialize as from Open's (see openSessions).
+	if err := b.openSessions(context.Background()); err != nil {
+		return fmt.Errorf("hsmpool: reopening the sessions after reinitialising the module: %w", err)
+	}
+	return nil
+}
+
+// restartLocked closes every session and finalizes and initialises the
+// module again. The caller holds b.mu and flushes the cached handles.
+func (b *p11Backend) restartLocked() error {
 	for i := range b.sess {
 		if b.sessOK[i] {
 			b.api.CloseSession(b.sess[i])
@@ -337,18 +426,7 @@ func (b *p11Backend) reinitialize() error {
 	if err == nil {
 		err = b.api.Initialize()
 	}
-	b.mu.Unlock()
-	b.flushHandles() // object handles die with the module instance
-	if err != nil {
-		return fmt.Errorf("hsmpool: reinitialising module %s: %s", b.cfg.Module, describe(err))
-	}
-	b.reinits.Add(1)
-	for i := range b.sess {
-		if _, err := b.session(i); err != nil {
-			return fmt.Errorf("hsmpool: reopening session %d after reinitialising the module: %s", i, describe(err))
-		}
-	}
-	return nil
+	return err
 }
 
 func (b *p11Backend) recycled() uint64 { return b.reinits.Load() }

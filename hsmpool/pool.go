@@ -64,6 +64,18 @@ type Config struct {
 	RetryBackoff time.Duration
 	MaxBackoff   time.Duration
 
+	// TokenWait bounds how long Open, and the module re-initialisation of
+	// RecycleAfter, keep looking for a token that is not present,
+	// initialising the module again before each look (default 2s; negative:
+	// not at all). A token label that is simply wrong is reported after
+	// this wait. Why wait: SoftHSM2 2.6.1 rewrites the token's file on every
+	// C_Login and drops its lock before the new contents are written, so a
+	// process whose C_Initialize reads the file in that window does not see
+	// the token (CKR_TOKEN_NOT_PRESENT) until it initialises the module
+	// again; two perso processes starting on one token directory (workers,
+	// perso serve beside perso run) hit it. See openSessions.
+	TokenWait time.Duration
+
 	// BatchKeyCache is the number of unwrapped batch data keys OpenBatchKey
 	// keeps (default 64); BatchKeyTTL how long (default 2m). Evicted keys are
 	// zeroed. A negative BatchKeyCache disables the cache.
@@ -125,6 +137,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = time.Second
+	}
+	if c.TokenWait == 0 {
+		c.TokenWait = 2 * time.Second
 	}
 	if c.BatchKeyCache == 0 {
 		c.BatchKeyCache = 64
