@@ -304,30 +304,45 @@ func stageEach(g *errgroup.Group, ctx context.Context, n int, mk func() runner, 
 // A chunk that fails is answered (and released) here.
 func forEach(ctx context.Context, in <-chan *chunk, out chan<- *chunk, f func(*chunk) error) error {
 	for {
-		var c *chunk
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case x, ok := <-in:
-			if !ok {
-				return nil
-			}
-			c = x
+		c, ok, err := receive(ctx, in)
+		if !ok {
+			return err
 		}
 		if err := f(c); err != nil {
 			c.fail(err)
 			return err
 		}
-		if out == nil {
-			continue
+		if out != nil {
+			if err := pass(ctx, out, c); err != nil {
+				return err
+			}
 		}
+	}
+}
+
+// receive waits for the next chunk (or group) from in. ok is false when in
+// is closed (err nil: the stage ends) or ctx ended first (err set).
+func receive[T any](ctx context.Context, in <-chan T) (x T, ok bool, err error) {
+	select {
+	case <-ctx.Done():
+		return x, false, ctx.Err()
+	case x, ok = <-in:
+		return x, ok, nil
+	}
+}
+
+// pass hands cs on to out in order; if ctx ends first, the chunks not
+// handed on are answered with its error, which pass returns.
+func pass(ctx context.Context, out chan<- *chunk, cs ...*chunk) error {
+	for i, c := range cs {
 		select {
 		case out <- c:
 		case <-ctx.Done():
-			c.fail(ctx.Err())
+			failAll(cs[i:], ctx.Err())
 			return ctx.Err()
 		}
 	}
+	return nil
 }
 
 // fail answers the chunk's Work call with err and releases the chunk.
@@ -560,16 +575,11 @@ type materialWriter struct {
 
 func (s *materialWriter) run(ctx context.Context, in <-chan *chunk, out chan<- []*chunk) error {
 	for {
-		group := make([]*chunk, 0, max(1, s.maxGroup))
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case c, ok := <-in:
-			if !ok {
-				return nil
-			}
-			group = append(group, c)
+		c, ok, err := receive(ctx, in)
+		if !ok {
+			return err
 		}
+		group := append(make([]*chunk, 0, max(1, s.maxGroup)), c)
 	ready:
 		for len(group) < cap(group) {
 			select {
@@ -629,16 +639,11 @@ type storer struct {
 
 func (s *storer) run(ctx context.Context, in <-chan []*chunk, out chan<- []*chunk) error {
 	for {
-		var group []*chunk // travels on to the syncer
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case g, ok := <-in:
-			if !ok {
-				return nil
-			}
-			group = append(group, g...)
+		g, ok, err := receive(ctx, in)
+		if !ok {
+			return err
 		}
+		group := append([]*chunk(nil), g...) // travels on to the syncer
 	ready:
 		for {
 			select {
@@ -671,28 +676,17 @@ func (s *storer) run(ctx context.Context, in <-chan []*chunk, out chan<- []*chun
 // it, so a group that arrives while one is under way waits for the next.
 func syncer(ctx context.Context, db *store.DB, in <-chan []*chunk, out chan<- *chunk) error {
 	for {
-		var group []*chunk
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case g, ok := <-in:
-			if !ok {
-				return nil
-			}
-			group = g
+		group, ok, err := receive(ctx, in)
+		if !ok {
+			return err
 		}
 		if err := db.Sync(ctx); err != nil {
 			err = fmt.Errorf("engine: flushing the store: %w", err)
 			failAll(group, err)
 			return err
 		}
-		for i, c := range group {
-			select {
-			case out <- c:
-			case <-ctx.Done():
-				failAll(group[i:], ctx.Err())
-				return ctx.Err()
-			}
+		if err := pass(ctx, out, group...); err != nil {
+			return err
 		}
 	}
 }
