@@ -20,7 +20,9 @@ import (
 // extensions, signatures), euiccSignature1, EID range, server challenge,
 // inner transaction id, matching ID / EID order lookup, then the store's
 // order checks (EID binding, released, expiry, attempts), then the
-// profile's eligibility on this eUICC (forbidden policy rules, memory).
+// profile's eligibility on this eUICC (forbidden policy rules), ctxParams1
+// (another alternative has no matching ID: the EID's order is looked up
+// first), then memory.
 func (s *Server) AuthenticateClient(ctx context.Context, req *rsp.AuthenticateClientRequest) (*rsp.AuthenticateClientResponse, error) {
 	return withSessionCache(ctx, s, func(ctx context.Context) (*rsp.AuthenticateClientResponse, error) {
 		return s.authenticateClient(ctx, req)
@@ -59,14 +61,58 @@ func (s *Server) authenticateClient(ctx context.Context, req *rsp.AuthenticateCl
 	if !signed.TransactionID.Equal(req.TransactionID) { // row 12
 		return nil, status(rsp.SubjectTransactionID, rsp.ReasonUnknown, "transactionId in euiccSigned1 differs from the request's")
 	}
-	if signed.CtxParams1.Common == nil { // row 21 (checked here: the matching ID is in it)
-		return nil, status(rsp.SubjectCtxParams1, rsp.ReasonMissing, "ctxParams1 is not ctxParamsForCommonAuthentication")
+	var matchingID *string // absent without ctxParamsForCommonAuthentication: the EID's order (row 14/15)
+	if c := signed.CtxParams1.Common; c != nil {
+		matchingID = c.MatchingID
 	}
-	full, err := s.findOrder(ctx, signed.CtxParams1.Common.MatchingID, eid) // rows 13–15
+	full, err := s.findOrder(ctx, matchingID, eid) // rows 13–15
 	if err != nil {
 		return nil, err
 	}
+	if signed.CtxParams1.Common == nil { // row 21, after rows 16–20
+		return nil, s.refuseCtxParams1(ctx, &signed.EUICCInfo2, eid, full)
+	}
 	return s.offerProfile(ctx, sess, d, cred, ok, eid, full)
+}
+
+// errCtxParams1 refuses the store's transaction in refuseCtxParams1 (row
+// 21 decides: nothing is written).
+var errCtxParams1 = errors.New("smdp: ctxParams1 is not ctxParamsForCommonAuthentication")
+
+// refuseCtxParams1 answers a request whose ctxParams1 is another CHOICE
+// alternative (row 21, 1.3.1/2.2) once the rows before it have passed:
+// the order's (16–19, the store's verdict) and the profile's policy rules
+// (20). A failing earlier row decides, recorded as offerProfile records
+// it; row 21 itself writes nothing.
+func (s *Server) refuseCtxParams1(ctx context.Context, info2 *rsp.EUICCInfo2, eid string, full store.Profile) error {
+	const fn = ES9AuthenticateClient
+	refused := status(rsp.SubjectCtxParams1, rsp.ReasonMissing, "ctxParams1 is not ctxParamsForCommonAuthentication")
+	_, pprs, err := profileMetadata(full)
+	if err != nil {
+		return s.internal(ctx, fn, "encoding the profile metadata", err)
+	}
+	row20 := checkPolicyRules(info2, pprs)
+	if _, err := s.cfg.Store.CheckAuthenticateClient(full, eid); err == nil && row20 == nil {
+		return refused
+	}
+	if err := s.confirmSession(ctx); err != nil {
+		return err
+	}
+	// The store decides rows 16–19 on the current order; when they pass,
+	// row 20 records the attempt and row 21 refuses the transaction.
+	_, err = s.cfg.Store.AuthenticateClientWith(ctx, full.ICCID, eid, func(store.Profile) error {
+		if row20 != nil {
+			return nil
+		}
+		return errCtxParams1
+	}, nil)
+	switch {
+	case errors.Is(err, errCtxParams1):
+		return refused
+	case err != nil:
+		return s.internal(ctx, fn, "recording the download attempt", err)
+	}
+	return row20
 }
 
 // authenticateOk: an authenticateResponseError from the eUICC is a Failed
@@ -238,15 +284,23 @@ func (s *Server) offer(ctx context.Context, sess *store.Session, d *sessionData,
 // package's (its protected segments): what the eUICC must take in; an
 // eUICC that reports no free memory is not refused.
 func checkEligible(info2 *rsp.EUICCInfo2, pprs bpp.PolicyRules, size int) error {
+	if err := checkPolicyRules(info2, pprs); err != nil {
+		return err
+	}
+	if free, ok := info2.FreeNonVolatileMemory(); ok && free < uint64(size) {
+		return status(rsp.SubjectEUICC, rsp.ReasonInsufficientMemory,
+			fmt.Sprintf("the eUICC reports %d bytes of free non-volatile memory; the profile needs %d", free, size))
+	}
+	return nil
+}
+
+// checkPolicyRules is checkEligible's row 20.
+func checkPolicyRules(info2 *rsp.EUICCInfo2, pprs bpp.PolicyRules) error {
 	for bit, name := range []string{"pprUpdateControl", "ppr1", "ppr2"} {
 		if pprs&(1<<bit) != 0 && info2.ForbiddenPPRs.Has(uint(bit)) {
 			return status(rsp.SubjectProfileType, rsp.ReasonStoppedOnWarning,
 				"the profile carries "+name+", which this eUICC forbids (forbiddenProfilePolicyRules)")
 		}
-	}
-	if free, ok := info2.FreeNonVolatileMemory(); ok && free < uint64(size) {
-		return status(rsp.SubjectEUICC, rsp.ReasonInsufficientMemory,
-			fmt.Sprintf("the eUICC reports %d bytes of free non-volatile memory; the profile needs %d", free, size))
 	}
 	return nil
 }

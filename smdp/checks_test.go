@@ -112,12 +112,7 @@ func TestInitiateAuthenticationChecks(t *testing.T) {
 
 func TestAuthenticateClientChecks(t *testing.T) {
 	inv := func(t *testing.T, f string) []byte { return sgp26(t, "invalid", f) }
-	type setup struct {
-		e   *env
-		eu  *testEUICC
-		ia  *rsp.InitiateAuthenticationResponse
-		mid string
-	}
+	type setup = acSetup
 	for _, tc := range []struct {
 		name string
 		// order places the order; nil: by matching ID, no EID.
@@ -128,12 +123,81 @@ func TestAuthenticateClientChecks(t *testing.T) {
 		// meta is the profile's metadata; nil: the default one.
 		meta *store.Metadata
 		want string
+		// after checks the store (and session) after the call; nil: nothing.
+		after func(t *testing.T, s *setup, iccid string)
 	}{
 		{name: "ok"},
-		{name: "ctxParams1 not for common authentication", want: "1.3.1/2.2", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
-			s1 := s.eu.authSigned1(s.ia, &s.mid)
-			s1.CtxParams1 = rsp.CtxParams1{Raw: []byte{0xA1, 0x00}} // a later version's alternative [1]
-			return s.eu.authenticate(t, s.ia.TransactionID, s1, s.eu.cert, s.eu.eum)
+		// Row 21 (ctxParams1 not ctxParamsForCommonAuthentication) comes
+		// after rows 13–20: without the common parameters there is no
+		// matchingId, so the EID's pending order is looked up first.
+		{name: "ctxParams1 not for common authentication, no order for the EID (row 14 first)", want: "8.1.1/3.8", build: otherCtxParams1},
+		{name: "ctxParams1 not for common authentication, the EID's order (row 21, nothing written)", want: "1.3.1/2.2",
+			order: eidOrder, build: otherCtxParams1,
+			after: func(t *testing.T, s *setup, iccid string) {
+				p, err := s.e.db.GetProfile(context.Background(), iccid)
+				if err != nil || p.State != store.StateReleased || p.DownloadAttempts != 0 {
+					t.Fatalf("after a row-21 refusal: state %s, %d download attempts (%v); want Released, 0", p.State, p.DownloadAttempts, err)
+				}
+				// The session is still usable: the same eUICC's call with
+				// the common parameters gets the EID's order.
+				_, st := call[*rsp.AuthenticateClientResponse](t, s.e, s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, nil), s.eu.cert, s.eu.eum))
+				wantStatus(t, st, "")
+			}},
+		{name: "ctxParams1 not for common authentication, the EID's order not released (row 17 first)", want: "8.2/1.2", build: otherCtxParams1,
+			order: func(t *testing.T, e *env, iccid string) string {
+				ctx := context.Background()
+				if _, err := e.db.DownloadOrder(ctx, store.DownloadOrderRequest{ICCID: iccid, EID: testEID}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := e.db.ConfirmOrder(ctx, store.ConfirmOrderRequest{ICCID: iccid, EID: testEID, MatchingID: new(string)}); err != nil {
+					t.Fatal(err)
+				}
+				return ""
+			}},
+		{name: "ctxParams1 not for common authentication, the EID's order expired (row 18 first)", want: "8.8.5/4.10",
+			opts: []store.Option{store.WithOrderTTL(time.Hour)}, order: eidOrder,
+			build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+				s.e.now = s.e.now.Add(2 * time.Hour)
+				s.ia = initiated(t, s.e, s.eu)
+				return otherCtxParams1(t, s)
+			}},
+		{name: "ctxParams1 not for common authentication, download attempts used up (row 19 first)", want: "8.8.5/6.4",
+			opts: []store.Option{store.WithMaxDownloadAttempts(1)},
+			order: func(t *testing.T, e *env, iccid string) string {
+				mid := eidOrder(t, e, iccid)
+				if _, err := e.db.AuthenticateClient(context.Background(), iccid, testEID); err != nil {
+					t.Fatal(err)
+				}
+				return mid
+			},
+			build: otherCtxParams1,
+			after: func(t *testing.T, s *setup, iccid string) {
+				if p, _ := s.e.db.GetProfile(context.Background(), iccid); p.State != store.StateError {
+					t.Fatalf("state %s after the attempt limit, want Error", p.State)
+				}
+			}},
+		{name: "ctxParams1 not for common authentication, profile with ppr1 forbidden (row 20 first)", want: "8.2.5/4.3",
+			meta: pprMeta, order: eidOrder,
+			build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+				r := otherCtxParams1(t, s)
+				s1 := r.AuthenticateServerResponse.Ok.EUICCSigned1
+				s1.EUICCInfo2.ForbiddenPPRs = 1 << 1
+				return s.eu.authenticate(t, s.ia.TransactionID, s1, s.eu.cert, s.eu.eum)
+			},
+			after: func(t *testing.T, s *setup, iccid string) {
+				if p, _ := s.e.db.GetProfile(context.Background(), iccid); p.DownloadAttempts != 1 {
+					t.Fatalf("%d download attempts after a row-20 refusal, want 1 (the store's rows come first)", p.DownloadAttempts)
+				}
+			}},
+		{name: "ctxParams1 not for common authentication, eUICC lacks memory (row 21 before 22)", want: "1.3.1/2.2", order: eidOrder,
+			build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+				r := otherCtxParams1(t, s)
+				s1 := r.AuthenticateServerResponse.Ok.EUICCSigned1
+				s1.EUICCInfo2.ExtCardResource = []byte{0x81, 0x01, 0x00, 0x82, 0x02, 0x01, 0x00} // 256 bytes free
+				return s.eu.authenticate(t, s.ia.TransactionID, s1, s.eu.cert, s.eu.eum)
+			}},
+		{name: "missing matchingId, the EID's order (row 15)", order: eidOrder, build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
+			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, nil), s.eu.cert, s.eu.eum)
 		}},
 		{name: "profile with ppr1, eUICC forbids ppr1", want: "8.2.5/4.3", meta: pprMeta,
 			build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
@@ -279,6 +343,9 @@ func TestAuthenticateClientChecks(t *testing.T) {
 			}
 			resp, st := call[*rsp.AuthenticateClientResponse](t, e, req)
 			wantStatus(t, st, tc.want)
+			if tc.after != nil {
+				tc.after(t, s, iccid)
+			}
 			if tc.want != "" {
 				return
 			}
@@ -290,6 +357,29 @@ func TestAuthenticateClientChecks(t *testing.T) {
 			wantStatus(t, st, "8.10.1/3.9")
 		})
 	}
+}
+
+// acSetup is a TestAuthenticateClientChecks case's state: its
+// InitiateAuthentication answer and the order's matching ID.
+type acSetup struct {
+	e   *env
+	eu  *testEUICC
+	ia  *rsp.InitiateAuthenticationResponse
+	mid string
+}
+
+// eidOrder places a released order bound to testEID without matching ID
+// (found by EID: rows 14/15).
+func eidOrder(t *testing.T, e *env, iccid string) string {
+	return e.order(t, iccid, testEID, new(string), "").MatchingID
+}
+
+// otherCtxParams1 is the regular request with ctxParams1 another CHOICE
+// alternative (a later version's [1]): no matchingId.
+func otherCtxParams1(t *testing.T, s *acSetup) *rsp.AuthenticateClientRequest {
+	s1 := s.eu.authSigned1(s.ia, &s.mid)
+	s1.CtxParams1 = rsp.CtxParams1{Raw: []byte{0xA1, 0x00}}
+	return s.eu.authenticate(t, s.ia.TransactionID, s1, s.eu.cert, s.eu.eum)
 }
 
 // pprMeta is a profile's metadata with profilePolicyRules ppr1 (99 BIT
