@@ -29,23 +29,39 @@ func newBenchSoakCmd(a *app) *cobra.Command {
 	var (
 		binds, workers, samples int
 		warmup                  float64
-		curveName               string
+		curveName, target       string
+		o                       soakServerOptions
 		out                     benchOutput
 	)
 	cmd := &cobra.Command{
 		Use:   "soak",
-		Short: "Run many binds (ECDH + signature on the live lane) in one process and watch its memory",
-		Long: `Runs --binds binds, each an ephemeral ECDH and a DPpb signature on the HSM's live lane (what
-perso serve does per getBoundProfilePackage), from --workers goroutines in this one process,
-and samples the process's resident memory (RSS) as it goes.
+		Short: "Many binds served by one perso serve process (or run on the HSM pool alone) while its memory is watched",
+		Long: `Watches the resident memory (RSS) of one long-running process over --binds binds, each the
+one-time ECDH and DPpb signature of a getBoundProfilePackage.
 
-The figure that matters is the RSS growth from the end of the warm-up (--warmup, a fraction of
-the binds) to the end: a long-running server must stay flat. SoftHSM 2.6.1 frees destroyed
-session objects only when the module is finalized; hsm.recycle_after (default 20000)
-reinitialises the module after that many operations. Run once with --hsm.recycle_after -1
-to see the growth without it.
+--target serve (the default, issue #15's soak): on a fresh store (a temporary SQLite file, or
+a scratch schema of the configured PostgreSQL database) it loads --binds profiles with the
+engine (generated records, --template), then starts ONE perso serve as a child process (as
+deployed, with the configuration, HSM token and SoftHSM2 module of this one; serve.listen
+127.0.0.1:0, no rate limit) and has --workers virtual eUICCs (euiccsim, SGP.26 certificates,
+TLS) download every profile completely: initiateAuthentication, authenticateClient,
+getBoundProfilePackage, handleNotification. Orders are placed through the store (ES2+
+DownloadOrder + ConfirmOrder) one segment ahead of the downloads. After each of --samples
+segments the server's RSS is read from /proc/PID/status (and every second in between, for
+the maximum); the server's module reinitialisations come from its /metrics.
 
-Needs the DPpb key of ` + "`perso hsm init`" + ` for the curve.`,
+--target hsmpool: the older, narrower loop: the binds run on the HSM pool inside this
+process, from --workers goroutines, without server, store or TLS.
+
+The figure that matters is the RSS growth from the end of the warm-up (--warmup, a fraction
+of the binds) to the end, and to the maximum after it: a long-running server must stay flat.
+SoftHSM 2.6.1 frees destroyed session objects only when the module is finalized;
+hsm.recycle_after (default 0: every 20000 operations on SoftHSM2) reinitialises the module
+after that many operations, in the server as here. Run once with --hsm.recycle_after -1 to
+see the growth without it.
+
+Needs a token with the SGP.26 keys (perso hsm init --import-sgp26) and, for serve, serve's
+PKI and TLS settings (defaults: testdata/sgp26 of the repository).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			ctx := cmd.Context()
@@ -54,12 +70,19 @@ Needs the DPpb key of ` + "`perso hsm init`" + ` for the curve.`,
 			if binds < 100 || workers < 1 || samples < 2 || warmup <= 0 || warmup >= 1 {
 				return usagef("want --binds ≥ 100, --workers ≥ 1, --samples ≥ 2 and 0 < --warmup < 1")
 			}
+			if target != "serve" && target != "hsmpool" {
+				return usagef("--target %q: want serve or hsmpool", target)
+			}
 			curves, err := serveCurves(curveName)
 			if err != nil || len(curves) != 1 {
 				return usagef("--curve %q: want nist or brp", curveName)
 			}
 			if err := out.check(); err != nil {
 				return err
+			}
+			if target == "serve" {
+				o.binds, o.workers, o.samples, o.warmup, o.curve = binds, workers, samples, warmup, curves[0]
+				return soakServe(ctx, cmd, a, o, &out, started)
 			}
 			r := a.benchStart(ctx, cmd, "soak", "hsm.backend", "hsm.module", "hsm.token", "hsm.pin", "hsm.sessions",
 				"hsm.live_reserved", "hsm.recycle_after")
@@ -70,8 +93,9 @@ Needs the DPpb key of ` + "`perso hsm init`" + ` for the curve.`,
 				return err
 			}
 			defer pool.Close()
-			r.Notes = append(r.Notes, "memory set-up as in perso serve: "+arenas+"; hsm.recycle_after "+strconv.Itoa(a.v.GetInt("hsm.recycle_after"))+
-				" (0: every 20000 operations on SoftHSM2)")
+			r.Notes = append(r.Notes, "target hsmpool: binds on the HSM pool in this process (no server, store or TLS)",
+				"memory set-up as in perso serve: "+arenas+"; hsm.recycle_after "+strconv.Itoa(a.v.GetInt("hsm.recycle_after"))+
+					" (0: every 20000 operations on SoftHSM2)")
 			res, err := soak(ctx, pool, curves[0], binds, workers, samples, warmup, func(done int, rss float64) {
 				fmt.Fprintf(cmd.ErrOrStderr(), "bench soak: %d binds, RSS %.1f MiB\n", done, rss)
 			})
@@ -84,12 +108,20 @@ Needs the DPpb key of ` + "`perso hsm init`" + ` for the curve.`,
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&binds, "binds", 200000, "number of binds (ECDH + signature each)")
-	f.IntVar(&workers, "workers", 8, "concurrent callers")
-	f.IntVar(&samples, "samples", 40, "RSS samples over the run")
+	f.StringVar(&target, "target", "serve", "what serves the binds: serve (one perso serve child process, complete ES9+ downloads) or hsmpool (the HSM pool in this process)")
+	f.IntVar(&binds, "binds", 200000, "number of binds (serve: complete downloads, one getBoundProfilePackage each; hsmpool: ECDH + signature)")
+	f.IntVar(&workers, "workers", 8, "concurrent callers (serve: virtual eUICCs)")
+	f.IntVar(&samples, "samples", 40, "RSS samples over the run (serve: segments of the downloads)")
 	f.Float64Var(&warmup, "warmup", 0.1, "fraction of the binds before the baseline RSS is taken")
-	f.StringVar(&curveName, "curve", "nist", "curve of the one-time keys and the DPpb key: nist or brp")
+	f.StringVar(&curveName, "curve", "nist", "curve of the one-time keys and the DPpb key (serve: of the eUICCs): nist or brp")
+	f.StringVar(&o.binding, "binding", "json", "serve: ES9+ binding: json or asn1")
+	f.StringVar(&o.sgp26, "sgp26", "", "serve: SGP.26 test PKI directory (default: two levels above serve.tls_cert)")
+	f.StringVar(&o.template, "template", "", "serve: SAIP DER template of the loaded profiles (default: "+defaultTemplate+" of the perso repository)")
+	f.StringVar(&o.http, "http", "2", "serve: HTTP version of the virtual eUICCs' keep-alive connections: 2 or 1.1")
 	f.String("hsm.recycle_after", "", "reinitialise the PKCS#11 module after this many operations; -1: never (default from config: hsm.recycle_after)")
+	f.String("store.driver", "", "serve: store driver: sqlite (a temporary file) or postgres (a scratch schema of store.dsn) (default from config: store.driver)")
+	f.String("store.dsn", "", "serve: PostgreSQL DSN whose database gets the scratch schema (default from config: store.dsn)")
+	templateMaxSizeFlag(cmd)
 	out.addFlags(f)
 	return cmd
 }

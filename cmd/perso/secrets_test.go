@@ -201,7 +201,7 @@ func TestNoCommandRevealsASecret(t *testing.T) {
 			"--segment-bytes", "512", "--json", "store.json", "--history", "history.jsonl", "--plots", "plots"},
 			outputs: map[string][]plantedSecret{"store.json": nil, "history.jsonl": nil, "plots": nil}}},
 		{"bench store", secretRun{args: []string{"--profiles", "10", "--orders", "1", "--store.dsn", deadDSN, "--history", "none"}, code: exitFailure}},
-		{"bench soak", secretRun{args: []string{"--binds", "100", "--workers", "2", "--samples", "2", "--json", "soak.json", "--history", "none"},
+		{"bench soak", secretRun{args: []string{"--target", "hsmpool", "--binds", "100", "--workers", "2", "--samples", "2", "--json", "soak.json", "--history", "none"},
 			outputs: map[string][]plantedSecret{"soak.json": nil}}},
 		// No profiles of that type: refused before a server starts.
 		{"bench download", secretRun{args: []string{"--downloads", "1", "--euiccs", "1", "--curves", "nist", "--profile-type", "no-such-type",
