@@ -5,11 +5,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/asn1"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/perso-esim/perso/bpp"
 	"github.com/perso-esim/perso/esim"
+	"github.com/perso-esim/perso/internal/testenv"
 	"github.com/perso-esim/perso/rsp"
 	"github.com/perso-esim/perso/store"
 )
@@ -110,8 +115,9 @@ func TestInitiateAuthenticationChecks(t *testing.T) {
 	})
 }
 
+// TestAuthenticateClientChecks: one case per row of es2-es10-codes.md
+// §3.3 (the certificates of sgp26/invalid are TestInvalidCertificates').
 func TestAuthenticateClientChecks(t *testing.T) {
-	inv := func(t *testing.T, f string) []byte { return sgp26(t, "invalid", f) }
 	type setup = acSetup
 	for _, tc := range []struct {
 		name string
@@ -233,24 +239,6 @@ func TestAuthenticateClientChecks(t *testing.T) {
 			return &rsp.AuthenticateClientRequest{TransactionID: s.ia.TransactionID, AuthenticateServerResponse: rsp.AuthenticateServerResponse{
 				Error: &rsp.AuthenticateResponseError{TransactionID: s.ia.TransactionID, Code: 2}}}
 		}},
-		{name: "EUM self-signed without AKI", want: "8.1.2/6.1", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
-			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &s.mid), s.eu.cert, inv(t, "CERT_EUM_ECDSA_NIST_INVALID.der"))
-		}},
-		{name: "EUM under an unknown CI", want: "8.11.1/3.9", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
-			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &s.mid), s.eu.cert, inv(t, "CERT_EUM_ECDSA_NIST_UNKNOWN_CI.der"))
-		}},
-		{name: "EUM expired (policy also wrong: expiry first)", want: "8.1.2/6.3", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
-			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &s.mid), s.eu.cert, inv(t, "CERT_EUM_ECDSA_NIST_EXPIRED.der"))
-		}},
-		{name: "eUICC expired", want: "8.1.3/6.3", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
-			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &s.mid), inv(t, "CERT_EUICC_ECDSA_NIST_EXPIRED.der"), s.eu.eum)
-		}},
-		{name: "eUICC self-signed", want: "8.1.3/6.1", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
-			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &s.mid), inv(t, "CERT_EUICC_ECDSA_NIST_INVALID.der"), s.eu.eum)
-		}},
-		{name: "eUICC EID outside the EUM range", want: "8.1.3/6.1", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
-			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &s.mid), inv(t, "CERT_EUICC_ECDSA_NIST_INVALID_EID.der"), s.eu.eum)
-		}},
 		{name: "eUICC certificate of the other curve's EUM", want: "8.1.3/6.1", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
 			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &s.mid), sgp26(t, "eUICC", "CERT_EUICC_ECDSA_BRP.der"), s.eu.eum)
 		}},
@@ -289,14 +277,6 @@ func TestAuthenticateClientChecks(t *testing.T) {
 			order: func(t *testing.T, e *env, iccid string) string {
 				return e.order(t, iccid, "89049032123451234512345678901299", nil, "").MatchingID
 			}},
-		{name: "other eUICC of the EUM, order bound to the first", want: "8.1.1/3.8",
-			order: func(t *testing.T, e *env, iccid string) string { return e.order(t, iccid, testEID, nil, "").MatchingID },
-			build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
-				return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &s.mid), inv(t, "CERT_EUICC_ECDSA_NIST_UNMATCHED_EID.der"), s.eu.eum)
-			}},
-		{name: "other eUICC of the EUM, unbound order", build: func(t *testing.T, s *setup) *rsp.AuthenticateClientRequest {
-			return s.eu.authenticate(t, s.ia.TransactionID, s.eu.authSigned1(s.ia, &s.mid), inv(t, "CERT_EUICC_ECDSA_NIST_UNMATCHED_EID.der"), s.eu.eum)
-		}},
 		{name: "order not released", want: "8.2/1.2",
 			order: func(t *testing.T, e *env, iccid string) string {
 				ctx := context.Background()
@@ -357,6 +337,127 @@ func TestAuthenticateClientChecks(t *testing.T) {
 			wantStatus(t, st, "8.10.1/3.9")
 		})
 	}
+}
+
+// invalidCertificates maps every file of sgp26/invalid to where it is
+// presented and the SGP.22 code the server must answer
+// (es2-es10-codes.md §3.2, §3.3). TestInvalidCertificates fails on a file
+// without an entry and on an entry without a file.
+var invalidCertificates = map[string]struct {
+	slot  string // "eUICC", "EUM" (AuthenticateClient) or "CI" (its PKID in InitiateAuthentication)
+	bound bool   // the order is bound to testEID, not the certificate's EID
+	want  string // "" : accepted (the certificate is valid in this use)
+}{
+	"CERT_EUM_ECDSA_NIST_INVALID.der":    {slot: "EUM", want: "8.1.2/6.1"},   // self-signed, no AKI (row 2, not 8.11.1)
+	"CERT_EUM_ECDSA_NIST_UNKNOWN_CI.der": {slot: "EUM", want: "8.11.1/3.9"},  // row 3
+	"CERT_EUM_ECDSA_NIST_EXPIRED.der":    {slot: "EUM", want: "8.1.2/6.3"},   // row 4; its policy is also wrong: expiry first
+	"CERT_EUICC_ECDSA_NIST_EXPIRED.der":  {slot: "eUICC", want: "8.1.3/6.3"}, // row 5
+	"CERT_EUICC_ECDSA_NIST_INVALID.der":  {slot: "eUICC", want: "8.1.3/6.1"}, // self-signed (row 8)
+	// EID outside the EUM's permitted range (row 10), DER and PEM.
+	"CERT_EUICC_ECDSA_NIST_INVALID_EID.der": {slot: "eUICC", want: "8.1.3/6.1"},
+	"CERT_EUICC_ECDSA_NIST_INVALID_EID.pem": {slot: "eUICC", want: "8.1.3/6.1"},
+	// Another eUICC of the EUM: an order bound to the first eUICC's EID
+	// is not its (row 16), DER and PEM.
+	"CERT_EUICC_ECDSA_NIST_UNMATCHED_EID.der": {slot: "eUICC", bound: true, want: "8.1.1/3.8"},
+	"CERT_EUICC_ECDSA_NIST_UNMATCHED_EID.pem": {slot: "eUICC", bound: true, want: "8.1.1/3.8"},
+	// A CI the server does not know: no PKID in the signing list is
+	// supported (§3.2).
+	"CERT_UNKNOWN_CI_ECDSA_NIST.der": {slot: "CI", want: "8.8.2/3.1"},
+}
+
+// TestInvalidCertificates presents every certificate of sgp26/invalid
+// (the repository's copy of ../shared/sgp26/invalid) where its entry in
+// invalidCertificates says and checks the code, then the same call with
+// the valid certificate in that place (so that the code is the
+// certificate's doing).
+func TestInvalidCertificates(t *testing.T) {
+	dir := testenv.Path(t, "sgp26", "invalid")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, de := range entries {
+		name := de.Name()
+		if de.IsDir() || (!strings.HasSuffix(name, ".der") && !strings.HasSuffix(name, ".pem")) {
+			continue
+		}
+		seen[name] = true
+		tc, ok := invalidCertificates[name]
+		if !ok {
+			t.Errorf("%s: no expected SGP.22 code in invalidCertificates", name)
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			der := certDER(t, filepath.Join(dir, name))
+			e := newEnv(t)
+			iccid := e.addProfile(t)
+			eid := ""
+			if tc.bound {
+				eid = testEID
+			}
+			mid := e.order(t, iccid, eid, nil, "").MatchingID
+			eu := newTestEUICC(t, esim.CurveP256)
+			if tc.slot == "CI" {
+				c, err := rsp.ParseCertificate(der)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, bad := range []bool{true, false} {
+					req := eu.initiate()
+					if bad {
+						req.EUICCInfo1.CIPKIDsForSigning, req.EUICCInfo1.CIPKIDsForVerification = [][]byte{c.SKI}, [][]byte{c.SKI}
+					}
+					_, st := call[*rsp.InitiateAuthenticationResponse](t, e, req)
+					wantStatus(t, st, map[bool]string{true: tc.want, false: ""}[bad])
+				}
+				return
+			}
+			for _, bad := range []bool{true, false} {
+				cert, eum := eu.cert, eu.eum
+				switch {
+				case !bad:
+				case tc.slot == "eUICC":
+					cert = der
+				case tc.slot == "EUM":
+					eum = der
+				default:
+					t.Fatalf("slot %q", tc.slot)
+				}
+				ia := initiated(t, e, eu)
+				_, st := call[*rsp.AuthenticateClientResponse](t, e, eu.authenticate(t, ia.TransactionID, eu.authSigned1(ia, &mid), cert, eum))
+				wantStatus(t, st, map[bool]string{true: tc.want, false: ""}[bad])
+			}
+			if tc.bound { // the certificate is valid: an unbound order is its
+				mid := e.order(t, e.addProfile(t), "", nil, "").MatchingID
+				ia := initiated(t, e, eu)
+				_, st := call[*rsp.AuthenticateClientResponse](t, e, eu.authenticate(t, ia.TransactionID, eu.authSigned1(ia, &mid), der, eu.eum))
+				wantStatus(t, st, "")
+			}
+		})
+	}
+	for name := range invalidCertificates {
+		if !seen[name] {
+			t.Errorf("%s: in invalidCertificates but not in %s", name, dir)
+		}
+	}
+}
+
+// certDER reads a certificate file: DER, or PEM with one CERTIFICATE block.
+func certDER(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(path, ".pem") {
+		return b
+	}
+	blk, rest := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" || len(bytes.TrimSpace(rest)) != 0 {
+		t.Fatalf("%s: not one PEM CERTIFICATE block", path)
+	}
+	return blk.Bytes
 }
 
 // acSetup is a TestAuthenticateClientChecks case's state: its
