@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -52,7 +53,9 @@ func (l *errorLog) take() []string {
 // registered operator: the answer is always HTTP 200 with a
 // functionExecutionStatus the strict ES2+ decoder reads (Failed with a
 // code for anything malformed or oversized), or 403 when the body names
-// another requester; never a 500, a panic or an internal error.
+// another requester; never a 500, a panic (ES2HTTPOptions.OnPanic: the
+// client sees a recovered one as a plain Failed status) or an internal
+// error.
 func FuzzES2HTTP(f *testing.F) {
 	ctx := context.Background()
 	s, err := store.Open(ctx, "sqlite", filepath.Join(f.TempDir(), "perso.db"))
@@ -76,7 +79,15 @@ func FuzzES2HTTP(f *testing.F) {
 		f.Fatal(err)
 	}
 	const maxBody = 4 << 10
-	h := NewES2Handler(e, ES2HTTPOptions{Operators: s, MaxBody: maxBody})
+	var (
+		mu     sync.Mutex
+		panics []string
+	)
+	h := NewES2Handler(e, ES2HTTPOptions{Operators: s, MaxBody: maxBody, OnPanic: func(fn string, v any) {
+		mu.Lock()
+		defer mu.Unlock()
+		panics = append(panics, fmt.Sprintf("%s: %v", fn, v))
+	}})
 	peer := ca.issue(f, "bss").Leaf
 	fns := []rsp.ES2Function{rsp.ES2DownloadOrder, rsp.ES2ConfirmOrder, rsp.ES2CancelOrder, rsp.ES2ReleaseProfile}
 
@@ -114,7 +125,16 @@ func FuzzES2HTTP(f *testing.F) {
 		}
 		r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{peer}}
 		w := httptest.NewRecorder()
+		mu.Lock()
+		panics = nil
+		mu.Unlock()
 		h.ServeHTTP(w, r)
+		mu.Lock()
+		p := panics
+		mu.Unlock()
+		if len(p) > 0 {
+			t.Fatalf("%s %q: handler panic recovered: %q", fn, body, p)
+		}
 		if m := logs.take(); len(m) > 0 {
 			t.Fatalf("%s %q: internal error: %q", fn, body, m)
 		}

@@ -34,6 +34,10 @@ type ES2HTTPOptions struct {
 	// process (perso operator remove) is refused or re-read within it.
 	// 0: read on every call.
 	OperatorTTL time.Duration
+	// OnPanic, when set, is told of every panic the handler recovers
+	// (answered as 8.8/4.2 "internal error"): the fuzz target fails on
+	// it; clients see the same answer.
+	OnPanic func(function string, v any)
 }
 
 // RequestClientCertificates makes a server TLS configuration ask clients
@@ -106,6 +110,9 @@ func (h *es2Handler) wrap(f rsp.ES2Function) http.Handler {
 		defer func() {
 			if v := recover(); v != nil {
 				h.es2.log.ErrorContext(ctx, "smdp: ES2+ handler panic", "function", string(f), "panic", v)
+				if h.o.OnPanic != nil {
+					h.o.OnPanic(string(f), v)
+				}
 				st = fail(rsp.SubjectSMDP, rsp.ReasonExecutionError, "internal error")
 				h.writeStatus(w, st)
 			}

@@ -36,6 +36,10 @@ type HTTPOptions struct {
 	// ("" when unknown), binding ("json", "asn1"), SGP.22 status ("ok" or
 	// subject/reason) and duration (metrics).
 	Observe func(function, binding, status string, d time.Duration)
+	// OnPanic, when set, is told of every panic the handler recovers
+	// (answered as 8.8/4.2 "internal error", which a store failure also
+	// gives): the fuzz targets fail on it; clients see the same answer.
+	OnPanic func(function string, v any)
 }
 
 // Handler returns the ES9+ HTTP handler: the JSON binding on
@@ -68,6 +72,9 @@ func (s *Server) wrap(o HTTPOptions, f rsp.Function, asn1 bool) http.Handler {
 		defer func() {
 			if v := recover(); v != nil {
 				s.log.ErrorContext(ctx, "smdp: handler panic", "function", fn.String(), "panic", v)
+				if o.OnPanic != nil {
+					o.OnPanic(fn.String(), v)
+				}
 				st = rsp.Status{Subject: rsp.SubjectSMDP, Reason: rsp.ReasonExecutionError, Message: "internal error"}
 				s.writeStatus(w, fn, asn1, st)
 			}
