@@ -327,6 +327,9 @@ var sqliteMigrations = []string{
 		iccid       TEXT PRIMARY KEY,
 		operator_id TEXT NOT NULL
 	);`,
+	// 4: sessions lose their expiry index (sqlite_es9.go,
+	// sqliteSessionsExpiresDropped).
+	sqliteSessionsExpiresDropped,
 }
 
 // The blobs file: the protected material, keyed by ICCID and batch so that

@@ -45,6 +45,15 @@ const (
 	sqlOrderUpdateEID      = `UPDATE profiles SET state = ?, eid = ?, download_attempts = ?, cc_attempts = ?, updated_at = ? WHERE iccid = ?`
 )
 
+// sqliteSessionsExpiresDropped is the inventory's migration 4. Every
+// download inserts a session at initiateAuthentication and deletes it at
+// handleNotification: with sessions_expires each of the two wrote one
+// index page more into the WAL (16 → 14 frames per download). The index
+// served only DeleteExpired, which now scans the table: it holds the
+// sessions in flight and the abandoned ones of the last session TTL, and
+// perso serve sweeps once a minute, not per call.
+const sqliteSessionsExpiresDropped = `DROP INDEX IF EXISTS sessions_expires;`
+
 // sqliteOrderUpdate returns the statement and arguments that write p, the
 // order columns after a change of old: the narrowest of the updates above
 // that covers the columns that changed.
@@ -135,6 +144,14 @@ func (b *sqliteBackend) mutateSession(ctx context.Context, iccid string, fn func
 		return Profile{}, err
 	}
 	defer tx.Rollback()
+	// From here the transaction holds the write lock: its statements wait
+	// for nothing but this process's CPU and page cache, so they run
+	// without ctx's cancellation. With it, the driver started a goroutine
+	// per statement to interrupt it (five to seven per ES9+ call). A
+	// cancelled call is still rolled back: database/sql does it for a
+	// transaction begun with ctx, and the next statement or the commit
+	// fails.
+	ctx = context.WithoutCancel(ctx)
 	p, _, result, err := b.mutateInTx(ctx, tx, iccid, fn, after)
 	if err != nil {
 		return Profile{}, err
