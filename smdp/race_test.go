@@ -149,13 +149,10 @@ func on[R rsp.Response](t *testing.T, e *env, srv *Server, req rsp.Request) (R, 
 	return call[R](t, e, req)
 }
 
-// A server whose copy of a session another replica advanced answers as a
-// fresh read would: a retried getBoundProfilePackage that replica A still
-// sees as the first (its copy says authenticated, B bound the package) is
-// answered as the retry (same smdpOtpk, no store change; the package A
-// bound from its stale copy is discarded when its transaction finds the
-// session moved), and the notification then completes the download on A.
-func TestStaleSessionCopyRetry(t *testing.T) {
+// authenticatedOnReplicas orders a profile and runs initiateAuthentication
+// and authenticateClient for it on the first of two replicas.
+func authenticatedOnReplicas(t *testing.T) (*env, [2]*Server, store.Profile, *testEUICC, *rsp.InitiateAuthenticationResponse, *rsp.AuthenticateClientResponse) {
+	t.Helper()
 	e := newEnv(t)
 	srv := replicas(t, e)
 	p := e.order(t, e.addProfile(t), "", nil, "")
@@ -164,6 +161,17 @@ func TestStaleSessionCopyRetry(t *testing.T) {
 	wantStatus(t, st, "")
 	ac, st := on[*rsp.AuthenticateClientResponse](t, e, srv[0], eu.authenticate(t, ia.TransactionID, eu.authSigned1(ia, &p.MatchingID), eu.cert, eu.eum))
 	wantStatus(t, st, "")
+	return e, srv, p, eu, ia, ac
+}
+
+// A server whose copy of a session another replica advanced answers as a
+// fresh read would: a retried getBoundProfilePackage that replica A still
+// sees as the first (its copy says authenticated, B bound the package) is
+// answered as the retry (same smdpOtpk, no store change; the package A
+// bound from its stale copy is discarded when its transaction finds the
+// session moved), and the notification then completes the download on A.
+func TestStaleSessionCopyRetry(t *testing.T) {
+	e, srv, p, eu, ia, ac := authenticatedOnReplicas(t)
 	req := eu.prepare(t, ac, "")
 	first, st := on[*rsp.GetBoundProfilePackageResponse](t, e, srv[1], req)
 	wantStatus(t, st, "")
@@ -191,14 +199,7 @@ func TestStaleSessionCopyRetry(t *testing.T) {
 // A session cancelled on another replica is gone for the server that still
 // has a copy: its notification is refused and changes nothing.
 func TestStaleSessionCopyCancelled(t *testing.T) {
-	e := newEnv(t)
-	srv := replicas(t, e)
-	p := e.order(t, e.addProfile(t), "", nil, "")
-	eu := newTestEUICC(t, esim.CurveP256)
-	ia, st := on[*rsp.InitiateAuthenticationResponse](t, e, srv[0], eu.initiate())
-	wantStatus(t, st, "")
-	ac, st := on[*rsp.AuthenticateClientResponse](t, e, srv[0], eu.authenticate(t, ia.TransactionID, eu.authSigned1(ia, &p.MatchingID), eu.cert, eu.eum))
-	wantStatus(t, st, "")
+	e, srv, p, eu, _, ac := authenticatedOnReplicas(t)
 	gb, st := on[*rsp.GetBoundProfilePackageResponse](t, e, srv[0], eu.prepare(t, ac, ""))
 	wantStatus(t, st, "")
 	_, st = on[*rsp.CancelSessionResponseEs9](t, e, srv[1], eu.cancel(t, ac.TransactionID, rsp.CancelPostponed, asn1.ObjectIdentifier{2, 999, 10}))
