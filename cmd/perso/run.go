@@ -8,6 +8,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -154,11 +157,15 @@ func runBatch(ctx context.Context, a *app, o runOptions, der []byte, stdout, std
 	// The process stays up while the chunks in flight are stored, plus a
 	// moment for the report.
 	setStopGrace(grace + 2*time.Second)
-	stop, err := startProfiles(o)
+	stopProfiles, err := startProfiles(o)
 	if err != nil {
 		return err
 	}
-	defer stop()
+	defer func() {
+		if perr := stopProfiles(); perr != nil && err == nil {
+			err = perr
+		}
+	}()
 
 	pool, err := openHSM(ctx, a, false)
 	if err != nil {
@@ -285,35 +292,98 @@ func fileSafe(s string) string {
 	}, s)
 }
 
-// startProfiles starts the requested pkg/profile profiles; each is written
-// where its flag says.
-func startProfiles(o runOptions) (func(), error) {
-	var stops []func()
-	for _, p := range []struct {
-		path, name string
-		mode       func(*profile.Profile)
-	}{{o.cpuProfile, "cpu.pprof", profile.CPUProfile}, {o.memProfile, "mem.pprof", profile.MemProfile},
-		{o.trace, "trace.out", profile.TraceProfile}} {
+// startProfiles starts the profiles the flags ask for; all three can run
+// together. pkg/profile allows one profile per process (a second Start
+// exits), so it takes the CPU profile, and the heap profile and the
+// execution trace use runtime/pprof and runtime/trace directly. Each file
+// is written under a temporary name beside its path and renamed when
+// complete (createOutput), so that a run killed or failing half way leaves
+// no truncated profile under the name asked for. Profiles, like go test's,
+// replace an existing file without --force; never an input or a link.
+// The returned stop writes the files; its error names the one that failed.
+func startProfiles(o runOptions) (stop func() error, err error) {
+	seen := map[string]string{}
+	for _, p := range []struct{ path, flag string }{{o.cpuProfile, "--cpuprofile"}, {o.memProfile, "--memprofile"}, {o.trace, "--trace"}} {
 		if p.path == "" {
 			continue
 		}
-		dir, err := os.MkdirTemp(filepath.Dir(p.path), ".perso-profile-*")
-		if err != nil {
-			return nil, usagef("run: %s: %v", p.path, err)
+		abs, _ := filepath.Abs(p.path)
+		if other, dup := seen[abs]; dup {
+			return nil, usagef("run: %s and %s name the same file %s: give each its own", other, p.flag, p.path)
 		}
-		s := profile.Start(p.mode, profile.ProfilePath(dir), profile.Quiet, profile.NoShutdownHook)
-		path, name := p.path, p.name
-		stops = append(stops, func() {
+		seen[abs] = p.flag
+		if err := checkOutputPath(p.path, outputOptions{force: true, inputs: []string{o.input, o.template}, flag: p.flag}); err != nil {
+			return nil, err
+		}
+	}
+	var stops []func() error
+	stopAll := func() error {
+		var errs []error
+		// Last started, first stopped: the CPU profile (started first)
+		// covers the writing of the others.
+		for i := len(stops) - 1; i >= 0; i-- {
+			errs = append(errs, stops[i]())
+		}
+		return errors.Join(errs...)
+	}
+	fail := func(err error) (func() error, error) {
+		stopAll()
+		return nil, err
+	}
+	if o.cpuProfile != "" {
+		dir, err := os.MkdirTemp(filepath.Dir(o.cpuProfile), ".perso-profile-*")
+		if err != nil {
+			return nil, usagef("run: --cpuprofile %s: %v", o.cpuProfile, err)
+		}
+		s := profile.Start(profile.CPUProfile, profile.ProfilePath(dir), profile.Quiet, profile.NoShutdownHook)
+		path := o.cpuProfile
+		stops = append(stops, func() error {
 			s.Stop()
-			os.Rename(filepath.Join(dir, name), path)
-			os.RemoveAll(dir)
+			defer os.RemoveAll(dir)
+			// The rename is the atomic step; the profile was closed by Stop.
+			if err := os.Rename(filepath.Join(dir, "cpu.pprof"), path); err != nil {
+				return fmt.Errorf("run: --cpuprofile: %w", err)
+			}
+			return nil
 		})
 	}
-	return func() {
-		for _, s := range stops {
-			s()
+	if o.trace != "" {
+		f, err := createOutput(o.trace, outputOptions{force: true, inputs: []string{o.input, o.template}, flag: "--trace"})
+		if err != nil {
+			return fail(err)
 		}
-	}, nil
+		if err := trace.Start(f); err != nil {
+			f.Abort()
+			return fail(fmt.Errorf("run: --trace: %w", err))
+		}
+		stops = append(stops, func() error {
+			trace.Stop()
+			return f.Commit()
+		})
+	}
+	if o.memProfile != "" {
+		f, err := createOutput(o.memProfile, outputOptions{force: true, inputs: []string{o.input, o.template}, flag: "--memprofile"})
+		if err != nil {
+			return fail(err)
+		}
+		// pkg/profile's rate, so that the figures compare with earlier
+		// profiles: one sample per 4 KiB allocated rather than 512 KiB.
+		old := runtime.MemProfileRate
+		runtime.MemProfileRate = profile.DefaultMemProfileRate
+		stops = append(stops, func() error {
+			// The heap as of the last GC: collect first so that it is the
+			// end of the run's, not a cycle ago's.
+			runtime.GC()
+			err := pprof.Lookup("heap").WriteTo(f, 0)
+			runtime.MemProfileRate = old
+			if err != nil {
+				f.Abort()
+				return fmt.Errorf("run: --memprofile: %w", err)
+			}
+			return f.Commit()
+		})
+	}
+	return stopAll, nil
 }
 
 // progress shows a run's progress: a bar on a terminal, log lines
@@ -323,8 +393,9 @@ type progress struct {
 	mode    string
 	p       *mpb.Progress
 	bar     *mpb.Bar
-	last    time.Time
-	rejects atomic.Int64 // read by the bar's decorator goroutine
+	last    time.Time     // log mode: the last info line
+	elapsed time.Duration // bar mode: Progress.Elapsed of the last update
+	rejects atomic.Int64  // read by the bar's decorator goroutine
 }
 
 func newProgress(mode string, stderr io.Writer, a *app) *progress {
@@ -336,7 +407,12 @@ func newProgress(mode string, stderr io.Writer, a *app) *progress {
 	}
 	pr := &progress{a: a, mode: mode}
 	if mode == "bar" {
-		pr.p = mpb.New(mpb.WithOutput(stderr), mpb.WithWidth(40))
+		// Auto refresh even when stderr is no terminal: --progress bar
+		// asked for the bar (mpb would otherwise draw nothing into a pipe).
+		// The container's width is the line's where mpb cannot ask a
+		// terminal (the bar itself is 40 wide, see update): wide enough for
+		// the counters, rate, ETA and rejects.
+		pr.p = mpb.New(mpb.WithOutput(stderr), mpb.WithWidth(160), mpb.WithAutoRefresh())
 	}
 	return pr
 }
@@ -346,15 +422,24 @@ func (pr *progress) update(p engine.Progress) {
 	case "bar":
 		pr.rejects.Store(p.Rejected + p.Conflicts)
 		if pr.bar == nil {
-			pr.bar = pr.p.AddBar(p.Records,
+			// Age 30 is the EWMA without a warm-up (VividCortex/ewma's
+			// SimpleEWMA): the rate and ETA show from the first chunk.
+			pr.bar = pr.p.AddBar(p.Records, mpb.BarWidth(40),
 				mpb.PrependDecorators(decor.Name("batch "+p.BatchID+" "), decor.CountersNoUnit("%d / %d")),
-				mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.EwmaSpeed(0, "%.0f/s", 30),
+				mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.EwmaSpeed(0, "%.0f records/s", 30),
 					decor.Name(" ETA "), decor.EwmaETA(decor.ET_STYLE_GO, 30),
 					decor.Any(func(decor.Statistics) string { return fmt.Sprintf(" rejects %d", pr.rejects.Load()) })))
+			// What earlier runs did (and the rejects the survey found) is
+			// not this run's speed: the bar starts there, and the first
+			// sample is this run's stored profiles over its time so far.
+			pr.bar.SetCurrent(max(p.Done-p.RunStored, 0))
 		}
-		pr.bar.SetCurrent(p.Done)
-		pr.bar.EwmaSetCurrent(p.Done, time.Since(pr.last))
-		pr.last = time.Now()
+		// EwmaSetCurrent alone: it samples the increment since the bar's
+		// current value (a SetCurrent before it would make that zero and
+		// the rate and ETA would never move), over the time since the last
+		// update, measured by the engine.
+		pr.bar.EwmaSetCurrent(p.Done, p.Elapsed-pr.elapsed)
+		pr.elapsed = p.Elapsed
 	case "log":
 		// Every update at debug level, so that an operator (and the worker
 		// tests) can follow each chunk; the info line is throttled.
