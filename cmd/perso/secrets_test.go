@@ -250,7 +250,7 @@ func TestNoCommandRevealsASecret(t *testing.T) {
 			outputs: map[string][]plantedSecret{"compare.json": nil}}},
 		{"batch list", secretRun{}},
 		{"batch show", secretRun{args: []string{"sec", "--json"}}},
-		{"verify", secretRun{args: []string{"--template", tmpl, "--input", "records.csv", "--transport-key", "1", "--batch", "sec", "--sample", "3"}}},
+		{"verify", secretRun{args: []string{"--offline", "--template", tmpl, "--input", "records.csv", "--transport-key", "1", "--batch", "sec", "--sample", "3"}}},
 		// Over ES9+ with an in-process SM-DP+ on the token's SGP.26 keys:
 		// two profiles of the batch ordered, downloaded and Installed.
 		{"verify", secretRun{args: []string{"--es9", "--template", tmpl, "--input", "records.csv", "--transport-key", "1", "--batch", "sec",

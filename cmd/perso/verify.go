@@ -38,30 +38,24 @@ type verifyOptions struct {
 func newVerifyCmd(a *app) *cobra.Command {
 	var o verifyOptions
 	cmd := &cobra.Command{
-		Use:   "verify --template T --input F --sample N",
-		Short: "Open a random sample of a batch's stored profiles as an eUICC and compare them with the records",
-		Long: `Checks what perso run stored, independently of the engine:
-
-For N records drawn at random from the input, it personalises the template
-directly (template.Plan.Apply), then takes the stored profile of the same
-ICCID, unseals its PPK with the HSM, binds it for a one-time eUICC key
-(bpp.Bind with the DPpb key, alternating P-256 and brainpoolP256r1) and opens
-it as the eUICC would (bpp.Open: signature, every MAC, decryption). The
-opened UPP must equal the directly personalised one, byte for byte.
-
-Nothing in the store changes: no order is placed, no state moves. It needs
-the token's DPpb keys (perso hsm init --import-sgp26) and the same input,
-template and batch as the run (default batch: as perso run names it).
+		Use:   "verify [--template T --input F] [--batch ID] --sample N",
+		Short: "Download a random sample of stored profiles over ES9+ with the virtual eUICC and check each recovered UPP (--offline: open them locally)",
+		Long: `Checks what perso run stored, independently of the engine, as a device
+would get it.
 ` + verifyES9Help + `
 
 ` + exitCodesHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if verifyES9Requested(cmd) {
+			offline, err := verifyOffline(cmd)
+			if err != nil {
+				return err
+			}
+			if !offline {
 				return runVerifyES9(cmd.Context(), cmd, a, o, cmd.OutOrStdout())
 			}
 			if o.template == "" || o.input == "" {
-				return usagef("verify: --template and --input are required (or --es9 to download over ES9+)")
+				return usagef("verify --offline: --template and --input are required")
 			}
 			der, err := readTemplate(cmd, a, o.template)
 			if err != nil {
@@ -71,9 +65,9 @@ template and batch as the run (default batch: as perso run names it).
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.template, "template", "", "SAIP DER profile template of the run (required without --es9)")
-	f.StringVar(&o.input, "input", "", "the run's input file (required without --es9)")
-	f.StringVar(&o.batch, "batch", "", "batch ID (default: batch- and the input's SHA-256 prefix, as perso run)")
+	f.StringVar(&o.template, "template", "", "SAIP DER profile template of the run (with --input: each recovered UPP is compared with its record; required with --offline)")
+	f.StringVar(&o.input, "input", "", "the run's input file, the sample is drawn from its records (required with --offline)")
+	f.StringVar(&o.batch, "batch", "", "batch ID (--offline: default batch- and the input's SHA-256 prefix, as perso run; without --input: its profile type is allocated from)")
 	f.IntVar(&o.sample, "sample", 20, "number of records to check (1..10000)")
 	f.Uint64Var(&o.seed, "seed", 0, "sample seed (0: random); the same seed draws the same records")
 	f.IntVar(&o.transportKey, "transport-key", 0, "as perso run: the input's Ki/OPc are encrypted under HSM key transport-N")

@@ -27,51 +27,81 @@ import (
 	"github.com/perso-esim/perso/template"
 )
 
-// perso verify --es9 downloads through the SM-DP+ itself (issue 15 item 5):
-// where plain verify binds and opens a profile locally, this mode orders
-// each sampled profile through the store, then runs the complete SGP.22
-// download with the virtual eUICC over HTTPS (a running perso serve named
-// by --server, or one started in process on 127.0.0.1), so that it checks
-// what a device would get. The downloaded profiles end Installed: run it on
-// a test batch or on profiles set aside for it.
+// perso verify downloads through the SM-DP+ itself by default (issue 15
+// item 5): it orders each sampled profile through the store, then runs the
+// complete SGP.22 download with the virtual eUICC over HTTPS (a running
+// perso serve named by --server, or one started in process on 127.0.0.1),
+// so that it checks what a device would get. The downloaded profiles end
+// Installed: run it on a test batch or on profiles set aside for it.
+// --offline keeps the older check that binds and opens a profile locally
+// and changes nothing.
 
 const verifyES9Help = `
-With --es9 (or --server URL) each sampled profile is ordered through the
-store (DownloadOrder + ConfirmOrder, as ES2+ would) and downloaded over ES9+
-by the virtual eUICC with the SGP.26 certificates under --sgp26 (P-256 and
-brainpoolP256r1 alternately): from a running perso serve at --server
-(https://HOST[:PORT]; the activation code names serve.address, dialled at
-HOST:PORT), or from an SM-DP+ started in process with the serve.* settings
-on 127.0.0.1. Each recovered UPP must decode, carry the stored ICCID and
-IMSI and, when --input and --template are given, equal the record
-personalised directly. Without --input, N Available profiles of
---profile-type (default: the --batch's type) are allocated by the store.
-The downloaded profiles end Installed: use a test batch.`
+By default each sampled profile is ordered through the store (DownloadOrder +
+ConfirmOrder, as ES2+ would) and downloaded over ES9+ by the virtual eUICC
+with the SGP.26 certificates under --sgp26 (P-256 and brainpoolP256r1
+alternately): from an SM-DP+ this command starts in process with the serve.*
+settings (serve.address, serve.curves, serve.pki_dir, serve.tls_cert and
+serve.tls_key, the HSM's DPauth and DPpb keys) over TLS on 127.0.0.1 at a
+free port, or from a running perso serve at --server (https://HOST[:PORT];
+the activation code names serve.address, dialled at HOST:PORT). Each
+recovered UPP must decode, carry the stored ICCID and IMSI and, when --input
+and --template are given, equal the record personalised directly. With
+--input, the sample is drawn among the records whose profiles are still
+Available (the others were downloaded or ordered before: they are counted,
+not checked). Without --input, N Available profiles of --profile-type
+(default: the --batch's type) are allocated by the store. The downloaded
+profiles end Installed: use a test batch.
+
+--offline checks without a server and without changing the store: for N
+records drawn at random from --input it personalises the template directly
+(template.Plan.Apply), then takes the stored profile of the same ICCID,
+unseals its PPK with the HSM, binds it for a one-time eUICC key (bpp.Bind
+with the DPpb key, P-256 and brainpoolP256r1 alternately) and opens it as
+the eUICC would (bpp.Open: signature, every MAC, decryption). The opened UPP
+must equal the directly personalised one, byte for byte. It needs the same
+input, template and batch as the run (default batch: as perso run names it).`
 
 func addVerifyES9Flags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.Bool("es9", false, "download each sampled profile over ES9+ with the virtual eUICC (changes the store: profiles end Installed)")
-	f.String("server", "", "with --es9: URL of a running perso serve (https://HOST[:PORT]); default: an SM-DP+ in process")
-	f.String("profile-type", "", "with --es9 and no --input: the profile type to allocate from (default: the --batch's)")
-	f.String("binding", "json", "with --es9: ES9+ binding, json or asn1")
-	f.String("sgp26", "testdata/sgp26", "with --es9: directory of the SGP.26 test PKI (eUICC/, EUM/, CertificateIssuer/, DPtls/)")
-	f.String("tls-root", "", `with --es9 --server: certificate (PEM or DER) the server's TLS certificate must chain to; "system" for the system roots (default: the SGP.26 DPtls certificate under --sgp26)`)
+	f.Bool("offline", false, "bind and open each sampled profile locally (bpp.Open) instead of downloading it over ES9+; the store is not changed")
+	f.Bool("es9", false, "download over ES9+ (the default; kept for scripts that name it)")
+	f.String("server", "", "URL of a running perso serve (https://HOST[:PORT]); default: an SM-DP+ in process on 127.0.0.1")
+	f.String("profile-type", "", "without --input: the profile type to allocate from (default: the --batch's)")
+	f.String("binding", "json", "ES9+ binding, json or asn1")
+	f.String("sgp26", "testdata/sgp26", "directory of the SGP.26 test PKI (eUICC/, EUM/, CertificateIssuer/, DPtls/) of the virtual eUICC")
+	f.String("tls-root", "", `with --server: certificate (PEM or DER) the server's TLS certificate must chain to; "system" for the system roots (default: the SGP.26 DPtls certificate under --sgp26)`)
 }
 
-// verifyES9Requested reports whether the command runs in the ES9+ mode.
-func verifyES9Requested(cmd *cobra.Command) bool {
-	es9, _ := cmd.Flags().GetBool("es9")
-	server, _ := cmd.Flags().GetString("server")
-	return es9 || server != ""
+// verifyOffline reports whether the command runs offline (--offline),
+// refusing it beside the flags of the ES9+ mode.
+func verifyOffline(cmd *cobra.Command) (bool, error) {
+	fl := cmd.Flags()
+	offline, _ := fl.GetBool("offline")
+	if !offline {
+		return false, nil
+	}
+	for _, name := range []string{"es9", "server", "profile-type", "binding", "tls-root"} {
+		if fl.Changed(name) {
+			return true, usagef("verify: --offline opens profiles locally: --%s is for the ES9+ download (the default)", name)
+		}
+	}
+	return true, nil
 }
 
 // es9Target is one profile to download: its ICCID when the sample came
 // from the input (with the digest of the UPP personalised directly), or
-// nothing when the store allocates one.
+// nothing when the store allocates one. skipped (on the first target) is
+// how many sampled records were passed over because their profiles were
+// no longer Available.
 type es9Target struct {
-	pick  *verifyPick
-	ptype string
+	pick    *verifyPick
+	ptype   string
+	skipped int
 }
+
+// errNoneAvailable: a sample of the input found no Available profile.
+var errNoneAvailable = errors.New("none of the sampled records' profiles is Available (all downloaded or ordered before)")
 
 func runVerifyES9(ctx context.Context, cmd *cobra.Command, a *app, o verifyOptions, out io.Writer) error {
 	fl := cmd.Flags()
@@ -84,7 +114,7 @@ func runVerifyES9(ctx context.Context, cmd *cobra.Command, a *app, o verifyOptio
 		return usagef("verify: --binding: %w", err)
 	}
 	if (o.input == "") != (o.template == "") {
-		return usagef("verify --es9: give --input and --template together (to compare with the records), or neither")
+		return usagef("verify: give --input and --template together (to compare with the records), or neither")
 	}
 	dir := flag("sgp26")
 	curves := [2]esim.Curve{esim.CurveP256, esim.CurveBrainpoolP256r1}
@@ -141,6 +171,9 @@ func runVerifyES9(ctx context.Context, cmd *cobra.Command, a *app, o verifyOptio
 
 	start := time.Now()
 	var failed int
+	if len(targets) == 0 {
+		return fmt.Errorf("verify: no profile to download: %w", errNoneAvailable)
+	}
 	for i, tg := range targets {
 		curve := i % 2
 		iccid, err := verifyDownload(ctx, a, db, tg, euiccs[curve], euiccsim.LPAConfig{Binding: binding, RootCAs: roots,
@@ -165,6 +198,9 @@ func runVerifyES9(ctx context.Context, cmd *cobra.Command, a *app, o verifyOptio
 	}
 	fmt.Fprintf(out, "verify: %d of %d profiles downloaded over ES9+ and checked, %d failed, in %s\n",
 		len(targets)-failed, len(targets), failed, time.Since(start).Round(time.Millisecond))
+	if targets[0].skipped > 0 {
+		fmt.Fprintf(out, "verify: %d sampled records skipped: their profiles were no longer Available (downloaded or ordered before)\n", targets[0].skipped)
+	}
 	if failed > 0 {
 		return fmt.Errorf("verify: %d of %d profiles failed the ES9+ download check", failed, len(targets))
 	}
@@ -179,7 +215,9 @@ func es9Targets(ctx context.Context, cmd *cobra.Command, a *app, o verifyOptions
 		if err != nil {
 			return nil, err
 		}
-		plan, err := template.Compile(der)
+		// The template settings perso run compiled the template with
+		// (template.*), as the offline check does.
+		plan, ts, err := compileTemplate(a, der)
 		if err != nil {
 			return nil, usageError(fmt.Errorf("verify: template %s: %w", o.template, err))
 		}
@@ -189,7 +227,7 @@ func es9Targets(ctx context.Context, cmd *cobra.Command, a *app, o verifyOptions
 		}
 		// The records are read as perso run read them: the same rules and,
 		// for transport-encrypted input, decryption by the HSM.
-		read := perso.Options{Rules: perso.Rules{MCC: o.mcc, MNC: o.mnc}}
+		read := perso.Options{Rules: perso.Rules{MCC: o.mcc, MNC: o.mnc}, Layout: ts.layout()}
 		if o.transportKey != 0 {
 			pool, err := openHSM(ctx, a, false)
 			if err != nil {
@@ -198,15 +236,36 @@ func es9Targets(ctx context.Context, cmd *cobra.Command, a *app, o verifyOptions
 			defer pool.Close()
 			read.Decrypter, read.Transport = pool, perso.Transport{Key: o.transportKey, Alg: o.transportAlg}
 		}
-		picks, _, err := verifySampleWith(ctx, o.input, read, plan, len(plan.Algorithms()) == 1, o.sample, seed)
+		// Twice the sample and some: a download moves its profile out of
+		// Available for good, so an earlier verify (or a device) may have
+		// taken some of the records drawn. The candidates are shuffled (a
+		// reservoir's slots are not in random order) and the first N whose
+		// profiles are Available are downloaded.
+		picks, _, err := verifySampleWith(ctx, o.input, read, plan, ts.keep, 2*o.sample+8, seed)
 		if err != nil {
 			return nil, err
 		}
-		ts := make([]es9Target, len(picks))
+		rng := rand.New(rand.NewPCG(seed^0x5851f42d4c957f2d, seed))
+		rng.Shuffle(len(picks), func(i, j int) { picks[i], picks[j] = picks[j], picks[i] })
+		var ts9 []es9Target
+		skipped := 0
 		for i := range picks {
-			ts[i] = es9Target{pick: &picks[i]}
+			if len(ts9) == o.sample {
+				break
+			}
+			sp, err := db.GetProfile(ctx, picks[i].iccid)
+			if err == nil && sp.State != store.StateAvailable {
+				skipped++
+				continue
+			}
+			// Not in the store: the download's order says so, as a failure.
+			ts9 = append(ts9, es9Target{pick: &picks[i]})
 		}
-		return ts, nil
+		if len(ts9) == 0 {
+			return nil, fmt.Errorf("verify: %d records drawn from %s: %w", len(picks), o.input, errNoneAvailable)
+		}
+		ts9[0].skipped = skipped
+		return ts9, nil
 	}
 	ptype, _ := cmd.Flags().GetString("profile-type")
 	if ptype == "" {
