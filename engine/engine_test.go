@@ -16,6 +16,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
+	"github.com/apache/arrow/go/v15/arrow/memory"
+
 	"github.com/perso-esim/perso/bpp"
 	"github.com/perso-esim/perso/engine"
 	"github.com/perso-esim/perso/esim"
@@ -75,6 +79,21 @@ func openStore(t *testing.T, driver, dsn string) *store.DB {
 // the format; transport encrypts ki/opc under transport key 7.
 func writeInput(t *testing.T, dir string, format perso.Format, n int, iccidStart, imsiStart string, transport bool) string {
 	t.Helper()
+	return writeInputSpoiled(t, dir, format, n, iccidStart, imsiStart, transport, nil)
+}
+
+// spoilage makes one generated record bad: its string column col (iccid,
+// imsi) gets value(the generated value).
+type spoilage struct {
+	col   string
+	value func(string) string
+}
+
+// writeInputSpoiled is writeInput with the records at the spoil keys (0-based
+// record numbers) made bad before they are written, in every format alike.
+func writeInputSpoiled(t *testing.T, dir string, format perso.Format, n int, iccidStart, imsiStart string, transport bool,
+	spoil map[int]spoilage) string {
+	t.Helper()
 	o := perso.GenOptions{Count: int64(n), ICCIDStart: iccidStart, IMSIStart: imsiStart,
 		Layout: perso.Layout{OTAKVNs: []uint8{1, 2}}, Algorithm: esim.AlgorithmTest, BatchSize: 300,
 		ProfileName: "perso test", ServiceProvider: "perso"}
@@ -106,7 +125,7 @@ func writeInput(t *testing.T, dir string, format perso.Format, n int, iccidStart
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
+	for first := 0; ; {
 		b, err := g.Next()
 		if errors.Is(err, io.EOF) {
 			break
@@ -114,6 +133,12 @@ func writeInput(t *testing.T, dir string, format perso.Format, n int, iccidStart
 		if err != nil {
 			t.Fatal(err)
 		}
+		for i := first; i < first+int(b.NumRows()); i++ {
+			if sp, ok := spoil[i]; ok {
+				b = spoilRecord(t, b, sp, i-first)
+			}
+		}
+		first += int(b.NumRows())
 		err = w.Write(b)
 		b.Release()
 		if err != nil {
@@ -124,6 +149,38 @@ func writeInput(t *testing.T, dir string, format perso.Format, n int, iccidStart
 		t.Fatal(err)
 	}
 	return path
+}
+
+// spoilRecord returns b with row i's column sp.col replaced (b is
+// released).
+func spoilRecord(t *testing.T, b arrow.Record, sp spoilage, row int) arrow.Record {
+	t.Helper()
+	defer b.Release()
+	idx := b.Schema().FieldIndices(sp.col)
+	if len(idx) != 1 {
+		t.Fatalf("no column %s", sp.col)
+	}
+	old, ok := b.Column(idx[0]).(*array.String)
+	if !ok {
+		t.Fatalf("column %s is %s, not a string", sp.col, b.Column(idx[0]).DataType())
+	}
+	bld := array.NewStringBuilder(memory.DefaultAllocator)
+	defer bld.Release()
+	for i := 0; i < old.Len(); i++ {
+		switch {
+		case i == row:
+			bld.Append(sp.value(old.Value(i)))
+		case old.IsNull(i):
+			bld.AppendNull()
+		default:
+			bld.Append(old.Value(i))
+		}
+	}
+	col := bld.NewArray()
+	defer col.Release()
+	cols := append([]arrow.Array(nil), b.Columns()...)
+	cols[idx[0]] = col
+	return array.NewRecord(b.Schema(), cols, b.NumRows())
 }
 
 // readRecords reads every good record of an input, by ICCID.
@@ -186,28 +243,54 @@ func TestRunEveryFormatBothStores(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					path := writeInput(t, dir, f.format, n, iccid, fmt.Sprintf("0010109%d0000001", fi), f.transport)
-					badLines := 0
-					if f.format == perso.FormatCSV {
-						badLines = appendBadLines(t, path)
+					// Two records made bad in every format (past the 50
+					// the overlapping batch below takes over): a bad Luhn
+					// digit, a 16-digit IMSI.
+					spoil := map[int]spoilage{
+						137: {"iccid", func(v string) string { return v[:len(v)-1] + string('0'+(v[len(v)-1]-'0'+1)%10) }},
+						402: {"imsi", func(string) string { return "1234567890123456" }},
 					}
+					path := writeInputSpoiled(t, dir, f.format, n, iccid, fmt.Sprintf("0010109%d0000001", fi), f.transport, spoil)
+					// Where each bad record is: its line in a text file
+					// (found by its value), its 1-based row number in
+					// Parquet and Arrow.
+					want := map[int64]string{}
+					for row, sp := range spoil {
+						switch f.format {
+						case perso.FormatCSV, perso.FormatOut:
+							want[lineOf(t, path, sp.col, row)] = sp.col
+						default:
+							want[int64(row)+1] = sp.col
+						}
+					}
+					if f.format == perso.FormatCSV {
+						if line := lineOf(t, path, "iccid", 137); line != 139 {
+							t.Fatalf("the bad ICCID is on line %d of the CSV, want 139 (the header, then a record a line)", line)
+						}
+						appendBadLines(t, path)
+						want[n+2], want[n+3] = "iccid", "ki" // after the header and n records
+					}
+					bad := len(want)
 					var rejects perso.RejectList
 					rep, err := engine.Run(context.Background(), db, pool, engine.Spec{Input: path, Template: der,
 						ProfileType: "ts48", Rejects: &rejects}, engine.Config{ChunkSize: 128, Exclusive: true})
 					if err != nil {
 						t.Fatal(err)
 					}
-					if !rep.Complete || rep.Stored != n || rep.Rejected != int64(badLines) || rep.Conflicts != 0 ||
-						rep.RecordsRead != int64(n+badLines) || rep.Chunks != (n+127)/128 {
-						t.Fatalf("report %+v; want %d stored, %d rejected, %d chunks", rep, n, badLines, (n+127)/128)
+					good := n - len(spoil)
+					if !rep.Complete || rep.Stored != int64(good) || rep.Rejected != int64(bad) || rep.Conflicts != 0 ||
+						rep.RecordsRead != int64(n+bad-len(spoil)) || rep.Chunks != (good+127)/128 {
+						t.Fatalf("report %+v; want %d stored, %d rejected, %d chunks", rep, good, bad, (good+127)/128)
 					}
-					if len(rejects.Items) != badLines {
-						t.Fatalf("%d rejects reported, want %d: %v", len(rejects.Items), badLines, rejects.Items)
-					}
+					got := map[int64]string{}
 					for _, r := range rejects.Items {
-						if r.Line < 2 || r.Reason == "" {
-							t.Errorf("reject without its input line: %+v", r)
+						got[r.Line] = r.Column
+						if r.Reason == "" {
+							t.Errorf("reject without a reason: %+v", r)
 						}
+					}
+					if len(rejects.Items) != bad || fmt.Sprint(got) != fmt.Sprint(want) {
+						t.Fatalf("rejects (line: column) %v, want %v: %v", got, want, rejects.Items)
 					}
 					if rep.HSMCallsPerProfile > 0.1 || rep.CPUMicrosPerProf <= 0 || rep.ICCIDFirst != iccid {
 						t.Errorf("report figures: %+v", rep)
@@ -235,6 +318,46 @@ func TestRunEveryFormatBothStores(t *testing.T) {
 	}
 }
 
+// lineOf returns the 1-based line of a text input that holds the record
+// spoiled at row for col: the line with the spoiled value as a field.
+func lineOf(t *testing.T, path, col string, row int) int64 {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []int64
+	for i, line := range strings.Split(string(data), "\n") {
+		for _, field := range strings.FieldsFunc(line, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+			if col == "imsi" && field == "1234567890123456" || col == "iccid" && len(field) == 19 && !luhnOK(field) {
+				found = append(found, int64(i)+1)
+			}
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%s: the spoiled %s of record %d is on lines %v, want one line", path, col, row, found)
+	}
+	return found[0]
+}
+
+// luhnOK checks an all-digit string's Luhn check digit.
+func luhnOK(s string) bool {
+	sum := 0
+	for i := 0; i < len(s); i++ {
+		d := int(s[len(s)-1-i] - '0')
+		if d < 0 || d > 9 {
+			return true // not digits: not the spoiled ICCID
+		}
+		if i%2 == 1 {
+			if d *= 2; d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+	}
+	return sum%10 == 0
+}
+
 // appendBadLines appends lines the reader refuses and returns how many.
 func appendBadLines(t *testing.T, path string) int {
 	t.Helper()
@@ -245,7 +368,8 @@ func appendBadLines(t *testing.T, path string) int {
 	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
 	last := strings.Split(lines[len(lines)-1], ",")
 	bad := append([]string(nil), last...)
-	bad[0] = "8949449999999999990" // wrong Luhn digit (and unknown)
+	bad[0] = "8949449999999999991" // wrong Luhn digit (…990 would be right); its IMSI, the last line's, is found first
+	bad[1] = "001019999999999"     // so that the ICCID is what the reader refuses, not a duplicate IMSI
 	short := append([]string(nil), last...)
 	short[2] = "0011" // Ki too short
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
@@ -330,5 +454,61 @@ func checkSample(t *testing.T, db *store.DB, pool *hsmpool.Pool, plan *template.
 		if !bytes.Equal(opened.UPP, want) {
 			t.Fatalf("%s: the opened UPP differs from personalising the record directly", id)
 		}
+	}
+}
+
+// TestRunRefusesOtherInputUnderBatch: a batch ID already used with one
+// input, template and profile type refuses a run with another input,
+// another template or another profile type (ErrBatchMismatch, saying which
+// differs and what to do), and the batch stays as it was: nothing of the
+// other input is stored.
+func TestRunRefusesOtherInputUnderBatch(t *testing.T) {
+	pool := openHSM(t)
+	der, err := os.ReadFile(testenv.Path(t, "ts48", ts48))
+	if err != nil {
+		t.Fatal(err)
+	}
+	der2, err := os.ReadFile(testenv.Path(t, "ts48", "TS48v5_SAIP2.3_NoBERTLV.der"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for si, st := range stores {
+		t.Run(st.name, func(t *testing.T) {
+			driver, dsn := st.open(t)
+			db := openStore(t, driver, dsn)
+			dir := t.TempDir()
+			iccid, _ := perso.ICCIDWithCheck(fmt.Sprintf("894944997%d%08d", si, 100))
+			first := writeInput(t, dir, perso.FormatCSV, 60, iccid, fmt.Sprintf("0010107%d0000001", si), false)
+			spec := engine.Spec{BatchID: "same", Input: first, Template: der, ProfileType: "ts48"}
+			rep, err := engine.Run(context.Background(), db, pool, spec, engine.Config{ChunkSize: 25, Exclusive: true})
+			if err != nil || !rep.Complete || rep.Stored != 60 {
+				t.Fatalf("first run: %v, %+v", err, rep)
+			}
+			otherICCID, _ := perso.ICCIDWithCheck(fmt.Sprintf("894944996%d%08d", si, 100))
+			other := writeInput(t, t.TempDir(), perso.FormatCSV, 40, otherICCID, fmt.Sprintf("0010106%d0000001", si), false)
+			for _, tc := range []struct {
+				name, says string
+				change     func(*engine.Spec)
+			}{
+				{"other input", "input SHA-256", func(s *engine.Spec) { s.Input = other }},
+				{"other template", "has template ", func(s *engine.Spec) { s.Template = der2 }},
+				{"other profile type", `profile type "ts48", this run "other"`, func(s *engine.Spec) { s.ProfileType = "other" }},
+			} {
+				s := spec
+				tc.change(&s)
+				_, err := engine.Run(context.Background(), db, pool, s, engine.Config{ChunkSize: 25, Exclusive: true})
+				if !errors.Is(err, engine.ErrBatchMismatch) || !strings.Contains(err.Error(), tc.says) ||
+					!strings.Contains(err.Error(), "re-run with the same ones, or choose another batch ID") {
+					t.Errorf("%s under batch same: %v, want ErrBatchMismatch naming the %s and what to do", tc.name, err, tc.says)
+				}
+			}
+			b, err := db.GetBatch(context.Background(), "same")
+			if err != nil || b.Profiles != 60 || b.Records != 60 || b.ChunksDone != 3 || b.ProfileType != "ts48" {
+				t.Errorf("batch same after the refused runs: %+v (%v)", b, err)
+			}
+			if _, err := db.GetProfile(context.Background(), otherICCID); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("the other input's first ICCID: %v, want not stored", err)
+			}
+		})
 	}
 }
