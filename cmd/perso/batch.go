@@ -90,10 +90,12 @@ func batchList(ctx context.Context, db *store.DB, w io.Writer, asJSON bool) erro
 		return writeBatchJSON(w, out)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BATCH\tPROFILE TYPE\tRECORDS\tSTORED\tREJECTED\tCONFLICTS\tCHUNKS\tCREATED")
+	// The counts of perso run's report, in its order (records_read,
+	// stored, rejected, duplicates, conflicts, chunks_done/chunks).
+	fmt.Fprintln(tw, "BATCH\tPROFILE TYPE\tRECORDS\tSTORED\tREJECTED\tDUPLICATES\tCONFLICTS\tCHUNKS\tCREATED")
 	for _, b := range bs {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d/%d\t%s\n", b.ID, b.ProfileType, b.Records, b.Profiles, b.Rejected,
-			b.Conflicts, b.ChunksDone, b.Chunks, b.CreatedAt.Format("2006-01-02 15:04:05Z"))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d/%d\t%s\n", b.ID, b.ProfileType, b.Records, b.Profiles, b.Rejected,
+			b.Duplicates, b.Conflicts, b.ChunksDone, b.Chunks, b.CreatedAt.Format("2006-01-02 15:04:05Z"))
 	}
 	return tw.Flush()
 }

@@ -113,18 +113,18 @@ func checkBatchShow(t *testing.T, dir string, env []string, reportPath string) {
 		t.Errorf("batch list --json lacks batch %s:\n%s", id, res.stdout)
 	}
 
-	// The table: BATCH PROFILE-TYPE RECORDS STORED REJECTED CONFLICTS
-	// DONE/CHUNKS CREATED.
+	// The table: BATCH PROFILE-TYPE RECORDS STORED REJECTED DUPLICATES
+	// CONFLICTS DONE/CHUNKS CREATED.
 	res = runChild(t, dir, env, nil, time.Minute, "batch", "list")
 	want := strings.Join([]string{id, strings.Trim(rep["profile_type"], `"`), rep["records_read"], rep["stored"], rep["rejected"],
-		rep["conflicts"], rep["chunks_done"] + "/" + rep["chunks"]}, " ")
+		rep["duplicates"], rep["conflicts"], rep["chunks_done"] + "/" + rep["chunks"]}, " ")
 	found = false
 	sc := bufio.NewScanner(strings.NewReader(res.stdout))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) >= 7 && f[0] == id {
+		if len(f) >= 8 && f[0] == id {
 			found = true
-			if got := strings.Join(f[:7], " "); got != want {
+			if got := strings.Join(f[:8], " "); got != want {
 				t.Errorf("batch list: %q, the report says %q", got, want)
 			}
 		}
