@@ -12,8 +12,10 @@ import (
 )
 
 // TestDemoScript runs `make demo`'s script on a few hundred records (the
-// real demo runs 100,000): token, records, perso run, perso verify of a
-// sample opened as the eUICC, the download demo, and the report.
+// real demo runs 100,000): token, records, perso run, perso verify
+// --offline of a sample opened as the eUICC, perso serve and downloads
+// over ES9+ by the virtual eUICC (JSON and ASN.1 bindings, each profile
+// Installed and equal to its record), and the report.
 func TestDemoScript(t *testing.T) {
 	testenv.SoftHSM(t) // SoftHSM2 must be installed (fails in CI, skips by hand)
 	bin := persoBinary(t)
@@ -38,14 +40,18 @@ func TestDemoScript(t *testing.T) {
 	for _, want := range []string{
 		"records      300 read: 300 stored, 0 rejected",
 		"6 of 6 sampled profiles",
-		"every opened UPP equals the personalised one: OK",
+		"perso serve: ES9+ on https://127.0.0.1:",
+		"8 of 8 profiles downloaded over ES9+ and checked, 0 failed",
+		"downloaded over ES9+, Installed, equal to the record personalised directly",
+		"2 of 2 profiles downloaded over ES9+ and checked, 0 failed",
+		"brainpoolP256r1  asn1",
 		`"profiles_per_second"`,
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, s)
 		}
 	}
-	if !regexp.MustCompile(`demo: 300 records; setup [0-9.]+ s, perso run [0-9.]+ s`).MatchString(s) {
+	if !regexp.MustCompile(`demo: 300 records; setup [0-9.]+ s, perso run [0-9.]+ s .*, serve and download [0-9.]+ s; total`).MatchString(s) {
 		t.Errorf("demo output lacks its timing line:\n%s", s)
 	}
 	if strings.Contains(s, "demo-user-pin") {
