@@ -231,3 +231,48 @@ func TestDockerfileStages(t *testing.T) {
 		}
 	}
 }
+
+// TestDocsPointers: deploy/README.md exists, and every file of the
+// repository that the Dockerfile's comments, the manifests' comments or the
+// README name (deploy/…, docs/….md, k8s/….yaml) is there, so that no
+// pointer leads nowhere.
+func TestDocsPointers(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatalf("deploy/README.md: %v", err)
+	}
+	texts := map[string]string{"README.md": string(readme)}
+	files, _ := filepath.Glob("k8s/*.yaml")
+	for _, f := range append(files, "Dockerfile") {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts[f] = string(b)
+	}
+	ref := regexp.MustCompile(`(?:\.\./)?(?:deploy/|docs/|k8s/)[A-Za-z0-9_./-]*[A-Za-z0-9_]`)
+	for name, text := range texts {
+		for _, m := range ref.FindAllString(text, -1) {
+			m, _, _ = strings.Cut(m, "#")
+			var path string
+			switch {
+			case strings.HasPrefix(m, "../"):
+				path = m // relative to deploy/, as the README links
+			case strings.HasPrefix(m, "deploy/"):
+				path = strings.TrimPrefix(m, "deploy/")
+			case strings.HasPrefix(m, "docs/"):
+				path = filepath.Join("..", m)
+			default:
+				path = m
+			}
+			if _, err := os.Stat(path); err != nil {
+				t.Errorf("%s names %s, which does not exist", name, m)
+			}
+		}
+	}
+	for _, want := range []string{"docker build", "Indexed Job", "Deployment", "perso-secrets", "Scaling out"} {
+		if !strings.Contains(string(readme), want) {
+			t.Errorf("deploy/README.md does not mention %q", want)
+		}
+	}
+}
