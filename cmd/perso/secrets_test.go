@@ -133,7 +133,10 @@ func scanForSecrets(t *testing.T, where string, data []byte, allowed []plantedSe
 // row in the table below fails the test.
 func TestNoCommandRevealsASecret(t *testing.T) {
 	tok := testenv.SoftHSM(t)       // SoftHSM2 must be installed (fails in CI, skips by hand)
-	pgDSN := testenv.PostgresDSN(t) // so is PostgreSQL (trust authentication: any password is accepted)
+	// So is PostgreSQL (trust authentication: any password is accepted). A
+	// fresh schema: batches of an earlier run (-count=2) were sealed under
+	// the KEK of that run's token and would clash with this run's.
+	pgDSN := testenv.PostgresSchemaDSN(t)
 	u, err := url.Parse(pgDSN)
 	if err != nil {
 		t.Fatal(err)

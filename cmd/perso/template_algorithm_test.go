@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +9,6 @@ import (
 	"time"
 
 	"github.com/perso-esim/perso/engine"
-	"github.com/perso-esim/perso/hsmpool"
 	"github.com/perso-esim/perso/internal/testenv"
 	"github.com/perso-esim/perso/template"
 )
@@ -22,20 +19,9 @@ import (
 // batch switches the template and says so in its report; with keep it
 // keeps the test algorithm and says that. TUAK records switch to TUAK.
 func TestRunTemplateAlgorithmSetting(t *testing.T) {
-	tok := testenv.SoftHSM(t)
-	pool, err := hsmpool.Open(context.Background(), hsmpool.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN, Sessions: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = pool.GenerateSecretKey(context.Background(), "kek-1", hsmpool.KindKEK)
-	pool.Close() // before any Fatal: other tests open the module again
-	if err != nil && !errors.Is(err, hsmpool.ErrKeyExists) {
-		t.Fatal(err)
-	}
 	tmpl := testenv.Path(t, "ts48", "TS48v5_SAIP2.3_NoBERTLV.der")
 	dir := t.TempDir()
-	env := []string{"PERSO_HSM_MODULE=" + tok.Module, "PERSO_HSM_TOKEN=" + tok.Label, "PERSO_HSM_PIN=" + tok.PIN,
-		"PERSO_STORE_DRIVER=sqlite", "PERSO_STORE_DSN=" + filepath.Join(dir, "perso.db")}
+	env := append(batchToken(t), "PERSO_STORE_DRIVER=sqlite", "PERSO_STORE_DSN="+filepath.Join(dir, "perso.db"))
 	for _, gen := range []struct{ file, alg string }{{"milenage.csv", "milenage"}, {"tuak.csv", "tuak"}} {
 		args := []string{"testdata", "perso", "--count", "20", "--algorithm", gen.alg, "-o", gen.file}
 		if gen.alg == "tuak" {

@@ -20,7 +20,10 @@ import (
 )
 
 // batchToken is a SoftHSM2 token with the KEK perso run seals batch keys
-// under, as PERSO_* variables.
+// under, as PERSO_* variables. The token is the test process's (testenv),
+// shared by its tests and by every run of them under -count=N, so the KEK
+// may exist already: generating it is idempotent, and every test that
+// needs the KEK comes here rather than generating it itself.
 func batchToken(t *testing.T) []string {
 	t.Helper()
 	tok := testenv.SoftHSM(t)
@@ -29,7 +32,6 @@ func batchToken(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	// The token is shared by the tests of this process: the KEK may exist.
 	if err := pool.GenerateSecretKey(context.Background(), "kek-1", hsmpool.KindKEK); err != nil && !errors.Is(err, hsmpool.ErrKeyExists) {
 		t.Fatal(err)
 	}
