@@ -316,18 +316,20 @@ func startProfiles(o runOptions) (stop func() error, err error) {
 			return nil, err
 		}
 	}
-	var stops []func() error
-	stopAll := func() error {
+	// Each stop writes its file (keep) or discards it (a later profile
+	// failed to start: no file for a run that did not happen).
+	var stops []func(keep bool) error
+	stopAll := func(keep bool) error {
 		var errs []error
 		// Last started, first stopped: the CPU profile (started first)
 		// covers the writing of the others.
 		for i := len(stops) - 1; i >= 0; i-- {
-			errs = append(errs, stops[i]())
+			errs = append(errs, stops[i](keep))
 		}
 		return errors.Join(errs...)
 	}
 	fail := func(err error) (func() error, error) {
-		stopAll()
+		stopAll(false)
 		return nil, err
 	}
 	if o.cpuProfile != "" {
@@ -337,9 +339,12 @@ func startProfiles(o runOptions) (stop func() error, err error) {
 		}
 		s := profile.Start(profile.CPUProfile, profile.ProfilePath(dir), profile.Quiet, profile.NoShutdownHook)
 		path := o.cpuProfile
-		stops = append(stops, func() error {
+		stops = append(stops, func(keep bool) error {
 			s.Stop()
 			defer os.RemoveAll(dir)
+			if !keep {
+				return nil
+			}
 			// The rename is the atomic step; the profile was closed by Stop.
 			if err := os.Rename(filepath.Join(dir, "cpu.pprof"), path); err != nil {
 				return fmt.Errorf("run: --cpuprofile: %w", err)
@@ -356,8 +361,12 @@ func startProfiles(o runOptions) (stop func() error, err error) {
 			f.Abort()
 			return fail(fmt.Errorf("run: --trace: %w", err))
 		}
-		stops = append(stops, func() error {
+		stops = append(stops, func(keep bool) error {
 			trace.Stop()
+			if !keep {
+				f.Abort()
+				return nil
+			}
 			return f.Commit()
 		})
 	}
@@ -370,7 +379,12 @@ func startProfiles(o runOptions) (stop func() error, err error) {
 		// profiles: one sample per 4 KiB allocated rather than 512 KiB.
 		old := runtime.MemProfileRate
 		runtime.MemProfileRate = profile.DefaultMemProfileRate
-		stops = append(stops, func() error {
+		stops = append(stops, func(keep bool) error {
+			if !keep {
+				runtime.MemProfileRate = old
+				f.Abort()
+				return nil
+			}
 			// The heap as of the last GC: collect first so that it is the
 			// end of the run's, not a cycle ago's.
 			runtime.GC()
@@ -383,7 +397,7 @@ func startProfiles(o runOptions) (stop func() error, err error) {
 			return f.Commit()
 		})
 	}
-	return stopAll, nil
+	return func() error { return stopAll(true) }, nil
 }
 
 // progress shows a run's progress: a bar on a terminal, log lines
