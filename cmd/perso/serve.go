@@ -185,19 +185,18 @@ func runServe(ctx context.Context, a *app, demoPINs bool, stopAfter time.Duratio
 	fmt.Fprintf(out, "perso serve: ES9+ on %s://%s as %s (curves %s, store %s)\n", scheme, ln.Addr(),
 		v.GetString("serve.address"), v.GetString("serve.curves"), v.GetString("store.driver"))
 
-	if addr := v.GetString("serve.metrics_listen"); addr != "" {
-		stopOps, err := serveOps(addr, opsHandler(metrics, db, pool), func(line string) { fmt.Fprintln(out, line) })
-		if err != nil {
-			return err
-		}
-		defer stopOps()
-	}
-
 	runCtx := ctx
 	if stopAfter > 0 {
 		var cancel context.CancelFunc
 		runCtx, cancel = context.WithTimeout(ctx, stopAfter)
 		defer cancel()
+	}
+	if addr := v.GetString("serve.metrics_listen"); addr != "" {
+		stopOps, err := serveOps(addr, opsHandler(metrics, db, pool, runCtx.Done()), func(line string) { fmt.Fprintln(out, line) })
+		if err != nil {
+			return err
+		}
+		defer stopOps()
 	}
 	go sweepSessions(runCtx, db)
 	errc := make(chan error, 1)

@@ -117,7 +117,10 @@ func (c *hsmCollector) Collect(ch chan<- prometheus.Metric) {
 // opsHandler serves /metrics, /healthz (the process answers) and /readyz
 // (the store answers a read and the HSM a session check within 2 s: a
 // load balancer stops sending devices to a server that cannot serve them).
-func opsHandler(m *serveMetrics, db *store.DB, pool *hsmpool.Pool) http.Handler {
+// Once stopping is closed (SIGTERM, --stop-after) /readyz answers 503: the
+// ES9+ listener no longer accepts connections while the calls in flight
+// drain, and the operations listener is the last to close.
+func opsHandler(m *serveMetrics, db *store.DB, pool *hsmpool.Pool, stopping <-chan struct{}) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -126,6 +129,12 @@ func opsHandler(m *serveMetrics, db *store.DB, pool *hsmpool.Pool) http.Handler 
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
+		select {
+		case <-stopping:
+			http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
+			return
+		default:
+		}
 		if err := readiness(ctx, db, pool); err != nil {
 			slog.WarnContext(ctx, "serve: not ready", "err", err)
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
