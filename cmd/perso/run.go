@@ -443,10 +443,14 @@ func (pr *progress) update(p engine.Progress) {
 				mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.EwmaSpeed(0, "%.0f records/s", 30),
 					decor.Name(" ETA "), decor.EwmaETA(decor.ET_STYLE_GO, 30),
 					decor.Any(func(decor.Statistics) string { return fmt.Sprintf(" rejects %d", pr.rejects.Load()) })))
-			// What earlier runs did (and the rejects the survey found) is
-			// not this run's speed: the bar starts there, and the first
-			// sample is this run's stored profiles over its time so far.
-			pr.bar.SetCurrent(max(p.Done-p.RunStored, 0))
+			// The first update sets the bar without a rate sample: what
+			// earlier runs did is not this run's speed, and the time to
+			// the first chunk is mostly start-up (the survey reads the
+			// whole input), which would weigh on the average for many
+			// chunks. The rate and ETA show from the second chunk.
+			pr.bar.SetCurrent(p.Done)
+			pr.elapsed = p.Elapsed
+			return
 		}
 		// EwmaSetCurrent alone: it samples the increment since the bar's
 		// current value (a SetCurrent before it would make that zero and

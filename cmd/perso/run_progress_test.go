@@ -11,16 +11,17 @@ import (
 
 // TestRunProgressBar: the bar of `perso run --progress bar` shows the
 // records done, this run's records/s, the ETA and the rejects. A resumed
-// batch: an earlier run stored 2,000 of 13,000 records; this run stores
-// 1,000 records every 0.5 s (the engine's Elapsed), so the rate is
-// 2,000 records/s from the first chunk on (what the earlier run did is not
-// counted as this run's speed) and the 6,000 records left take 3 s.
+// batch: an earlier run stored 2,000 of 13,000 records; this run's first
+// chunk comes after 3 s of start-up, the next ones every 0.5 s (the
+// engine's Elapsed), so the rate is 2,000 records/s, neither the earlier
+// run's records nor the start-up counted as this run's speed, and the
+// 6,000 records left take 3 s.
 func TestRunProgressBar(t *testing.T) {
 	var buf lockedBuffer
 	pr := newProgress("bar", &buf, nil)
 	for i := int64(1); i <= 5; i++ {
 		pr.update(engine.Progress{BatchID: "b1", Records: 13000, Done: 2000 + i*1000, Stored: 2000 + i*1000 - 9,
-			Rejected: 7, Conflicts: 2, Chunks: 13, ChunksDone: 2 + int(i), Elapsed: time.Duration(i) * 500 * time.Millisecond,
+			Rejected: 7, Conflicts: 2, Chunks: 13, ChunksDone: 2 + int(i), Elapsed: 3*time.Second + time.Duration(i-1)*500*time.Millisecond,
 			RunStored: i * 1000})
 	}
 	pr.done(nil)
