@@ -48,7 +48,8 @@ func newServeCmd(a *app) *cobra.Command {
 Operations (serve.metrics_listen, plain HTTP, off by default; bind it to
 loopback or a management network): /metrics (Prometheus: calls by function
 and SGP.22 status, latency per function, HSM queue depth, process), /healthz
-(the process answers), /readyz (store and HSM answer within 2 s). Each client
+(the process answers), /readyz (store and HSM answer within 2 s; 503 from
+SIGTERM on, while calls in flight drain). Each client
 address gets serve.rate_limit ES9+ calls per second (burst serve.rate_burst);
 a refused call is Failed 8.8/3.7 with Retry-After (handleNotification: 429).
 
