@@ -9,6 +9,7 @@ import (
 
 	"github.com/apache/arrow/go/v15/arrow"
 
+	"github.com/perso-esim/perso/jobs"
 	"github.com/perso-esim/perso/perso"
 )
 
@@ -95,6 +96,15 @@ func (s *reader) request(c *chunk) error {
 		if a.Chunk > 0 {
 			s.size = a.First / int64(a.Chunk)
 		}
+	}
+	if old, ok := s.pending[a.First]; ok {
+		// The same chunk again: its job was rescued (held past
+		// engine.rescue_after while it waited here) and River gave the
+		// new attempt to this worker. The older attempt can no longer
+		// complete the job; answered here, its Work call returns.
+		// Overwritten unanswered, it waited forever and kept the run
+		// from ending (its chunk counted in flight).
+		old.fail(fmt.Errorf("%w: engine: chunk %d requested again by a later attempt of its job", jobs.ErrLost, a.Chunk))
 	}
 	s.pending[a.First] = c
 	return nil
