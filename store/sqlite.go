@@ -41,6 +41,8 @@ type sqliteBackend struct {
 
 	stmts sync.Map // stmtKey → *sql.Stmt: SQLite parses each statement once
 
+	txOwner atomic.Pointer[sqliteTxOwner] // sqlite_es9.go
+
 	// Checkpoints run in the background on their own connections (PASSIVE:
 	// they block neither readers nor the writer), so that copying the WAL
 	// into the database file overlaps with the next transactions instead
@@ -1191,23 +1193,7 @@ func (b *sqliteBackend) allocate(ctx context.Context, profileType, eid string, s
 }
 
 func (b *sqliteBackend) mutate(ctx context.Context, iccid string, fn func(p *Profile) error, after afterWrite) (Profile, error) {
-	if err := b.turn.acquire(ctx); err != nil {
-		return Profile{}, err
-	}
-	defer b.turn.release()
-	tx, err := b.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the write lock is held from here
-	if err != nil {
-		return Profile{}, err
-	}
-	defer tx.Rollback()
-	p, wrote, result, err := b.mutateInTx(ctx, tx, iccid, fn, after)
-	if err != nil || !wrote {
-		return p, err
-	}
-	if err := tx.Commit(); err != nil {
-		return Profile{}, err
-	}
-	return p, result
+	return b.mutateSession(ctx, iccid, fn, after, nil, time.Time{}) // sqlite_es9.go
 }
 
 // --- sessions ---
@@ -1240,7 +1226,8 @@ func (b *sqliteBackend) getSession(ctx context.Context, tid string) (Session, er
 }
 
 func (b *sqliteBackend) updateSession(ctx context.Context, s Session, keepExpiry bool, now time.Time) (bool, error) {
-	r, err := b.exec(ctx, sqlSessionUpdate, sqliteSessionUpdateArgs(s, keepExpiry, now)...)
+	q, args := sqliteSessionUpdate(s, keepExpiry, now)
+	r, err := b.exec(ctx, q, args...)
 	if err != nil {
 		return false, err
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/perso-esim/perso/store"
+	"github.com/perso-esim/perso/store/storetest"
 )
 
 // TestSQLiteMigrationSessionsExpires: migration 4 drops sessions_expires
@@ -76,4 +77,55 @@ func indexCount(t *testing.T, path, name string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestSQLiteHookOwnerReadWithOrder: the transition hook of each ES9+ event
+// sees the owner of the order written (read with the order, not a
+// statement of its own): two operators' orders and one without an owner,
+// interleaved, each event reporting its own order's owner.
+func TestSQLiteHookOwnerReadWithOrder(t *testing.T) {
+	ctx := context.Background()
+	s, err := store.Open(ctx, "sqlite", filepath.Join(t.TempDir(), "inv.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.CreateBatch(ctx, store.Batch{ID: "b1", ProfileType: "t", KeyBlob: []byte("k")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutBatch(ctx, "b1", storetest.Profiles("t", 0, 3, 64)); err != nil {
+		t.Fatal(err)
+	}
+	owners := []string{"op-a", "op-b", ""}
+	for i, op := range owners {
+		if _, err := s.DownloadOrder(ctx, store.DownloadOrderRequest{ICCID: storetest.ICCID(i), Operator: op}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.ConfirmOrder(ctx, store.ConfirmOrderRequest{ICCID: storetest.ICCID(i), ReleaseFlag: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string][]string{}
+	s.SetTransitionHook(func(_ context.Context, _ store.Tx, tr store.Transition) error {
+		seen[tr.Profile.ICCID] = append(seen[tr.Profile.ICCID], tr.Operator)
+		return nil
+	})
+	const eid = "89049032123451234512345678901235"
+	for _, step := range []func(iccid string) error{
+		func(iccid string) error { _, err := s.AuthenticateClientWith(ctx, iccid, eid, nil, nil); return err },
+		func(iccid string) error { _, err := s.BPPDeliveredWith(ctx, iccid, nil); return err },
+		func(iccid string) error { _, err := s.InstallResultWith(ctx, iccid, true, nil); return err },
+	} {
+		for _, i := range []int{1, 0, 2} {
+			if err := step(storetest.ICCID(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i, op := range owners {
+		got := seen[storetest.ICCID(i)]
+		if len(got) != 3 || got[0] != op || got[1] != op || got[2] != op {
+			t.Errorf("order %d (owner %q): the hook saw owners %q", i, op, got)
+		}
+	}
 }
