@@ -34,6 +34,11 @@ type chunk struct {
 	// flight drops exactly once per chunk.
 	answered atomic.Bool
 	inFlight *atomic.Int64
+	// superseded are earlier requests of the same chunk (its job rescued
+	// while they waited in the reader, the new attempt given to this
+	// worker): answered with this request's outcome (see reader.request).
+	superseded []*chunk
+	duplicate  bool // set on a superseded request before it is answered
 
 	rows []arrow.Record   // read: slices of the reader's batches
 	w    store.BatchWrite // the store write, its material written (materialWriter)
@@ -361,6 +366,9 @@ func (c *chunk) answer(err error) {
 		c.inFlight.Add(-1)
 	}
 	c.done <- err // buffered: never blocks
+	for _, o := range c.superseded {
+		o.answer(err)
+	}
 }
 
 // --- validate ---
@@ -828,7 +836,7 @@ func (w *chunkWorker) Work(ctx context.Context, job *river.Job[ChunkArgs]) error
 	}
 	select {
 	case err := <-c.done:
-		if err != nil && !errors.Is(err, jobs.ErrLost) {
+		if err != nil && !errors.Is(err, jobs.ErrLost) && !c.duplicate {
 			w.stats.rolledBack.Add(1)
 		}
 		return err

@@ -9,7 +9,6 @@ import (
 
 	"github.com/apache/arrow/go/v15/arrow"
 
-	"github.com/perso-esim/perso/jobs"
 	"github.com/perso-esim/perso/perso"
 )
 
@@ -100,11 +99,15 @@ func (s *reader) request(c *chunk) error {
 	if old, ok := s.pending[a.First]; ok {
 		// The same chunk again: its job was rescued (held past
 		// engine.rescue_after while it waited here) and River gave the
-		// new attempt to this worker. The older attempt can no longer
-		// complete the job; answered here, its Work call returns.
-		// Overwritten unanswered, it waited forever and kept the run
-		// from ending (its chunk counted in flight).
-		old.fail(fmt.Errorf("%w: engine: chunk %d requested again by a later attempt of its job", jobs.ErrLost, a.Chunk))
+		// new attempt to this worker. The older attempt's Work call
+		// returns with the new one's outcome: overwritten unanswered, it
+		// waited forever and kept the run from ending (its chunk counted
+		// in flight); answered at once with an error, River would have
+		// set the job retryable under the running new attempt (its state
+		// update does not check the attempt), failing that one too.
+		old.duplicate = true
+		c.superseded = append(old.superseded, old)
+		old.superseded = nil
 	}
 	s.pending[a.First] = c
 	return nil
