@@ -77,6 +77,8 @@ type soakServeResult struct {
 	samples                []bench.Point // (downloads done, server RSS MiB) after each segment
 	warm, end              procMem       // after the warm-up, at the end
 	maxAfterWarm           float64       // the highest RSS seen after the warm-up (segment ends and the 1 s sampler)
+	maxAt                  int           // downloads done at the segment end before that maximum (it lies in the next segment)
+	timeline               []bench.Point // (seconds since the downloads began, server RSS MiB), every second
 	start                  procMem       // when the server listened
 	reinits, reinitsAtWarm float64       // perso_hsm_module_reinits_total at the end and after the warm-up
 	errors                 map[string]int
@@ -203,6 +205,8 @@ func soakServe(ctx context.Context, cmd *cobra.Command, a *app, o soakServerOpti
 	// segment ends.
 	var mu sync.Mutex
 	warmDone := false
+	done := 0 // downloads done at the last segment end, under mu
+	dl0 := time.Now()
 	stopSampler := make(chan struct{})
 	samplerDone := make(chan struct{})
 	go func() {
@@ -216,15 +220,15 @@ func soakServe(ctx context.Context, cmd *cobra.Command, a *app, o soakServerOpti
 			case <-tick.C:
 				m := readProcMem(srv.pid)
 				mu.Lock()
-				if warmDone {
-					res.maxAfterWarm = max(res.maxAfterWarm, m.rss)
+				res.timeline = append(res.timeline, bench.Point{X: time.Since(dl0).Seconds(), Y: m.rss})
+				if warmDone && m.rss > res.maxAfterWarm {
+					res.maxAfterWarm, res.maxAt = m.rss, done
 				}
 				mu.Unlock()
 			}
 		}
 	}()
 	warm := int(float64(o.binds) * o.warmup)
-	done := 0
 	say("%d downloads by %d virtual eUICCs against one perso serve (pid %d, RSS %.1f MiB at start), %d segments",
 		o.binds, o.workers, srv.pid, res.start.rss, (o.binds+segSize-1)/segSize)
 	for seg := range segs {
@@ -247,16 +251,16 @@ func soakServe(ctx context.Context, cmd *cobra.Command, a *app, o soakServerOpti
 		for k, v := range d.errors {
 			res.errors[k] += v
 		}
-		done += d.n
 		m := readProcMem(srv.pid)
-		res.samples = append(res.samples, bench.Point{X: float64(done), Y: m.rss})
 		mu.Lock()
+		done += d.n
+		res.samples = append(res.samples, bench.Point{X: float64(done), Y: m.rss})
 		if !warmDone && done >= warm {
 			warmDone = true
 			res.warm = m
 			res.reinitsAtWarm, _ = scrapeCounter(ctx, srv.metrics, "perso_hsm_module_reinits_total")
-		} else if warmDone {
-			res.maxAfterWarm = max(res.maxAfterWarm, m.rss)
+		} else if warmDone && m.rss > res.maxAfterWarm {
+			res.maxAfterWarm, res.maxAt = m.rss, done-d.n
 		}
 		mu.Unlock()
 		res.end = m
@@ -270,7 +274,9 @@ func soakServe(ctx context.Context, cmd *cobra.Command, a *app, o soakServerOpti
 	}
 	res.binds = done
 	res.end = readProcMem(srv.pid)
-	res.maxAfterWarm = max(res.maxAfterWarm, res.end.rss)
+	if res.end.rss > res.maxAfterWarm {
+		res.maxAfterWarm, res.maxAt = res.end.rss, done
+	}
 	var serr error
 	res.reinits, serr = scrapeCounter(ctx, srv.metrics, "perso_hsm_module_reinits_total")
 	if serr != nil {
@@ -344,7 +350,8 @@ func addSoakServe(r *bench.Result, s *soakServeResult, recycleAfter int, o soakS
 	ok := s.binds - s.failed
 	r.Add("soak RSS after warm-up", s.warm.rss, "MiB", bench.Lower, fmt.Sprintf("perso serve, after %.0f %% of the downloads", 100*o.warmup))
 	r.Add("soak RSS at end", s.end.rss, "MiB", bench.Lower, fmt.Sprintf("perso serve, after %d downloads", s.binds))
-	r.Add("soak RSS max after warm-up", s.maxAfterWarm, "MiB", bench.Lower, "segment ends and a 1 s sampler")
+	r.Add("soak RSS max after warm-up", s.maxAfterWarm, "MiB", bench.Lower,
+		fmt.Sprintf("segment ends and a 1 s sampler; in the segment after %d downloads", s.maxAt))
 	r.Add("soak RSS growth after warm-up", growth, "%", bench.Lower, "end against warm-up; target: within 10 %")
 	r.Add("soak RSS max growth after warm-up", maxGrowth, "%", bench.Lower, "maximum against warm-up; target: within 10 %")
 	r.Add("soak binds", float64(ok)/s.wall.Seconds(), "binds/s", bench.Higher, "complete downloads (all ES9+ calls, TLS), client included")
@@ -370,5 +377,7 @@ func addSoakServe(r *bench.Result, s *soakServeResult, recycleAfter int, o soakS
 		r.Tables = append(r.Tables, et)
 	}
 	r.Series = append(r.Series, bench.Series{Plot: "soak-rss", Title: "perso serve RSS over a soak of complete downloads",
-		Name: fmt.Sprintf("serve, recycle_after %d", recycleAfter), XLabel: "downloads", YLabel: "RSS", YUnit: "MiB", Points: s.samples})
+		Name: fmt.Sprintf("serve, recycle_after %d", recycleAfter), XLabel: "downloads", YLabel: "RSS", YUnit: "MiB", Points: s.samples},
+		bench.Series{Plot: "soak-rss-time", Title: "perso serve RSS every second over the soak", Name: fmt.Sprintf("serve, recycle_after %d", recycleAfter),
+			XLabel: "seconds", YLabel: "RSS", YUnit: "MiB", Points: s.timeline})
 }
