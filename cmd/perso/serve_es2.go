@@ -23,7 +23,7 @@ import (
 // PollOnlySQLite: no outbox listener); with River's 50 ms fetch poll and
 // its 50 ms listener the idle server spent 38–54 ms of CPU per second,
 // most of it parsing those two queries (≈ 0.09 ms per download at 430
-// downloads/s); with a 1 s poll alone, 11–13 ms (a fetch ≈ 3 ms of it). A
+// downloads/s); with a 1 s poll alone, 11–13 ms (a fetch ≈ 2–3 ms of it). A
 // report waits up to this long before its first attempt:
 // HandleDownloadProgressInfo is a notification to the operator, which
 // SGP.22 does not time; on PostgreSQL, River's LISTEN wakes the worker
