@@ -151,21 +151,31 @@ func TestRunWorkersShareBatch(t *testing.T) {
 	hsmEnv := batchToken(t)
 	persoBinary(t) // built before the children's time limits start
 	tmpl := testenv.Path(t, "ts48", "TS48v5_SAIP2.3_NoBERTLV.der")
+	// engine.rescue_after must exceed a chunk's time with a live worker:
+	// from River handing it over (River holds 2 x --in-flight chunks) to
+	// its commit. Below that the workers take each other's live chunks
+	// over, redo them and throw the work away, and at a load average of
+	// 12-13 on 2 cores (3s, the default --in-flight 8: 16 held chunks at
+	// about 1 chunk/s) the batch stopped progressing for minutes. Both
+	// alive: no takeover is needed, so 5m. One killed: --in-flight 2 (4
+	// held chunks) and 10s, short enough for the test, long enough for
+	// the load.
 	for _, tc := range []struct {
-		name string
-		kill bool
-	}{{"both finish", false}, {"one killed", true}} {
+		name   string
+		kill   bool
+		rescue string
+	}{{"both finish", false, "5m"}, {"one killed", true, "10s"}} {
 		t.Run(tc.name, func(t *testing.T) {
 			dsn := testenv.PostgresSchemaDSN(t)
 			dir := t.TempDir()
 			env := append(hsmEnv[:len(hsmEnv):len(hsmEnv)], "PERSO_STORE_DRIVER=postgres", "PERSO_STORE_DSN="+dsn,
-				"PERSO_ENGINE_RESCUE_AFTER=3s")
+				"PERSO_ENGINE_RESCUE_AFTER="+tc.rescue)
 			if res := runChild(t, dir, env, nil, time.Minute, "testdata", "perso", "--count", strconv.Itoa(crashRecords), "-o", "in.csv"); res.code != 0 {
 				t.Fatalf("testdata: %d\n%s", res.code, res.stderr)
 			}
 			args := func(w string) []string {
 				return []string{"run", "--worker", "--template", tmpl, "--input", "in.csv", "--batch", "shared",
-					"--chunk-size", strconv.Itoa(crashChunk), "--progress", "log", "--report", "report-" + w + ".json"}
+					"--chunk-size", strconv.Itoa(crashChunk), "--in-flight", "2", "--progress", "log", "--report", "report-" + w + ".json"}
 			}
 			// w1 logs every stored chunk (debug), so the kill below lands
 			// while the batch is still going, however fast the machine.
@@ -193,7 +203,7 @@ func TestRunWorkersShareBatch(t *testing.T) {
 				if !strings.Contains(err2, "took over chunks") {
 					t.Errorf("w2 did not take w1's chunks over:\n%.3000s", err2)
 				}
-				t.Logf("w2 finished %s after w1 was killed (rescue_after 3s)", time.Since(killed).Round(100*time.Millisecond))
+				t.Logf("w2 finished %s after w1 was killed (rescue_after %s)", time.Since(killed).Round(100*time.Millisecond), tc.rescue)
 			} else {
 				checkWorkersShare(t, rep, 2)
 				if rep1 := readReport(t, filepath.Join(dir, "report-w1.json")); !rep1.Complete {
