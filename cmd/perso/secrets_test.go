@@ -132,7 +132,7 @@ func scanForSecrets(t *testing.T, where string, data []byte, allowed []plantedSe
 // material (a personalised profile). A command added to perso without a
 // row in the table below fails the test.
 func TestNoCommandRevealsASecret(t *testing.T) {
-	tok := testenv.SoftHSM(t)       // SoftHSM2 must be installed (fails in CI, skips by hand)
+	tok := testenv.SoftHSM(t) // SoftHSM2 must be installed (fails in CI, skips by hand)
 	// So is PostgreSQL (trust authentication: any password is accepted). A
 	// fresh schema: batches of an earlier run (-count=2) were sealed under
 	// the KEK of that run's token and would clash with this run's.
