@@ -22,7 +22,8 @@ test: lint
 
 # The main job end to end on the embedded defaults: a SoftHSM2 token,
 # DEMO_COUNT (100,000) generated records, perso run with a TS.48 template,
-# a sample opened back as the eUICC and compared, the download demo, the report.
+# a sample opened back as the eUICC and compared, perso serve with 10 profiles
+# downloaded over ES9+ by the virtual eUICC, the report.
 demo: build
 	scripts/demo.sh
 
