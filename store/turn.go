@@ -20,7 +20,8 @@ import (
 // checks after each transaction whether another waits, and if so pauses
 // its own writers until the waiter has taken the turn (bounded by
 // maxYield). Under contention the processes alternate; without it the
-// cost is two uncontended lock calls per transaction.
+// cost is three uncontended lock calls per transaction (take, give back,
+// ask whether another waits).
 //
 // The turn is advisory and only among order transactions of this
 // package: bulk writes, migrations and River keep relying on SQLite's lock
@@ -74,7 +75,8 @@ func (t *writerTurn) close() error {
 // turnFile is the cross-process part: an exclusive "turn" lock and a
 // shared "waiting" lock, on one file beside the database.
 type turnFile interface {
-	// lock announces a waiter, waits for the turn, withdraws the announcement.
+	// lock takes the turn; when another process holds it, it announces a
+	// waiter, waits for the turn and withdraws the announcement.
 	lock() error
 	unlock()
 	// othersWaiting reports whether another process announced it waits.
