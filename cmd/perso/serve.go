@@ -12,7 +12,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -107,11 +109,12 @@ func runServe(ctx context.Context, a *app, demoPINs bool, stopAfter time.Duratio
 	}
 	// Before the PKCS#11 module is loaded: see limitMallocArenas.
 	arenas := limitMallocArenas(2)
+	gc := serveGCPercent(serveGOGC)
 	pool, err := openHSM(ctx, a, demoPINs)
 	if err != nil {
 		return fmt.Errorf("serve: opening the HSM: %w", err)
 	}
-	slog.Info("serve: memory", "malloc", arenas, "hsm.recycle_after", v.GetInt("hsm.recycle_after"))
+	slog.Info("serve: memory", "malloc", arenas, "gc", gc, "hsm.recycle_after", v.GetInt("hsm.recycle_after"))
 	defer pool.Close()
 	if err := checkHSMKeys(ctx, pool, creds); err != nil {
 		return err
@@ -342,4 +345,27 @@ func loadTLSCertificate(certPath, keyPath string) (*tls.Certificate, error) {
 		return nil, fmt.Errorf("TLS certificate %s with key %s: %w (Go's TLS serves NIST P-256 only)", certPath, keyPath, err)
 	}
 	return &c, nil
+}
+
+// serveGOGC is the Go collector's target of perso serve when GOGC is not
+// set: a collection when the heap has grown by 200 % of what the last one
+// left live, not 100 %. Why: what an ES9+ download allocates (request and
+// answer bodies, the bound package, TLS records) hardly outlives it, and
+// the collector cost ≈ 0.1 ms of the server's CPU per download at the
+// default (docs/performance.md § ES9+, fourth round).
+// The live heap is a few MiB (the sessions in flight, caches of bounded
+// size), so the peak heap grows by that much, not with the run's length:
+// the serve soak (§ soak) measures RSS over 200 000 downloads with it.
+// Not above 200: the soak's 10 % flatness is measured at this setting.
+const serveGOGC = 200
+
+// serveGCPercent sets the collector's target to percent unless the GOGC
+// environment variable chose one (the runtime read it at start), and
+// returns the setting in force for the log.
+func serveGCPercent(percent int) string {
+	if v := os.Getenv("GOGC"); v != "" {
+		return "GOGC=" + v + " (environment)"
+	}
+	debug.SetGCPercent(percent)
+	return "GOGC " + strconv.Itoa(percent) + " (perso serve's default; set GOGC to choose)"
 }
