@@ -60,6 +60,23 @@ type sqliteBackend struct {
 // behind: a bulk load then checkpoints itself (RESTART) after its commit.
 const sqliteMaxWALFrames = 16 * 1024 // × 4 or 64 KiB pages
 
+// sqliteRestartWALFrames: a WAL longer than this, once fully copied into
+// the database, is restarted (wal_checkpoint RESTART: the next commit
+// writes at its beginning again). A PASSIVE checkpoint copies frames but
+// never restarts the WAL; SQLite restarts it by itself only when a writer
+// finds no reader using it, which never happens while downloads read
+// continuously. Without the restart a perso serve soak grew its WAL by
+// about 35 KiB per download (730 MB after 20 000 downloads, without end)
+// and its resident memory with it: the WAL index (-shm, 32 KiB per 4 096
+// frames) is mapped into every connection and was touched to its end
+// (0.5 to 2.2 MiB of RssFile over 30 000 downloads). RESTART waits for the
+// readers that still use the WAL, at most the checkpoint connection's busy
+// timeout (sqliteRestartBusyMS), holding back commits meanwhile.
+const (
+	sqliteRestartWALFrames = 4096 // × 4 KiB pages: 16 MiB
+	sqliteRestartBusyMS    = 100
+)
+
 func (b *sqliteBackend) checkpointer() {
 	defer close(b.ckptDone)
 	t := time.NewTicker(200 * time.Millisecond)
@@ -76,6 +93,11 @@ func (b *sqliteBackend) checkpointer() {
 			var busy, log, done int64
 			if err := db.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &done); err == nil {
 				most = max(most, log-done)
+				if busy == 0 && log == done && log > sqliteRestartWALFrames {
+					// Restart the WAL: see sqliteRestartWALFrames. A
+					// failure (busy) is retried at the next tick.
+					db.QueryRow(`PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &log, &done)
+				}
 			}
 		}
 		b.walFrames.Store(most)
@@ -412,7 +434,30 @@ type sqliteFile struct {
 var (
 	// The inventory: small rows, order transactions beside bulk loads,
 	// readers that must not wait for a writer: WAL.
-	inventoryFile = sqliteFile{pageSize: 4096, wal: true, writeCacheKiB: 8192, readCacheKiB: 8192}
+	//
+	// Its caches are small because in WAL mode a connection's cache is
+	// only good until another connection commits: at the start of its
+	// next transaction a connection that sees a changed WAL discards its
+	// whole cache. perso serve commits on every ES9+ call, so its read
+	// connections keep little beyond the transaction in hand, and its
+	// write connection fills with the pages of the random profiles it
+	// updates until a commit from another process (orders, a load) resets
+	// it. A large cache then mostly buys resident memory, outside the Go
+	// heap: the pure-Go SQLite allocates each 4 KiB page with its header in
+	// an 8 KiB slot, and reuses rather than returns what a discarded cache
+	// held. With 8 MiB per connection (8 readers and the writer) perso
+	// serve's RSS rose from 71 to 103 MiB between 4 000 and 40 000
+	// downloads of a soak and jumped by 8 MiB whenever the other process
+	// stopped committing (the writer's cache then filled); 2 MiB readers
+	// alone still left 71 → 96. With 2 MiB each it stayed within 74-78 MiB
+	// from 4 000 to 30 000 (docs/performance.md § soak), and the server's
+	// CPU per download was the same within the noise (4.27-4.46 ms at 1 or
+	// 2 MiB against 4.42 at 8). 2 MiB (≈ 470 pages) still holds the
+	// interior pages of the B-trees of millions of profiles, so a lookup by
+	// matching ID or ICCID reads only its leaf from the OS page cache. The
+	// bulk load needs no more: it writes at the right edge of each B-tree
+	// and empties the write cache after every commit (afterBulkCommit).
+	inventoryFile = sqliteFile{pageSize: 4096, wal: true, writeCacheKiB: 2048, readCacheKiB: 2048}
 	// The material: a bulk load appends megabytes per transaction, in
 	// pages that no transaction ever rewrites. In WAL mode every byte was
 	// written twice (WAL, then the checkpoint into the database), read back
@@ -424,7 +469,11 @@ var (
 	// commit afterwards, so even a power loss never leaves a row without
 	// its material. The price: a download reading material waits (busy
 	// timeout) while a bulk commit writes its pages.
-	materialFile = sqliteFile{pageSize: 65536, wal: false, writeCacheKiB: 4096, readCacheKiB: 2048}
+	// A download reads its profile's material once (one or two 64 KiB
+	// leaf pages, never read again by another download), so a read cache
+	// of 1 MiB (15 pages: the B-tree's interior and the pages in hand) is
+	// enough; 2 MiB per read connection only held other profiles' pages.
+	materialFile = sqliteFile{pageSize: 65536, wal: false, writeCacheKiB: 4096, readCacheKiB: 1024}
 )
 
 // openFile opens one database file: a single write connection, migrated,
@@ -435,7 +484,8 @@ func (b *sqliteBackend) openFile(ctx context.Context, path string, f sqliteFile,
 	// process (kill -9); an OS crash or power loss may lose the last
 	// commits but never corrupts the database. page_size applies when the
 	// file is created.
-	common := fmt.Sprintf("_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_pragma=page_size(%d)", f.pageSize)
+	pragmas := fmt.Sprintf("_pragma=foreign_keys(1)&_pragma=page_size(%d)", f.pageSize)
+	common := "_pragma=busy_timeout(30000)&" + pragmas
 	if f.wal {
 		common += "&_pragma=synchronous(NORMAL)"
 	} else {
@@ -477,7 +527,10 @@ func (b *sqliteBackend) openFile(ctx context.Context, path string, f sqliteFile,
 	if !f.wal {
 		return w, r, nil
 	}
-	ckpt, err := sql.Open("sqlite", "file:"+path+"?"+common+"&_pragma=cache_size(-1024)")
+	// The checkpoint connection's own busy timeout bounds how long a WAL
+	// restart holds back commits while it waits for readers (PASSIVE
+	// checkpoints never wait).
+	ckpt, err := sql.Open("sqlite", "file:"+path+"?"+fmt.Sprintf("_pragma=busy_timeout(%d)&", sqliteRestartBusyMS)+pragmas+"&_pragma=synchronous(NORMAL)&_pragma=cache_size(-1024)")
 	if err != nil {
 		r.Close()
 		w.Close()
