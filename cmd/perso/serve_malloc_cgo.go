@@ -14,12 +14,23 @@ static int limit_arenas(int n) {
 	return 0;
 #endif
 }
+
+// trim returns the free memory at the top and inside every arena to the
+// OS (glibc >= 2.8 madvises whole free pages in all arenas); nothing
+// elsewhere (musl has no arenas to trim).
+static void trim(void) {
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
+}
 */
 import "C"
 
 import (
 	"os"
 	"strconv"
+	"sync"
+	"time"
 )
 
 // limitMallocArenas caps glibc's malloc arenas at n unless MALLOC_ARENA_MAX
@@ -30,7 +41,22 @@ import (
 // run even with hsm.recycle_after (docs/hsm.md: +14.9 % over 200 000
 // binds without, +5.2 % and flat with 2). It returns the setting in force,
 // for the log and reports.
+//
+// It also starts returning the arenas' free memory to the OS every
+// mallocTrimEvery: between module reinitialisations SoftHSM2 frees
+// objects in the middle of arena heaps, which glibc gives back only when
+// the top of a heap is free. Without the trim the arenas grew from 6 to 8
+// MiB over 30 000 downloads in a soak of perso serve and kept what each
+// reinitialisation had freed; the trim takes well under a millisecond
+// with arenas of this size.
 func limitMallocArenas(n int) string {
+	mallocTrimOnce.Do(func() {
+		go func() {
+			for range time.Tick(mallocTrimEvery) {
+				C.trim()
+			}
+		}()
+	})
 	if v := os.Getenv("MALLOC_ARENA_MAX"); v != "" {
 		return "MALLOC_ARENA_MAX=" + v + " (environment)"
 	}
@@ -39,3 +65,8 @@ func limitMallocArenas(n int) string {
 	}
 	return "malloc arenas limited to " + strconv.Itoa(n) + " (mallopt M_ARENA_MAX; set MALLOC_ARENA_MAX to choose)"
 }
+
+// mallocTrimEvery is how often limitMallocArenas's goroutine trims.
+const mallocTrimEvery = 10 * time.Second
+
+var mallocTrimOnce sync.Once
