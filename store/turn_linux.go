@@ -27,9 +27,14 @@ func openTurnFile(path string) (turnFile, error) {
 }
 
 func (o *ofdTurn) setlk(cmd int, typ int16, start int64) error {
-	lk := unix.Flock_t{Type: typ, Whence: 0, Start: start, Len: 1}
+	return o.fcntl(cmd, &unix.Flock_t{Type: typ, Whence: 0, Start: start, Len: 1})
+}
+
+// fcntl runs one lock command on byte lk.Start, retried when a signal
+// interrupts it.
+func (o *ofdTurn) fcntl(cmd int, lk *unix.Flock_t) error {
 	for {
-		err := unix.FcntlFlock(o.fd, cmd, &lk)
+		err := unix.FcntlFlock(o.fd, cmd, lk)
 		if err != unix.EINTR {
 			return err
 		}
@@ -70,16 +75,10 @@ func (o *ofdTurn) unlock() { o.setlk(unix.F_OFD_SETLK, unix.F_UNLCK, 0) }
 // another process holds it shared while it waits.
 func (o *ofdTurn) othersWaiting() bool {
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 1, Len: 1}
-	for {
-		err := unix.FcntlFlock(o.fd, unix.F_OFD_GETLK, &lk)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return true // yielding is harmless
-		}
-		return lk.Type != unix.F_UNLCK
+	if err := o.fcntl(unix.F_OFD_GETLK, &lk); err != nil {
+		return true // yielding is harmless
 	}
+	return lk.Type != unix.F_UNLCK
 }
 
 func (o *ofdTurn) close() error { return o.f.Close() }
