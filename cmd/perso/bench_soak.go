@@ -87,7 +87,7 @@ PKI and TLS settings (defaults: testdata/sgp26 of the repository).`,
 			r := a.benchStart(ctx, cmd, "soak", "hsm.backend", "hsm.module", "hsm.token", "hsm.pin", "hsm.sessions",
 				"hsm.live_reserved", "hsm.recycle_after")
 			r.HSM = hsmInfo(a)
-			arenas := limitMallocArenas(2) // as perso serve does, before the module loads
+			arenas := setUpMalloc(2) // as perso serve does, before the module loads
 			pool, err := openHSM(ctx, a, false)
 			if err != nil {
 				return err

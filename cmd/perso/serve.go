@@ -107,8 +107,8 @@ func runServe(ctx context.Context, a *app, demoPINs bool, stopAfter time.Duratio
 		}
 		tlsCert = c
 	}
-	// Before the PKCS#11 module is loaded: see limitMallocArenas.
-	arenas := limitMallocArenas(2)
+	// Before the PKCS#11 module is loaded: see setUpMalloc.
+	arenas := setUpMalloc(2)
 	gc := serveGCPercent(serveGOGC)
 	pool, err := openHSM(ctx, a, demoPINs)
 	if err != nil {

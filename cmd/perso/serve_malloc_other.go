@@ -2,5 +2,5 @@
 
 package main
 
-// limitMallocArenas: without cgo on Linux there is no glibc to configure.
-func limitMallocArenas(int) string { return "malloc arenas not limited (no cgo/glibc)" }
+// setUpMalloc: without cgo on Linux there is no glibc to configure.
+func setUpMalloc(int) string { return "malloc arenas not limited (no cgo/glibc)" }
