@@ -376,12 +376,13 @@ func addSoakServe(r *bench.Result, s *soakServeResult, recycleAfter int, o soakS
 		}
 		r.Tables = append(r.Tables, et)
 	}
+	name := fmt.Sprintf("serve, recycle_after %d", recycleAfter)
 	r.Series = append(r.Series, bench.Series{Plot: "soak-rss", Title: "perso serve RSS over a soak of complete downloads",
-		Name: fmt.Sprintf("serve, recycle_after %d", recycleAfter), XLabel: "downloads", YLabel: "RSS", YUnit: "MiB", Points: s.samples})
+		Name: name, XLabel: "downloads", YLabel: "RSS", YUnit: "MiB", Points: s.samples})
 	// A soak shorter than the sampler's period has no timeline: no chart
 	// rather than an empty one.
 	if len(s.timeline) > 0 {
 		r.Series = append(r.Series, bench.Series{Plot: "soak-rss-time", Title: "perso serve RSS every second over the soak",
-			Name: fmt.Sprintf("serve, recycle_after %d", recycleAfter), XLabel: "seconds", YLabel: "RSS", YUnit: "MiB", Points: s.timeline})
+			Name: name, XLabel: "seconds", YLabel: "RSS", YUnit: "MiB", Points: s.timeline})
 	}
 }
