@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"strings"
@@ -38,6 +39,8 @@ type sqliteBackend struct {
 	// turn shares the write lock fairly among processes for order
 	// transactions ("<path>.turn").
 	turn writerTurn
+	// group commits concurrent order transactions together (sqlite_group.go).
+	group txGroup
 
 	stmts sync.Map // stmtKey → *sql.Stmt: SQLite parses each statement once
 
@@ -543,6 +546,9 @@ func (b *sqliteBackend) openFile(ctx context.Context, path string, f sqliteFile,
 
 func (b *sqliteBackend) close() error {
 	b.closeOnce.Do(func() {
+		if runs := b.group.runs.Load(); runs > 0 {
+			slog.Debug("store: group commits", "transactions", runs, "calls", b.group.calls.Load())
+		}
 		close(b.stop)
 		<-b.ckptDone
 		b.stmts.Range(func(_, st any) bool { st.(*sql.Stmt).Close(); return true })
@@ -1156,11 +1162,17 @@ func scanSQLiteProfile(row interface{ Scan(...any) error }, full bool) (Profile,
 }
 
 func (b *sqliteBackend) getProfile(ctx context.Context, column, value string, full bool) (Profile, error) {
-	cols := orderCols
+	// The read ES9+ AuthenticateClient waits for (full) goes to the write
+	// connection: its page cache stays valid across this process's
+	// commits, where a reader's is reset by each of them and reads the
+	// index and table pages again (0.19–0.24 → 0.11–0.18 ms per download).
+	// It waits only for a group transaction in flight, never for the
+	// writer turn.
+	cols, db := orderCols, b.r
 	if full {
-		cols = sqliteFullCols
+		cols, db = sqliteFullCols, b.w
 	}
-	p, err := scanSQLiteProfile(b.queryRow(ctx, b.r, `SELECT `+cols+` FROM profiles WHERE `+column+` = ?`, value), full)
+	p, err := scanSQLiteProfile(b.queryRow(ctx, db, `SELECT `+cols+` FROM profiles WHERE `+column+` = ?`, value), full)
 	if errors.Is(err, sql.ErrNoRows) {
 		key := KeyICCID
 		if column == "matching_id" {
@@ -1254,11 +1266,16 @@ func (b *sqliteBackend) mutate(ctx context.Context, iccid string, fn func(p *Pro
 const sessionCols = `transaction_id, eid, iccid, matching_id, phase, euicc_challenge, server_challenge,
 	euicc_otpk, smdp_otpk, ot_key_ref, data, version, created_at, updated_at, expires_at`
 
+// putSession inserts s in the next group transaction (sqlite_group.go):
+// every initiateAuthentication writes one, beside other calls' writes.
 func (b *sqliteBackend) putSession(ctx context.Context, s Session) error {
-	_, err := b.exec(ctx, sqlSessionInsert,
-		s.TransactionID, s.EID, s.ICCID, s.MatchingID, s.Phase, nullBytes(s.EUICCChallenge), nullBytes(s.ServerChallenge),
-		nullBytes(s.EUICCOtPK), nullBytes(s.SMDPOtPK), s.OTKeyRef, nullBytes(s.Data), s.Version,
-		micros(s.CreatedAt), micros(s.UpdatedAt), micros(s.ExpiresAt))
+	err := b.inGroup(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+		err := b.execOne(ctx, tx, nil, sqlSessionInsert,
+			s.TransactionID, s.EID, s.ICCID, s.MatchingID, s.Phase, nullBytes(s.EUICCChallenge), nullBytes(s.ServerChallenge),
+			nullBytes(s.EUICCOtPK), nullBytes(s.SMDPOtPK), s.OTKeyRef, nullBytes(s.Data), s.Version,
+			micros(s.CreatedAt), micros(s.UpdatedAt), micros(s.ExpiresAt))
+		return err == nil, err
+	})
 	if sqliteUniqueAny(err) {
 		return newErr(ErrConflict, "", KeyTransactionID, s.TransactionID)
 	}

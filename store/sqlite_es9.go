@@ -81,7 +81,7 @@ func sqliteOrderUpdate(old, p *Profile) (string, []any) {
 // statement prepared per transaction is parsed again every time, which
 // modernc's SQLite does in Go at some 20 µs a statement).
 func init() {
-	sqliteTxStmts = append(sqliteTxStmts, sqlSessionUpdate, sqlSessionUpdateKeep, sqlSessionDelete, sqlSessionDeleteVersion,
+	sqliteTxStmts = append(sqliteTxStmts, sqlSessionInsert, sqlSessionUpdate, sqlSessionUpdateKeep, sqlSessionDelete, sqlSessionDeleteVersion,
 		sqlOneTimeKeyPut, sqlOneTimeKeyNew, sqlOrderOwner, sqlMutateSelectOwner, sqlOrderUpdateState, sqlOrderUpdateAttempts, sqlOrderUpdateEID)
 }
 
@@ -180,39 +180,35 @@ type sqliteTxOwner struct {
 }
 
 // mutateSession runs mutateInTx and, unless fn's change fails, w's
-// session writes (none when w is nil) in one transaction. Without session
+// session writes (none when w is nil) in one transaction, shared with
+// the concurrent calls of this process (inGroup). Without session
 // writes, a step that writes nothing commits nothing.
 func (b *sqliteBackend) mutateSession(ctx context.Context, iccid string, fn func(p *Profile) error, after afterWrite,
 	w *sessionWrites, now time.Time) (Profile, error) {
-	if err := b.turn.acquire(ctx); err != nil {
-		return Profile{}, err
-	}
-	defer b.turn.release()
-	tx, err := b.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the write lock is held from here
-	if err != nil {
-		return Profile{}, err
-	}
-	defer tx.Rollback()
-	// From here the transaction holds the write lock: its statements wait
-	// for nothing but this process's CPU and page cache, so they run
-	// without ctx's cancellation. With it, the driver started a goroutine
-	// per statement to interrupt it (five to seven per ES9+ call). A
-	// cancelled call is still rolled back: database/sql does it for a
-	// transaction begun with ctx, and the next statement or the commit
-	// fails.
-	ctx = context.WithoutCancel(ctx)
-	p, wrote, result, err := b.mutateInTx(ctx, tx, iccid, fn, after)
-	switch {
-	case err != nil:
-		return Profile{}, err
-	case w == nil && !wrote:
-		return p, nil
-	case w != nil && result == nil:
-		if err := b.sessionWritesTx(ctx, tx, w, now); err != nil {
-			return Profile{}, err
+	var p Profile
+	var result error
+	// The group's transaction holds the write lock while this runs: its
+	// statements wait for nothing but this process's CPU and page cache,
+	// so inGroup runs them without ctx's cancellation. With it, the
+	// driver started a goroutine per statement to interrupt it (five to
+	// seven per ES9+ call).
+	err := b.inGroup(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+		var wrote bool
+		var err error
+		p, wrote, result, err = b.mutateInTx(ctx, tx, iccid, fn, after)
+		switch {
+		case err != nil:
+			return false, err
+		case w == nil && !wrote:
+			return false, nil
+		case w != nil && result == nil:
+			if err := b.sessionWritesTx(ctx, tx, w, now); err != nil {
+				return false, err
+			}
 		}
-	}
-	if err := tx.Commit(); err != nil {
+		return true, nil
+	})
+	if err != nil {
 		return Profile{}, err
 	}
 	return p, result

@@ -129,3 +129,133 @@ func TestSQLiteHookOwnerReadWithOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestSQLiteGroupCommit: order and session writes that queue while
+// another holds the write lock commit in one transaction after it, each
+// in its own savepoint: a call refused by the hook, a session insert that
+// conflicts and a call whose context ended before it ran leave nothing
+// behind and get their own errors; a call past the download-attempt limit
+// stores the order's Error state and gets ErrRetryLimit; the others of
+// the group are stored.
+func TestSQLiteGroupCommit(t *testing.T) {
+	ctx := context.Background()
+	s, err := store.Open(ctx, "sqlite", filepath.Join(t.TempDir(), "inv.db"), store.WithMaxDownloadAttempts(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.CreateBatch(ctx, store.Batch{ID: "b1", ProfileType: "t", KeyBlob: []byte("k")}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 7
+	if _, err := s.PutBatch(ctx, "b1", storetest.Profiles("t", 0, n, 64)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if _, err := s.DownloadOrder(ctx, store.DownloadOrderRequest{ICCID: storetest.ICCID(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.ConfirmOrder(ctx, store.ConfirmOrderRequest{ICCID: storetest.ICCID(i), ReleaseFlag: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.PutSession(ctx, store.Session{TransactionID: "taken", Phase: "x"}); err != nil {
+		t.Fatal(err)
+	}
+
+	const (
+		blocker = 0 // holds the write lock in its hook until the others queued
+		refused = 3 // the hook refuses its change
+		gone    = 5 // its context ends while it waits
+		limit   = 6 // its one download attempt was used before
+	)
+	errRefused := errors.New("refused by the hook")
+	entered, release := make(chan struct{}), make(chan struct{})
+	s.SetTransitionHook(func(_ context.Context, _ store.Tx, tr store.Transition) error {
+		switch tr.Profile.ICCID {
+		case storetest.ICCID(blocker):
+			close(entered)
+			<-release
+		case storetest.ICCID(refused):
+			return errRefused
+		}
+		return nil
+	})
+	const eid = "89049032123451234512345678901235"
+	auth := func(ctx context.Context, i int) error {
+		_, err := s.AuthenticateClientWith(ctx, storetest.ICCID(i), eid, nil, nil)
+		return err
+	}
+	if err := auth(ctx, limit); err != nil {
+		t.Fatal(err)
+	}
+	_, runs0, _ := store.SQLiteGroupState(s)
+	errs := make([]chan error, n+2) // n orders, then the two session inserts
+	for i := range errs {
+		errs[i] = make(chan error, 1)
+	}
+	go func() { errs[blocker] <- auth(ctx, blocker) }()
+	<-entered
+	goneCtx, cancel := context.WithCancel(ctx)
+	for i := 1; i < n; i++ {
+		c := ctx
+		if i == gone {
+			c = goneCtx
+		}
+		go func() { errs[i] <- auth(c, i) }()
+	}
+	go func() { _, err := s.PutSession(ctx, store.Session{TransactionID: "new", Phase: "x"}); errs[n] <- err }()
+	go func() { _, err := s.PutSession(ctx, store.Session{TransactionID: "taken", Phase: "y"}); errs[n+1] <- err }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if p, _, _ := store.SQLiteGroupState(s); p == n+1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			p, _, _ := store.SQLiteGroupState(s)
+			t.Fatalf("%d calls queued behind the blocker, want %d", p, n+1)
+		}
+	}
+	cancel()
+	close(release)
+
+	for i, ch := range errs {
+		err := <-ch
+		switch {
+		case i == refused && !errors.Is(err, errRefused):
+			t.Errorf("refused order: %v, want the hook's error", err)
+		case i == gone && !errors.Is(err, context.Canceled):
+			t.Errorf("order whose context ended: %v, want context.Canceled", err)
+		case i == limit && !errors.Is(err, store.ErrRetryLimit):
+			t.Errorf("order past the attempt limit: %v, want ErrRetryLimit", err)
+		case i == n+1 && !errors.Is(err, store.ErrConflict):
+			t.Errorf("second session %q: %v, want ErrConflict", "taken", err)
+		case i != refused && i != gone && i != limit && i != n+1 && err != nil:
+			t.Errorf("call %d: %v", i, err)
+		}
+	}
+	for i := range n {
+		p, err := s.GetProfile(ctx, storetest.ICCID(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 1
+		if i == refused || i == gone {
+			want = 0
+		}
+		if p.DownloadAttempts != want || (want == 1) != (p.EID == eid) {
+			t.Errorf("order %d: %d download attempts, EID %q; want %d attempt(s)", i, p.DownloadAttempts, p.EID, want)
+		}
+		if (i == limit) != (p.State == store.StateError) {
+			t.Errorf("order %d: state %s", i, p.State)
+		}
+	}
+	if got, err := s.GetSession(ctx, "taken"); err != nil || got.Phase != "x" {
+		t.Errorf("session taken: %+v, %v; want the first insert's", got, err)
+	}
+	if _, err := s.GetSession(ctx, "new"); err != nil {
+		t.Errorf("session new: %v", err)
+	}
+	if _, runs, _ := store.SQLiteGroupState(s); runs-runs0 != 2 {
+		t.Errorf("%d group transactions, want 2: the blocker's, then one for the %d calls queued behind it", runs-runs0, n+1)
+	}
+}
