@@ -782,32 +782,8 @@ func (b *sqliteBackend) putProfilesSync(ctx context.Context, batchID string, ws 
 	if err := b.writeMaterial(ctx, batchID, ahead, now); err != nil {
 		return nil, err
 	}
-	tx, err := b.w.BeginTx(ctx, nil)
+	res, conflicts, err := b.putRowsTx(ctx, batchID, ws, now)
 	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback()
-	st := rowStmts{}
-	for _, x := range []struct {
-		st **sql.Stmt
-		q  string
-	}{{&st.one, sqlInsertProfile}, {&st.many, sqlInsertProfiles}, {&st.owner, sqlProfileOwner}} {
-		if *x.st, err = b.txStmt(ctx, tx, x.q); err != nil {
-			return nil, err
-		}
-		defer (*x.st).Close()
-	}
-	res := make([]PutResult, len(ws))
-	var conflicts [][2]string
-	for k := range ws {
-		if res[k], err = b.putRows(ctx, tx, st, batchID, &ws[k], now.UnixMicro()); err != nil {
-			return nil, err
-		}
-		for _, c := range res[k].Conflicts {
-			conflicts = append(conflicts, [2]string{c.ICCID, batchID})
-		}
-	}
-	if err := tx.Commit(); err != nil {
 		return nil, err
 	}
 	if sync {
@@ -824,6 +800,46 @@ func (b *sqliteBackend) putProfilesSync(ctx context.Context, batchID string, ws 
 	}
 	b.afterBulkCommit(ctx)
 	return res, nil
+}
+
+// putRowsTx writes the rows of ws in one inventory transaction, taken in
+// the writer turn like the order transactions: a live server's calls then
+// wait for a bulk commit on the turn's file lock, woken as it ends, and
+// the loader lets them have the turn before its next group, where
+// SQLite's busy handler made them sleep 1, 2, 5 … 100 ms between tries
+// while the loader took the lock again (live p99 under a batch 3–4.7 ×
+// idle in perso bench mixed). It returns the conflicts to clean up.
+func (b *sqliteBackend) putRowsTx(ctx context.Context, batchID string, ws []BatchWrite, now time.Time) ([]PutResult, [][2]string, error) {
+	if err := b.turn.acquire(ctx); err != nil {
+		return nil, nil, err
+	}
+	defer b.turn.release()
+	tx, err := b.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer tx.Rollback()
+	st := rowStmts{}
+	for _, x := range []struct {
+		st **sql.Stmt
+		q  string
+	}{{&st.one, sqlInsertProfile}, {&st.many, sqlInsertProfiles}, {&st.owner, sqlProfileOwner}} {
+		if *x.st, err = b.txStmt(ctx, tx, x.q); err != nil {
+			return nil, nil, err
+		}
+		defer (*x.st).Close()
+	}
+	res := make([]PutResult, len(ws))
+	var conflicts [][2]string
+	for k := range ws {
+		if res[k], err = b.putRows(ctx, tx, st, batchID, &ws[k], now.UnixMicro()); err != nil {
+			return nil, nil, err
+		}
+		for _, c := range res[k].Conflicts {
+			conflicts = append(conflicts, [2]string{c.ICCID, batchID})
+		}
+	}
+	return res, conflicts, tx.Commit()
 }
 
 // syncWAL makes the inventory commits so far survive a power loss. The
@@ -1162,17 +1178,17 @@ func scanSQLiteProfile(row interface{ Scan(...any) error }, full bool) (Profile,
 }
 
 func (b *sqliteBackend) getProfile(ctx context.Context, column, value string, full bool) (Profile, error) {
-	// The read ES9+ AuthenticateClient waits for (full) goes to the write
-	// connection: its page cache stays valid across this process's
-	// commits, where a reader's is reset by each of them and reads the
-	// index and table pages again (0.19–0.24 → 0.11–0.18 ms per download).
-	// It waits only for a group transaction in flight, never for the
-	// writer turn.
-	cols, db := orderCols, b.r
+	// Reads stay on the readers: the write connection would keep its
+	// page cache warm (0.19–0.24 → 0.11–0.18 ms per download), but while
+	// a batch in another process holds SQLite's write lock a group
+	// transaction holds that connection in BEGIN IMMEDIATE's busy wait,
+	// and the read would wait with it (live p99 under a batch 3.1 → 4–5.4×
+	// idle in perso bench mixed).
+	cols := orderCols
 	if full {
-		cols, db = sqliteFullCols, b.w
+		cols = sqliteFullCols
 	}
-	p, err := scanSQLiteProfile(b.queryRow(ctx, db, `SELECT `+cols+` FROM profiles WHERE `+column+` = ?`, value), full)
+	p, err := scanSQLiteProfile(b.queryRow(ctx, b.r, `SELECT `+cols+` FROM profiles WHERE `+column+` = ?`, value), full)
 	if errors.Is(err, sql.ErrNoRows) {
 		key := KeyICCID
 		if column == "matching_id" {

@@ -205,7 +205,10 @@ func TestSQLiteGroupCommit(t *testing.T) {
 		go func() { errs[i] <- auth(c, i) }()
 	}
 	go func() { _, err := s.PutSession(ctx, store.Session{TransactionID: "new", Phase: "x"}); errs[n] <- err }()
-	go func() { _, err := s.PutSession(ctx, store.Session{TransactionID: "taken", Phase: "y"}); errs[n+1] <- err }()
+	go func() {
+		_, err := s.PutSession(ctx, store.Session{TransactionID: "taken", Phase: "y"})
+		errs[n+1] <- err
+	}()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		if p, _, _ := store.SQLiteGroupState(s); p == n+1 {
 			break

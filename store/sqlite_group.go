@@ -40,9 +40,9 @@ const maxGroupCalls = 32
 // groupCall is one caller's transaction body. run reports whether it
 // wrote something to commit; its error rolls back its own writes.
 type groupCall struct {
-	ctx  context.Context
-	run  func(ctx context.Context, tx *sql.Tx) (wrote bool, err error)
-	err  error
+	ctx context.Context
+	run func(ctx context.Context, tx *sql.Tx) (wrote bool, err error)
+	err error
 	// wake tells the caller that its call ran (false: err is its outcome)
 	// or that it leads the next group (true). Buffered: the leader never
 	// waits for a caller, its own call included, to read it.
