@@ -1178,12 +1178,8 @@ func scanSQLiteProfile(row interface{ Scan(...any) error }, full bool) (Profile,
 }
 
 func (b *sqliteBackend) getProfile(ctx context.Context, column, value string, full bool) (Profile, error) {
-	// Reads stay on the readers: the write connection would keep its
-	// page cache warm (0.19–0.24 → 0.11–0.18 ms per download), but while
-	// a batch in another process holds SQLite's write lock a group
-	// transaction holds that connection in BEGIN IMMEDIATE's busy wait,
-	// and the read would wait with it (live p99 under a batch 3.1 → 4–5.4×
-	// idle in perso bench mixed).
+	// On the readers, not the write connection: under a batch that one
+	// waits in BEGIN IMMEDIATE, and a read there would wait with it.
 	cols := orderCols
 	if full {
 		cols = sqliteFullCols

@@ -119,10 +119,10 @@ func (b *sqliteBackend) runGroup(ctx context.Context) ([]*groupCall, error) {
 	calls := append([]*groupCall(nil), g.pending[:n]...)
 	g.pending = append(g.pending[:0], g.pending[n:]...)
 	g.mu.Unlock()
-	g.calls.Add(int64(len(calls)))
 	if turnErr != nil {
 		return calls, turnErr
 	}
+	g.calls.Add(int64(len(calls)))
 	defer b.turn.release()
 	g.runs.Add(1)
 	tx, err := b.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the write lock is held from here
