@@ -183,10 +183,13 @@ func TestTwoProcessAllocation(t *testing.T) {
 				if err := c.Wait(); err != nil {
 					t.Fatalf("child %d: %v", i, err)
 				}
-				// Fair share: each process gets at least a quarter. Both
-				// start together (ready/go); with alternating turns the
-				// split is near half.
-				if len(got) < pool/4 {
+				// Both processes allocate: each gets at least an eighth.
+				// They start together (ready/go) and split near half on a
+				// quiet machine, but under -race beside CI's other test
+				// binaries one has been seen at 475 of 2000 on PostgreSQL,
+				// whose SKIP LOCKED promises no fairness; exactly-once is
+				// CheckAllocation's below.
+				if len(got) < pool/8 {
 					t.Errorf("child %d allocated %d of %d profiles: the processes did not share the store", i, len(got), pool)
 				}
 				t.Logf("child %d allocated %d of %d", i, len(got), pool)
