@@ -141,6 +141,10 @@ var settings = []setting{
 	{key: "engine.rescue_after", kind: kindDuration, def: "30s", min: int64(2 * time.Second), max: int64(24 * time.Hour), show: showPlain},
 	{key: "engine.stop_grace", kind: kindDuration, def: "10s", min: int64(100 * time.Millisecond), max: int64(10 * time.Minute), show: showPlain},
 	{key: "engine.worker_id", kind: kindString, def: "", maxLen: 100, show: showPlain},
+	// nice: the CPU priority perso run lowers itself to (0: left as it
+	// is), so that a perso serve on the same host keeps its latency while
+	// a batch runs; never raised (a run under nice -n 15 stays at 15).
+	{key: "engine.nice", kind: kindInt, def: 10, min: 0, max: 19, show: showPlain},
 
 	// Largest template file read (bytes); --template-max-size overrides it.
 	{key: "template.max_size", kind: kindInt, def: 4 << 20, min: 1 << 10, max: 1 << 30, show: showPlain},

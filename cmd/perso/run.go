@@ -69,6 +69,10 @@ Ctrl-C or SIGTERM stops taking new chunks and stores the chunks in flight,
 for up to engine.stop_grace (default 10s); what is not stored by then rolls
 back and is said so. A second signal exits at once.
 
+The batch runs at a lower CPU priority, nice engine.nice (default 10; 0
+leaves it as started), so that a perso serve on the same host answers
+devices first; alone on a host this costs nothing.
+
 The HSM and the store come from the configuration (hsm.*, store.*: flags,
 PERSO_* environment, perso.yaml); the HSM PIN (hsm.pin, best from
 PERSO_HSM_PIN) is required.
@@ -139,6 +143,11 @@ func runBatch(ctx context.Context, a *app, o runOptions, der []byte, stdout, std
 	if o.worker && a.v.GetString("store.driver") != "postgres" {
 		return usagef("run: --worker needs a PostgreSQL store (store.driver postgres, store.dsn): the workers share the batch " +
 			"through it. The embedded SQLite store belongs to one process: run without --worker, alone on the batch")
+	}
+	// Lowered before the HSM pool and the pipeline start their threads,
+	// which then inherit it.
+	if err := lowerPriority(a.v.GetInt("engine.nice")); err != nil {
+		return fmt.Errorf("run: engine.nice: %w", err)
 	}
 	plan, ts, err := compileTemplate(a, der)
 	if err != nil {
