@@ -129,7 +129,8 @@ Reported: downloads/s, p50/p99/p99.9 per ES9+ call, errors by SGP.22 code, CPU p
 			}
 			for _, c := range curves {
 				fmt.Fprintf(cmd.ErrOrStderr(), "bench download: %s: %d downloads by %d eUICCs against %s\n", c, downloads, euiccs, url)
-				res, err := runDownloadsHTTP(ctx, sgp26Root, c, binding, roots, map[string]string{address: host}, codes[c], euiccs, pid, nil, httpVer == "1.1")
+				res, err := runDownloads(ctx, sgp26Root, c, binding, roots, map[string]string{address: host}, codes[c],
+					downloadLoad{workers: euiccs, pid: pid, http1: httpVer == "1.1"})
 				if err != nil {
 					return err
 				}
@@ -323,17 +324,25 @@ type downloadResult struct {
 	errors               map[string]int
 }
 
-// runDownloads downloads codes by workers concurrent virtual eUICCs, until
-// every code is taken or stop (when not nil) is closed; pid is the
-// server's process (0: not measured).
-func runDownloads(ctx context.Context, sgp26 string, c esim.Curve, binding euiccsim.Binding, roots *x509.CertPool, resolve map[string]string,
-	codes []string, workers, pid int, stop <-chan struct{}) (*downloadResult, error) {
-	return runDownloadsHTTP(ctx, sgp26, c, binding, roots, resolve, codes, workers, pid, stop, false)
+// downloadLoad shapes the load runDownloads offers.
+type downloadLoad struct {
+	workers int             // concurrent virtual eUICCs
+	pid     int             // the server's process, whose CPU is measured (0: not measured)
+	stop    <-chan struct{} // when closed, no new download starts (nil: run every code)
+	http1   bool            // HTTP/1.1 instead of HTTP/2
+	// rate, when positive, makes the load open: downloads are due at
+	// rate per second, whether or not earlier ones finished, and each
+	// download's time counts from when it was due, so that a download
+	// waiting for a free eUICC is slow too (no coordinated omission).
+	// Zero: closed, each eUICC starts its next download when the last ends.
+	rate float64
 }
 
-// runDownloadsHTTP is runDownloads over HTTP/1.1 when http1 is set.
-func runDownloadsHTTP(ctx context.Context, sgp26 string, c esim.Curve, binding euiccsim.Binding, roots *x509.CertPool, resolve map[string]string,
-	codes []string, workers, pid int, stop <-chan struct{}, http1 bool) (*downloadResult, error) {
+// runDownloads downloads codes by load.workers concurrent virtual eUICCs,
+// until every code is taken or load.stop is closed.
+func runDownloads(ctx context.Context, sgp26 string, c esim.Curve, binding euiccsim.Binding, roots *x509.CertPool, resolve map[string]string,
+	codes []string, load downloadLoad) (*downloadResult, error) {
+	workers, pid, stop, http1 := load.workers, load.pid, load.stop, load.http1
 	res := &downloadResult{n: len(codes), calls: map[string]*hsmpool.Histogram{}, errors: map[string]int{}}
 	for _, name := range es9Calls {
 		res.calls[name] = new(hsmpool.Histogram)
@@ -381,8 +390,14 @@ func runDownloadsHTTP(ctx context.Context, sgp26 string, c esim.Curve, binding e
 				if i >= len(codes) {
 					return
 				}
-				tried.Add(1)
 				d0 := time.Now()
+				if load.rate > 0 {
+					d0 = t0.Add(time.Duration(float64(i) / load.rate * float64(time.Second)))
+					if !sleepUntil(ctx, d0, stop) {
+						return
+					}
+				}
+				tried.Add(1)
 				_, err := l.Download(ctx, codes[i])
 				if err == nil {
 					res.total.Record(time.Since(d0))
@@ -417,6 +432,24 @@ func runDownloadsHTTP(ctx context.Context, sgp26 string, c esim.Curve, binding e
 		return nil, fmt.Errorf("bench download: no download succeeded: %s", strings.Join(keys, "; "))
 	}
 	return res, nil
+}
+
+// sleepUntil waits for t; false when ctx ends or stop closes first.
+func sleepUntil(ctx context.Context, t time.Time, stop <-chan struct{}) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return true
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-stop:
+		return false
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func addDownload(r *bench.Result, c esim.Curve, d *downloadResult, serverCPU bool) {

@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -39,6 +41,7 @@ type mixedOptions struct {
 	curve, binding, sgp26      string
 	template                   string
 	sampleEvery                time.Duration
+	rate                       float64 // live downloads due per second (0: closed loop)
 }
 
 func newBenchMixedCmd(a *app) *cobra.Command {
@@ -55,17 +58,24 @@ database) it loads profiles for the live side, places their orders, starts perso
 child process (as deployed: perso run and perso serve are separate processes), then runs
 three phases:
 
-  batch solo   perso run's engine in this process on --records generated records;
+  batch solo   perso run as a child process (as deployed, at its engine.nice) on
+               --records generated records;
   live idle    --downloads full downloads by --euiccs virtual eUICCs (bench download's
-               load generator), nothing else running;
-  mixed        the engine on another --records records and, for as long as it runs, the
+               load generator) at --rate downloads per second, nothing else running;
+  mixed        perso run on another --records records and, for as long as it runs, the
                same live load (at most 4 × --downloads downloads).
 
+The live load is open: a download is due every 1/--rate seconds whether or not the
+earlier ones finished, and its latency counts from when it was due. --rate 0 makes it
+closed (each eUICC starts its next download when its last ends): the eUICCs then take
+every CPU cycle they can, and their latency measures the share of the CPU they get
+beside the batch rather than how long a device waits at a given load.
+
 Reported: p50/p99 per ES9+ call and per download with and without the batch, downloads/s,
-batch profiles/s solo and under live load (the engine's report), and the ratios against the
+batch profiles/s solo and under live load (perso run's report), and the ratios against the
 targets (live p99 ≤ 2 × idle, batch ≥ 70 % of solo). Every --sample-every, each phase records
 what could be saturated: the machine's CPU (busy share and run queue, /proc/stat), the HSM
-lanes' queue depth in the server (its /metrics) and in the batch's pool, and the store
+lanes' queue depth in the server (its /metrics), and the store
 (latency of a small query); when a target is missed the report names the resources that
 were saturated, from those measurements.
 
@@ -77,8 +87,8 @@ mixed-latency-distribution.png (latency by percentile, with and without the batc
 			ctx := cmd.Context()
 			defer func() { err = benchError(ctx, "mixed", err) }()
 			started := time.Now()
-			if o.records < 1 || o.downloads < 1 || o.euiccs < 1 || o.sampleEvery <= 0 {
-				return usagef("bench mixed: --records, --downloads, --euiccs and --sample-every must be positive")
+			if o.records < 1 || o.downloads < 1 || o.euiccs < 1 || o.sampleEvery <= 0 || o.rate < 0 {
+				return usagef("bench mixed: --records, --downloads, --euiccs and --sample-every must be positive, --rate not negative")
 			}
 			curves, err := serveCurves(o.curve)
 			if err != nil || len(curves) != 1 {
@@ -159,6 +169,14 @@ mixed-latency-distribution.png (latency by percentile, with and without the batc
 			if _, err := runBatch("live", nil); err != nil {
 				return err
 			}
+			templatePath := filepath.Join(work, "template.der")
+			if err := os.WriteFile(templatePath, der, 0o600); err != nil {
+				return fmt.Errorf("bench mixed: %w", err)
+			}
+			childBatch := func(name string) (*engine.Report, error) {
+				return runBatchChild(ctx, cmd, batchChildOptions{driver: backend.Driver, dsn: dsn, template: templatePath,
+					input: filepath.Join(work, name+".csv"), batch: "bench-" + name, report: filepath.Join(work, name+".report.json")})
+			}
 			address := a.v.GetString("serve.address")
 			codes, err := placeOrders(ctx, db, "bench-live", address, inputs[0].n)
 			if err != nil {
@@ -172,13 +190,14 @@ mixed-latency-distribution.png (latency by percentile, with and without the batc
 			host := strings.TrimPrefix(strings.TrimPrefix(srv.url, "https://"), "http://")
 			resolve := map[string]string{address: host}
 			live := func(codes []string, stop <-chan struct{}) (*downloadResult, error) {
-				return runDownloads(ctx, o.sgp26, curves[0], binding, roots, resolve, codes, o.euiccs, srv.pid, stop)
+				return runDownloads(ctx, o.sgp26, curves[0], binding, roots, resolve, codes,
+					downloadLoad{workers: o.euiccs, pid: srv.pid, stop: stop, rate: o.rate})
 			}
-			mon := &resourceMonitor{every: o.sampleEvery, pool: pool, db: db, probeBatch: "bench-live", metricsURL: srv.metrics}
+			mon := &resourceMonitor{every: o.sampleEvery, db: db, probeBatch: "bench-live", metricsURL: srv.metrics}
 
 			say("phase 1 of 3: batch solo, %d records", o.records)
 			stopMon := mon.start(ctx, "batch solo")
-			solo, err := runBatch("solo", nil)
+			solo, err := childBatch("solo")
 			stopMon()
 			if err != nil {
 				return err
@@ -193,11 +212,11 @@ mixed-latency-distribution.png (latency by percentile, with and without the batc
 			say("phase 3 of 3: mixed, %d records and live downloads while they run", o.records)
 			stopMon = mon.start(ctx, "mixed")
 			batchDone := make(chan struct{})
-			var mixed *engineRun
+			var mixed *engine.Report
 			var batchErr error
 			go func() {
 				defer close(batchDone)
-				mixed, batchErr = runBatch("mixed", nil)
+				mixed, batchErr = childBatch("mixed")
 			}()
 			under, liveErr := live(codes[o.downloads:], batchDone)
 			<-batchDone
@@ -210,9 +229,9 @@ mixed-latency-distribution.png (latency by percentile, with and without the batc
 			}
 			if under.n >= len(codes)-o.downloads {
 				r.Notes = append(r.Notes, fmt.Sprintf("the live load ran out of orders (%d) before the batch ended: the batch's last %.1f s ran without it",
-					under.n, mixed.rep.WallSeconds-under.wall.Seconds()))
+					under.n, mixed.WallSeconds-under.wall.Seconds()))
 			}
-			addMixed(r, solo, mixed, idle, under, mon)
+			addMixed(r, o, a.v.GetInt("engine.nice"), solo, mixed, idle, under, mon)
 			return out.finish(ctx, r, started, cmd.OutOrStdout(), stderr)
 		},
 	}
@@ -224,6 +243,7 @@ mixed-latency-distribution.png (latency by percentile, with and without the batc
 	f.StringVar(&o.binding, "binding", "json", "ES9+ binding: json or asn1")
 	f.StringVar(&o.sgp26, "sgp26", "", "SGP.26 test PKI directory (default: two levels above serve.tls_cert)")
 	f.StringVar(&o.template, "template", "", "SAIP DER template of the batches (default: "+defaultTemplate+" of the perso repository)")
+	f.Float64Var(&o.rate, "rate", 100, "live downloads due per second (an open load; 0: closed, each eUICC downloads again as soon as it is done)")
 	f.DurationVar(&o.sampleEvery, "sample-every", 100*time.Millisecond, "how often CPU, HSM queues and the store are sampled")
 	f.String("store.driver", "", "store driver: sqlite (a temporary file) or postgres (a scratch schema of store.dsn) (default from config: store.driver)")
 	f.String("store.dsn", "", "PostgreSQL DSN whose database gets the scratch schema (default from config: store.dsn)")
@@ -236,7 +256,6 @@ mixed-latency-distribution.png (latency by percentile, with and without the batc
 // be waiting for: the CPUs, the HSM lanes (server and batch), the store.
 type resourceMonitor struct {
 	every      time.Duration
-	pool       *hsmpool.Pool // the batch's
 	db         *store.DB
 	probeBatch string
 	metricsURL string // the server's /metrics
@@ -253,7 +272,6 @@ type phaseSamples struct {
 	cpuBusyMax                 float64
 	srvLiveQ, srvBatchQ        float64 // sums of the server's queue depth by lane
 	srvLiveQMax                float64
-	batchQ, batchLiveQ         float64 // sums of the batch pool's queue depth
 	storeProbe                 hsmpool.Histogram
 	srvScrapes, srvScrapeFails int
 }
@@ -289,9 +307,6 @@ func (m *resourceMonitor) start(ctx context.Context, name string) func() {
 			ph.cpuBusy += busy
 			ph.cpuBusyMax = max(ph.cpuBusyMax, busy)
 			ph.runQueue += float64(cur.running) / float64(runtime.NumCPU())
-			st := m.pool.Stats()
-			ph.batchQ += float64(st.BatchQueued)
-			ph.batchLiveQ += float64(st.LiveQueued)
 			if m.metricsURL != "" {
 				live, batch, err := scrapeQueueDepth(ctx, client, m.metricsURL)
 				ph.srvScrapes++
@@ -410,7 +425,7 @@ func msOf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // throughput with and without live load, the ratios against the targets,
 // the resources sampled in each phase and, for a missed target, which of
 // them were saturated.
-func addMixed(r *bench.Result, solo, mixed *engineRun, idle, under *downloadResult, mon *resourceMonitor) {
+func addMixed(r *bench.Result, o mixedOptions, nice int, solo, mixed *engine.Report, idle, under *downloadResult, mon *resourceMonitor) {
 	lt := bench.Table{Title: "live ES9+ latency without and with the batch",
 		Columns: []bench.Column{{Name: "call"}, {Name: "idle count"}, {Name: "idle p50", Unit: "ms"}, {Name: "idle p99", Unit: "ms"},
 			{Name: "mixed count"}, {Name: "mixed p50", Unit: "ms"}, {Name: "mixed p99", Unit: "ms"}, {Name: "p99 ratio"}}}
@@ -455,7 +470,7 @@ func addMixed(r *bench.Result, solo, mixed *engineRun, idle, under *downloadResu
 			worstCall, worstRatio = rw.name, x
 		}
 	}
-	batchShare := bench.Ratio(mixed.rep.ProfilesPerSecond, solo.rep.ProfilesPerSecond)
+	batchShare := bench.Ratio(mixed.ProfilesPerSecond, solo.ProfilesPerSecond)
 	idleRate := float64(idle.ok) / idle.wall.Seconds()
 	underRate := float64(under.ok) / under.wall.Seconds()
 
@@ -465,8 +480,8 @@ func addMixed(r *bench.Result, solo, mixed *engineRun, idle, under *downloadResu
 		bench.Num(msOf(under.total.Quantile(0.99)), 1), bench.Num(liveRatio, 2), bench.Text("≤ 2"), bench.Text(checkMark(liveOK)))
 	tt.AddRow(bench.Text("worst ES9+ call p99 ("+worstCall+"), ms"), bench.Num(msOf(rowByName(rows, worstCall).idle.Quantile(0.99)), 1),
 		bench.Num(msOf(rowByName(rows, worstCall).under.Quantile(0.99)), 1), bench.Num(worstRatio, 2), bench.Text("≤ 2"), bench.Text(checkMark(callOK)))
-	tt.AddRow(bench.Text("batch profiles/s (solo / with live load)"), bench.Num(solo.rep.ProfilesPerSecond, bench.FigurePrec),
-		bench.Num(mixed.rep.ProfilesPerSecond, bench.FigurePrec), bench.Num(batchShare, 2), bench.Text("≥ 0.70"), bench.Text(checkMark(batchOK)))
+	tt.AddRow(bench.Text("batch profiles/s (solo / with live load)"), bench.Num(solo.ProfilesPerSecond, bench.FigurePrec),
+		bench.Num(mixed.ProfilesPerSecond, bench.FigurePrec), bench.Num(batchShare, 2), bench.Text("≥ 0.70"), bench.Text(checkMark(batchOK)))
 	tt.AddRow(bench.Text("live downloads/s (idle / with the batch)"), bench.Num(idleRate, 1), bench.Num(underRate, 1),
 		bench.Num(bench.Ratio(underRate, idleRate), 2), bench.Text(""), bench.Text(""))
 	r.Tables = append(r.Tables, tt)
@@ -477,8 +492,8 @@ func addMixed(r *bench.Result, solo, mixed *engineRun, idle, under *downloadResu
 	r.Add("live download p50 with batch", msOf(under.total.Quantile(0.5)), "ms", bench.Lower, "")
 	r.Add("live p99 ratio", liveRatio, "ratio", bench.Lower, "whole download, with the batch / without; target ≤ 2: "+checkMark(liveOK))
 	r.Add("live worst call p99 ratio", worstRatio, "ratio", bench.Lower, worstCall+"; target ≤ 2: "+checkMark(callOK))
-	r.Add("batch solo", solo.rep.ProfilesPerSecond, "profiles/s", bench.Higher, "the engine's report")
-	r.Add("batch with live load", mixed.rep.ProfilesPerSecond, "profiles/s", bench.Higher, "the engine's report")
+	r.Add("batch solo", solo.ProfilesPerSecond, "profiles/s", bench.Higher, "perso run's report")
+	r.Add("batch with live load", mixed.ProfilesPerSecond, "profiles/s", bench.Higher, "perso run's report")
 	r.Add("batch share", batchShare, "ratio", bench.Higher, "with live load / solo; target ≥ 0.70: "+checkMark(batchOK))
 	r.Add("live idle", idleRate, "downloads/s", bench.Higher, "")
 	r.Add("live with batch", underRate, "downloads/s", bench.Higher, "")
@@ -486,12 +501,12 @@ func addMixed(r *bench.Result, solo, mixed *engineRun, idle, under *downloadResu
 	rt := bench.Table{Title: fmt.Sprintf("resources sampled (every %s)", mon.every),
 		Columns: []bench.Column{{Name: "phase"}, {Name: "samples"}, {Name: "CPU busy", Unit: "% mean"}, {Name: "CPU busy", Unit: "% max"},
 			{Name: "runnable", Unit: "per CPU"}, {Name: "server live q", Unit: "mean"}, {Name: "server live q", Unit: "max"},
-			{Name: "batch pool q", Unit: "mean"}, {Name: "store probe p50", Unit: "ms"}, {Name: "store probe p99", Unit: "ms"}}}
+			{Name: "store probe p50", Unit: "ms"}, {Name: "store probe p99", Unit: "ms"}}}
 	byName := map[string]*phaseSamples{}
 	for _, ph := range mon.phases {
 		byName[ph.name] = ph
 		rt.AddRow(bench.Text(ph.name), bench.Num(float64(ph.n), 0), bench.Num(100*ph.mean(ph.cpuBusy), 0), bench.Num(100*ph.cpuBusyMax, 0),
-			bench.Num(ph.mean(ph.runQueue), 2), bench.Num(ph.mean(ph.srvLiveQ), 2), bench.Num(ph.srvLiveQMax, 0), bench.Num(ph.mean(ph.batchQ), 2),
+			bench.Num(ph.mean(ph.runQueue), 2), bench.Num(ph.mean(ph.srvLiveQ), 2), bench.Num(ph.srvLiveQMax, 0),
 			bench.Num(msOf(ph.storeProbe.Quantile(0.5)), 2), bench.Num(msOf(ph.storeProbe.Quantile(0.99)), 2))
 		if ph.srvScrapeFails > 0 {
 			r.Notes = append(r.Notes, fmt.Sprintf("%s: %d of %d scrapes of the server's /metrics failed", ph.name, ph.srvScrapeFails, ph.srvScrapes))
@@ -503,8 +518,14 @@ func addMixed(r *bench.Result, solo, mixed *engineRun, idle, under *downloadResu
 		r.Add("mixed server live queue", m.mean(m.srvLiveQ), "requests", bench.Lower, "HSM live-lane requests waiting in perso serve, mean")
 		r.Add("mixed store probe p99", msOf(m.storeProbe.Quantile(0.99)), "ms", bench.Lower, "a batch-row read while the phase runs")
 	}
-	r.Notes = append(r.Notes, "the batch and the server are separate processes with their own HSM pools (SoftHSM2 runs in each "+
-		"process): the live lane orders HSM work within the server only, so on a host they share, the batch competes for CPU, not for HSM sessions")
+	load := fmt.Sprintf("open: %.0f downloads due per second by at most %d eUICCs, latency counted from when each was due", o.rate, o.euiccs)
+	if o.rate == 0 {
+		load = fmt.Sprintf("closed: %d eUICCs each downloading again as soon as done; their latency follows the CPU share they get beside the batch", o.euiccs)
+	}
+	r.Notes = append(r.Notes, "live load "+load)
+	r.Notes = append(r.Notes, fmt.Sprintf("the batch (perso run, at nice %d: engine.nice) and the server are separate processes with their own HSM pools "+
+		"(SoftHSM2 runs in each process): the live lane orders HSM work within the server only, so on a host they share, "+
+		"the batch competes for CPU, not for HSM sessions", nice))
 	if liveOK && callOK && batchOK {
 		r.Notes = append(r.Notes, "both targets met: live p99 within 2× of idle and the batch at ≥ 70 % of its solo throughput")
 		return
@@ -549,9 +570,6 @@ func saturated(ph map[string]*phaseSamples) []string {
 		out = append(out, fmt.Sprintf("HSM live lane in perso serve: %.2f requests waiting for a session on average (max %.0f; live idle: %.2f)",
 			q, m.srvLiveQMax, meanOr(idle, func(p *phaseSamples) float64 { return p.srvLiveQ })))
 	}
-	if q := m.mean(m.batchQ); q >= 1 {
-		out = append(out, fmt.Sprintf("HSM batch lane in the batch's pool: %.2f requests waiting on average", q))
-	}
 	if idle != nil && idle.storeProbe.Count() > 0 {
 		p99m, p99i := msOf(m.storeProbe.Quantile(0.99)), msOf(idle.storeProbe.Quantile(0.99))
 		if p99m > 2*p99i && p99m > 10 {
@@ -559,7 +577,7 @@ func saturated(ph map[string]*phaseSamples) []string {
 		}
 	}
 	if len(out) == 0 {
-		out = append(out, "none of CPU, HSM lane queues or store latency crossed its threshold (CPU ≥ 90 % busy or ≥ 1.5 runnable tasks per CPU, live queue ≥ 0.5, batch queue ≥ 1, store p99 > 2× idle and > 10 ms): see the resources table")
+		out = append(out, "none of CPU, HSM lane queues or store latency crossed its threshold (CPU ≥ 90 % busy or ≥ 1.5 runnable tasks per CPU, live queue ≥ 0.5, store p99 > 2× idle and > 10 ms): see the resources table")
 	}
 	return out
 }
@@ -569,4 +587,51 @@ func meanOr(p *phaseSamples, f func(*phaseSamples) float64) float64 {
 		return 0
 	}
 	return p.mean(f(p))
+}
+
+// batchChildOptions name one perso run of bench mixed.
+type batchChildOptions struct {
+	driver, dsn, template, input, batch, report string
+}
+
+// runBatchChild runs perso run as a child process, as deployed beside
+// perso serve (at its engine.nice, with its own HSM pool), and returns its
+// report. The child inherits the configuration: the same --config, the
+// PERSO_* environment.
+func runBatchChild(ctx context.Context, cmd *cobra.Command, o batchChildOptions) (*engine.Report, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"run", "--template", o.template, "--input", o.input, "--batch", o.batch, "--profile-type", o.batch,
+		"--report", o.report, "--progress", "none", "--template.algorithm", "keep",
+		"--store.driver", o.driver, "--store.dsn", o.dsn, "--log-level", "warn"}
+	if f := cmd.Root().PersistentFlags().Lookup("config"); f != nil && f.Changed {
+		args = append(args, "--config", f.Value.String())
+	}
+	c := exec.CommandContext(ctx, exe, args...)
+	// On Ctrl-C the child stops as perso run does: after its chunks in flight.
+	c.Cancel = func() error { return c.Process.Signal(os.Interrupt) }
+	c.WaitDelay = 15 * time.Second
+	c.Env = append(os.Environ(), "PERSO_ENGINE_WORKER_ID=bench-mixed")
+	c.Stdout = io.Discard // the human summary; the report file has the figures
+	c.Stderr = cmd.ErrOrStderr()
+	if err := c.Run(); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("bench mixed: perso run --batch %s (its errors are above): %w", o.batch, err)
+	}
+	data, err := os.ReadFile(o.report)
+	if err != nil {
+		return nil, fmt.Errorf("bench mixed: perso run's report: %w", err)
+	}
+	var rep engine.Report
+	if err := json.Unmarshal(data, &rep); err != nil {
+		return nil, fmt.Errorf("bench mixed: perso run's report %s: %w", o.report, err)
+	}
+	if !rep.Complete || rep.RunStored == 0 {
+		return nil, fmt.Errorf("bench mixed: perso run --batch %s stored %d profiles, %d of %d chunks", o.batch, rep.RunStored, rep.ChunksDone, rep.Chunks)
+	}
+	return &rep, nil
 }

@@ -238,7 +238,7 @@ func soakServe(ctx context.Context, cmd *cobra.Command, a *app, o soakServerOpti
 			return seg.err
 		}
 		res.orderWall += seg.wall
-		d, err := runDownloadsHTTP(ctx, o.sgp26, o.curve, binding, roots, resolve, seg.codes, o.workers, srv.pid, nil, o.http == "1.1")
+		d, err := runDownloads(ctx, o.sgp26, o.curve, binding, roots, resolve, seg.codes, downloadLoad{workers: o.workers, pid: srv.pid, http1: o.http == "1.1"})
 		if err != nil {
 			close(stopSampler)
 			<-samplerDone
