@@ -41,4 +41,3 @@ func lowerPriority(n int) error {
 	}
 	return nil
 }
-
