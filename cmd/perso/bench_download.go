@@ -196,6 +196,15 @@ type serveChildOptions struct {
 	metrics bool
 }
 
+// childConfigArgs passes this command's --config, when given, on to a
+// perso child process (the PERSO_* environment is inherited as is).
+func childConfigArgs(cmd *cobra.Command) []string {
+	if f := cmd.Root().PersistentFlags().Lookup("config"); f != nil && f.Changed {
+		return []string{"--config", f.Value.String()}
+	}
+	return nil
+}
+
 // startServeChild runs this binary's serve on a free loopback port, with
 // the same configuration (flags are not passed on: the environment and
 // the configuration file are), without a rate limit.
@@ -211,9 +220,7 @@ func startServeChild(ctx context.Context, cmd *cobra.Command, o serveChildOption
 	if o.metrics {
 		args = append(args, "--serve.metrics_listen", "127.0.0.1:0")
 	}
-	if f := cmd.Root().PersistentFlags().Lookup("config"); f != nil && f.Changed {
-		args = append(args, "--config", f.Value.String())
-	}
+	args = append(args, childConfigArgs(cmd)...)
 	c := exec.Command(exe, args...)
 	c.Env = append(os.Environ(), "PERSO_SERVE_RATE_LIMIT=0")
 	c.Stderr = cmd.ErrOrStderr()

@@ -606,9 +606,7 @@ func runBatchChild(ctx context.Context, cmd *cobra.Command, o batchChildOptions)
 	args := []string{"run", "--template", o.template, "--input", o.input, "--batch", o.batch, "--profile-type", o.batch,
 		"--report", o.report, "--progress", "none", "--template.algorithm", "keep",
 		"--store.driver", o.driver, "--store.dsn", o.dsn, "--log-level", "warn"}
-	if f := cmd.Root().PersistentFlags().Lookup("config"); f != nil && f.Changed {
-		args = append(args, "--config", f.Value.String())
-	}
+	args = append(args, childConfigArgs(cmd)...)
 	c := exec.CommandContext(ctx, exe, args...)
 	// On Ctrl-C the child stops as perso run does: after its chunks in flight.
 	c.Cancel = func() error { return c.Process.Signal(os.Interrupt) }
