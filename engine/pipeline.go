@@ -626,7 +626,7 @@ func (s *materialWriter) run(ctx context.Context, in <-chan *chunk, out chan<- [
 
 // write is the store write of one chunk, completing its job.
 func (s *materialWriter) write(c *chunk) store.BatchWrite {
-	return store.BatchWrite{Profiles: c.profiles, Rejected: c.rejected, ChunkDone: true, Worker: s.worker,
+	return store.BatchWrite{Profiles: c.profiles, Rejected: c.rejected, ChunkDone: true, Chunk: c.args.Chunk + 1, Worker: s.worker,
 		InTx: func(_ context.Context, tx store.Tx) error { return jobs.CompleteTx(c.jobCtx, tx, c.job) }}
 }
 

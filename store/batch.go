@@ -41,6 +41,16 @@ type BatchWrite struct {
 	Rejected int
 	// ChunkDone adds one to Batch.ChunksDone.
 	ChunkDone bool
+	// Chunk numbers the input chunk the profiles come from, from 1 (0: the
+	// write is not a chunk's). It is recorded with each row. On SQLite a
+	// group of chunk writes larger than a few hundred rows commits its rows
+	// in pieces, each its own transaction, so that live ES9+ calls wait for
+	// at most one piece, and commits the counters and InTx last: the counts
+	// and InTx stay all or nothing, the rows do not. An InTx error or a
+	// crash can leave a chunk's rows stored and uncounted; writing the
+	// chunk again (same Chunk) counts them once, as inserted. PostgreSQL
+	// writes everything in one transaction whatever Chunk is.
+	Chunk int
 	// Worker names who wrote it; its tally (BatchWorkers) grows by one
 	// chunk and the profiles inserted. Empty: no tally.
 	Worker string
@@ -79,7 +89,8 @@ type WorkerTally struct {
 
 // WriteBatch inserts profiles into an existing batch (state Available)
 // and updates its counters, with w.InTx in the same transaction: all or
-// nothing. Profiles are treated as by PutBatch: an ICCID the batch already
+// nothing (but for the rows of a large chunk write on SQLite, which
+// commit ahead in pieces: see BatchWrite.Chunk). Profiles are treated as by PutBatch: an ICCID the batch already
 // holds is a duplicate, one held by another batch a conflict, never
 // overwritten.
 //
@@ -107,7 +118,8 @@ func (d *DB) WriteBatch(ctx context.Context, batchID string, w BatchWrite) (PutR
 
 // WriteBatches is WriteBatch for several writes into one batch, in one
 // transaction: all or nothing (an InTx error rolls every write back and is
-// returned as is). A bulk load commits its chunks in groups this way
+// returned as is; the rows of chunk writes on SQLite excepted, see
+// BatchWrite.Chunk). A bulk load commits its chunks in groups this way
 // because each commit pays a flush to disk (SQLite: fsync of the material
 // file; PostgreSQL: the server's WAL flush) whose fixed cost dominates a
 // chunk's write: one flush per group instead of one per chunk. Results are

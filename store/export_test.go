@@ -12,3 +12,11 @@ func SQLiteGroupState(d *DB) (pending int, runs int64, ok bool) {
 	defer b.group.mu.Unlock()
 	return len(b.group.pending), b.group.runs.Load(), true
 }
+
+// SetSQLiteRowsPerTx sets how many rows one transaction of a chunk write
+// holds on a SQLite store (sqliteRowsPerTx); it does nothing on others.
+func SetSQLiteRowsPerTx(d *DB, n int) {
+	if b, ok := d.b.(*sqliteBackend); ok {
+		b.rowsPerTx = n
+	}
+}

@@ -41,6 +41,9 @@ type sqliteBackend struct {
 	turn writerTurn
 	// group commits concurrent order transactions together (sqlite_group.go).
 	group txGroup
+	// rowsPerTx bounds the rows of one transaction of a chunk write
+	// (sqliteRowsPerTx; tests set it lower).
+	rowsPerTx int
 
 	stmts sync.Map // stmtKey → *sql.Stmt: SQLite parses each statement once
 
@@ -180,9 +183,9 @@ const (
 		download_attempts = ?, cc_attempts = ?, order_expires_at = ?, updated_at = ? WHERE iccid = ?`
 	sqlInsertProfile = `INSERT INTO profiles (iccid, imsi, profile_type, template_id, batch_id,
 		ppk_key_ref, state, created_at, updated_at, sp_name, profile_name, profile_class, icon_type, icon,
-		metadata_der)
-		VALUES (?, ?, ?, ?, ?, ?, 'Available', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (iccid) DO NOTHING`
-	sqlProfileOwner = `SELECT batch_id FROM profiles WHERE iccid = ?`
+		metadata_der, chunk)
+		VALUES (?, ?, ?, ?, ?, ?, 'Available', ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (iccid) DO NOTHING`
+	sqlProfileOwner = `SELECT batch_id, chunk FROM profiles WHERE iccid = ?`
 	sqlInsertBlob   = `INSERT INTO blobs (iccid, batch_id, protected_ppk, seg_off, seg_len, created_at) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (iccid, batch_id) DO NOTHING`
 )
@@ -357,6 +360,11 @@ var sqliteMigrations = []string{
 	// 4: sessions lose their expiry index (sqlite_es9.go,
 	// sqliteSessionsExpiresDropped).
 	sqliteSessionsExpiresDropped,
+	// 5: which input chunk stored a row (BatchWrite.Chunk; 0: not
+	// recorded), so that a chunk written again after a crash between its
+	// row transactions counts the rows it had stored as its own, not as
+	// duplicates (putRowsTx).
+	`ALTER TABLE profiles ADD COLUMN chunk INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // The blobs file: the protected material, keyed by ICCID and batch so that
@@ -391,7 +399,7 @@ func openSQLite(ctx context.Context, path string) (backend, error) {
 		return nil, fmt.Errorf("store: sqlite dsn must be a plain file path, got %q", path)
 	}
 	b := &sqliteBackend{kick: make(chan struct{}, 1), stop: make(chan struct{}), ckptDone: make(chan struct{}),
-		walPath: path + "-wal"}
+		walPath: path + "-wal", rowsPerTx: sqliteRowsPerTx}
 	var err error
 	b.w, b.r, err = b.openFile(ctx, path, inventoryFile, sqliteMigrations, sqliteTxStmts)
 	if err != nil {
@@ -802,21 +810,93 @@ func (b *sqliteBackend) putProfilesSync(ctx context.Context, batchID string, ws 
 	return res, nil
 }
 
-// putRowsTx writes the rows of ws in one inventory transaction, taken in
-// the writer turn like the order transactions: a live server's calls then
-// wait for a bulk commit on the turn's file lock, woken as it ends, and
-// the loader lets them have the turn before its next group, where
-// SQLite's busy handler made them sleep 1, 2, 5 … 100 ms between tries
-// while the loader took the lock again (live p99 under a batch 3–4.7 ×
-// idle in perso bench mixed). It returns the conflicts to clean up.
+// sqliteRowsPerTx bounds the rows of one inventory transaction of a chunk
+// write (BatchWrite.Chunk set): a multiple of sqliteRowsPerInsert, so that
+// each piece goes in whole bulk statements.
+//
+// Why: every transaction holds SQLite's single write lock, and a live
+// server's ES9+ calls commit through that same lock. A group of two
+// 1 000-row chunks held it for 28 ms at the median and up to 90 ms, and
+// the live download p99 under a 200 000-record batch went from 10 ms idle
+// to 2 s (perso bench mixed, docs/performance.md § mixed). Pieces of 64 to
+// 256 rows brought it to 90–120 ms; the batch pays one BEGIN/COMMIT and a
+// turn hand-over per piece.
+const sqliteRowsPerTx = 100
+
+// putRowsTx writes the rows of ws into the inventory and updates the
+// batch's counters, and returns the conflicts to clean up. Each
+// transaction is taken in the writer turn like the order transactions: a
+// live server's calls wait for it on the turn's file lock, woken as it
+// ends, and the loader lets them have the turn before its next
+// transaction (where SQLite's busy handler made them sleep 1, 2, 5 …
+// 100 ms between tries while the loader took the lock again).
+//
+// Small writes commit in one transaction. When ws holds more rows than
+// rowsPerTx and every write names its chunk, the rows go first in pieces
+// of at most rowsPerTx rows, a transaction each, and the counters and
+// each write's InTx (the chunk's job completion) commit last, in one
+// transaction: the chunk is counted, and its job done, all or nothing,
+// while its rows become visible piece by piece. A crash between the
+// pieces and the last commit leaves rows that the chunk's next write
+// recognises by their chunk column and counts as its own, once.
 func (b *sqliteBackend) putRowsTx(ctx context.Context, batchID string, ws []BatchWrite, now time.Time) ([]PutResult, [][2]string, error) {
-	if err := b.turn.acquire(ctx); err != nil {
+	ts := now.UnixMicro()
+	tally := make([]rowTally, len(ws))
+	n, chunks := 0, true
+	for k := range ws {
+		n += len(ws[k].Profiles)
+		chunks = chunks && ws[k].Chunk > 0
+	}
+	piece := b.rowsPerTx
+	if chunks && piece > 0 && n > piece {
+		for k := range ws {
+			for from := 0; from < len(ws[k].Profiles); from += piece {
+				to := min(from+piece, len(ws[k].Profiles))
+				if err := b.rowTx(ctx, func(tx *sql.Tx, st rowStmts) error {
+					return b.insertRows(ctx, tx, st, batchID, &ws[k], from, to, ts, &tally[k])
+				}); err != nil {
+					return nil, nil, err
+				}
+			}
+		}
+	}
+	res := make([]PutResult, len(ws))
+	err := b.rowTx(ctx, func(tx *sql.Tx, st rowStmts) error {
+		for k := range ws {
+			if tally[k].next < len(ws[k].Profiles) {
+				if err := b.insertRows(ctx, tx, st, batchID, &ws[k], tally[k].next, len(ws[k].Profiles), ts, &tally[k]); err != nil {
+					return err
+				}
+			}
+			var err error
+			if res[k], err = b.finishWrite(ctx, tx, batchID, &ws[k], &tally[k], ts); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, nil, err
+	}
+	var conflicts [][2]string
+	for k := range res {
+		for _, c := range res[k].Conflicts {
+			conflicts = append(conflicts, [2]string{c.ICCID, batchID})
+		}
+	}
+	return res, conflicts, nil
+}
+
+// rowTx runs fn in one inventory transaction, in the writer turn, with the
+// row statements bound to it, and commits.
+func (b *sqliteBackend) rowTx(ctx context.Context, fn func(tx *sql.Tx, st rowStmts) error) error {
+	if err := b.turn.acquire(ctx); err != nil {
+		return err
 	}
 	defer b.turn.release()
 	tx, err := b.w.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	defer tx.Rollback()
 	st := rowStmts{}
@@ -825,21 +905,14 @@ func (b *sqliteBackend) putRowsTx(ctx context.Context, batchID string, ws []Batc
 		q  string
 	}{{&st.one, sqlInsertProfile}, {&st.many, sqlInsertProfiles}, {&st.owner, sqlProfileOwner}} {
 		if *x.st, err = b.txStmt(ctx, tx, x.q); err != nil {
-			return nil, nil, err
+			return err
 		}
 		defer (*x.st).Close()
 	}
-	res := make([]PutResult, len(ws))
-	var conflicts [][2]string
-	for k := range ws {
-		if res[k], err = b.putRows(ctx, tx, st, batchID, &ws[k], now.UnixMicro()); err != nil {
-			return nil, nil, err
-		}
-		for _, c := range res[k].Conflicts {
-			conflicts = append(conflicts, [2]string{c.ICCID, batchID})
-		}
+	if err := fn(tx, st); err != nil {
+		return err
 	}
-	return res, conflicts, tx.Commit()
+	return tx.Commit()
 }
 
 // syncWAL makes the inventory commits so far survive a power loss. The
@@ -864,62 +937,90 @@ func (b *sqliteBackend) syncWAL() error {
 	return nil
 }
 
-// rowStmts are the statements of putRows, bound to the transaction.
+// rowStmts are the statements of insertRows, bound to the transaction.
 type rowStmts struct {
 	one, many, owner *sql.Stmt // insert one row, sqliteRowsPerInsert rows; who holds an ICCID
 }
 
-// putRows inserts the rows of one write and updates the batch's counters,
-// in tx. Rows go sqliteRowsPerInsert to a statement; a statement that
-// inserted fewer (an ICCID exists already) is rolled back to its savepoint
-// and its rows inserted one by one, to tell duplicates from conflicts.
-func (b *sqliteBackend) putRows(ctx context.Context, tx *sql.Tx, st rowStmts, batchID string, w *BatchWrite, ts int64) (PutResult, error) {
-	var res PutResult
-	ps := w.Profiles
-	var first, last string
-	args := make([]any, 0, 14*sqliteRowsPerInsert)
+// rowTally is what the rows of one write have done so far, across the
+// transactions of putRowsTx.
+type rowTally struct {
+	next        int // the write's profiles before this one are in
+	res         PutResult
+	first, last string // the range of ICCIDs inserted
+	// firstAt maps each ICCID of the write to its first index among the
+	// write's profiles; built only when a row of the write's own chunk is
+	// found already stored (isFirst).
+	firstAt map[string]int
+}
+
+// isFirst tells whether profile i of ps is the first with its ICCID.
+func (t *rowTally) isFirst(ps []Profile, i int) bool {
+	if t.firstAt == nil {
+		t.firstAt = make(map[string]int, len(ps))
+		for j := len(ps) - 1; j >= 0; j-- {
+			t.firstAt[ps[j].ICCID] = j
+		}
+	}
+	return t.firstAt[ps[i].ICCID] == i
+}
+
+// insertRows inserts the rows of w's profiles [from, to) in tx, into t.
+// Rows go sqliteRowsPerInsert to a statement; a statement that inserted
+// fewer (an ICCID exists already) is rolled back to its savepoint and its
+// rows inserted one by one, to tell duplicates from conflicts.
+func (b *sqliteBackend) insertRows(ctx context.Context, tx *sql.Tx, st rowStmts, batchID string, w *BatchWrite, from, to int, ts int64, t *rowTally) error {
+	args := make([]any, 0, 15*sqliteRowsPerInsert)
 	row := func(args []any, p *Profile) []any {
 		m := &p.Metadata
 		return append(args, p.ICCID, p.IMSI, p.ProfileType, p.TemplateID, batchID, p.PPKKeyRef,
 			ts, ts, m.ServiceProviderName, m.ProfileName, m.ProfileClass, m.IconType, nullBytes(m.Icon),
-			nullBytes(m.DER))
+			nullBytes(m.DER), w.Chunk)
 	}
-	i := 0
-	for ; i+sqliteRowsPerInsert <= len(ps); i += sqliteRowsPerInsert {
-		group := ps[i : i+sqliteRowsPerInsert]
+	i := from
+	for ; i+sqliteRowsPerInsert <= to; i += sqliteRowsPerInsert {
+		group := w.Profiles[i : i+sqliteRowsPerInsert]
 		args = args[:0]
 		for j := range group {
 			args = row(args, &group[j])
 		}
 		if _, err := tx.ExecContext(ctx, `SAVEPOINT bulk_rows`); err != nil {
-			return res, err
+			return err
 		}
 		r, err := st.many.ExecContext(ctx, args...)
 		if err != nil {
-			return res, fmt.Errorf("store: insert %s…: %w", group[0].ICCID, err)
+			return fmt.Errorf("store: insert %s…: %w", group[0].ICCID, err)
 		}
 		if n, _ := r.RowsAffected(); n == int64(len(group)) {
 			if _, err := tx.ExecContext(ctx, `RELEASE bulk_rows`); err != nil {
-				return res, err
+				return err
 			}
-			res.Inserted += len(group)
+			t.res.Inserted += len(group)
 			for j := range group {
-				first, last = iccidRange(first, last, group[j].ICCID)
+				t.first, t.last = iccidRange(t.first, t.last, group[j].ICCID)
 			}
 			continue
 		}
 		for _, q := range []string{`ROLLBACK TO bulk_rows`, `RELEASE bulk_rows`} {
 			if _, err := tx.ExecContext(ctx, q); err != nil {
-				return res, err
+				return err
 			}
 		}
-		if err := b.putRowsOneByOne(ctx, st, batchID, group, row, &res, &first, &last); err != nil {
-			return res, err
+		if err := b.insertOneByOne(ctx, st, batchID, w, i, i+sqliteRowsPerInsert, row, t); err != nil {
+			return err
 		}
 	}
-	if err := b.putRowsOneByOne(ctx, st, batchID, ps[i:], row, &res, &first, &last); err != nil {
-		return res, err
+	if err := b.insertOneByOne(ctx, st, batchID, w, i, to, row, t); err != nil {
+		return err
 	}
+	t.next = to
+	return nil
+}
+
+// finishWrite adds what t counted for w to the batch's counters and its
+// worker's tally, and runs w.InTx, in tx.
+func (b *sqliteBackend) finishWrite(ctx context.Context, tx *sql.Tx, batchID string, w *BatchWrite, t *rowTally, ts int64) (PutResult, error) {
+	res := t.res
 	done := 0
 	if w.ChunkDone {
 		done = 1
@@ -929,7 +1030,7 @@ func (b *sqliteBackend) putRows(ctx context.Context, tx *sql.Tx, st rowStmts, ba
 		iccid_first = CASE WHEN ? != '' AND (iccid_first = '' OR ? < iccid_first) THEN ? ELSE iccid_first END,
 		iccid_last = CASE WHEN ? > iccid_last THEN ? ELSE iccid_last END,
 		updated_at = ? WHERE id = ?`,
-		res.Inserted, res.Duplicates, len(res.Conflicts), w.Rejected, done, first, first, first, last, last,
+		res.Inserted, res.Duplicates, len(res.Conflicts), w.Rejected, done, t.first, t.first, t.first, t.last, t.last,
 		ts, batchID); err != nil {
 		return res, err
 	}
@@ -949,30 +1050,39 @@ func (b *sqliteBackend) putRows(ctx context.Context, tx *sql.Tx, st rowStmts, ba
 	return res, nil
 }
 
-// putRowsOneByOne inserts rows one statement each, counting duplicates
-// (ICCID held by this batch) and conflicts (held by another).
-func (b *sqliteBackend) putRowsOneByOne(ctx context.Context, st rowStmts, batchID string, ps []Profile,
-	row func([]any, *Profile) []any, res *PutResult, first, last *string) error {
-	args := make([]any, 0, 14)
-	for i := range ps {
-		p := &ps[i]
+// insertOneByOne inserts the rows of w's profiles [from, to) one
+// statement each. A row already stored is a duplicate when this batch
+// holds it, a conflict when another does; but a row stored by an earlier
+// write of the same chunk (its pieces committed, its last transaction
+// not) is counted as inserted, at the first occurrence of its ICCID in
+// the write.
+func (b *sqliteBackend) insertOneByOne(ctx context.Context, st rowStmts, batchID string, w *BatchWrite, from, to int,
+	row func([]any, *Profile) []any, t *rowTally) error {
+	args := make([]any, 0, 15)
+	for i := from; i < to; i++ {
+		p := &w.Profiles[i]
 		r, err := st.one.ExecContext(ctx, row(args[:0], p)...)
 		if err != nil {
 			return fmt.Errorf("store: insert %s: %w", p.ICCID, err)
 		}
 		if n, _ := r.RowsAffected(); n == 1 {
-			res.Inserted++
-			*first, *last = iccidRange(*first, *last, p.ICCID)
+			t.res.Inserted++
+			t.first, t.last = iccidRange(t.first, t.last, p.ICCID)
 			continue
 		}
 		var holder string
-		if err := st.owner.QueryRowContext(ctx, p.ICCID).Scan(&holder); err != nil {
+		var chunk int
+		if err := st.owner.QueryRowContext(ctx, p.ICCID).Scan(&holder, &chunk); err != nil {
 			return err
 		}
-		if holder == batchID {
-			res.Duplicates++
-		} else {
-			res.Conflicts = append(res.Conflicts, Conflict{ICCID: p.ICCID, BatchID: holder})
+		switch {
+		case holder != batchID:
+			t.res.Conflicts = append(t.res.Conflicts, Conflict{ICCID: p.ICCID, BatchID: holder})
+		case w.Chunk > 0 && chunk == w.Chunk && t.isFirst(w.Profiles, i):
+			t.res.Inserted++
+			t.first, t.last = iccidRange(t.first, t.last, p.ICCID)
+		default:
+			t.res.Duplicates++
 		}
 	}
 	return nil

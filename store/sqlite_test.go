@@ -3,7 +3,9 @@ package store_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -249,6 +251,109 @@ func TestSQLiteBulkRows(t *testing.T) {
 	}
 	if want := int64(120 + 77 + 13 + 10 + 55 + 49); b.Profiles != want || b.Conflicts != 5 || b.Duplicates != 137+1 {
 		t.Errorf("b1: %d profiles, %d conflicts, %d duplicates; want %d, 5, 138", b.Profiles, b.Conflicts, b.Duplicates, want)
+	}
+}
+
+// TestSQLiteChunkRowsInPieces: a chunk write larger than a transaction's
+// share commits its rows piece by piece and its counters and InTx last. A
+// write whose last transaction fails (InTx, or a crash) leaves rows
+// stored but uncounted; writing the chunk again counts exactly what one
+// clean write counts: duplicates within the chunk and with other chunks,
+// and conflicts with other batches, stay what they are, and the rows the
+// first attempt stored count as inserted, once. A write that fits in one
+// transaction stays all or nothing.
+func TestSQLiteChunkRowsInPieces(t *testing.T) {
+	ctx := context.Background()
+	errBoom := errors.New("boom: the job could not be completed")
+	fail := func(context.Context, store.Tx) error { return errBoom }
+	// Chunk 2: ICCIDs 100..349, with ICCID 5 (chunk 1's) at 20, 1002
+	// (batch b2's) at 120 and 150 a second time at 230: three pieces of
+	// 100 rows.
+	chunk2 := storetest.Profiles("t", 100, 250, 10)
+	chunk2 = slices.Insert(chunk2, 20, storetest.Profiles("t", 5, 1, 10)...)
+	chunk2 = slices.Insert(chunk2, 120, storetest.Profiles("t", 1002, 1, 10)...)
+	chunk2 = slices.Insert(chunk2, 230, storetest.Profiles("t", 150, 1, 10)...)
+	setup := func(t *testing.T) *store.DB {
+		s := openSQLite(t)
+		store.SetSQLiteRowsPerTx(s, 100)
+		for _, id := range []string{"b1", "b2"} {
+			if _, err := s.CreateBatch(ctx, store.Batch{ID: id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.PutBatch(ctx, "b2", storetest.Profiles("t", 1000, 5, 10)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.WriteBatch(ctx, "b1", store.BatchWrite{Profiles: storetest.Profiles("t", 0, 10, 10), ChunkDone: true, Chunk: 1}); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	rows := func(t *testing.T, s *store.DB) int64 {
+		t.Helper()
+		c, err := s.CountByState(ctx, "b1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c[store.StateAvailable]
+	}
+	for _, tc := range []struct {
+		name     string
+		attempts []store.BatchWrite // written before the clean write, each failing
+		leftRows int64              // b1's rows after the failed attempts
+	}{
+		{"one clean write", nil, 10},
+		{"after a failed last transaction", []store.BatchWrite{{Profiles: chunk2, ChunkDone: true, Chunk: 2, InTx: fail}}, 260},
+		{"after two, the second with other pieces", []store.BatchWrite{
+			{Profiles: chunk2[:150], ChunkDone: true, Chunk: 2, InTx: fail},
+			{Profiles: chunk2, ChunkDone: true, Chunk: 2, InTx: fail},
+		}, 260},
+		{"a write in one transaction stays all or nothing", []store.BatchWrite{{Profiles: chunk2[:60], ChunkDone: true, Chunk: 2, InTx: fail}}, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := setup(t)
+			for i, w := range tc.attempts {
+				if i == 1 {
+					store.SetSQLiteRowsPerTx(s, 50)
+				}
+				if _, err := s.WriteBatch(ctx, "b1", w); !errors.Is(err, errBoom) {
+					t.Fatalf("attempt %d: %v, want the InTx error", i, err)
+				}
+			}
+			b, err := s.GetBatch(ctx, "b1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := rows(t, s); n != tc.leftRows || b.Profiles != 10 || b.ChunksDone != 1 {
+				t.Fatalf("after the failed attempts: %d rows, %d counted, %d chunks done; want %d rows, 10 counted, 1 chunk",
+					n, b.Profiles, b.ChunksDone, tc.leftRows)
+			}
+			res, err := s.WriteBatch(ctx, "b1", store.BatchWrite{Profiles: chunk2, ChunkDone: true, Chunk: 2, Worker: "w"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Inserted != 250 || res.Duplicates != 2 || len(res.Conflicts) != 1 || res.Conflicts[0].BatchID != "b2" {
+				t.Errorf("the clean write: inserted %d, duplicates %d, conflicts %v; want 250, 2, [1002 held by b2]",
+					res.Inserted, res.Duplicates, res.Conflicts)
+			}
+			b, err = s.GetBatch(ctx, "b1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := rows(t, s); n != 260 || b.Profiles != 260 || b.Duplicates != 2 || b.Conflicts != 1 || b.ChunksDone != 2 ||
+				b.ICCIDFirst != storetest.ICCID(0) || b.ICCIDLast != storetest.ICCID(349) {
+				t.Errorf("b1 after the clean write: %d rows; counters %d profiles, %d duplicates, %d conflicts, %d chunks, ICCIDs %s…%s",
+					n, b.Profiles, b.Duplicates, b.Conflicts, b.ChunksDone, b.ICCIDFirst, b.ICCIDLast)
+			}
+			ws, err := s.BatchWorkers(ctx, "b1")
+			if err != nil || len(ws) != 1 || ws[0].Profiles != 250 || ws[0].Chunks != 1 {
+				t.Errorf("worker tally %+v, %v; want w with 1 chunk and 250 profiles", ws, err)
+			}
+			// The conflict's material is b2's, whole.
+			if p, err := s.GetProfile(ctx, storetest.ICCID(1002)); err != nil || p.BatchID != "b2" || len(p.Segments) != 10 {
+				t.Errorf("ICCID 1002: batch %q, %d bytes of material, %v; want b2's", p.BatchID, len(p.Segments), err)
+			}
+		})
 	}
 }
 
