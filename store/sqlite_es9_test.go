@@ -13,7 +13,7 @@ import (
 )
 
 // TestSQLiteMigrationSessionsExpires: migration 4 drops sessions_expires
-// from an inventory of migration 3, keeps its sessions, and expired
+// from an inventory of migration 3 (and 5 adds profiles.chunk), keeps its sessions, and expired
 // sessions are still swept (by a table scan) while live ones stay.
 func TestSQLiteMigrationSessionsExpires(t *testing.T) {
 	ctx := context.Background()
@@ -35,7 +35,8 @@ func TestSQLiteMigrationSessionsExpires(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(`CREATE INDEX sessions_expires ON sessions(expires_at); DELETE FROM schema_migrations WHERE version = 4`); err != nil {
+	if _, err := db.Exec(`CREATE INDEX sessions_expires ON sessions(expires_at); ALTER TABLE profiles DROP COLUMN chunk;
+		DELETE FROM schema_migrations WHERE version >= 4`); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
