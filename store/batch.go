@@ -43,8 +43,8 @@ type BatchWrite struct {
 	ChunkDone bool
 	// Chunk numbers the input chunk the profiles come from, from 1 (0: the
 	// write is not a chunk's). It is recorded with each row. On SQLite a
-	// group of chunk writes larger than a few hundred rows commits its rows
-	// in pieces, each its own transaction, so that live ES9+ calls wait for
+	// group of chunk writes of more than 100 rows commits its rows in
+	// pieces of at most 100, each its own transaction, so that live ES9+ calls wait for
 	// at most one piece, and commits the counters and InTx last: the counts
 	// and InTx stay all or nothing, the rows do not. An InTx error or a
 	// crash can leave a chunk's rows stored and uncounted; writing the
