@@ -952,6 +952,9 @@ type rowTally struct {
 	// write's profiles; built only when a row of the write's own chunk is
 	// found already stored (isFirst).
 	firstAt map[string]int
+	// args holds one bulk statement's arguments, reused by the write's
+	// pieces.
+	args []any
 }
 
 // isFirst tells whether profile i of ps is the first with its ICCID.
@@ -970,7 +973,10 @@ func (t *rowTally) isFirst(ps []Profile, i int) bool {
 // fewer (an ICCID exists already) is rolled back to its savepoint and its
 // rows inserted one by one, to tell duplicates from conflicts.
 func (b *sqliteBackend) insertRows(ctx context.Context, tx *sql.Tx, st rowStmts, batchID string, w *BatchWrite, from, to int, ts int64, t *rowTally) error {
-	args := make([]any, 0, 15*sqliteRowsPerInsert)
+	if t.args == nil {
+		t.args = make([]any, 0, 15*sqliteRowsPerInsert)
+	}
+	args := t.args
 	row := func(args []any, p *Profile) []any {
 		m := &p.Metadata
 		return append(args, p.ICCID, p.IMSI, p.ProfileType, p.TemplateID, batchID, p.PPKKeyRef,
@@ -1058,7 +1064,7 @@ func (b *sqliteBackend) finishWrite(ctx context.Context, tx *sql.Tx, batchID str
 // the write.
 func (b *sqliteBackend) insertOneByOne(ctx context.Context, st rowStmts, batchID string, w *BatchWrite, from, to int,
 	row func([]any, *Profile) []any, t *rowTally) error {
-	args := make([]any, 0, 15)
+	args := t.args[:0]
 	for i := from; i < to; i++ {
 		p := &w.Profiles[i]
 		r, err := st.one.ExecContext(ctx, row(args[:0], p)...)
