@@ -236,7 +236,7 @@ func (p *pipeline) run(parent context.Context, jc *jobs.Client) error {
 	}
 
 	stage(g, ctx, 1, &validator{plan: p.plan, keep: p.keep, file: fileName(p.spec), free: free, arenas: arenas}, read, valid)
-	stageEach(g, ctx, n, func() runner { return newPersonaliser(p.plan) }, valid, protected)
+	stageEach(g, ctx, n, func() runner { return newPersonaliser(p.plan, p.db) }, valid, protected)
 	stage(g, ctx, 1, &sealer{bk: p.bk, profileType: p.batch.ProfileType, templateID: p.batch.TemplateID, batchID: p.batch.ID}, protected, sealed)
 	written := make(chan []*chunk, 1)
 	mw := &materialWriter{db: p.db, batchID: p.batch.ID, worker: p.cfg.WorkerID, maxGroup: max(1, p.cfg.InFlight/4)}
@@ -454,12 +454,13 @@ func (v *validator) run(ctx context.Context, in <-chan *chunk, out chan<- *chunk
 // per goroutine: a bpp.Protector is not safe for concurrent use.
 type personaliser struct {
 	plan *template.Plan
+	db   *store.DB
 	bp   *bpp.Protector
 	upp  []byte // the UPP being protected, reused
 }
 
-func newPersonaliser(plan *template.Plan) *personaliser {
-	return &personaliser{plan: plan, bp: bpp.NewProtector(rand.Reader), upp: make([]byte, 0, len(plan.Template())+512)}
+func newPersonaliser(plan *template.Plan, db *store.DB) *personaliser {
+	return &personaliser{plan: plan, db: db, bp: bpp.NewProtector(rand.Reader), upp: make([]byte, 0, len(plan.Template())+512)}
 }
 
 func (s *personaliser) run(ctx context.Context, in <-chan *chunk, out chan<- *chunk) error {
@@ -467,6 +468,9 @@ func (s *personaliser) run(ctx context.Context, in <-chan *chunk, out chan<- *ch
 		var ppk bpp.PPK
 		defer ppk.Zero()
 		for i := range c.recs {
+			// A live server waits for this process's store transaction:
+			// let it have the CPUs (store.DB.WaitWriter).
+			s.db.WaitWriter()
 			if !c.bad[i] {
 				// Apply appends to upp[:0]; a UPP longer than the buffer
 				// (re-encoded SMSC/SPN/MSISDN) moves to a larger one, kept.

@@ -38,7 +38,8 @@ type sqliteBackend struct {
 	walPath string
 	// turn shares the write lock fairly among processes for order
 	// transactions ("<path>.turn").
-	turn writerTurn
+	turn     writerTurn
+	turnPath string
 	// group commits concurrent order transactions together (sqlite_group.go).
 	group txGroup
 	// rowsPerTx bounds the rows of one transaction of a chunk write
@@ -101,8 +102,13 @@ func (b *sqliteBackend) checkpointer() {
 				most = max(most, log-done)
 				if busy == 0 && log == done && log > sqliteRestartWALFrames {
 					// Restart the WAL: see sqliteRestartWALFrames. A
-					// failure (busy) is retried at the next tick.
+					// failure (busy) is retried at the next tick. A
+					// restart holds the write lock: in the turn, so that
+					// writers wait for it on the turn, not in SQLite's
+					// busy handler.
+					b.turn.acquire(context.Background())
 					db.QueryRow(`PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &log, &done)
+					b.turn.release()
 				}
 			}
 		}
@@ -391,7 +397,7 @@ var sqliteBlobMigrations = []string{
 	ALTER TABLE blobs ADD COLUMN seg_len INTEGER;`,
 }
 
-func openSQLite(ctx context.Context, path string) (backend, error) {
+func openSQLite(ctx context.Context, path string, live bool) (backend, error) {
 	if path == "" {
 		return nil, errors.New("store: sqlite needs a file path")
 	}
@@ -401,14 +407,28 @@ func openSQLite(ctx context.Context, path string) (backend, error) {
 	b := &sqliteBackend{kick: make(chan struct{}, 1), stop: make(chan struct{}), ckptDone: make(chan struct{}),
 		walPath: path + "-wal", rowsPerTx: sqliteRowsPerTx}
 	var err error
+	// The turn first: every use of the inventory's write connection takes
+	// it, the migrations at open included (turnConnector).
+	b.turnPath = path + ".turn"
+	if b.turn.f, err = openTurnFile(b.turnPath); err != nil {
+		return nil, err
+	}
+	if b.turn.live = live; live && b.turn.f != nil {
+		if err := b.turn.f.markLive(); err != nil {
+			b.turn.close()
+			return nil, err
+		}
+	}
 	b.w, b.r, err = b.openFile(ctx, path, inventoryFile, sqliteMigrations, sqliteTxStmts)
 	if err != nil {
+		b.turn.close()
 		return nil, err
 	}
 	b.bw, b.br, err = b.openFile(ctx, path+".blobs", materialFile, sqliteBlobMigrations, sqliteBlobTxStmts)
 	if err != nil {
 		b.w.Close()
 		b.r.Close()
+		b.turn.close()
 		return nil, err
 	}
 	if b.seg, err = openSegmentFile(path + ".segments"); err != nil {
@@ -416,14 +436,7 @@ func openSQLite(ctx context.Context, path string) (backend, error) {
 		b.r.Close()
 		b.bw.Close()
 		b.br.Close()
-		return nil, err
-	}
-	if b.turn.f, err = openTurnFile(path + ".turn"); err != nil {
-		b.w.Close()
-		b.r.Close()
-		b.bw.Close()
-		b.br.Close()
-		b.seg.close()
+		b.turn.close()
 		return nil, err
 	}
 	go b.checkpointer()
@@ -510,7 +523,7 @@ func (b *sqliteBackend) openFile(ctx context.Context, path string, f sqliteFile,
 		// commit (no directory update per commit).
 		writer += "&_pragma=journal_mode(TRUNCATE)"
 	}
-	w, err = sql.Open("sqlite", "file:"+path+"?"+common+writer)
+	w, err = b.openWriter("file:"+path+"?"+common+writer, f.wal)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -541,6 +554,9 @@ func (b *sqliteBackend) openFile(ctx context.Context, path string, f sqliteFile,
 	// The checkpoint connection's own busy timeout bounds how long a WAL
 	// restart holds back commits while it waits for readers (PASSIVE
 	// checkpoints never wait).
+	// Not through the turn: a PASSIVE checkpoint takes no write lock and
+	// may run for tens of milliseconds; the checkpointer takes the turn
+	// for a RESTART only.
 	ckpt, err := sql.Open("sqlite", "file:"+path+"?"+fmt.Sprintf("_pragma=busy_timeout(%d)&", sqliteRestartBusyMS)+pragmas+"&_pragma=synchronous(NORMAL)&_pragma=cache_size(-1024)")
 	if err != nil {
 		r.Close()
@@ -550,6 +566,16 @@ func (b *sqliteBackend) openFile(ctx context.Context, path string, f sqliteFile,
 	ckpt.SetMaxOpenConns(1)
 	b.ckpt = append(b.ckpt, ckpt)
 	return w, r, nil
+}
+
+// openWriter opens a connection pool that writes to a database file; on
+// the inventory (inTurn) its connections take the writer turn for
+// everything they run.
+func (b *sqliteBackend) openWriter(dsn string, inTurn bool) (*sql.DB, error) {
+	if !inTurn {
+		return sql.Open("sqlite", dsn)
+	}
+	return sql.OpenDB(turnConnector{dsn: dsn, turn: &b.turn}), nil
 }
 
 func (b *sqliteBackend) close() error {
@@ -890,11 +916,7 @@ func (b *sqliteBackend) putRowsTx(ctx context.Context, batchID string, ws []Batc
 // rowTx runs fn in one inventory transaction, in the writer turn, with the
 // row statements bound to it, and commits.
 func (b *sqliteBackend) rowTx(ctx context.Context, fn func(tx *sql.Tx, st rowStmts) error) error {
-	if err := b.turn.acquire(ctx); err != nil {
-		return err
-	}
-	defer b.turn.release()
-	tx, err := b.w.BeginTx(ctx, nil)
+	tx, err := b.w.BeginTx(ctx, nil) // in the writer turn until it ends (turnConnector)
 	if err != nil {
 		return err
 	}
@@ -1359,11 +1381,7 @@ func (b *sqliteBackend) allocate(ctx context.Context, profileType, eid string, s
 		}
 		return p, err
 	}
-	if err := b.turn.acquire(ctx); err != nil {
-		return Profile{}, err
-	}
-	defer b.turn.release()
-	tx, err := b.w.BeginTx(ctx, nil)
+	tx, err := b.w.BeginTx(ctx, nil) // in the writer turn until it ends (turnConnector)
 	if err != nil {
 		return Profile{}, err
 	}

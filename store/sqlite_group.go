@@ -105,31 +105,28 @@ func (b *sqliteBackend) leadGroups(ctx context.Context) {
 	g.pending[0].wake <- true
 }
 
-// runGroup takes the turn, then the queued calls (at most maxGroupCalls),
-// and runs them in one transaction. It returns the calls it took and the
-// error that failed all of them (nil when each call's own error stands).
+// runGroup begins a transaction (in the writer turn: turnConnector), then
+// takes the queued calls (at most maxGroupCalls), those that queued while
+// it waited for the turn included, and runs them in it. It returns the
+// calls it took and the error that failed all of them (nil when each
+// call's own error stands).
 func (b *sqliteBackend) runGroup(ctx context.Context) ([]*groupCall, error) {
 	// The group's transaction is not any one caller's: a caller whose
 	// context ends must not roll the others back.
 	ctx = context.WithoutCancel(ctx)
-	turnErr := b.turn.acquire(ctx)
+	tx, beginErr := b.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the write lock is held from here
 	g := &b.group
 	g.mu.Lock()
 	n := min(len(g.pending), maxGroupCalls)
 	calls := append([]*groupCall(nil), g.pending[:n]...)
 	g.pending = append(g.pending[:0], g.pending[n:]...)
 	g.mu.Unlock()
-	if turnErr != nil {
-		return calls, turnErr
-	}
-	g.calls.Add(int64(len(calls)))
-	defer b.turn.release()
-	g.runs.Add(1)
-	tx, err := b.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the write lock is held from here
-	if err != nil {
-		return calls, err
+	if beginErr != nil {
+		return calls, beginErr
 	}
 	defer tx.Rollback()
+	g.calls.Add(int64(len(calls)))
+	g.runs.Add(1)
 	wrote, err := b.runCalls(ctx, tx, calls)
 	if err != nil || !wrote {
 		return calls, err

@@ -288,6 +288,7 @@ type options struct {
 	sessionTTL          time.Duration
 	orderTTL            time.Duration
 	pgMaxConns          int32
+	live                bool
 }
 
 func defaultOptions() options {
@@ -319,6 +320,13 @@ func WithOrderTTL(d time.Duration) Option { return func(o *options) { o.orderTTL
 // WithMaxConns sets the PostgreSQL pool size (default: pgxpool's).
 func WithMaxConns(n int) Option { return func(o *options) { o.pgMaxConns = int32(n) } }
 
+// WithLive marks the process as serving live requests (perso serve). On
+// SQLite its writers go before those of batch processes on the same store
+// (see writerTurn): it yields the writer turn to a waiting batch at most
+// once per 50 ms, and a batch that holds the turn while it waits pauses
+// its CPU-bound stages (WaitWriter). No effect on PostgreSQL.
+func WithLive() Option { return func(o *options) { o.live = true } }
+
 // Open opens (creating if needed) a store and runs its migrations. driver
 // is "sqlite" (default when empty; dsn = a file path) or "postgres".
 func Open(ctx context.Context, driver, dsn string, opts ...Option) (*DB, error) {
@@ -332,7 +340,7 @@ func Open(ctx context.Context, driver, dsn string, opts ...Option) (*DB, error) 
 	)
 	switch driver {
 	case "", "sqlite":
-		b, err = openSQLite(ctx, dsn)
+		b, err = openSQLite(ctx, dsn, o.live)
 	case "postgres", "postgresql", "pgx":
 		b, err = openPostgres(ctx, dsn, o)
 	default:
@@ -363,4 +371,16 @@ func HashConfirmationCode(code string) []byte {
 func newMatchingID() string {
 	t := rand.Text()
 	return strings.Join([]string{t[0:5], t[5:10], t[10:15], t[15:20]}, "-")
+}
+
+// WaitWriter returns at once, unless this process holds the SQLite writer
+// turn while a live process (WithLive) waits for it: then it waits until
+// the turn is given back. CPU-bound stages of a batch call
+// it between units of work, so that the process's transaction, which a
+// device's download is waiting for, gets the CPUs and ends. An atomic load
+// when there is nothing to wait for.
+func (d *DB) WaitWriter() {
+	if b, ok := d.b.(*sqliteBackend); ok {
+		b.turn.wait()
+	}
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,14 +24,46 @@ import (
 // cost is three uncontended lock calls per transaction (take, give back,
 // ask whether another waits).
 //
-// The turn is advisory and only among order transactions of this
-// package: bulk writes, migrations and River keep relying on SQLite's lock
-// and busy timeout, which still guarantees correctness; the turn only
-// decides who tries first.
+// Every use of the inventory's write connection takes the turn
+// (turnConnector): order and row transactions, River's statements,
+// migrations, WAL restarts. SQLite's lock and busy timeout still guarantee
+// correctness (against a process that does not take the turn, such as the
+// sqlite3 shell); the turn decides who goes first, and keeps SQLite's busy
+// handler, which sleeps in growing steps, out of the way.
+//
+// Live before bulk. A process that serves live requests (perso serve,
+// WithLive) and one that loads a batch (perso run) do not take turns
+// evenly: a device waits for every transaction of the batch it meets, and
+// the batch runs at a lower CPU priority (engine.nice), so each of its
+// transactions is slow to end once the server waits for it. So a live
+// process yields only to another live one (two servers still alternate),
+// and to a waiting batch at most once per bulkEvery; and while a batch
+// holds the turn and a live process waits for it, the batch's CPU-bound
+// stages wait (DB.WaitWriter), so that its transaction gets the process's
+// CPUs and ends.
 type writerTurn struct {
-	mu sync.Mutex // the turn is per process: its writers take it one at a time
-	f  turnFile   // nil: no cross-process turn (the platform has none)
+	mu   sync.Mutex // the turn is per process: its writers take it one at a time
+	f    turnFile   // nil: no cross-process turn (the platform has none)
+	live bool       // this process serves live requests (set before first use)
+
+	lastBulkYield time.Time // live: when this process last yielded to a batch
+
+	// A batch process's gate: set while it holds the turn with a live
+	// process present, closed when it gives the turn back. Its stages
+	// wait on it (wait) only while a live process waits for the turn,
+	// which they ask at most once per gateCheck between them.
+	gate      atomic.Pointer[chan struct{}]
+	lastCheck atomic.Int64 // UnixNano of the last ask
+	liveWaits atomic.Bool  // its answer
 }
+
+// gateCheck bounds how often a batch's stages ask whether a live process
+// waits (a system call) while their process holds the turn.
+const gateCheck = 100 * time.Microsecond
+
+// bulkEvery bounds how long a live process keeps the turn from a waiting
+// batch: under any live load the batch still gets a transaction in.
+const bulkEvery = 50 * time.Millisecond
 
 // maxYield bounds how long a process that releases the turn waits for a
 // waiting process to take it (the waiter may have given up or be slow to
@@ -44,9 +77,15 @@ func (t *writerTurn) acquire(ctx context.Context) error {
 	if t.f == nil {
 		return nil
 	}
-	if err := t.f.lock(); err != nil {
+	if err := t.f.lock(t.live); err != nil {
 		t.mu.Unlock()
 		return err
+	}
+	if !t.live && t.f.livePresent() {
+		ch := make(chan struct{})
+		t.lastCheck.Store(0)
+		t.liveWaits.Store(false)
+		t.gate.Store(&ch)
 	}
 	return nil
 }
@@ -59,9 +98,33 @@ func (t *writerTurn) release() {
 		return
 	}
 	t.f.unlock()
+	if ch := t.gate.Swap(nil); ch != nil {
+		close(*ch)
+	}
+	liveOnly := t.live
+	if t.live && time.Since(t.lastBulkYield) > bulkEvery && t.f.othersWaiting(false) {
+		liveOnly = false
+		t.lastBulkYield = time.Now()
+	}
 	deadline := time.Now().Add(maxYield)
-	for t.f.othersWaiting() && time.Now().Before(deadline) {
+	for t.f.othersWaiting(liveOnly) && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// wait blocks while this (batch) process holds the turn and a live
+// process waits for it. Nothing held: one atomic load.
+func (t *writerTurn) wait() {
+	ch := t.gate.Load()
+	if ch == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	if last := t.lastCheck.Load(); now-last > int64(gateCheck) && t.lastCheck.CompareAndSwap(last, now) {
+		t.liveWaits.Store(t.f.othersWaiting(true))
+	}
+	if t.liveWaits.Load() {
+		<-*ch
 	}
 }
 
@@ -75,11 +138,18 @@ func (t *writerTurn) close() error {
 // turnFile is the cross-process part: an exclusive "turn" lock and a
 // shared "waiting" lock, on one file beside the database.
 type turnFile interface {
+	// markLive announces, for as long as the file is open, that this
+	// process serves live requests.
+	markLive() error
+	// livePresent reports whether another process announced it is live.
+	livePresent() bool
 	// lock takes the turn; when another process holds it, it announces a
-	// waiter, waits for the turn and withdraws the announcement.
-	lock() error
+	// waiter (a live one when live), waits for the turn and withdraws the
+	// announcement.
+	lock(live bool) error
 	unlock()
-	// othersWaiting reports whether another process announced it waits.
-	othersWaiting() bool
+	// othersWaiting reports whether another process announced it waits
+	// (liveOnly: a live process).
+	othersWaiting(liveOnly bool) bool
 	close() error
 }

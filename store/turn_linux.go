@@ -12,7 +12,8 @@ import (
 // ofdTurn implements turnFile with open-file-description byte-range locks
 // (F_OFD_SETLK*): owned by this open file, not by the process, so they
 // behave the same whichever goroutine's thread takes them. Byte 0 is the
-// turn, byte 1 the waiting announcement.
+// turn, byte 1 the waiting announcement, byte 2 the same for live
+// processes, byte 3 held shared by every live process while it runs.
 type ofdTurn struct {
 	f  *os.File
 	fd uintptr // f's descriptor, taken once (File.Fd does more than return it)
@@ -49,7 +50,7 @@ func (o *ofdTurn) fcntl(cmd int, lk *unix.Flock_t) error {
 // a waiter that tried but has not announced yet and run one transaction
 // more before it yields; the waiter is announced by the holder's next
 // release.
-func (o *ofdTurn) lock() error {
+func (o *ofdTurn) lock(live bool) error {
 	err := o.setlk(unix.F_OFD_SETLK, unix.F_WRLCK, 0)
 	if err == nil {
 		return nil
@@ -57,26 +58,53 @@ func (o *ofdTurn) lock() error {
 	if err != unix.EAGAIN && err != unix.EACCES {
 		return fmt.Errorf("store: writer turn: %w", err)
 	}
-	if err := o.setlk(unix.F_OFD_SETLKW, unix.F_RDLCK, 1); err != nil {
-		return fmt.Errorf("store: writer turn: %w", err)
+	announce := []int64{1}
+	if live {
+		announce = append(announce, 2)
+	}
+	for _, b := range announce {
+		if err := o.setlk(unix.F_OFD_SETLKW, unix.F_RDLCK, b); err != nil {
+			return fmt.Errorf("store: writer turn: %w", err)
+		}
 	}
 	err = o.setlk(unix.F_OFD_SETLKW, unix.F_WRLCK, 0)
-	o.setlk(unix.F_OFD_SETLK, unix.F_UNLCK, 1)
+	for _, b := range announce {
+		o.setlk(unix.F_OFD_SETLK, unix.F_UNLCK, b)
+	}
 	if err != nil {
 		return fmt.Errorf("store: writer turn: %w", err)
 	}
 	return nil
 }
 
+func (o *ofdTurn) markLive() error {
+	if err := o.setlk(unix.F_OFD_SETLKW, unix.F_RDLCK, 3); err != nil {
+		return fmt.Errorf("store: writer turn: %w", err)
+	}
+	return nil
+}
+
+func (o *ofdTurn) livePresent() bool { return o.conflicts(3) }
+
 func (o *ofdTurn) unlock() { o.setlk(unix.F_OFD_SETLK, unix.F_UNLCK, 0) }
 
-// othersWaiting asks whether a write lock on the announcement byte would
-// conflict (F_OFD_GETLK: one system call, nothing to undo), i.e. whether
-// another process holds it shared while it waits.
-func (o *ofdTurn) othersWaiting() bool {
-	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 1, Len: 1}
+// othersWaiting asks whether another process announced it waits (byte 1,
+// or byte 2 for live processes only).
+func (o *ofdTurn) othersWaiting(liveOnly bool) bool {
+	if liveOnly {
+		return o.conflicts(2)
+	}
+	return o.conflicts(1)
+}
+
+// conflicts asks whether a write lock on byte b would conflict
+// (F_OFD_GETLK: one system call, nothing to undo), i.e. whether another
+// open file holds it shared. An error answers yes: yielding, or pausing
+// for a live process, is harmless.
+func (o *ofdTurn) conflicts(b int64) bool {
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: b, Len: 1}
 	if err := o.fcntl(unix.F_OFD_GETLK, &lk); err != nil {
-		return true // yielding is harmless
+		return true
 	}
 	return lk.Type != unix.F_UNLCK
 }

@@ -120,7 +120,7 @@ func runServe(ctx context.Context, a *app, demoPINs bool, stopAfter time.Duratio
 		return err
 	}
 	dsn := v.GetString("store.dsn")
-	db, err := store.Open(ctx, v.GetString("store.driver"), dsn, store.WithSessionTTL(v.GetDuration("serve.session_ttl")))
+	db, err := store.Open(ctx, v.GetString("store.driver"), dsn, store.WithSessionTTL(v.GetDuration("serve.session_ttl")), store.WithLive())
 	if err != nil {
 		return fmt.Errorf("serve: opening the store %s: %w", redactDSN(dsn), scrubDSN(err, dsn))
 	}
