@@ -36,8 +36,8 @@ type sqliteBackend struct {
 	seg *segmentFile
 	// walPath is the inventory's WAL, flushed after a bulk commit.
 	walPath string
-	// turn shares the write lock fairly among processes for order
-	// transactions ("<path>.turn").
+	// turn shares the write lock among processes ("<path>.turn"): every
+	// use of the inventory's write connection takes it (turnConnector).
 	turn     writerTurn
 	turnPath string
 	// group commits concurrent order transactions together (sqlite_group.go).
@@ -106,9 +106,10 @@ func (b *sqliteBackend) checkpointer() {
 					// restart holds the write lock: in the turn, so that
 					// writers wait for it on the turn, not in SQLite's
 					// busy handler.
-					b.turn.acquire(context.Background())
-					db.QueryRow(`PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &log, &done)
-					b.turn.release()
+					if b.turn.acquire(context.Background()) == nil {
+						db.QueryRow(`PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &log, &done)
+						b.turn.release()
+					}
 				}
 			}
 		}
