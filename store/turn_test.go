@@ -167,6 +167,41 @@ func TestTurnLiveBeforeBulk(t *testing.T) {
 	<-got
 }
 
+// Two live processes (two perso serve on one store) still alternate: each
+// sees the other's wait as live, and so yields to it.
+func TestTurnTwoLiveProcessesYieldToEachOther(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "perso.db")
+	var ss [2]*sqliteBackend
+	for i := range ss {
+		d, err := Open(ctx, "sqlite", path, WithLive())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		ss[i] = d.b.(*sqliteBackend)
+	}
+	if !ss[0].turn.f.livePresent() || !ss[1].turn.f.livePresent() {
+		t.Fatal("a live process does not see the other")
+	}
+	if err := ss[0].turn.acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan struct{})
+	go func() {
+		ss[1].turn.acquire(ctx)
+		close(got)
+		ss[1].turn.release()
+	}()
+	eventually(t, "the second server announces a live wait", func() bool { return ss[0].turn.f.othersWaiting(true) })
+	ss[0].turn.release()
+	<-got
+	// Its own gate never closes: only batch processes pause.
+	if ss[0].turn.gate.Load() != nil || ss[1].turn.gate.Load() != nil {
+		t.Error("a live process closed its gate")
+	}
+}
+
 func TestTurnGateWhileBulkHoldsTheTurn(t *testing.T) {
 	live, bulk := openPair(t)
 	ctx := context.Background()
