@@ -222,6 +222,9 @@ func TestTurnGateWhileBulkHoldsTheTurn(t *testing.T) {
 		live.turn.release()
 	}()
 	eventually(t, "the live process announces that it waits", func() bool { return bulk.turn.f.othersWaiting(true) })
+	// The stages ask again only once gateCheck has passed since the last
+	// answer (the WaitWriter above, before the live process waited).
+	time.Sleep(2 * gateCheck)
 	waited := make(chan struct{})
 	go func() { b.WaitWriter(); close(waited) }()
 	select {
