@@ -38,8 +38,7 @@ type sqliteBackend struct {
 	walPath string
 	// turn shares the write lock among processes ("<path>.turn"): every
 	// use of the inventory's write connection takes it (turnConnector).
-	turn     writerTurn
-	turnPath string
+	turn writerTurn
 	// group commits concurrent order transactions together (sqlite_group.go).
 	group txGroup
 	// rowsPerTx bounds the rows of one transaction of a chunk write
@@ -410,8 +409,7 @@ func openSQLite(ctx context.Context, path string, live bool) (backend, error) {
 	var err error
 	// The turn first: every use of the inventory's write connection takes
 	// it, the migrations at open included (turnConnector).
-	b.turnPath = path + ".turn"
-	if b.turn.f, err = openTurnFile(b.turnPath); err != nil {
+	if b.turn.f, err = openTurnFile(path + ".turn"); err != nil {
 		return nil, err
 	}
 	if b.turn.live = live; live && b.turn.f != nil {

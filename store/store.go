@@ -375,10 +375,10 @@ func newMatchingID() string {
 
 // WaitWriter returns at once, unless this process holds the SQLite writer
 // turn while a live process (WithLive) waits for it: then it waits until
-// the turn is given back. CPU-bound stages of a batch call
-// it between units of work, so that the process's transaction, which a
-// device's download is waiting for, gets the CPUs and ends. An atomic load
-// when there is nothing to wait for.
+// the turn is given back. CPU-bound stages of a batch call it between
+// units of work, so that the process's transaction, which a device's
+// download is waiting for, gets the CPUs and ends. An atomic load when
+// there is nothing to wait for.
 func (d *DB) WaitWriter() {
 	if b, ok := d.b.(*sqliteBackend); ok {
 		b.turn.wait()

@@ -15,7 +15,7 @@ import (
 // of two processes, so two stores opened on one path in this test process
 // behave as a server and a batch on a shared store.
 
-func openPair(t *testing.T) (live, bulk *sqliteBackend) {
+func openPair(t *testing.T) (live, bulk *sqliteBackend, turnPath string) {
 	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "perso.db")
@@ -29,14 +29,14 @@ func openPair(t *testing.T) (live, bulk *sqliteBackend) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	return l.b.(*sqliteBackend), b.b.(*sqliteBackend)
+	return l.b.(*sqliteBackend), b.b.(*sqliteBackend), path + ".turn"
 }
 
 // turnFree reports whether the turn (byte 0 of the turn file) is free, by
 // trying it from a third open of the file.
-func turnFree(t *testing.T, s *sqliteBackend) bool {
+func turnFree(t *testing.T, turnPath string) bool {
 	t.Helper()
-	f, err := openTurnFile(s.turnPath)
+	f, err := openTurnFile(turnPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,10 +61,22 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	t.Fatalf("%s: not within 5 s", what)
 }
 
+// takeInBackground takes tr's turn in a goroutine and gives it back at
+// once; the channel closes when it had it.
+func takeInBackground(tr *writerTurn) <-chan struct{} {
+	got := make(chan struct{})
+	go func() {
+		tr.acquire(context.Background())
+		close(got)
+		tr.release()
+	}()
+	return got
+}
+
 func TestTurnEveryUseOfTheWriteConnection(t *testing.T) {
-	_, s := openPair(t)
+	_, s, path := openPair(t)
 	ctx := context.Background()
-	if !turnFree(t, s) {
+	if !turnFree(t, path) {
 		t.Fatal("turn held with nothing running")
 	}
 	// A query outside a transaction holds the turn until its rows close
@@ -73,11 +85,11 @@ func TestTurnEveryUseOfTheWriteConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if turnFree(t, s) {
+	if turnFree(t, path) {
 		t.Error("turn free while a query's rows are open")
 	}
 	rows.Close()
-	if !turnFree(t, s) {
+	if !turnFree(t, path) {
 		t.Error("turn still held after the rows closed")
 	}
 	// A transaction holds it from BEGIN to COMMIT, its statements
@@ -89,17 +101,17 @@ func TestTurnEveryUseOfTheWriteConnection(t *testing.T) {
 	if _, err := tx.ExecContext(ctx, `CREATE TABLE turn_probe (x INTEGER)`); err != nil {
 		t.Fatal(err)
 	}
-	if turnFree(t, s) {
+	if turnFree(t, path) {
 		t.Error("turn free inside a transaction")
 	}
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if !turnFree(t, s) {
+	if !turnFree(t, path) {
 		t.Error("turn still held after the commit")
 	}
 	// A statement outside a transaction waits for the turn.
-	hold, err := openTurnFile(s.turnPath)
+	hold, err := openTurnFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +137,7 @@ func TestTurnEveryUseOfTheWriteConnection(t *testing.T) {
 }
 
 func TestTurnLiveBeforeBulk(t *testing.T) {
-	live, bulk := openPair(t)
+	live, bulk, _ := openPair(t)
 	ctx := context.Background()
 	if !bulk.turn.f.livePresent() {
 		t.Fatal("the batch does not see the live process")
@@ -139,12 +151,7 @@ func TestTurnLiveBeforeBulk(t *testing.T) {
 	if err := live.turn.acquire(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan struct{})
-	go func() {
-		bulk.turn.acquire(ctx)
-		close(got)
-		bulk.turn.release()
-	}()
+	got := takeInBackground(&bulk.turn)
 	eventually(t, "the batch announces that it waits", func() bool { return live.turn.f.othersWaiting(false) })
 	if live.turn.f.othersWaiting(true) {
 		t.Error("a waiting batch announced itself as live")
@@ -156,12 +163,7 @@ func TestTurnLiveBeforeBulk(t *testing.T) {
 	if err := bulk.turn.acquire(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got = make(chan struct{})
-	go func() {
-		live.turn.acquire(ctx)
-		close(got)
-		live.turn.release()
-	}()
+	got = takeInBackground(&live.turn)
 	eventually(t, "the live process announces that it waits", func() bool { return bulk.turn.f.othersWaiting(true) })
 	bulk.turn.release()
 	<-got
@@ -187,12 +189,7 @@ func TestTurnTwoLiveProcessesYieldToEachOther(t *testing.T) {
 	if err := ss[0].turn.acquire(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan struct{})
-	go func() {
-		ss[1].turn.acquire(ctx)
-		close(got)
-		ss[1].turn.release()
-	}()
+	got := takeInBackground(&ss[1].turn)
 	eventually(t, "the second server announces a live wait", func() bool { return ss[0].turn.f.othersWaiting(true) })
 	ss[0].turn.release()
 	<-got
@@ -203,7 +200,7 @@ func TestTurnTwoLiveProcessesYieldToEachOther(t *testing.T) {
 }
 
 func TestTurnGateWhileBulkHoldsTheTurn(t *testing.T) {
-	live, bulk := openPair(t)
+	live, bulk, _ := openPair(t)
 	ctx := context.Background()
 	b := &DB{b: bulk}
 	b.WaitWriter() // nothing held: returns at once
@@ -215,12 +212,7 @@ func TestTurnGateWhileBulkHoldsTheTurn(t *testing.T) {
 	}
 	b.WaitWriter()
 	// The live process waits: they pause until the turn is given back.
-	got := make(chan struct{})
-	go func() {
-		live.turn.acquire(ctx)
-		close(got)
-		live.turn.release()
-	}()
+	got := takeInBackground(&live.turn)
 	eventually(t, "the live process announces that it waits", func() bool { return bulk.turn.f.othersWaiting(true) })
 	// The stages ask again only once gateCheck has passed since the last
 	// answer (the WaitWriter above, before the live process waited).
