@@ -59,7 +59,7 @@ func (s *Server) Handler(o HTTPOptions) http.Handler {
 		mux.Handle("POST "+f.Path(), s.wrap(o, f, false))
 	}
 	mux.Handle("POST "+rsp.ASN1Path, s.wrap(o, 0, true))
-	return mux
+	return warmHandler{next: mux, pool: newWarmPool(maxWarm)}
 }
 
 func (s *Server) wrap(o HTTPOptions, f rsp.Function, asn1 bool) http.Handler {
