@@ -73,7 +73,7 @@ func NewES2Handler(es2 *ES2, o ES2HTTPOptions) http.Handler {
 	for _, f := range []rsp.ES2Function{rsp.ES2DownloadOrder, rsp.ES2ConfirmOrder, rsp.ES2CancelOrder, rsp.ES2ReleaseProfile} {
 		mux.Handle("POST "+f.Path(), h.wrap(f))
 	}
-	return mux
+	return warmHandler{next: mux, pool: newWarmPool(maxWarm)}
 }
 
 type es2Handler struct {

@@ -13,7 +13,7 @@ import (
 // and an ES9+ call is deep (DER parsing, ECDSA, SQLite's VM), so each call
 // grew its stack two or three times; copying the frames and adjusting
 // their pointers cost ≈ 0.17 ms of server CPU per download, 5 % of it
-// (docs/performance.md, ES9+ CPU). A pool goroutine keeps the stack it
+// (docs/performance.md, ES9+ fifth round). A pool goroutine keeps the stack it
 // grew. The hand-over costs two goroutine switches, a few µs.
 //
 // Nothing else changes: the caller waits for the call to end, a panic is
@@ -26,6 +26,12 @@ type warmHandler struct {
 }
 
 func (h warmHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor < 2 {
+		// HTTP/1.x serves a connection's requests on one goroutine,
+		// whose stack stays grown: the hand-over would only cost.
+		h.next.ServeHTTP(w, r)
+		return
+	}
 	h.pool.do(func() { h.next.ServeHTTP(w, r) })
 }
 

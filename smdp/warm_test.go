@@ -1,6 +1,8 @@
 package smdp
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -57,5 +59,23 @@ func TestWarmPoolRaisesAPanicOnTheCaller(t *testing.T) {
 	p.do(func() { ran = true })
 	if !ran || p.n.Load() != 1 {
 		t.Errorf("after a panic: ran=%v with %d goroutines, want the same goroutine to serve again", ran, p.n.Load())
+	}
+}
+
+// Only HTTP/2 requests are handed over: HTTP/1.x serves a connection on one
+// goroutine whose stack stays grown.
+func TestWarmHandlerHandsOverHTTP2Only(t *testing.T) {
+	for _, tc := range []struct {
+		major, wantStarted int
+	}{{1, 0}, {2, 1}} {
+		p := newWarmPool(4)
+		served := false
+		h := warmHandler{next: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { served = true }), pool: p}
+		r := httptest.NewRequest("POST", "/gsma/rsp2/es9plus/initiateAuthentication", nil)
+		r.ProtoMajor = tc.major
+		h.ServeHTTP(httptest.NewRecorder(), r)
+		if !served || int(p.n.Load()) != tc.wantStarted {
+			t.Errorf("HTTP/%d: served=%v, pool goroutines %d, want %d", tc.major, served, p.n.Load(), tc.wantStarted)
+		}
 	}
 }
