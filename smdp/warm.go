@@ -12,9 +12,9 @@ import (
 // Why: HTTP/2 starts every request on a new goroutine with a small stack,
 // and an ES9+ call is deep (DER parsing, ECDSA, SQLite's VM), so each call
 // grew its stack two or three times; copying the frames and adjusting
-// their pointers cost ≈ 0.17 ms of server CPU per download, 5 % of it
-// (docs/performance.md, ES9+ fifth round). A pool goroutine keeps the stack it
-// grew. The hand-over costs two goroutine switches, a few µs.
+// their pointers cost 0.12–0.22 ms of server CPU per download
+// (docs/performance.md, ES9+ fifth round). A pool goroutine keeps the
+// stack it grew. The hand-over costs two goroutine switches, a few µs.
 //
 // Nothing else changes: the caller waits for the call to end, a panic is
 // raised again on the caller's goroutine (net/http's recovery and
@@ -50,8 +50,10 @@ type warmCall struct {
 }
 
 // maxWarm bounds the pool: one goroutine per concurrent call up to it
-// (idle ones cost their stack, ≈ 32 KiB each), beyond it calls run on
-// their own goroutines as net/http started them.
+// (idle ones cost their stack, ≈ 32 KiB each, which the collector shrinks
+// while they idle), beyond it calls run on their own goroutines as
+// net/http started them. The goroutines live as long as the process: a
+// server makes its handlers once.
 const maxWarm = 512
 
 func newWarmPool(max int32) *warmPool {
