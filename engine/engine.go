@@ -62,6 +62,15 @@ type Config struct {
 	// StopGrace is how long the chunks in flight have to be stored once ctx
 	// ends; those not stored by then roll back (default DefaultStopGrace).
 	StopGrace time.Duration
+	// Nice is the nice value (CPU priority, 1–19) of the CPU-bound stages
+	// (validate, personalise, seal), each on a thread of its own, so that
+	// a perso serve on the same host keeps its latency; 0 leaves them at
+	// the process's. A thread already nicer keeps its value (Linux; no
+	// effect elsewhere). The stages that write the store, River and the
+	// HSM pool keep the process's priority: a thread the kernel
+	// deschedules while it holds the store's writer turn would hold the
+	// server's calls with it (docs/performance.md, mixed, sixth round).
+	Nice int
 	// Logger receives the engine's structured log lines (default slog.Default()).
 	Logger *slog.Logger
 	// Progress, when set, is called after every stored chunk (from one

@@ -235,9 +235,15 @@ func (p *pipeline) run(parent context.Context, jc *jobs.Client) error {
 		arenas <- all[i]
 	}
 
-	stage(g, ctx, 1, &validator{plan: p.plan, keep: p.keep, file: fileName(p.spec), free: free, arenas: arenas}, read, valid)
-	stageEach(g, ctx, n, func() runner { return newPersonaliser(p.plan, p.db) }, valid, protected)
-	stage(g, ctx, 1, &sealer{bk: p.bk, profileType: p.batch.ProfileType, templateID: p.batch.TemplateID, batchID: p.batch.ID}, protected, sealed)
+	// The CPU-bound stages run at p.cfg.Nice; those that write the store
+	// keep the process's priority (Config.Nice).
+	p.cpuStage(g, ctx, 1, func() runner {
+		return &validator{plan: p.plan, keep: p.keep, file: fileName(p.spec), free: free, arenas: arenas}
+	}, read, valid)
+	p.cpuStage(g, ctx, n, func() runner { return newPersonaliser(p.plan, p.db) }, valid, protected)
+	p.cpuStage(g, ctx, 1, func() runner {
+		return &sealer{bk: p.bk, profileType: p.batch.ProfileType, templateID: p.batch.TemplateID, batchID: p.batch.ID}
+	}, protected, sealed)
 	written := make(chan []*chunk, 1)
 	mw := &materialWriter{db: p.db, batchID: p.batch.ID, worker: p.cfg.WorkerID, maxGroup: max(1, p.cfg.InFlight/4)}
 	g.Go(func() error { defer close(written); return mw.run(ctx, sealed, written) })
@@ -291,12 +297,25 @@ func stage(g *errgroup.Group, ctx context.Context, n int, r runner, in <-chan *c
 // stageEach runs n runners made by mk (for runners with per-goroutine
 // state), closing out when all of them returned.
 func stageEach(g *errgroup.Group, ctx context.Context, n int, mk func() runner, in <-chan *chunk, out chan<- *chunk) {
+	stageAt(g, ctx, n, 0, nil, mk, in, out)
+}
+
+// cpuStage is stageEach for a CPU-bound stage: its goroutines run on
+// threads of their own at the configured nice value.
+func (p *pipeline) cpuStage(g *errgroup.Group, ctx context.Context, n int, mk func() runner, in <-chan *chunk, out chan<- *chunk) {
+	stageAt(g, ctx, n, p.cfg.Nice, p.log, mk, in, out)
+}
+
+func stageAt(g *errgroup.Group, ctx context.Context, n, nice int, log *slog.Logger, mk func() runner, in <-chan *chunk, out chan<- *chunk) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Add(1)
 		r := mk()
 		g.Go(func() error {
 			defer wg.Done()
+			if err := lowerThread(nice); err != nil {
+				log.Warn("engine: the stage keeps the process's CPU priority", "err", err)
+			}
 			return r.run(ctx, in, out)
 		})
 	}

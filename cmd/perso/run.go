@@ -69,9 +69,12 @@ Ctrl-C or SIGTERM stops taking new chunks and stores the chunks in flight,
 for up to engine.stop_grace (default 10s); what is not stored by then rolls
 back and is said so. A second signal exits at once.
 
-The batch runs at a lower CPU priority, nice engine.nice (default 10; 0
-leaves it as started), so that a perso serve on the same host answers
-devices first; alone on a host this costs nothing.
+The batch's CPU-bound stages (validate, personalise, seal) run at a lower
+CPU priority, nice engine.nice (default 10; 0 leaves them as started), so
+that a perso serve on the same host answers devices first; the stages that
+write the store keep the process's priority, so that the server never waits
+for a batch transaction the kernel has set aside. Alone on a host this
+costs nothing.
 
 The HSM and the store come from the configuration (hsm.*, store.*: flags,
 PERSO_* environment, perso.yaml); the HSM PIN (hsm.pin, best from
@@ -144,11 +147,6 @@ func runBatch(ctx context.Context, a *app, o runOptions, der []byte, stdout, std
 		return usagef("run: --worker needs a PostgreSQL store (store.driver postgres, store.dsn): the workers share the batch " +
 			"through it. The embedded SQLite store belongs to one process: run without --worker, alone on the batch")
 	}
-	// Lowered before the HSM pool and the pipeline start their threads,
-	// which then inherit it.
-	if err := lowerPriority(a.v.GetInt("engine.nice")); err != nil {
-		return fmt.Errorf("run: engine.nice: %w", err)
-	}
 	plan, ts, err := compileTemplate(a, der)
 	if err != nil {
 		return err
@@ -208,7 +206,7 @@ func runBatch(ctx context.Context, a *app, o runOptions, der []byte, stdout, std
 	prog := newProgress(o.progress, stderr, a)
 	cfg := engine.Config{ChunkSize: o.chunkSize, Workers: o.workers, InFlight: o.inFlight, Exclusive: !o.worker,
 		WorkerID: workerID, RescueAfter: a.v.GetDuration("engine.rescue_after"), StopGrace: grace,
-		Logger: a.log, Progress: prog.update}
+		Nice: a.v.GetInt("engine.nice"), Logger: a.log, Progress: prog.update}
 	rep, runErr := engine.Run(ctx, db, pool, spec, cfg)
 	prog.done(rep)
 	if errors.Is(runErr, engine.ErrBatchMismatch) {
