@@ -289,24 +289,22 @@ type runner interface {
 	run(ctx context.Context, in <-chan *chunk, out chan<- *chunk) error
 }
 
-// stage runs n copies of one runner (runners safe for concurrent use).
+// stage runs n copies of one runner (runners safe for concurrent use) at
+// the process's priority.
 func stage(g *errgroup.Group, ctx context.Context, n int, r runner, in <-chan *chunk, out chan<- *chunk) {
-	stageEach(g, ctx, n, func() runner { return r }, in, out)
+	stageEach(g, ctx, n, 0, nil, func() runner { return r }, in, out)
+}
+
+// cpuStage runs a CPU-bound stage: its goroutines run on threads of their
+// own at the configured nice value.
+func (p *pipeline) cpuStage(g *errgroup.Group, ctx context.Context, n int, mk func() runner, in <-chan *chunk, out chan<- *chunk) {
+	stageEach(g, ctx, n, p.cfg.Nice, p.log, mk, in, out)
 }
 
 // stageEach runs n runners made by mk (for runners with per-goroutine
-// state), closing out when all of them returned.
-func stageEach(g *errgroup.Group, ctx context.Context, n int, mk func() runner, in <-chan *chunk, out chan<- *chunk) {
-	stageAt(g, ctx, n, 0, nil, mk, in, out)
-}
-
-// cpuStage is stageEach for a CPU-bound stage: its goroutines run on
-// threads of their own at the configured nice value.
-func (p *pipeline) cpuStage(g *errgroup.Group, ctx context.Context, n int, mk func() runner, in <-chan *chunk, out chan<- *chunk) {
-	stageAt(g, ctx, n, p.cfg.Nice, p.log, mk, in, out)
-}
-
-func stageAt(g *errgroup.Group, ctx context.Context, n, nice int, log *slog.Logger, mk func() runner, in <-chan *chunk, out chan<- *chunk) {
+// state), each on a thread lowered to nice (0: as the process; log says
+// when that fails), closing out when all of them returned.
+func stageEach(g *errgroup.Group, ctx context.Context, n, nice int, log *slog.Logger, mk func() runner, in <-chan *chunk, out chan<- *chunk) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Add(1)

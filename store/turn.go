@@ -34,14 +34,13 @@ import (
 // Live before bulk. A process that serves live requests (perso serve,
 // WithLive) and one that loads a batch (perso run) do not take turns
 // evenly: a device waits for every transaction of the batch it meets, and
-// the batch's writer shares the CPUs with its own CPU-bound stages and with
-// the server, so each of its transactions can be slow to end once the
-// server waits for it. So a live
-// process yields only to another live one (two servers still alternate),
-// and to a waiting batch at most once per bulkEvery; and while a batch
-// holds the turn and a live process waits for it, the batch's CPU-bound
-// stages wait (DB.WaitWriter), so that its transaction gets the process's
-// CPUs and ends.
+// the batch's writer shares the CPUs with its own CPU-bound stages and
+// with the server, so each of its transactions can be slow to end once
+// the server waits for it. So a live process yields only to another live
+// one (two servers still alternate), and to a waiting batch at most once
+// per bulkEvery; and while a batch holds the turn and a live process waits
+// for it, the batch's CPU-bound stages wait (DB.WaitWriter), so that its
+// transaction gets the process's CPUs and ends.
 type writerTurn struct {
 	mu   sync.Mutex // the turn is per process: its writers take it one at a time
 	f    turnFile   // nil: no cross-process turn (the platform has none)
